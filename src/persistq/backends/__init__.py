@@ -1,0 +1,21 @@
+"""Backends, chosen by URL scheme."""
+
+from __future__ import annotations
+
+from persistq.backends.base import Backend, NewJob
+from persistq.config import Settings
+from persistq.errors import StorageUnavailable
+
+__all__ = ["Backend", "NewJob", "open_backend"]
+
+
+def open_backend(settings: Settings) -> Backend:
+    url = settings.url
+    if url.startswith("sqlite:"):
+        from persistq.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(url, busy_timeout_seconds=settings.busy_timeout_seconds)
+    scheme = url.partition(":")[0] or url
+    raise StorageUnavailable(
+        f"unsupported database URL scheme {scheme!r}: use sqlite:///path/to/file.db"
+    )

@@ -1,0 +1,151 @@
+"""The storage seam. Every backend implements :class:`Backend`; it is documented only here.
+
+Rules every implementation keeps:
+
+* Each method is one transaction: it happens whole or not at all, and every state change
+  writes its event in that same transaction.
+* ``now`` is seconds since the Unix epoch, passed in by the caller (the queue's clock), so
+  tests move time without sleeping.
+* Owner-only writes (``extend_lease``, ``complete_job``, ``retry_job``, ``fail_job``,
+  ``release_job``) change the row only when it is PROCESSING, holds ``lease_token`` and the
+  lease has not expired at ``now``; otherwise they change nothing and raise ``LeaseLost``
+  (or ``JobNotFound`` when there is no such job).
+* Driver errors leave as :class:`persistq.errors.StorageError` subclasses, never as driver
+  exceptions; a busy database is waited on, within a bound, not reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from persistq.model import Event, Job, QueueInfo, State
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job to insert; ``payload`` is already encoded JSON."""
+
+    queue: str
+    payload: str
+    priority: int
+    delay_seconds: float
+    max_attempts: int
+    key: str | None
+
+
+class Backend(Protocol):
+    url: str
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; returns the schema version. Re-running is a no-op."""
+        ...
+
+    def close(self) -> None: ...
+
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[Job]:
+        """Insert all jobs or none, in input order. A job whose ``key`` already exists in its
+        queue is not inserted: the existing job is returned in its place."""
+        ...
+
+    def claim_jobs(
+        self, queues: Sequence[str], worker: str, limit: int, lease_seconds: float, now: float
+    ) -> list[Job]:
+        """Lease up to ``limit`` claimable jobs (PENDING, ``run_at <= now``, queue not paused)
+        to ``worker``: queues in the order given, within a queue by priority then id. Each
+        returned job carries a fresh ``lease_token``; ``attempts`` is already incremented."""
+        ...
+
+    def has_claimable(self, queues: Sequence[str], now: float) -> bool:
+        """A cheap read: would ``claim_jobs`` find something now?"""
+        ...
+
+    def next_run_at(self, queues: Sequence[str], now: float) -> float | None:
+        """Earliest ``run_at`` after ``now`` of PENDING jobs in these queues (to sleep until)."""
+        ...
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until another writer may have committed, or ``timeout`` seconds pass.
+        May wake early without a change; returns whether it saw one."""
+        ...
+
+    def extend_lease(self, job_id: int, lease_token: str, now: float) -> Job:
+        """Move ``lease_expires_at`` to ``now`` + the lease length chosen at claim."""
+        ...
+
+    def complete_job(self, job_id: int, lease_token: str, result: str | None, now: float) -> Job:
+        """PROCESSING -> COMPLETED with ``result`` (JSON text); CANCELLED if cancel requested."""
+        ...
+
+    def retry_job(
+        self, job_id: int, lease_token: str, error: str, delay_seconds: float, now: float
+    ) -> Job:
+        """PROCESSING -> PENDING, not claimable before ``now + delay_seconds``."""
+        ...
+
+    def fail_job(self, job_id: int, lease_token: str, error: str, now: float) -> Job:
+        """PROCESSING -> FAILED (dead letter)."""
+        ...
+
+    def release_job(self, job_id: int, lease_token: str, now: float) -> Job:
+        """PROCESSING -> PENDING unprocessed, refunding the attempt."""
+        ...
+
+    def recover_expired(self, now: float, limit: int) -> int:
+        """Expired leases (at most ``limit``): PENDING while attempts remain, else
+        UNPROCESSABLE; CANCELLED when a cancel was requested. Returns how many moved."""
+        ...
+
+    def cancel_job(self, job_id: int, now: float) -> Job:
+        """PENDING/FAILED/UNPROCESSABLE -> CANCELLED; PROCESSING -> cancel requested.
+        Other states raise ``InvalidTransition``."""
+        ...
+
+    def resubmit_job(self, job_id: int, now: float) -> Job:
+        """FAILED/UNPROCESSABLE/CANCELLED/COMPLETED -> PENDING with attempts 0.
+        Other states raise ``InvalidTransition``."""
+        ...
+
+    def get_job(self, job_id: int) -> Job: ...
+
+    def list_jobs(
+        self, status: State | None, queue: str | None, limit: int, offset: int
+    ) -> list[Job]:
+        """Newest first."""
+        ...
+
+    def list_events(self, job_id: int) -> list[Event]:
+        """Oldest first; ``JobNotFound`` when the job does not exist."""
+        ...
+
+    def count_by_status(self) -> dict[str, dict[State, int]]:
+        """``{queue: {state: count}}`` for states with at least one job."""
+        ...
+
+    def oldest_pending(self, now: float) -> dict[str, float]:
+        """``{queue: earliest run_at}`` among PENDING jobs already due at ``now``."""
+        ...
+
+    def list_queues(self) -> list[QueueInfo]: ...
+
+    def create_queue(self, name: str, now: float) -> QueueInfo:
+        """Create the queue, or return it unchanged when it exists."""
+        ...
+
+    def delete_queue(self, name: str, force: bool) -> int:
+        """Delete the queue with its jobs and their events; returns the jobs deleted.
+        Refused with ``QueueNotEmpty`` while it holds PENDING/PROCESSING jobs unless ``force``."""
+        ...
+
+    def set_queue_paused(self, name: str, paused: bool) -> QueueInfo: ...
+
+    def purge_jobs(self, status: State, before: float, limit: int) -> int:
+        """Delete at most ``limit`` jobs in terminal ``status`` finished before ``before``,
+        with their events; returns how many."""
+        ...
+
+    def check(self, *, full: bool = False) -> dict[str, Any]:
+        """Health of the database: ``ok``, ``integrity``, ``schema_version`` and
+        dialect-specific sizes. Never raises for a damaged database; reports it."""
+        ...

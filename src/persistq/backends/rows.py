@@ -1,0 +1,65 @@
+"""Rows to model objects: the one place stored values become ``datetime`` and JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from persistq.model import Event, EventKind, Job, State
+
+ToDatetime = Callable[[Any], datetime]
+
+
+class Row(Protocol):
+    """What every driver's row offers: values by column name (sqlite3.Row, psycopg dict rows)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def epoch_to_datetime(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _optional(value: Any, convert: ToDatetime) -> datetime | None:
+    return None if value is None else convert(value)
+
+
+def row_to_job(
+    row: Row, convert: ToDatetime = epoch_to_datetime, *, with_token: bool = False
+) -> Job:
+    """``with_token`` only for the lease holder's own copy (claim, heartbeat)."""
+    result = row["result"]
+    return Job(
+        id=row["id"],
+        queue=row["queue"],
+        payload=json.loads(row["payload"]),
+        status=State(row["status"]),
+        priority=row["priority"],
+        run_at=convert(row["run_at"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        key=row["key"],
+        worker=row["worker"],
+        lease_expires_at=_optional(row["lease_expires_at"], convert),
+        last_error=row["last_error"],
+        result=None if result is None else json.loads(result),
+        created_at=convert(row["created_at"]),
+        updated_at=convert(row["updated_at"]),
+        started_at=_optional(row["started_at"], convert),
+        finished_at=_optional(row["finished_at"], convert),
+        lease_token=row["lease_token"] if with_token else None,
+        cancel_requested=bool(row["cancel_requested"]),
+    )
+
+
+def row_to_event(row: Row, convert: ToDatetime = epoch_to_datetime) -> Event:
+    return Event(
+        id=row["id"],
+        job_id=row["job_id"],
+        at=convert(row["at"]),
+        kind=EventKind(row["kind"]),
+        worker=row["worker"],
+        detail=row["detail"],
+    )

@@ -1,0 +1,220 @@
+-- Named statements of the SQLite backend, one per transition (`-- name: <method>`).
+-- Parameters are `:name`. Every time-dependent statement takes `:now` (epoch seconds).
+-- Every write runs inside BEGIN IMMEDIATE, so SQLite's single writer makes each
+-- guarded UPDATE atomic without SKIP LOCKED (the PostgreSQL file differs there).
+
+-- name: ensure_queue
+INSERT INTO queues (name, paused, created_at) VALUES (:queue, 0, :now)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: insert_job
+INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
+                  created_at, updated_at)
+VALUES (:queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts, :key,
+        :now, :now)
+ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: insert_job_batch
+-- The batch path of enqueue_many when no job has a key: no RETURNING, so executemany can
+-- run it; ids are contiguous because the transaction holds the only write lock.
+INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
+                  created_at, updated_at)
+VALUES (:queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts, NULL,
+        :now, :now);
+
+-- name: last_insert_id
+SELECT last_insert_rowid() AS id;
+
+-- name: insert_event
+INSERT INTO events (job_id, at, kind, worker, detail)
+VALUES (:job_id, :now, :kind, :worker, :detail);
+
+-- name: insert_enqueued_events
+INSERT INTO events (job_id, at, kind, worker, detail)
+SELECT id, :now, 'enqueued', NULL, NULL FROM jobs WHERE id BETWEEN :first_id AND :last_id;
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = :id;
+
+-- name: get_job_by_key
+SELECT * FROM jobs WHERE queue = :queue AND key = :key;
+
+-- name: claim_jobs
+-- One statement: pick the best claimable rows of one queue and lease them. A fresh random
+-- token per row fences every later write of this lease.
+UPDATE jobs
+SET status = 'PROCESSING',
+    worker = :worker,
+    lease_token = lower(hex(randomblob(16))),
+    lease_seconds = :lease_seconds,
+    lease_expires_at = :now + :lease_seconds,
+    attempts = attempts + 1,
+    cancel_requested = 0,
+    started_at = :now,
+    finished_at = NULL,
+    updated_at = :now
+WHERE id IN (
+        SELECT id FROM jobs
+        WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
+        ORDER BY priority DESC, id
+        LIMIT :limit)
+  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
+RETURNING *;
+
+-- name: has_claimable
+SELECT 1 FROM jobs
+WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
+  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
+LIMIT 1;
+
+-- name: next_run_at
+-- When the next delayed job becomes due (jobs already due but paused do not count).
+SELECT min(run_at) AS run_at FROM jobs
+WHERE queue = :queue AND status = 'PENDING' AND run_at > :now;
+
+-- name: extend_lease
+UPDATE jobs
+SET lease_expires_at = :now + lease_seconds, updated_at = :now
+WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
+  AND lease_expires_at > :now
+RETURNING *;
+
+-- name: complete_job
+-- A job whose cancel was requested ends CANCELLED, keeping the result it produced.
+UPDATE jobs
+SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'COMPLETED' END,
+    result = :result, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = :now, updated_at = :now
+WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
+  AND lease_expires_at > :now
+RETURNING *;
+
+-- name: retry_job
+UPDATE jobs
+SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'PENDING' END,
+    run_at = :now + :delay_seconds, last_error = :error,
+    lease_token = NULL, lease_expires_at = NULL,
+    finished_at = CASE WHEN cancel_requested = 1 THEN :now END, updated_at = :now
+WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
+  AND lease_expires_at > :now
+RETURNING *;
+
+-- name: fail_job
+UPDATE jobs
+SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'FAILED' END,
+    last_error = :error, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = :now, updated_at = :now
+WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
+  AND lease_expires_at > :now
+RETURNING *;
+
+-- name: release_job
+-- Given back unprocessed (worker shutdown): the attempt is refunded.
+UPDATE jobs
+SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'PENDING' END,
+    attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = CASE WHEN cancel_requested = 1 THEN :now END, updated_at = :now
+WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
+  AND lease_expires_at > :now
+RETURNING *;
+
+-- name: recover_expired
+-- Expired leases: back to PENDING while attempts remain, else UNPROCESSABLE (the job keeps
+-- killing or stalling its consumers). Attempts were counted at claim, so two sweepers
+-- racing cannot count one twice: the second finds the row no longer PROCESSING.
+UPDATE jobs
+SET status = CASE
+        WHEN cancel_requested = 1 THEN 'CANCELLED'
+        WHEN attempts < max_attempts THEN 'PENDING'
+        ELSE 'UNPROCESSABLE' END,
+    last_error = 'lease expired', lease_token = NULL, lease_expires_at = NULL,
+    finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
+    updated_at = :now
+WHERE id IN (
+        SELECT id FROM jobs
+        WHERE status = 'PROCESSING' AND lease_expires_at <= :now
+        ORDER BY lease_expires_at
+        LIMIT :limit)
+RETURNING id, status, worker, attempts, max_attempts;
+
+-- name: cancel_job
+UPDATE jobs
+SET status = 'CANCELLED', lease_token = NULL, lease_expires_at = NULL,
+    finished_at = :now, updated_at = :now
+WHERE id = :id AND status IN ('PENDING', 'FAILED', 'UNPROCESSABLE')
+RETURNING *;
+
+-- name: request_cancel
+UPDATE jobs
+SET cancel_requested = 1, updated_at = :now
+WHERE id = :id AND status = 'PROCESSING' AND cancel_requested = 0
+RETURNING *;
+
+-- name: resubmit_job
+UPDATE jobs
+SET status = 'PENDING', attempts = 0, run_at = :now, worker = NULL, lease_token = NULL,
+    lease_seconds = NULL, lease_expires_at = NULL, cancel_requested = 0, result = NULL,
+    started_at = NULL, finished_at = NULL, updated_at = :now
+WHERE id = :id AND status IN ('FAILED', 'UNPROCESSABLE', 'CANCELLED', 'COMPLETED')
+RETURNING *;
+
+-- name: list_jobs
+SELECT * FROM jobs ORDER BY id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_jobs_by_status
+SELECT * FROM jobs WHERE status = :status ORDER BY id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_jobs_by_queue
+SELECT * FROM jobs WHERE queue = :queue ORDER BY id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_jobs_by_queue_status
+SELECT * FROM jobs WHERE queue = :queue AND status = :status
+ORDER BY id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_events
+SELECT * FROM events WHERE job_id = :job_id ORDER BY id;
+
+-- name: count_by_status
+SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status;
+
+-- name: oldest_pending
+SELECT queue, min(run_at) AS run_at FROM jobs
+WHERE status = 'PENDING' AND run_at <= :now GROUP BY queue;
+
+-- name: list_queues
+SELECT * FROM queues ORDER BY name;
+
+-- name: get_queue
+SELECT * FROM queues WHERE name = :queue;
+
+-- name: create_queue
+INSERT INTO queues (name, paused, created_at) VALUES (:queue, 0, :now)
+ON CONFLICT (name) DO NOTHING
+RETURNING *;
+
+-- name: set_queue_paused
+UPDATE queues SET paused = :paused WHERE name = :queue RETURNING *;
+
+-- name: count_unfinished
+SELECT count(*) AS n FROM jobs WHERE queue = :queue AND status IN ('PENDING', 'PROCESSING');
+
+-- name: delete_queue_events
+DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE queue = :queue);
+
+-- name: delete_queue_jobs
+DELETE FROM jobs WHERE queue = :queue;
+
+-- name: delete_queue
+DELETE FROM queues WHERE name = :queue;
+
+-- name: select_purgeable
+SELECT id FROM jobs
+WHERE status = :status AND finished_at < :before
+ORDER BY id LIMIT :limit;
+
+-- name: delete_events_of_jobs
+DELETE FROM events WHERE job_id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_jobs
+DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));

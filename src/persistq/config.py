@@ -1,0 +1,48 @@
+"""Settings: the only place ``PERSISTQ_*`` environment variables are read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from persistq.errors import QueueError
+
+DEFAULT_URL = "sqlite:///data/queue.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    url: str = DEFAULT_URL
+    lease_seconds: float = 300.0
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    max_payload_bytes: int = 1024 * 1024
+    #: How long a write waits for a busy SQLite file before giving up with StorageBusy.
+    busy_timeout_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, var, kind in _ENV:
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = kind(raw)
+            except ValueError:
+                raise QueueError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values)
+
+
+_ENV: tuple[tuple[str, str, type], ...] = (
+    ("url", "PERSISTQ_URL", str),
+    ("lease_seconds", "PERSISTQ_LEASE_SECONDS", float),
+    ("backoff_base_seconds", "PERSISTQ_BACKOFF_BASE_SECONDS", float),
+    ("backoff_max_seconds", "PERSISTQ_BACKOFF_MAX_SECONDS", float),
+    ("max_payload_bytes", "PERSISTQ_MAX_PAYLOAD_BYTES", int),
+    ("busy_timeout_seconds", "PERSISTQ_BUSY_TIMEOUT_SECONDS", float),
+)

@@ -1,0 +1,95 @@
+"""Every error persistq raises derives from :class:`QueueError`.
+
+Exceptions carry their data as attributes (``LeaseLost.job_id``,
+``InvalidTransition.current``) so interfaces can render them without parsing text.
+"""
+
+from __future__ import annotations
+
+
+class QueueError(Exception):
+    """A queue operation could not be carried out."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class JobNotFound(QueueError):
+    """No job has this id."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} not found")
+
+
+class LeaseLost(QueueError):
+    """The caller no longer holds the job's lease: it expired, or another worker holds it."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id}: lease lost (expired or held by another worker)")
+
+
+class InvalidJob(QueueError):
+    """The job's fields are not acceptable (bad queue name, payload, priority, ...)."""
+
+
+class InvalidTransition(QueueError):
+    """The job's current state does not allow the requested change."""
+
+    def __init__(self, job_id: int, current: str, requested: str) -> None:
+        self.job_id = job_id
+        self.current = current
+        self.requested = requested
+        super().__init__(f"job {job_id}: cannot {requested} a job that is {current}")
+
+
+class QueuePaused(QueueError):
+    """The queue is paused."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        super().__init__(f"queue {queue!r} is paused")
+
+
+class QueueNotFound(QueueError):
+    """No queue has this name."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        super().__init__(f"queue {queue!r} not found")
+
+
+class QueueNotEmpty(QueueError):
+    """The queue still holds unfinished jobs."""
+
+    def __init__(self, queue: str, unfinished: int) -> None:
+        self.queue = queue
+        self.unfinished = unfinished
+        super().__init__(
+            f"queue {queue!r} holds {unfinished} unfinished job(s); cancel them or force the delete"
+        )
+
+
+class StorageError(QueueError):
+    """The database cannot be used; the message names the cause."""
+
+
+class StorageFull(StorageError):
+    """The disk holding the database is full; nothing was written."""
+
+
+class StorageCorrupt(StorageError):
+    """The database file is damaged or is not a persistq database."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be opened or written (permissions, missing directory, server down)."""
+
+
+class StorageBusy(StorageError):
+    """The database stayed locked by other writers for longer than the bounded wait."""
+
+
+class Unrecoverable(Exception):
+    """Raised by a handler to fail its job at once, skipping the remaining attempts."""

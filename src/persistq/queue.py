@@ -1,0 +1,334 @@
+"""The public queue API of SPEC.md: validation, time and retry policy over a Backend."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from persistq.backends import Backend, NewJob
+from persistq.clock import Clock, SystemClock
+from persistq.config import Settings
+from persistq.errors import InvalidJob, LeaseLost, Unrecoverable
+from persistq.model import (
+    JSON,
+    MAX_KEY_LENGTH,
+    MAX_WORKER_LENGTH,
+    TERMINAL,
+    Event,
+    Job,
+    QueueInfo,
+    State,
+    encode_json,
+    validate_int,
+    validate_queue_name,
+    validate_seconds,
+    validate_state,
+    validate_text,
+)
+from persistq.retry import backoff_seconds
+
+#: Longest error text stored with a job; tracebacks past it keep their end (the cause).
+MAX_ERROR_CHARS = 64 * 1024
+RECOVER_BATCH = 1000
+PURGE_BATCH = 5000
+#: A waiting claim re-checks at least this often, so a resumed queue is noticed.
+MAX_NAP_SECONDS = 1.0
+
+
+class Queue:
+    """A durable job queue on one database. Thread-safe; open one per process."""
+
+    def __init__(self, backend: Backend, settings: Settings, clock: Clock | None = None) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- producing ---------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        payload: JSON,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        max_attempts: int = 3,
+        key: str | None = None,
+    ) -> Job:
+        """Store one job. With a ``key`` that a job of this queue already has, return that job."""
+        new = self._new_job(payload, queue, priority, delay, max_attempts, key)
+        return self.backend.insert_jobs([new], self.clock.now())[0]
+
+    def enqueue_many(
+        self,
+        payloads: Iterable[JSON],
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        max_attempts: int = 3,
+        keys: Sequence[str | None] | None = None,
+    ) -> list[Job]:
+        """Store all jobs in one transaction, or none of them (any invalid one refuses all)."""
+        payloads = list(payloads)
+        if keys is not None and len(keys) != len(payloads):
+            raise InvalidJob(f"{len(keys)} keys for {len(payloads)} payloads")
+        key_list = list(keys) if keys is not None else [None] * len(payloads)
+        new = [
+            self._new_job(p, queue, priority, delay, max_attempts, k)
+            for p, k in zip(payloads, key_list, strict=True)
+        ]
+        return self.backend.insert_jobs(new, self.clock.now())
+
+    def _new_job(
+        self,
+        payload: JSON,
+        queue: str,
+        priority: int,
+        delay: float,
+        max_attempts: int,
+        key: str | None,
+    ) -> NewJob:
+        return NewJob(
+            queue=validate_queue_name(queue),
+            payload=encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes),
+            priority=validate_int(priority, what="priority", minimum=-(2**31), maximum=2**31 - 1),
+            delay_seconds=validate_seconds(delay, what="delay"),
+            max_attempts=validate_int(max_attempts, what="max_attempts", minimum=1, maximum=1000),
+            key=validate_text(key, what="key", max_length=MAX_KEY_LENGTH, optional=True),
+        )
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        queue: str | Sequence[str] = "default",
+        worker: str,
+        lease: float | None = None,
+        wait: float = 0,
+    ) -> Job | None:
+        """Lease the next job, or ``None``. With ``wait``, block up to that many seconds.
+
+        With several queues they are tried in the order given (like RQ); within a queue,
+        higher priority first, then oldest first.
+        """
+        jobs = self.claim_many(queue=queue, worker=worker, limit=1, lease=lease, wait=wait)
+        return jobs[0] if jobs else None
+
+    def claim_many(
+        self,
+        *,
+        queue: str | Sequence[str] = "default",
+        worker: str,
+        limit: int,
+        lease: float | None = None,
+        wait: float = 0,
+    ) -> list[Job]:
+        queues = _queue_list(queue)
+        worker_id = validate_text(
+            worker, what="worker", max_length=MAX_WORKER_LENGTH, optional=False
+        )
+        assert worker_id is not None
+        limit = validate_int(limit, what="limit", minimum=1, maximum=10_000)
+        lease_seconds = validate_seconds(
+            self.settings.lease_seconds if lease is None else lease, what="lease", minimum=0.001
+        )
+        wait = validate_seconds(wait, what="wait")
+        deadline = time.monotonic() + wait
+        while True:
+            jobs = self.backend.claim_jobs(
+                queues, worker_id, limit, lease_seconds, self.clock.now()
+            )
+            if jobs or not self._sleep_until_claimable(queues, deadline):
+                return jobs
+
+    def _sleep_until_claimable(self, queues: Sequence[str], deadline: float) -> bool:
+        """Wait for a job to become claimable; False once the deadline passes."""
+        while (remaining := deadline - time.monotonic()) > 0:
+            now = self.clock.now()
+            nap = min(remaining, MAX_NAP_SECONDS)
+            next_at = self.backend.next_run_at(queues, now)
+            if next_at is not None:
+                nap = min(nap, max(next_at - now, 0.0))
+            self.backend.wait_for_change(nap)
+            if self.backend.has_claimable(queues, self.clock.now()):
+                return True
+        return False
+
+    def heartbeat(self, job: Job) -> Job:
+        """Extend the lease by its length; ``LeaseLost`` when the caller no longer holds it."""
+        return self.backend.extend_lease(job.id, _token(job), self.clock.now())
+
+    def complete(self, job: Job, result: JSON = None) -> Job:
+        encoded = None if result is None else encode_json(result, what="result")
+        return self.backend.complete_job(job.id, _token(job), encoded, self.clock.now())
+
+    def fail(self, job: Job, error: str | BaseException, *, retry: bool = True) -> Job:
+        """Record a handler failure: retry later with backoff while attempts remain, else FAILED.
+
+        An exception is stored with its traceback; ``Unrecoverable`` skips the retries.
+        """
+        if isinstance(error, Unrecoverable):
+            retry = False
+        text = _error_text(error)
+        token = _token(job)
+        now = self.clock.now()
+        if retry and job.attempts < job.max_attempts:
+            delay = backoff_seconds(
+                job.attempts,
+                base=self.settings.backoff_base_seconds,
+                cap=self.settings.backoff_max_seconds,
+            )
+            return self.backend.retry_job(job.id, token, text, delay, now)
+        return self.backend.fail_job(job.id, token, text, now)
+
+    def release(self, job: Job) -> Job:
+        """Give the job back unprocessed (worker shutting down); its attempt is refunded."""
+        return self.backend.release_job(job.id, _token(job), self.clock.now())
+
+    def recover_stalled(self) -> int:
+        """Recover every PROCESSING job whose lease has expired; returns how many."""
+        total = 0
+        while True:
+            moved = self.backend.recover_expired(self.clock.now(), RECOVER_BATCH)
+            total += moved
+            if moved < RECOVER_BATCH:
+                return total
+
+    # -- managing ----------------------------------------------------------------------
+
+    def get(self, id: int) -> Job:  # noqa: A002 - the SPEC's name
+        return self.backend.get_job(_job_id(id))
+
+    def jobs(
+        self,
+        *,
+        status: State | str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs, newest first, optionally of one state and queue."""
+        return self.backend.list_jobs(
+            None if status is None else validate_state(status),
+            None if queue is None else validate_queue_name(queue),
+            validate_int(limit, what="limit", minimum=1, maximum=10_000),
+            validate_int(offset, what="offset", minimum=0),
+        )
+
+    def events(self, id: int) -> list[Event]:  # noqa: A002
+        return self.backend.list_events(_job_id(id))
+
+    def resubmit(self, id: int) -> Job:  # noqa: A002
+        return self.backend.resubmit_job(_job_id(id), self.clock.now())
+
+    def cancel(self, id: int) -> Job:  # noqa: A002
+        return self.backend.cancel_job(_job_id(id), self.clock.now())
+
+    def stats(self) -> dict[str, Any]:
+        now = self.clock.now()
+        counts = self.backend.count_by_status()
+        oldest = self.backend.oldest_pending(now)
+        paused = {q.name: q.paused for q in self.backend.list_queues()}
+        queues: dict[str, Any] = {}
+        for name in sorted(set(paused) | set(counts)):
+            row: dict[str, Any] = {str(s): counts.get(name, {}).get(s, 0) for s in State}
+            row["paused"] = paused.get(name, False)
+            row["oldest_pending_age"] = max(0.0, now - oldest[name]) if name in oldest else None
+            queues[name] = row
+        return {"queues": queues}
+
+    def queues(self) -> list[QueueInfo]:
+        return self.backend.list_queues()
+
+    def create_queue(self, name: str) -> QueueInfo:
+        return self.backend.create_queue(validate_queue_name(name), self.clock.now())
+
+    def delete_queue(self, name: str, *, force: bool = False) -> int:
+        """Delete a queue and its jobs; refused while it holds unfinished jobs unless ``force``."""
+        return self.backend.delete_queue(validate_queue_name(name), force)
+
+    def pause(self, name: str) -> QueueInfo:
+        """Claims from a paused queue return nothing; enqueues are still accepted."""
+        return self.backend.set_queue_paused(validate_queue_name(name), True)
+
+    def resume(self, name: str) -> QueueInfo:
+        return self.backend.set_queue_paused(validate_queue_name(name), False)
+
+    def purge(
+        self,
+        *,
+        status: State | str,
+        older_than: float | timedelta,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete jobs in a finished state that finished more than ``older_than`` ago.
+
+        Works in batches so writers are never blocked for long; ``on_progress`` gets the
+        running total after each batch.
+        """
+        state = validate_state(status)
+        if state not in TERMINAL:
+            allowed = ", ".join(sorted(TERMINAL))
+            raise InvalidJob(f"purge removes finished jobs only ({allowed}), not {state}")
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        before = self.clock.now() - validate_seconds(seconds, what="older_than")
+        total = 0
+        while True:
+            deleted = self.backend.purge_jobs(state, before, PURGE_BATCH)
+            total += deleted
+            if on_progress is not None:
+                on_progress(total)
+            if deleted < PURGE_BATCH:
+                return total
+
+    def check(self, *, full: bool = False) -> dict[str, Any]:
+        """Integrity, schema version and sizes of the database (``full`` reads every page)."""
+        return self.backend.check(full=full)
+
+
+def _queue_list(queue: str | Sequence[str]) -> list[str]:
+    names = [queue] if isinstance(queue, str) else list(queue)
+    if not names:
+        raise InvalidJob("claim needs at least one queue")
+    return list(dict.fromkeys(validate_queue_name(n) for n in names))
+
+
+def _job_id(value: object) -> int:
+    return validate_int(value, what="job id", minimum=1)
+
+
+def _token(job: Job) -> str:
+    if not job.lease_token:
+        raise LeaseLost(job.id)  # not a copy from claim/heartbeat: the caller holds no lease
+    return job.lease_token
+
+
+def _error_text(error: str | BaseException) -> str:
+    if isinstance(error, BaseException):
+        text = "".join(traceback.format_exception(error)).rstrip()
+    else:
+        text = str(error)
+    if len(text) > MAX_ERROR_CHARS:
+        text = "…" + text[-MAX_ERROR_CHARS:]
+    return text or "error"

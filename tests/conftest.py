@@ -1,0 +1,64 @@
+"""Shared fixtures: real database files in tmp dirs, an injected clock, a clean environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import persistq
+from persistq import ManualClock, Queue
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's PERSISTQ_* settings."""
+    for name in list(os.environ):
+        if name.startswith("PERSISTQ_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'queue.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database URL for each backend under test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'queue.db'}"
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def make_queue(backend_url: str, clock: ManualClock) -> Iterator[Callable[..., Queue]]:
+    """Open queues on the test's database; all share the manual clock unless told otherwise."""
+    opened: list[Queue] = []
+
+    def make(**options: Any) -> Queue:
+        options.setdefault("clock", clock)
+        options.setdefault("lease", 30)
+        q = persistq.connect(backend_url, **options)
+        opened.append(q)
+        return q
+
+    yield make
+    for q in opened:
+        q.close()
+
+
+@pytest.fixture
+def queue(make_queue: Callable[..., Queue]) -> Queue:
+    """The queue under test: 30 s lease, manual clock, default backoff."""
+    return make_queue()
