@@ -55,7 +55,9 @@ SET status = 'PROCESSING',
     finished_at = NULL,
     updated_at = :now
 WHERE id IN (
-        SELECT id FROM jobs
+        -- INDEXED BY: without it the planner may pick jobs_queue_status and sort every
+        -- pending row of the queue, making each claim O(backlog).
+        SELECT id FROM jobs INDEXED BY jobs_claim
         WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
         ORDER BY priority DESC, id
         LIMIT :limit)
@@ -63,7 +65,7 @@ WHERE id IN (
 RETURNING *;
 
 -- name: has_claimable
-SELECT 1 FROM jobs
+SELECT 1 FROM jobs INDEXED BY jobs_claim
 WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
   AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
 LIMIT 1;
@@ -132,7 +134,7 @@ SET status = CASE
     finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
     updated_at = :now
 WHERE id IN (
-        SELECT id FROM jobs
+        SELECT id FROM jobs INDEXED BY jobs_lease
         WHERE status = 'PROCESSING' AND lease_expires_at <= :now
         ORDER BY lease_expires_at
         LIMIT :limit)
@@ -179,8 +181,12 @@ SELECT * FROM events WHERE job_id = :job_id ORDER BY id;
 SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status;
 
 -- name: oldest_pending
-SELECT queue, min(run_at) AS run_at FROM jobs
-WHERE status = 'PENDING' AND run_at <= :now GROUP BY queue;
+-- One index probe per queue (jobs_queue_status), not a pass over every pending row.
+SELECT name AS queue, run_at FROM (
+    SELECT q.name,
+           (SELECT min(run_at) FROM jobs WHERE queue = q.name AND status = 'PENDING') AS run_at
+    FROM queues AS q)
+WHERE run_at <= :now;
 
 -- name: list_queues
 SELECT * FROM queues ORDER BY name;

@@ -1,0 +1,154 @@
+"""Fenced leases (SPEC guarantees 2-4): only the current holder moves a PROCESSING job."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from persistq import Job, JobNotFound, LeaseLost, ManualClock, Queue, State
+
+
+def _claimed(queue: Queue, **kwargs: object) -> Job:
+    queue.enqueue("x", **kwargs)  # type: ignore[arg-type]
+    job = queue.claim(worker="w1")
+    assert job is not None
+    return job
+
+
+def test_heartbeat_extends_the_lease(queue: Queue, clock: ManualClock) -> None:
+    job = _claimed(queue)
+    clock.advance(20)
+    beat = queue.heartbeat(job)
+    assert beat.lease_expires_at is not None
+    assert beat.lease_expires_at.timestamp() == pytest.approx(clock.now() + 30)
+    assert beat.lease_token == job.lease_token
+    clock.advance(20)  # 40 s after the claim, but only 20 after the beat
+    assert queue.complete(job).status == State.COMPLETED
+
+
+@pytest.mark.parametrize("operation", ["heartbeat", "complete", "fail", "release"])
+def test_a_stale_token_raises_lease_lost_and_changes_nothing(
+    queue: Queue, clock: ManualClock, operation: str
+) -> None:
+    stale = _claimed(queue)
+    clock.advance(31)
+    assert queue.recover_stalled() == 1
+    current = queue.claim(worker="w2")
+    assert current is not None and current.id == stale.id
+    before = queue.get(stale.id)
+    events_before = queue.events(stale.id)
+    call = {
+        "heartbeat": lambda: queue.heartbeat(stale),
+        "complete": lambda: queue.complete(stale, "late result"),
+        "fail": lambda: queue.fail(stale, "late error"),
+        "release": lambda: queue.release(stale),
+    }[operation]
+    with pytest.raises(LeaseLost):
+        call()
+    assert queue.get(stale.id) == before
+    assert queue.events(stale.id) == events_before
+    assert queue.complete(current).status == State.COMPLETED
+
+
+@pytest.mark.parametrize("operation", ["heartbeat", "complete", "fail", "release"])
+def test_an_expired_lease_is_lost_even_before_the_sweep(
+    queue: Queue, clock: ManualClock, operation: str
+) -> None:
+    job = _claimed(queue)
+    clock.advance(30)
+    with pytest.raises(LeaseLost):
+        getattr(queue, operation)(*([job, "e"] if operation == "fail" else [job]))
+    assert queue.get(job.id).status == State.PROCESSING
+
+
+def test_a_job_reaches_completed_at_most_once(queue: Queue) -> None:
+    job = _claimed(queue)
+    queue.complete(job, 1)
+    with pytest.raises(LeaseLost):
+        queue.complete(job, 2)
+    assert queue.get(job.id).result == 1
+    assert [e.kind for e in queue.events(job.id)].count("completed") == 1
+
+
+def test_a_forged_token_is_refused(queue: Queue) -> None:
+    job = _claimed(queue)
+    with pytest.raises(LeaseLost):
+        queue.complete(replace(job, lease_token="0" * 32))
+    with pytest.raises(LeaseLost):
+        queue.complete(queue.get(job.id))  # a read copy carries no token
+
+
+def test_owner_writes_on_an_unknown_job_raise_job_not_found(queue: Queue) -> None:
+    job = _claimed(queue)
+    with pytest.raises(JobNotFound):
+        queue.complete(replace(job, id=job.id + 1000))
+
+
+def test_each_claim_issues_a_fresh_token(queue: Queue, clock: ManualClock) -> None:
+    first = _claimed(queue)
+    queue.release(first)
+    second = queue.claim(worker="w1")
+    assert second is not None and second.lease_token != first.lease_token
+
+
+def test_an_expired_lease_goes_back_to_pending_while_attempts_remain(
+    queue: Queue, clock: ManualClock
+) -> None:
+    job = _claimed(queue)
+    clock.advance(29)
+    assert queue.recover_stalled() == 0
+    clock.advance(1)
+    assert queue.recover_stalled() == 1
+    recovered = queue.get(job.id)
+    assert recovered.status == State.PENDING
+    assert recovered.last_error == "lease expired"
+    assert recovered.attempts == 1
+    assert recovered.lease_expires_at is None
+
+
+def test_an_expired_lease_on_the_last_attempt_is_unprocessable(
+    queue: Queue, clock: ManualClock
+) -> None:
+    queue.enqueue("poison", max_attempts=2)
+    for attempt in (1, 2):
+        job = queue.claim(worker=f"w{attempt}")
+        assert job is not None and job.attempts == attempt
+        clock.advance(31)
+        assert queue.recover_stalled() == 1
+    dead = queue.get(job.id)
+    assert dead.status == State.UNPROCESSABLE
+    assert dead.attempts == dead.max_attempts == 2
+    assert dead.finished_at is not None
+    assert queue.claim(worker="w3") is None
+
+
+def test_recover_stalled_leaves_live_leases_alone(queue: Queue, clock: ManualClock) -> None:
+    short = _claimed(queue)
+    queue.enqueue("y")
+    long = queue.claim(worker="w2", lease=300)
+    assert long is not None
+    clock.advance(31)
+    assert queue.recover_stalled() == 1
+    assert queue.get(short.id).status == State.PENDING
+    assert queue.get(long.id).status == State.PROCESSING
+
+
+def test_two_sweepers_do_not_count_an_expiry_twice(
+    queue: Queue, make_queue: object, clock: ManualClock
+) -> None:
+    job = _claimed(queue, max_attempts=3)
+    other = make_queue()  # type: ignore[operator]
+    clock.advance(31)
+    assert queue.recover_stalled() + other.recover_stalled() == 1
+    assert queue.get(job.id).attempts == 1
+    assert [e.kind for e in queue.events(job.id)].count("lease_expired") == 1
+
+
+def test_release_gives_the_job_back_and_refunds_the_attempt(queue: Queue) -> None:
+    job = _claimed(queue)
+    released = queue.release(job)
+    assert released.status == State.PENDING
+    assert released.attempts == 0
+    again = queue.claim(worker="w2")
+    assert again is not None and again.attempts == 1

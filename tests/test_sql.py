@@ -1,0 +1,147 @@
+"""The SQL itself: named statements, migrations as the only schema source, query plans."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import persistq
+from persistq import StorageBusy, StorageUnavailable
+from persistq.backends import sqlite as sqlite_backend
+from persistq.backends.sql import migrations, queries
+
+SRC = Path(persistq.__file__).parent
+
+
+def test_every_statement_the_sqlite_backend_runs_is_defined_and_every_defined_one_is_used() -> None:
+    code = (SRC / "backends" / "sqlite.py").read_text()
+    used = set(re.findall(r'SQL\["(\w+)"\]', code))
+    used |= set(re.findall(r'"(\w+)"', code)) & set(queries("sqlite"))  # names passed as strings
+    assert used == set(queries("sqlite"))
+
+
+def test_migrate_twice_is_a_no_op(sqlite_url: str) -> None:
+    with persistq.connect(sqlite_url) as q:
+        q.enqueue("kept")
+        version = q.backend.migrate()
+        assert version == q.backend.migrate() == migrations("sqlite")[-1].version
+        assert len(q.jobs()) == 1
+
+
+def test_the_schema_has_the_tables_and_columns_the_model_needs(sqlite_url: str) -> None:
+    with persistq.connect(sqlite_url) as q:
+        path = q.check()["path"]
+    conn = sqlite3.connect(path)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    model_fields = set(persistq.Job.__dataclass_fields__)
+    assert model_fields <= columns
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"jobs", "events", "queues"} <= tables
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_database_refuses_a_state_outside_the_six(sqlite_url: str) -> None:
+    with persistq.connect(sqlite_url) as q:
+        job = q.enqueue("x")
+        path = q.check()["path"]
+    conn = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE jobs SET status = 'DONE' WHERE id = ?", (job.id,))
+
+
+def _plan(conn: sqlite3.Connection, name: str, params: dict[str, object]) -> str:
+    sql = queries("sqlite")[name]
+    rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+    return "\n".join(str(row[3]) for row in rows)
+
+
+def test_claim_walks_the_claim_index_instead_of_scanning_the_table(sqlite_url: str) -> None:
+    """Claim cost must not grow with finished jobs: the plan uses the partial index."""
+    with persistq.connect(sqlite_url) as q:
+        path = q.check()["path"]
+    conn = sqlite3.connect(path)
+    params = {"queue": "q", "worker": "w", "limit": 1, "lease_seconds": 30, "now": 0}
+    plan = _plan(conn, "claim_jobs", params)
+    assert "USING INDEX jobs_claim" in plan or "USING COVERING INDEX jobs_claim" in plan, plan
+    assert "SCAN jobs" not in plan.replace("SCAN jobs USING", ""), plan
+    assert "TEMP B-TREE" not in plan, plan
+    recover = _plan(conn, "recover_expired", {"now": 0, "limit": 10})
+    assert "jobs_lease" in recover, recover
+    oldest = _plan(conn, "oldest_pending", {"now": 0})
+    assert "TEMP B-TREE" not in oldest, oldest
+
+
+def test_synchronous_is_full_by_default_and_normal_on_request(tmp_path: Path) -> None:
+    with persistq.connect(f"sqlite:///{tmp_path}/a.db") as q:
+        assert q.check()["synchronous"] == "FULL"
+    with persistq.connect(f"sqlite:///{tmp_path}/b.db?synchronous=normal") as q:
+        assert q.check()["synchronous"] == "NORMAL"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///x.db?synchronous=off", "synchronous='off'"),
+        ("sqlite:///x.db?journal=memory", "unknown SQLite URL option"),
+        ("sqlite:///", "names no file"),
+    ],
+)
+def test_bad_sqlite_urls_are_clear_errors(url: str, message: str) -> None:
+    with pytest.raises(StorageUnavailable, match=message):
+        persistq.connect(url)
+
+
+def test_relative_and_absolute_urls_name_the_right_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert sqlite_backend.parse_sqlite_url("sqlite:///data/queue.db")[0] == Path("data/queue.db")
+    assert sqlite_backend.parse_sqlite_url("sqlite:////abs/q.db")[0] == Path("/abs/q.db")
+    with persistq.connect() as q:  # the default URL, relative to the working directory
+        q.enqueue("x")
+    assert (tmp_path / "data" / "queue.db").exists()
+
+
+def _hold_write_lock(path: str, seconds: float, started: threading.Event) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    started.set()
+    time.sleep(seconds)
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def test_a_busy_database_is_waited_on_not_reported(sqlite_url: str) -> None:
+    with persistq.connect(sqlite_url) as q:
+        path = q.check()["path"]
+        started = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(path, 1.5, started))
+        holder.start()
+        started.wait()
+        began = time.monotonic()
+        job = q.enqueue("after the lock")  # must wait, not raise "database is locked"
+        waited = time.monotonic() - began
+        holder.join()
+        assert q.get(job.id).payload == "after the lock"
+        assert waited >= 1.0
+
+
+def test_a_database_busy_past_the_bound_raises_storage_busy(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERSISTQ_BUSY_TIMEOUT_SECONDS", "0.3")
+    with persistq.connect(sqlite_url) as q:
+        path = q.check()["path"]
+        started = threading.Event()
+        holder = threading.Thread(target=_hold_write_lock, args=(path, 2.0, started))
+        holder.start()
+        started.wait()
+        with pytest.raises(StorageBusy, match="busy"):
+            q.enqueue("refused")
+        holder.join()
+        assert q.jobs() == []
