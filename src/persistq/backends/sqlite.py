@@ -116,8 +116,12 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         conn.row_factory = sqlite3.Row
+        try:
+            self._retrying(lambda: self._configure(conn))
+        except BaseException:
+            conn.close()
+            raise
         self._conn, self._pid = conn, os.getpid()
-        self._retrying(lambda: self._configure(conn))
         return conn
 
     def _configure(self, conn: sqlite3.Connection) -> None:
