@@ -125,6 +125,31 @@ def test_resubmit_of_an_unfinished_job_is_an_invalid_transition(
     assert queue.get(job.id) == before
 
 
+@pytest.mark.parametrize("state", [State.PENDING, State.PROCESSING])
+def test_an_operator_can_fail_a_waiting_or_running_job_by_id(
+    queue: Queue, clock: ManualClock, state: State
+) -> None:
+    job = _job_in(queue, clock, state)
+    failed = queue.fail(job.id, "stuck on a bad host")
+    assert failed.status == State.FAILED
+    assert failed.last_error == "stuck on a bad host"
+    assert queue.events(job.id)[-1].kind == "failed"
+    if state == State.PROCESSING:
+        with pytest.raises(LeaseLost):
+            queue.complete(job)
+
+
+@pytest.mark.parametrize("state", [State.COMPLETED, State.FAILED, State.CANCELLED])
+def test_failing_a_finished_job_by_id_is_an_invalid_transition(
+    queue: Queue, clock: ManualClock, state: State
+) -> None:
+    job = _job_in(queue, clock, state)
+    before = queue.get(job.id)
+    with pytest.raises(InvalidTransition):
+        queue.fail(job.id, "x")
+    assert queue.get(job.id) == before
+
+
 def test_unknown_ids_raise_job_not_found(queue: Queue) -> None:
     for call in (queue.get, queue.events, queue.cancel, queue.resubmit):
         with pytest.raises(JobNotFound):

@@ -183,14 +183,18 @@ class Queue:
         encoded = None if result is None else encode_json(result, what="result")
         return self.backend.complete_job(job.id, _token(job), encoded, self.clock.now())
 
-    def fail(self, job: Job, error: str | BaseException, *, retry: bool = True) -> Job:
+    def fail(self, job: Job | int, error: str | BaseException, *, retry: bool = True) -> Job:
         """Record a handler failure: retry later with backoff while attempts remain, else FAILED.
 
         An exception is stored with its traceback; ``Unrecoverable`` skips the retries.
+        Given a job id instead of a claimed job, an operator fails a PENDING or PROCESSING
+        job at once (no retry); its lease holder, if any, gets ``LeaseLost`` from then on.
         """
+        text = _error_text(error)
+        if not isinstance(job, Job):
+            return self.backend.fail_job_by_hand(_job_id(job), text, self.clock.now())
         if isinstance(error, Unrecoverable):
             retry = False
-        text = _error_text(error)
         token = _token(job)
         now = self.clock.now()
         if retry and job.attempts < job.max_attempts:

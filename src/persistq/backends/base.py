@@ -102,6 +102,11 @@ class Backend(Protocol):
         Other states raise ``InvalidTransition``."""
         ...
 
+    def fail_job_by_hand(self, job_id: int, error: str, now: float) -> Job:
+        """An operator's PENDING/PROCESSING -> FAILED (no retry). Other states raise
+        ``InvalidTransition``; the lease holder, if any, gets ``LeaseLost`` afterwards."""
+        ...
+
     def resubmit_job(self, job_id: int, now: float) -> Job:
         """FAILED/UNPROCESSABLE/CANCELLED/COMPLETED -> PENDING with attempts 0.
         Other states raise ``InvalidTransition``."""

@@ -353,16 +353,19 @@ class SQLiteBackend:
         requested: str,
         names: Sequence[str],
         already_done: Callable[[sqlite3.Row], bool] = lambda row: False,
+        detail: str | None = None,
     ) -> Job:
         """Try each guarded statement in turn; a miss on all of them is explained."""
 
         def work(conn: sqlite3.Connection) -> Job:
             for name in names:
-                row = conn.execute(SQL[name], {"id": job_id, "now": now}).fetchone()
+                row = conn.execute(
+                    SQL[name], {"id": job_id, "now": now, "error": detail}
+                ).fetchone()
                 if row is not None:
                     job = row_to_job(row)
                     conn.execute(
-                        SQL["insert_event"], _event(job_id, _MANUAL_EVENT[name], now, None, None)
+                        SQL["insert_event"], _event(job_id, _MANUAL_EVENT[name], now, None, detail)
                     )
                     return job
             row = conn.execute(SQL["get_job"], {"id": job_id}).fetchone()
@@ -383,6 +386,9 @@ class SQLiteBackend:
             # asked already: the holder will let go, nothing more to record
             already_done=lambda row: row["status"] == State.PROCESSING and row["cancel_requested"],
         )
+
+    def fail_job_by_hand(self, job_id: int, error: str, now: float) -> Job:
+        return self._manual_write(job_id, now, "fail", ("fail_job_by_hand",), detail=error)
 
     def resubmit_job(self, job_id: int, now: float) -> Job:
         return self._manual_write(job_id, now, "resubmit", ("resubmit_job",))
@@ -523,6 +529,7 @@ _LIST_QUERY = {
     (True, True): "list_jobs_by_queue_status",
 }
 _MANUAL_EVENT = {
+    "fail_job_by_hand": EventKind.FAILED,
     "cancel_job": EventKind.CANCELLED,
     "request_cancel": EventKind.CANCEL_REQUESTED,
     "resubmit_job": EventKind.RESUBMITTED,

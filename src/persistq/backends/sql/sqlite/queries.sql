@@ -153,6 +153,15 @@ SET cancel_requested = 1, updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND cancel_requested = 0
 RETURNING *;
 
+-- name: fail_job_by_hand
+-- An operator marks a waiting or running job failed (dead letter); a holder of the lease
+-- gets LeaseLost from then on.
+UPDATE jobs
+SET status = 'FAILED', last_error = :error, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = :now, updated_at = :now
+WHERE id = :id AND status IN ('PENDING', 'PROCESSING')
+RETURNING *;
+
 -- name: resubmit_job
 UPDATE jobs
 SET status = 'PENDING', attempts = 0, run_at = :now, worker = NULL, lease_token = NULL,
