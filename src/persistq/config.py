@@ -21,6 +21,8 @@ class Settings:
     max_payload_bytes: int = 1024 * 1024
     #: How long a write waits for a busy SQLite file before giving up with StorageBusy.
     busy_timeout_seconds: float = 60.0
+    #: The demo file task's simulated work, "min-max" seconds or one number.
+    task_delay: str = "7-15"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -45,4 +47,5 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("backoff_max_seconds", "PERSISTQ_BACKOFF_MAX_SECONDS", float),
     ("max_payload_bytes", "PERSISTQ_MAX_PAYLOAD_BYTES", int),
     ("busy_timeout_seconds", "PERSISTQ_BUSY_TIMEOUT_SECONDS", float),
+    ("task_delay", "PERSISTQ_TASK_DELAY", str),
 )

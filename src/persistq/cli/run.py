@@ -1,0 +1,150 @@
+"""Long-running commands: ``worker`` and ``produce``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from persistq.cli.main import app, open_queue
+from persistq.errors import QueueError
+from persistq.sweeper import default_sweep_seconds
+from persistq.tasks.files import make_random_file
+from persistq.worker import HandlerNotFound, Worker, default_worker_id, resolve_handler
+
+log = logging.getLogger("persistq.cli")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        force=True,
+    )
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    queue: list[str] = typer.Option(
+        ["default"], "--queue", "-q", help="Queue to claim from; repeat for several, in order."
+    ),
+    handler: str = typer.Option(
+        ...,
+        "--handler",
+        envvar="PERSISTQ_HANDLER",
+        show_envvar=True,
+        help="The function that processes a job, as package.module:function.",
+    ),
+    concurrency: int = typer.Option(
+        1,
+        "--concurrency",
+        "-c",
+        min=1,
+        max=256,
+        envvar="PERSISTQ_CONCURRENCY",
+        show_envvar=True,
+        help="Jobs processed at once, each in its own thread.",
+    ),
+    lease: float | None = typer.Option(
+        None,
+        "--lease",
+        min=1,
+        envvar="PERSISTQ_LEASE_SECONDS",
+        show_envvar=True,
+        help="Lease length in seconds (heartbeat every third) [default: 300].",
+    ),
+    worker_id: str | None = typer.Option(
+        None,
+        "--worker-id",
+        envvar="PERSISTQ_WORKER_ID",
+        show_envvar=True,
+        help="Name recorded on the jobs this worker holds [default: host:pid].",
+    ),
+    grace: float = typer.Option(
+        30.0,
+        "--grace",
+        min=0,
+        envvar="PERSISTQ_WORKER_GRACE_SECONDS",
+        show_envvar=True,
+        help="On SIGTERM, seconds a running job may take before it is released.",
+    ),
+    sweep_every: float | None = typer.Option(
+        None,
+        "--sweep-every",
+        min=0.1,
+        envvar="PERSISTQ_SWEEP_SECONDS",
+        show_envvar=True,
+        help="Seconds between stalled-job sweeps [default: lease/3, at most 30].",
+    ),
+    log_level: str = typer.Option(
+        "INFO", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
+    ),
+) -> None:
+    """Claim jobs, run the handler under a heartbeat, complete or fail them. SIGTERM drains."""
+    setup_logging(log_level)
+    q = open_queue(ctx)
+    lease_seconds = lease or q.settings.lease_seconds
+    try:
+        resolve_handler(handler)
+    except HandlerNotFound as exc:
+        # Keep running: each job it claims fails with this reason instead of looping a crash.
+        log.error("event=handler_unavailable error=%r", str(exc))
+    runner = Worker(
+        queue=q,
+        handler=handler,
+        queues=queue,
+        worker_id=worker_id or default_worker_id(),
+        concurrency=concurrency,
+        lease_seconds=lease_seconds,
+        sweep_seconds=sweep_every or default_sweep_seconds(lease_seconds),
+        grace_seconds=grace,
+    )
+    raise typer.Exit(runner.run())
+
+
+@app.command()
+def produce(
+    ctx: typer.Context,
+    queue: str = typer.Option("files", "--queue", "-q", help="Queue to enqueue into."),
+    every: float = typer.Option(5.0, "--every", min=0, help="Seconds between files."),
+    directory: Path = typer.Option(
+        Path("data/files"),
+        "--dir",
+        envvar="PERSISTQ_FILES_DIR",
+        show_envvar=True,
+        help="Where the random text files are written.",
+    ),
+    count: int | None = typer.Option(None, "--count", min=1, help="Stop after this many jobs."),
+    log_level: str = typer.Option(
+        "INFO", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
+    ),
+) -> None:
+    """Write a random text file every few seconds and enqueue {"path": file}."""
+    setup_logging(log_level)
+    q = open_queue(ctx)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    produced = 0
+    log.info("event=producer_started queue=%s every=%.1f dir=%s", queue, every, directory)
+    while not stop.is_set() and (count is None or produced < count):
+        path = make_random_file(directory)
+        try:
+            job = q.enqueue({"path": str(path)}, queue=queue)
+        except QueueError as exc:  # the database may come back; keep producing
+            log.warning("event=enqueue_failed path=%s error=%r", path, str(exc))
+        else:
+            produced += 1
+            log.info("event=enqueued job=%d queue=%s path=%s", job.id, queue, path)
+        if count is None or produced < count:
+            stop.wait(every)
+    log.info("event=producer_stopped produced=%d", produced)

@@ -1,0 +1,278 @@
+"""The whole system under Supervisor: ``up``, ``down``, ``status``, ``simulate-crash``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from contextlib import suppress
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import typer
+from supervisor.xmlrpc import SupervisorTransport
+
+import persistq
+from persistq.cli.main import app, fail, print_table, stderr, stdout
+from persistq.config import DEFAULT_URL
+from persistq.model import Job, State
+from persistq.queue import Queue
+from persistq.tasks.files import make_random_file, stamps
+
+#: Programs that start only when this installation has their command (later issues).
+OPTIONAL_PROGRAMS = {"api": "persistq.api", "ui-manager": "persistq.ui", "ui-ops": "persistq.ui"}
+URLS = {
+    "api": "http://127.0.0.1:8000/docs",
+    "ui-manager": "http://127.0.0.1:8501",
+    "ui-ops": "http://127.0.0.1:8502",
+}
+
+HomeOption = typer.Option(
+    None,
+    "--home",
+    envvar="PERSISTQ_HOME",
+    show_envvar=True,
+    help="Directory holding data/ and logs/ [default: the current directory].",
+)
+
+
+def config_path() -> Path:
+    return Path(str(resources.files("persistq.deploy").joinpath("supervisord.conf")))
+
+
+def resolve_home(home: Path | None) -> Path:
+    return (home or Path.cwd()).resolve()
+
+
+def resolve_url(home: Path, url: str | None) -> str:
+    """Make a relative SQLite URL absolute under ``home``, so every program opens one file."""
+    url = url or os.environ.get("PERSISTQ_URL") or DEFAULT_URL
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        return f"{prefix}{home / url[len(prefix) :]}"
+    return url
+
+
+def supervisor(home: Path) -> Any:
+    """An XML-RPC proxy to the supervisord of ``home`` (over its owner-only unix socket)."""
+    sock = home / "data" / "supervisor.sock"
+    transport = SupervisorTransport(None, None, f"unix://{sock}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+
+def is_running(home: Path) -> bool:
+    try:
+        return bool(supervisor(home).getState()["statename"] == "RUNNING")
+    except (OSError, xmlrpc.client.Error):
+        return False
+
+
+def processes(home: Path) -> list[dict[str, Any]]:
+    infos: list[dict[str, Any]] = supervisor(home).getAllProcessInfo()
+    return infos
+
+
+def wait_for(check: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(every)
+    return check()
+
+
+def _full_name(info: dict[str, Any]) -> str:
+    return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
+
+
+def print_status(home: Path) -> list[dict[str, Any]]:
+    infos = processes(home)
+    rows = [
+        [_full_name(i), i["statename"], i["pid"] or "", URLS.get(i["group"], ""), i["description"]]
+        for i in infos
+    ]
+    print_table(None, ["program", "state", "pid", "url", "detail"], rows)
+    return infos
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    home: Path | None = HomeOption,
+    timeout: float = typer.Option(30.0, "--timeout", min=1, help="Seconds to wait for RUNNING."),
+) -> None:
+    """Start producer, consumers, API and UIs under Supervisor, in the background."""
+    home = resolve_home(home)
+    for folder in ("data", "data/files", "logs"):
+        (home / folder).mkdir(mode=0o750, parents=True, exist_ok=True)
+    if is_running(home):
+        stdout.print(f"persistq is already running in {home}")
+        print_status(home)
+        return
+    url = resolve_url(home, ctx.find_root().obj.url)
+    with persistq.connect(url) as q:  # create or migrate now, so a bad URL fails here
+        q.check()
+    env = {**os.environ, "PERSISTQ_HOME": str(home), "PERSISTQ_PYTHON": sys.executable}
+    env["PERSISTQ_URL"] = url
+    started = subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0 or not wait_for(lambda: is_running(home), 10):
+        fail(f"supervisord did not start: {(started.stderr or started.stdout).strip()[:300]}")
+    rpc = supervisor(home)
+    for program, module in OPTIONAL_PROGRAMS.items():
+        if importlib.util.find_spec(module) is not None:
+            with suppress(xmlrpc.client.Fault):
+                rpc.startProcess(program, False)
+
+    def settled() -> bool:
+        states = {i["statename"] for i in processes(home) if i["statename"] != "STOPPED"}
+        return states <= {"RUNNING", "FATAL"}
+
+    wait_for(settled, timeout)
+    infos = print_status(home)
+    broken = [_full_name(i) for i in infos if i["statename"] not in ("RUNNING", "STOPPED")]
+    stdout.print(f"data:     {home / 'data'}  (database {url})")
+    stdout.print(f"logs:     {home / 'logs'}  (e.g. tail -f {home / 'logs' / 'consumer-0.log'})")
+    stdout.print("status:   persistq status    stop: persistq down")
+    if broken:
+        fail(f"not running: {', '.join(broken)}; see {home / 'logs'}")
+
+
+@app.command()
+def down(
+    home: Path | None = HomeOption,
+    timeout: float = typer.Option(120.0, "--timeout", min=1, help="Seconds to wait for exit."),
+) -> None:
+    """Stop everything: consumers drain, then supervisord exits; no process is left."""
+    home = resolve_home(home)
+    if not is_running(home):
+        stdout.print(f"persistq is not running in {home}")
+        return
+    rpc = supervisor(home)
+    pids = [int(rpc.getPID())] + [i["pid"] for i in processes(home) if i["pid"]]
+    stderr.print("stopping (running jobs get up to their grace period) ...")
+    rpc.shutdown()
+    if not wait_for(lambda: not any(_alive(pid) for pid in pids), timeout):
+        left = [pid for pid in pids if _alive(pid)]
+        fail(f"processes still alive after {timeout:.0f}s: {left}")
+    stdout.print(f"stopped; no persistq process left ({len(pids)} exited)")
+
+
+@app.command()
+def status(home: Path | None = HomeOption) -> None:
+    """Show every program and its state; exit 1 when the system is not running."""
+    home = resolve_home(home)
+    if not is_running(home):
+        fail(f"persistq is not running in {home} (start it with: persistq up)")
+    print_status(home)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes; /proc tells (Linux).
+    with suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return True
+
+
+@app.command("simulate-crash")
+def simulate_crash(
+    home: Path | None = HomeOption,
+    timeout: float = typer.Option(180.0, "--timeout", min=10, help="Seconds to wait in all."),
+) -> None:
+    """SIGKILL a consumer holding a job; check it restarts and the job completes once."""
+    home = resolve_home(home)
+    if not is_running(home):
+        fail(f"persistq is not running in {home} (start it with: persistq up)")
+    rpc = supervisor(home)
+    with persistq.connect(resolve_url(home, os.environ.get("PERSISTQ_URL"))) as q:
+        before = _all_ids(q)
+        victim, job = _consumer_holding_a_job(home, q, timeout / 3)
+        say = stdout.print
+        pid = victim["pid"]
+        say(f"before: {len(before)} jobs; {_full_name(victim)} (pid {pid}) holds job {job.id}")
+        os.kill(victim["pid"], signal.SIGKILL)
+        say(f"SIGKILL sent to pid {victim['pid']}")
+        name = _full_name(victim)
+
+        def restarted() -> bool:
+            info = rpc.getProcessInfo(name)
+            return bool(info["statename"] == "RUNNING" and info["pid"] not in (0, victim["pid"]))
+
+        if not wait_for(restarted, 30):
+            fail(f"{name} was not restarted by Supervisor within 30 s")
+        say(f"Supervisor restarted {name} as pid {rpc.getProcessInfo(name)['pid']}")
+        say(f"waiting for the lease to expire and job {job.id} to be done again ...")
+        if not wait_for(lambda: q.get(job.id).status == State.COMPLETED, timeout, every=1):
+            fail(f"job {job.id} is {q.get(job.id).status} after {timeout:.0f}s, not COMPLETED")
+        after = _all_ids(q)
+        done = q.get(job.id)
+        kinds = [e.kind for e in q.events(job.id)]
+        lost = sorted(before - after)
+        twice = _stamped_twice(home / "data" / "files")
+        say(f"job {job.id}: {' -> '.join(kinds)} (attempts {done.attempts}, by {done.worker})")
+        say(f"after: {len(after)} jobs; lost: {len(lost)}; stamped twice: {len(twice)}")
+        ok = not lost and not twice and "lease_expired" in kinds
+        if not ok:
+            fail(f"FAIL: lost {lost[:10]}, stamped twice {twice[:10]}, events {kinds}")
+        say("PASS: the consumer came back; its job was recovered and completed once; none lost")
+
+
+def _all_ids(q: Queue) -> set[int]:
+    ids: set[int] = set()
+    offset = 0
+    while page := q.jobs(limit=1000, offset=offset):
+        ids.update(j.id for j in page)
+        offset += len(page)
+    return ids
+
+
+def _consumer_holding_a_job(home: Path, q: Queue, timeout: float) -> tuple[dict[str, Any], Job]:
+    """Wait until a consumer holds a job; enqueue a file job if none is flowing."""
+    host = socket.gethostname()
+    nudged = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        consumers = {
+            f"{host}:{i['pid']}": i
+            for i in processes(home)
+            if i["group"] == "consumer" and i["statename"] == "RUNNING"
+        }
+        for job in q.jobs(status=State.PROCESSING, limit=100):
+            if job.worker in consumers:
+                return consumers[job.worker], job
+        if not nudged and not q.jobs(status=State.PENDING, limit=1):
+            q.enqueue({"path": str(make_random_file(home / "data" / "files"))}, queue="files")
+            nudged = True
+        time.sleep(0.2)
+    fail(f"no consumer picked up a job within {timeout:.0f}s")
+    raise AssertionError("unreachable")
+
+
+def _stamped_twice(directory: Path) -> list[str]:
+    """Files carrying the same job's stamp more than once."""
+    twice = []
+    for path in sorted(directory.glob("*.txt")):
+        with suppress(OSError, ValueError):
+            ids = stamps(path)
+            if len(ids) != len(set(ids)):
+                twice.append(path.name)
+    return twice

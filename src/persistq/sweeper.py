@@ -1,0 +1,42 @@
+"""The sweeper: returns jobs whose lease expired (crashed or stalled consumers) to the queue.
+
+Any number of sweepers may run at once: recovery is one guarded statement, so two sweepers
+never count the same expiry twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+from persistq.errors import QueueError
+from persistq.queue import Queue
+
+log = logging.getLogger("persistq.sweeper")
+
+
+def default_sweep_seconds(lease_seconds: float) -> float:
+    """A third of the lease, between 1 s and 30 s: expired jobs wait at most that long."""
+    return min(30.0, max(1.0, lease_seconds / 3))
+
+
+class Sweeper:
+    def __init__(self, queue: Queue, every_seconds: float) -> None:
+        self.queue = queue
+        self.every_seconds = every_seconds
+
+    def run_once(self) -> int:
+        """Recover every expired lease now; returns how many jobs moved."""
+        recovered = self.queue.recover_stalled()
+        if recovered:
+            log.info("event=recovered jobs=%d", recovered)
+        return recovered
+
+    def run(self, stop: threading.Event) -> None:
+        """Sweep until ``stop`` is set; jitter keeps many sweepers from running in step."""
+        while not stop.wait(self.every_seconds * random.uniform(0.8, 1.2)):
+            try:
+                self.run_once()
+            except QueueError as exc:  # the database may come back; keep sweeping
+                log.warning("event=sweep_failed error=%r", str(exc))

@@ -1,0 +1,268 @@
+"""The worker runtime: claim, run the handler under a heartbeat, settle the job.
+
+Concurrency is threads within one process: handlers are mostly I/O (files, network,
+databases), threads share one connection, and a crash of the process is what the lease
+protects against anyway. For CPU-bound handlers run more worker processes instead
+(Supervisor ``numprocs``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from persistq.errors import LeaseLost, QueueError
+from persistq.model import Job, State
+from persistq.queue import Queue
+from persistq.sweeper import Sweeper, default_sweep_seconds
+
+log = logging.getLogger("persistq.worker")
+
+Handler = Callable[[Job], Any]
+
+
+class HandlerNotFound(QueueError):
+    """The handler named by ``module:function`` cannot be imported."""
+
+
+def resolve_handler(spec: str) -> Handler:
+    """``package.module:function`` -> the callable."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise HandlerNotFound(f"handler {spec!r} must look like package.module:function")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise HandlerNotFound(f"cannot load handler {spec!r}: {exc}") from None
+    if not callable(target):
+        raise HandlerNotFound(f"handler {spec!r} is not callable")
+    handler: Handler = target
+    return handler
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def log_job(event: str, job: Job, worker: str, **fields: Any) -> None:
+    """One structured (logfmt) line per job state change."""
+    parts = [
+        f"event={event}",
+        f"job={job.id}",
+        f"queue={job.queue}",
+        f"attempt={job.attempts}/{job.max_attempts}",
+        f"worker={worker}",
+    ]
+    parts += [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v!r}" for k, v in fields.items()]
+    log.info(" ".join(parts))
+
+
+class Heartbeat:
+    """Extends the lease every ``every_seconds`` while the handler runs.
+
+    A failed beat is logged and retried at the next tick; ``LeaseLost`` sets :attr:`lost`,
+    after which the handler's result must not be recorded.
+    """
+
+    def __init__(self, queue: Queue, job: Job, every_seconds: float) -> None:
+        self.queue = queue
+        self.job = job
+        self.every_seconds = every_seconds
+        self.lost = threading.Event()
+        self.cancel_requested = job.cancel_requested
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_seconds):
+            try:
+                self.cancel_requested = self.queue.heartbeat(self.job).cancel_requested
+            except LeaseLost:
+                self.lost.set()
+                return
+            except QueueError as exc:
+                log.warning("event=heartbeat_failed job=%d error=%r", self.job.id, str(exc))
+
+
+@dataclass
+class Worker:
+    """Claims from ``queues`` and runs ``handler`` (a callable or ``module:function``)."""
+
+    queue: Queue
+    handler: Handler | str
+    queues: Sequence[str] = ("default",)
+    worker_id: str = field(default_factory=default_worker_id)
+    concurrency: int = 1
+    lease_seconds: float | None = None
+    #: Longest a claim blocks before looking at the stop flag again.
+    wait_seconds: float = 1.0
+    sweep_seconds: float | None = None
+    #: On SIGTERM, how long running jobs may take before they are released.
+    grace_seconds: float = 30.0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    _resolved: Handler | None = field(default=None, init=False, repr=False)
+    _running: dict[int, Job] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def lease(self) -> float:
+        return self.lease_seconds or self.queue.settings.lease_seconds
+
+    # -- one job --------------------------------------------------------------------
+
+    def run_once(self, wait: float = 0) -> Job | None:
+        """Claim one job (waiting up to ``wait`` s) and process it; the settled job or None."""
+        job = self.queue.claim(
+            queue=list(self.queues), worker=self.worker_id, lease=self.lease, wait=wait
+        )
+        return None if job is None else self.process(job)
+
+    def process(self, job: Job) -> Job | None:
+        """Run the handler for a claimed job and settle it; None when the lease was lost."""
+        log_job("claimed", job, self.worker_id)
+        started = time.monotonic()
+        with self._lock:
+            self._running[job.id] = job
+        try:
+            return self._run_and_settle(job, started)
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+
+    def _run_and_settle(self, job: Job, started: float) -> Job | None:
+        with Heartbeat(self.queue, job, self.lease / 3) as beat:
+            try:
+                result = self._handler()(job)
+                error: BaseException | None = None
+            except (Exception, SystemExit) as exc:  # a handler error fails the job, not us
+                result, error = None, exc
+        duration = time.monotonic() - started
+        if beat.lost.is_set():
+            log_job(
+                "lease_lost", job, self.worker_id, duration=duration, note="result not recorded"
+            )
+            return None
+        try:
+            if error is None:
+                settled = self.queue.complete(job, result)
+            else:
+                settled = self.queue.fail(job, error)
+        except LeaseLost:
+            log_job(
+                "lease_lost", job, self.worker_id, duration=duration, note="result not recorded"
+            )
+            return None
+        event = {
+            State.COMPLETED: "completed",
+            State.PENDING: "retried",
+            State.FAILED: "failed",
+            State.CANCELLED: "cancelled",
+        }.get(settled.status, settled.status.lower())
+        fields: dict[str, Any] = {"duration": duration}
+        if error is not None:
+            fields["error"] = f"{type(error).__name__}: {error}"
+        log_job(event, settled, self.worker_id, **fields)
+        return settled
+
+    def _handler(self) -> Handler:
+        # Resolved on first use, so a handler that cannot be imported fails jobs (and says
+        # why in last_error) instead of crash-looping the worker.
+        if self._resolved is None:
+            self._resolved = (
+                resolve_handler(self.handler) if isinstance(self.handler, str) else self.handler
+            )
+        return self._resolved
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Work until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code, 0."""
+        self._install_signal_handlers()
+        sweeper = Sweeper(self.queue, self.sweep_seconds or default_sweep_seconds(self.lease))
+        threads = [
+            threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        threads.append(threading.Thread(target=sweeper.run, args=(self.stop_event,), daemon=True))
+        log.info(
+            "event=started worker=%s queues=%s concurrency=%d lease=%.0f",
+            self.worker_id,
+            ",".join(self.queues),
+            self.concurrency,
+            self.lease,
+        )
+        for thread in threads:
+            thread.start()
+        self.stop_event.wait()
+        log.info("event=stopping worker=%s grace=%.0f", self.worker_id, self.grace_seconds)
+        deadline = time.monotonic() + self.grace_seconds
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._release_running()
+        log.info("event=stopped worker=%s", self.worker_id)
+        return 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                job = self.queue.claim(
+                    queue=list(self.queues),
+                    worker=self.worker_id,
+                    lease=self.lease,
+                    wait=self.wait_seconds,
+                )
+                if job is None:
+                    continue
+                if self.stop_event.is_set():  # claimed while shutting down: give it back
+                    self.queue.release(job)
+                    continue
+                self.process(job)
+            except QueueError as exc:  # the database is unwell; back off and retry
+                log.warning("event=claim_failed worker=%s error=%r", self.worker_id, str(exc))
+                self.stop_event.wait(1.0)
+
+    def _release_running(self) -> None:
+        """Give back jobs still running after the grace period, attempt refunded."""
+        with self._lock:
+            running = list(self._running.values())
+        for job in running:
+            try:
+                self.queue.release(job)
+                log_job("released", job, self.worker_id, note="grace period over")
+            except QueueError as exc:
+                log.warning("event=release_failed job=%d error=%r", job.id, str(exc))
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info(
+                "event=signal signal=%s worker=%s", signal.Signals(signum).name, self.worker_id
+            )
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
