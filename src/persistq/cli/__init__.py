@@ -1,0 +1,11 @@
+"""The ``persistq`` command line (Typer).
+
+Importing this package registers every command: each module below defines its commands on
+``persistq.cli.main.app`` (or adds its sub-group to it). ``main`` imports no command
+module, so there is no import cycle whichever module is imported first. A new command
+module joins by being added here.
+"""
+
+from persistq.cli import admin, dlq, jobs, main, queues, run, system
+
+__all__ = ["admin", "dlq", "jobs", "main", "queues", "run", "system"]

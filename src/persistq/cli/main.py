@@ -1,0 +1,138 @@
+"""Root of the ``persistq`` command: global ``--url``, the error boundary, output helpers.
+
+Every command reaches the queue through :func:`open_queue`; a ``QueueError`` anywhere
+becomes one line on stderr and exit code 1 (usage errors exit 2, as Click does).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+
+import persistq
+from persistq.errors import QueueError
+from persistq.queue import Queue
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class ErrorBoundary(TyperGroup):
+    """Turns library errors into one stderr line and exit 1, for every subcommand."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
+        try:
+            return super().invoke(ctx)
+        except QueueError as exc:
+            fail(str(exc))
+        except OSError as exc:  # files the CLI itself reads or writes
+            fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+
+
+def fail(message: str) -> None:
+    """Print one error line and exit 1; never a traceback."""
+    line = message.splitlines()[0] if message else "failed"
+    stderr.print(f"error: {line}", markup=False, emoji=False)
+    raise typer.Exit(1)
+
+
+def new_app(help_text: str) -> typer.Typer:
+    return typer.Typer(
+        cls=ErrorBoundary,
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+
+
+app = new_app("persistq: a persistent job queue. Global options come before the command.")
+
+
+@dataclass
+class CliState:
+    url: str | None
+    _queue: Queue | None = None
+
+    def queue(self) -> Queue:
+        if self._queue is None:
+            self._queue = persistq.connect(self.url)
+        return self._queue
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        envvar="PERSISTQ_URL",
+        show_envvar=True,
+        help="Database URL [default: sqlite:///data/queue.db].",
+    ),
+) -> None:
+    state = CliState(url)
+    ctx.obj = state
+    ctx.call_on_close(lambda: state._queue.close() if state._queue else None)
+
+
+def open_queue(ctx: typer.Context) -> Queue:
+    state: CliState = ctx.find_root().obj
+    return state.queue()
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, one document (an object or a list)."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        # Text, not str: cells hold user data, which must not be read as markup or emoji codes.
+        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
+    stdout.print(table)
+
+
+@contextmanager
+def progress(description: str, total: int | None) -> Iterator[Any]:
+    """A progress bar on stderr (stdout stays clean for --json); none unless a terminal."""
+    if not stderr.is_terminal:  # a log or a pipe gets no bar (rich would still write a newline)
+        yield lambda done: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=stderr,
+        transient=True,
+        # stdout stays stdout: `persistq ... > out` must not land in the bar's terminal.
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        stderr.print("error: interrupted")
+        sys.exit(130)
