@@ -76,8 +76,24 @@ def translate(exc: sqlite3.Error, path: Path) -> StorageError:
     if name in _BUSY or "locked" in text:
         return StorageBusy(f"{path}: the database stayed busy past the wait limit ({text})")
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR")):
-        return StorageUnavailable(f"{path}: cannot read or write the database ({text})")
+        cause = _access_problem(path)
+        reason = f"{cause}: {text}" if cause else text
+        return StorageUnavailable(f"{path}: cannot read or write the database ({reason})")
     return StorageError(f"{path}: {text}")
+
+
+def _access_problem(path: Path) -> str | None:
+    """Name why a file cannot be written, where SQLite only says 'unable to open'."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError as exc:
+        return f"{folder}: {exc.strerror}"
+    for target in (path, Path(f"{path}-wal"), folder):
+        if target.exists() and not os.access(target, os.W_OK):
+            return f"permission denied on {target}"
+    return None
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -187,6 +203,19 @@ class SQLiteBackend:
     def migrate(self) -> int:
         def work(conn: sqlite3.Connection) -> int:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            latest = migrations("sqlite")[-1].version
+            if version > latest:
+                raise StorageError(
+                    f"{self.path}: schema version {version} is newer than this persistq "
+                    f"supports ({latest}); upgrade persistq"
+                )
+            if version == 0:
+                foreign = [row[0] for row in conn.execute(SQL["list_tables"])]
+                if foreign:  # never write our tables into another application's database
+                    raise StorageCorrupt(
+                        f"{self.path}: not a persistq database (it has tables: "
+                        f"{', '.join(foreign[:5])}); refusing to change it"
+                    )
             for migration in migrations("sqlite"):
                 if migration.version <= version:
                     continue
@@ -495,7 +524,7 @@ class SQLiteBackend:
             def work(conn: sqlite3.Connection) -> dict[str, Any]:
                 problems = [row[0] for row in conn.execute(f"PRAGMA {pragma}")]
                 return {
-                    "integrity": "ok" if problems == ["ok"] else "; ".join(problems[:10]),
+                    "integrity": "ok" if problems == ["ok"] else "; ".join(problems)[:500],
                     "schema_version": conn.execute("PRAGMA user_version").fetchone()[0],
                     "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
                     "synchronous": self._synchronous,

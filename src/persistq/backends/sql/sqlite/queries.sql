@@ -3,6 +3,12 @@
 -- Every write runs inside BEGIN IMMEDIATE, so SQLite's single writer makes each
 -- guarded UPDATE atomic without SKIP LOCKED (the PostgreSQL file differs there).
 
+-- name: list_tables
+-- Tables of a database at schema version 0: any means it belongs to someone else.
+SELECT name FROM sqlite_master
+WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+ORDER BY name;
+
 -- name: ensure_queue
 INSERT INTO queues (name, paused, created_at) VALUES (:queue, 0, :now)
 ON CONFLICT (name) DO NOTHING;
