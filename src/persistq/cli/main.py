@@ -23,7 +23,8 @@ import persistq
 from persistq.errors import QueueError
 from persistq.queue import Queue
 
-stdout = Console(highlight=False, soft_wrap=True)
+# Piped output is read by people too (logs, `| less`): do not squeeze tables into 80 columns.
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -1,0 +1,127 @@
+"""The whole system under a real supervisord, in a temporary home: up, status, a consumer
+SIGKILLed and restarted, simulate-crash, down leaving no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+    # Short lease and task so a crash is recovered in seconds, not the demo's 40 s.
+    env.update(PERSISTQ_HOME=str(home), PERSISTQ_LEASE_SECONDS="3", PERSISTQ_TASK_DELAY="0.3-0.6")
+    return env
+
+
+def persistq(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "persistq", *args],
+        cwd=home,
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _pids(home: Path) -> dict[str, int]:
+    """program name -> pid, read from supervisord over its socket."""
+    from persistq.cli.system import processes
+
+    return {i["name"]: i["pid"] for i in processes(home) if i["pid"]}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+def _wait(check: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    pidfile = tmp_path / "data" / "supervisord.pid"
+    if pidfile.exists():  # a failed test must not leave supervisord running
+        persistq(tmp_path, "down", "--timeout", "30")
+        if pidfile.exists() and _alive(pid := int(pidfile.read_text())):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+def test_up_runs_everything_and_down_leaves_no_process(home: Path) -> None:
+    started = persistq(home, "up")
+    assert started.returncode == 0, started.stderr
+    assert "consumer-0" in started.stdout and "RUNNING" in started.stdout
+    status = persistq(home, "status")
+    assert status.returncode == 0
+    for program in ("producer", "consumer-0", "consumer-1"):
+        assert any(program in line and "RUNNING" in line for line in status.stdout.splitlines())
+    # nothing world-readable or world-writable under data/ and logs/
+    for path in [*home.glob("data/**/*"), *home.glob("logs/*")]:
+        assert path.stat().st_mode & 0o007 == 0, f"{path} is open to everyone"
+    assert (home / "data" / "supervisor.sock").stat().st_mode & 0o077 == 0
+
+    # within a short while, files carry stamps and stats shows completed jobs
+    def completed() -> bool:
+        stats = json.loads(persistq(home, "stats", "--json").stdout)
+        return bool(stats["queues"].get("files", {}).get("COMPLETED", 0) >= 2)
+
+    assert _wait(completed, 30)
+    stamped = [
+        p for p in (home / "data" / "files").glob("*.txt") if p.read_text().startswith("processed ")
+    ]
+    assert stamped
+
+    pids = _pids(home)
+    supervisord = int((home / "data" / "supervisord.pid").read_text())
+    stopped = persistq(home, "down")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "no persistq process left" in stopped.stdout
+    assert not [pid for pid in [supervisord, *pids.values()] if _alive(pid)]
+    assert persistq(home, "status").returncode == 1
+
+
+def test_a_sigkilled_consumer_is_restarted_and_simulate_crash_passes(home: Path) -> None:
+    assert persistq(home, "up").returncode == 0
+    old = _pids(home)["consumer-0"]
+    os.kill(old, signal.SIGKILL)
+    assert _wait(lambda: _pids(home).get("consumer-0") not in (None, old), 20)
+
+    verdict = persistq(home, "simulate-crash", "--timeout", "60")
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    assert "PASS" in verdict.stdout
+    assert "lost: 0; stamped twice: 0" in verdict.stdout
+    assert persistq(home, "down").returncode == 0
+
+
+def test_status_down_and_simulate_crash_say_when_nothing_runs(home: Path) -> None:
+    for command in ("status", "simulate-crash"):
+        result = persistq(home, command)
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: persistq is not running")
+        assert "Traceback" not in result.stderr
+    result = persistq(home, "down")
+    assert result.returncode == 0 and "not running" in result.stdout
