@@ -1,0 +1,59 @@
+"""Job handlers for the worker tests, importable as ``handlers:<name>`` (tests/ on the path).
+
+``act`` reads what to do from the job's payload, so one worker process (or one ``Worker``)
+can run every case of a test:
+
+- ``{"log": FILE}``: append ``started <id> <attempt> <pid>`` to FILE first, and
+  ``finished <id> <attempt> <pid>`` when about to return (one line each, flushed at once, so
+  a line in the file means the step happened before any later kill);
+- ``{"sleep": S}``: sleep S seconds; ``{"sleep_on_first": S}``: only on the first attempt;
+- ``{"raise": TEXT}``: raise ``RuntimeError(TEXT)``;
+- ``{"poison": true}``: SIGKILL the process running the handler (a consumer crash);
+- otherwise return ``{"job": id, "attempt": n, "pid": pid}``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from persistq import Job
+
+
+def _note(payload: dict[str, Any], word: str, job: Job) -> None:
+    if "log" in payload:
+        with Path(payload["log"]).open("a", encoding="utf-8") as out:
+            out.write(f"{word} {job.id} {job.attempts} {os.getpid()}\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def act(job: Job) -> dict[str, Any]:
+    payload: dict[str, Any] = job.payload if isinstance(job.payload, dict) else {}
+    _note(payload, "started", job)
+    if payload.get("poison"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if "sleep" in payload:
+        time.sleep(float(payload["sleep"]))
+    if "sleep_on_first" in payload and job.attempts == 1:
+        time.sleep(float(payload["sleep_on_first"]))
+    if "raise" in payload:
+        raise RuntimeError(payload["raise"])
+    _note(payload, "finished", job)
+    return {"job": job.id, "attempt": job.attempts, "pid": os.getpid()}
+
+
+def log_lines(path: Path, word: str) -> list[list[int]]:
+    """The ``word`` lines ``act`` wrote to ``path``, as ``[job id, attempt, pid]``."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]
+    return [
+        [int(n) for n in line.split()[1:]]
+        for line in complete.splitlines()
+        if line.split()[:1] == [word]
+    ]
