@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from persistq.errors import LeaseLost, QueueError
+from persistq.errors import InvalidJob, LeaseLost, QueueError
 from persistq.model import Job, State
 from persistq.queue import Queue
 from persistq.sweeper import Sweeper, default_sweep_seconds
@@ -162,10 +162,7 @@ class Worker:
             )
             return None
         try:
-            if error is None:
-                settled = self.queue.complete(job, result)
-            else:
-                settled = self.queue.fail(job, error)
+            settled = self._settle(job, result, error)
         except LeaseLost:
             log_job(
                 "lease_lost", job, self.worker_id, duration=duration, note="result not recorded"
@@ -182,6 +179,14 @@ class Worker:
             fields["error"] = f"{type(error).__name__}: {error}"
         log_job(event, settled, self.worker_id, **fields)
         return settled
+
+    def _settle(self, job: Job, result: Any, error: BaseException | None) -> Job:
+        if error is not None:
+            return self.queue.fail(job, error)
+        try:
+            return self.queue.complete(job, result)
+        except InvalidJob as exc:  # the handler returned something JSON cannot hold
+            return self.queue.fail(job, exc)
 
     def _handler(self) -> Handler:
         # Resolved on first use, so a handler that cannot be imported fails jobs (and says

@@ -8,6 +8,7 @@ writing but before completing) stamps the file exactly once.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import random
 import secrets
@@ -55,7 +56,7 @@ def parse_delay(text: str) -> tuple[float, float]:
         raise QueueError(
             f"PERSISTQ_TASK_DELAY={text!r}: use min-max seconds, e.g. 7-15, or 0"
         ) from None
-    if not 0 <= bounds[0] <= bounds[1]:
+    if not 0 <= bounds[0] <= bounds[1] < math.inf:
         raise QueueError(f"PERSISTQ_TASK_DELAY={text!r}: need 0 <= min <= max")
     return bounds
 
