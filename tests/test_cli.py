@@ -20,6 +20,7 @@ from typer.testing import CliRunner, Result
 
 import persistq
 from persistq import Job, JobNotFound, ManualClock, Queue, State
+from persistq.backends.sql import migrations
 from persistq.cli.common import format_age, parse_duration
 from persistq.cli.main import app
 from persistq.errors import QueueError
@@ -117,7 +118,8 @@ def test_init_creates_the_database_and_prints_its_path_and_schema_version(
     assert result.exit_code == 0, result.stderr
     assert db.exists()
     assert str(db) in result.stdout
-    assert "schema version 1" in result.stdout
+    latest = migrations("sqlite")[-1].version
+    assert f"schema version {latest}" in result.stdout
 
 
 def test_init_is_idempotent_and_reports_an_ok_check_as_json(cli: Callable[..., Result]) -> None:

@@ -125,6 +125,8 @@ class Event:
         }
 
 
+# One encoder for every call (json.dumps with options builds a new one each time).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_KEY_LENGTH = 255
 MAX_WORKER_LENGTH = 255
@@ -143,10 +145,11 @@ def validate_queue_name(name: object) -> str:
 def encode_json(value: JSON, *, what: str, max_bytes: int | None = None) -> str:
     """Encode ``value`` as compact JSON, refusing what JSON cannot hold (NaN, objects)."""
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"{what} is not JSON: {exc}") from None
-    if max_bytes is not None:
+    # A str is at most 4 bytes a character: only long texts need the exact count.
+    if max_bytes is not None and len(text) * 4 > max_bytes:
         size = len(text.encode())
         if size > max_bytes:
             raise InvalidJob(f"{what} is {size} bytes encoded; the limit is {max_bytes}")
@@ -194,3 +197,34 @@ class QueueInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "paused": self.paused, "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process that announced itself; ``job_ids`` are the jobs it holds now."""
+
+    id: str
+    queues: tuple[str, ...]
+    started_at: datetime
+    last_seen_at: datetime
+    job_ids: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "queues": list(self.queues),
+            "started_at": self.started_at.isoformat(),
+            "last_seen_at": self.last_seen_at.isoformat(),
+            "job_ids": list(self.job_ids),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When a finished job became due, started and finished (epoch seconds)."""
+
+    queue: str
+    status: State
+    run_at: float
+    started_at: float
+    finished_at: float

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -22,6 +23,7 @@ from persistq.model import (
     Job,
     QueueInfo,
     State,
+    WorkerInfo,
     encode_json,
     validate_int,
     validate_queue_name,
@@ -93,9 +95,16 @@ class Queue:
         if keys is not None and len(keys) != len(payloads):
             raise InvalidJob(f"{len(keys)} keys for {len(payloads)} payloads")
         key_list = list(keys) if keys is not None else [None] * len(payloads)
+        # The options are the same for the whole batch: validate them once.
+        template = self._new_job(None, queue, priority, delay, max_attempts, None)
+        limit = self.settings.max_payload_bytes
         new = [
-            self._new_job(p, queue, priority, delay, max_attempts, k)
-            for p, k in zip(payloads, key_list, strict=True)
+            replace(
+                template,
+                payload=encode_json(p, what=f"payload {i}", max_bytes=limit),
+                key=validate_text(k, what="key", max_length=MAX_KEY_LENGTH, optional=True),
+            )
+            for i, (p, k) in enumerate(zip(payloads, key_list, strict=True))
         ]
         return self.backend.insert_jobs(new, self.clock.now())
 
@@ -305,6 +314,24 @@ class Queue:
                 on_progress(total)
             if deleted < PURGE_BATCH:
                 return total
+
+    # -- worker presence ---------------------------------------------------------------
+
+    def worker_seen(self, worker: str, queues: Sequence[str]) -> None:
+        """A worker says it is alive (workers call this every few seconds while running)."""
+        self.backend.touch_worker(worker, [validate_queue_name(q) for q in queues], self.now())
+
+    def worker_gone(self, worker: str) -> None:
+        """A worker says it stopped."""
+        self.backend.delete_worker(worker)
+
+    def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]:
+        """Workers seen in the last ``seen_within`` seconds, with the jobs they hold."""
+        return self.backend.list_workers(self.now() - seen_within)
+
+    def now(self) -> float:
+        """The queue's clock: the injected one, else the backend's."""
+        return self.clock.now()
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         """Integrity, schema version and sizes of the database (``full`` reads every page)."""

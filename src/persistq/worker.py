@@ -8,6 +8,7 @@ protects against anyway. For CPU-bound handlers run more worker processes instea
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -208,6 +209,7 @@ class Worker:
             for i in range(self.concurrency)
         ]
         threads.append(threading.Thread(target=sweeper.run, args=(self.stop_event,), daemon=True))
+        threads.append(threading.Thread(target=self._announce, daemon=True))
         log.info(
             "event=started worker=%s queues=%s concurrency=%d lease=%.0f",
             self.worker_id,
@@ -223,6 +225,8 @@ class Worker:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._release_running()
+        with contextlib.suppress(QueueError):
+            self.queue.worker_gone(self.worker_id)
         log.info("event=stopped worker=%s", self.worker_id)
         return 0
 
@@ -247,6 +251,16 @@ class Worker:
             except QueueError as exc:  # the database is unwell; back off and retry
                 log.warning("event=claim_failed worker=%s error=%r", self.worker_id, str(exc))
                 self.stop_event.wait(1.0)
+
+    def _announce(self) -> None:
+        """Tell the queue this worker is alive, so the Ops view lists idle workers too."""
+        every = min(10.0, self.lease / 3)
+        while not self.stop_event.is_set():
+            try:
+                self.queue.worker_seen(self.worker_id, self.queues)
+            except QueueError as exc:
+                log.warning("event=announce_failed worker=%s error=%r", self.worker_id, str(exc))
+            self.stop_event.wait(every)
 
     def _release_running(self) -> None:
         """Give back jobs still running after the grace period, attempt refunded."""

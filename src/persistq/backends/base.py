@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from persistq.model import Event, Job, QueueInfo, State
+from persistq.model import Event, Job, QueueInfo, State, Timing, WorkerInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,4 +153,39 @@ class Backend(Protocol):
     def check(self, *, full: bool = False) -> dict[str, Any]:
         """Health of the database: ``ok``, ``integrity``, ``schema_version`` and
         dialect-specific sizes. Never raises for a damaged database; reports it."""
+        ...
+
+    # -- read models for insights (Ops UI, /metrics) and worker presence ---------------
+
+    def now(self) -> float:
+        """The backend's clock, epoch seconds (the database's, where it has one)."""
+        ...
+
+    def count_finished(self, since: float, bucket_seconds: int) -> list[tuple[float, State, int]]:
+        """``(bucket start, final state, count)`` of jobs finished since ``since``."""
+        ...
+
+    def finished_since(self, since: float, limit: int) -> list[Timing]:
+        """Timings of jobs finished since ``since``, newest first, at most ``limit``."""
+        ...
+
+    def recent_events(
+        self, kinds: Sequence[str], limit: int, scan: int = 100_000
+    ) -> list[tuple[Event, str]]:
+        """The newest events of these kinds (among the last ``scan`` events) with their job's
+        queue, newest first."""
+        ...
+
+    def touch_worker(self, worker: str, queues: Sequence[str], now: float) -> None:
+        """Record that ``worker`` is alive (first call: started)."""
+        ...
+
+    def delete_worker(self, worker: str) -> None: ...
+
+    def list_workers(self, since: float) -> list[WorkerInfo]:
+        """Workers seen since ``since``, with the jobs each holds."""
+        ...
+
+    def prune_workers(self, before: float) -> int:
+        """Forget workers not seen since ``before``."""
         ...

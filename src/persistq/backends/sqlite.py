@@ -37,6 +37,8 @@ from persistq.model import (
     Job,
     QueueInfo,
     State,
+    Timing,
+    WorkerInfo,
 )
 
 T = TypeVar("T")
@@ -539,6 +541,57 @@ class SQLiteBackend:
         report["latest_schema_version"] = latest
         report["ok"] = report["integrity"] == "ok" and report["schema_version"] == latest
         return report
+
+    # -- read models and worker presence -------------------------------------------------
+
+    def now(self) -> float:
+        return time.time()
+
+    def _all(self, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        return self._read(lambda conn: conn.execute(SQL[name], params).fetchall())
+
+    def count_finished(self, since: float, bucket_seconds: int) -> list[tuple[float, State, int]]:
+        params = {"since": since, "bucket_seconds": bucket_seconds}
+        return [
+            (r["bucket"], State(r["status"]), r["n"]) for r in self._all("count_finished", params)
+        ]
+
+    def finished_since(self, since: float, limit: int) -> list[Timing]:
+        rows = self._all("finished_since", {"since": since, "limit": limit})
+        return [
+            Timing(r["queue"], State(r["status"]), r["run_at"], r["started_at"], r["finished_at"])
+            for r in rows
+        ]
+
+    def recent_events(
+        self, kinds: Sequence[str], limit: int, scan: int = 100_000
+    ) -> list[tuple[Event, str]]:
+        params = {"kinds": json.dumps(list(kinds)), "limit": limit, "scan": scan}
+        rows = self._all("recent_events", params)
+        return [(row_to_event(r), r["queue"]) for r in rows]
+
+    def touch_worker(self, worker: str, queues: Sequence[str], now: float) -> None:
+        params = {"worker": worker, "queues": ",".join(queues), "now": now}
+        self._write(lambda conn: conn.execute(SQL["touch_worker"], params))
+
+    def delete_worker(self, worker: str) -> None:
+        self._write(lambda conn: conn.execute(SQL["delete_worker"], {"worker": worker}))
+
+    def list_workers(self, since: float) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                id=r["id"],
+                queues=tuple(q for q in r["queues"].split(",") if q),
+                started_at=epoch_to_datetime(r["started_at"]),
+                last_seen_at=epoch_to_datetime(r["last_seen_at"]),
+                job_ids=tuple(sorted(json.loads(r["job_ids"]))),
+            )
+            for r in self._all("list_workers", {"since": since})
+        ]
+
+    def prune_workers(self, before: float) -> int:
+        cursor = self._write(lambda conn: conn.execute(SQL["prune_workers"], {"before": before}))
+        return int(cursor.rowcount)
 
 
 _FINISH_EVENT: dict[tuple[str, State], EventKind] = {

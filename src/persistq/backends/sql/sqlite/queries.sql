@@ -239,3 +239,43 @@ DELETE FROM events WHERE job_id IN (SELECT value FROM json_each(:ids));
 
 -- name: delete_jobs
 DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: count_finished
+-- Jobs that finished since :since, per bucket of :bucket_seconds and final state.
+SELECT CAST(finished_at / :bucket_seconds AS INTEGER) * :bucket_seconds AS bucket, status, count(*) AS n
+FROM jobs INDEXED BY jobs_finished
+WHERE finished_at >= :since
+GROUP BY bucket, status
+ORDER BY bucket;
+
+-- name: finished_since
+-- Timing samples of jobs that finished since :since, newest first.
+SELECT queue, status, run_at, started_at, finished_at FROM jobs INDEXED BY jobs_finished
+WHERE finished_at >= :since AND started_at IS NOT NULL
+ORDER BY finished_at DESC LIMIT :limit;
+
+-- name: recent_events
+-- Looks back over the newest :scan events only, so a rare kind cannot cost a full scan.
+SELECT e.id, e.job_id, e.at, e.kind, e.worker, e.detail, j.queue
+FROM events AS e JOIN jobs AS j ON j.id = e.job_id
+WHERE e.id > (SELECT coalesce(max(id), 0) FROM events) - :scan
+  AND e.kind IN (SELECT value FROM json_each(:kinds))
+ORDER BY e.id DESC LIMIT :limit;
+
+-- name: touch_worker
+INSERT INTO workers (id, queues, started_at, last_seen_at) VALUES (:worker, :queues, :now, :now)
+ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, last_seen_at = excluded.last_seen_at;
+
+-- name: delete_worker
+DELETE FROM workers WHERE id = :worker;
+
+-- name: list_workers
+SELECT w.id, w.queues, w.started_at, w.last_seen_at,
+       (SELECT json_group_array(j.id) FROM jobs AS j INDEXED BY jobs_lease
+        WHERE j.status = 'PROCESSING' AND j.worker = w.id) AS job_ids
+FROM workers AS w
+WHERE w.last_seen_at >= :since
+ORDER BY w.id;
+
+-- name: prune_workers
+DELETE FROM workers WHERE last_seen_at < :before;
