@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,23 @@ import pytest
 import persistq
 from persistq import ManualClock, Queue
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
+# Read before the autouse fixture strips PERSISTQ_* from the environment.
+PG_URL = os.environ.get("PERSISTQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("PERSISTQ_REQUIRE_PG", "") not in ("", "0")
+
+
+def _pg_admin() -> Any:
+    """A connection to the test server, or a skip (a failure when PostgreSQL is required)."""
+    try:
+        import psycopg
+
+        return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
+    except Exception as exc:  # ImportError or any connection failure: say which
+        reason = f"PostgreSQL at {PG_URL} is not available: {exc}"
+        if REQUIRE_PG:
+            pytest.fail(reason + " (PERSISTQ_REQUIRE_PG is set)")
+        pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
@@ -29,11 +46,20 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database URL for each backend under test."""
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL for each backend under test: a SQLite file in tmp_path,
+    or a schema of its own on the PostgreSQL server, dropped afterwards."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'queue.db'}"
-    raise AssertionError(request.param)
+        yield f"sqlite:///{tmp_path / 'queue.db'}"
+        return
+    admin = _pg_admin()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{separator}schema={schema}"
+    finally:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.close()
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ class Settings:
     max_payload_bytes: int = 1024 * 1024
     #: How long a write waits for a busy SQLite file before giving up with StorageBusy.
     busy_timeout_seconds: float = 60.0
+    #: Most connections one process opens to PostgreSQL.
+    pg_pool_size: int = 10
     #: The demo file task's simulated work, "min-max" seconds or one number.
     task_delay: str = "7-15"
 
@@ -48,4 +50,5 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("max_payload_bytes", "PERSISTQ_MAX_PAYLOAD_BYTES", int),
     ("busy_timeout_seconds", "PERSISTQ_BUSY_TIMEOUT_SECONDS", float),
     ("task_delay", "PERSISTQ_TASK_DELAY", str),
+    ("pg_pool_size", "PERSISTQ_PG_POOL_SIZE", int),
 )

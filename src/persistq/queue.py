@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from persistq.backends import Backend, NewJob
-from persistq.clock import Clock, SystemClock
+from persistq.clock import Clock
 from persistq.config import Settings
 from persistq.errors import InvalidJob, LeaseLost, Unrecoverable
 from persistq.model import (
@@ -47,7 +47,9 @@ class Queue:
     def __init__(self, backend: Backend, settings: Settings, clock: Clock | None = None) -> None:
         self.backend = backend
         self.settings = settings
-        self.clock: Clock = clock or SystemClock()
+        #: None: every statement uses the database's clock (on PostgreSQL, one clock for all
+        #: machines); tests inject a ManualClock.
+        self.clock: Clock | None = clock
 
     @property
     def url(self) -> str:
@@ -78,7 +80,7 @@ class Queue:
     ) -> Job:
         """Store one job. With a ``key`` that a job of this queue already has, return that job."""
         new = self._new_job(payload, queue, priority, delay, max_attempts, key)
-        return self.backend.insert_jobs([new], self.clock.now())[0]
+        return self.backend.insert_jobs([new], self._stamp())[0]
 
     def enqueue_many(
         self,
@@ -106,7 +108,7 @@ class Queue:
             )
             for i, (p, k) in enumerate(zip(payloads, key_list, strict=True))
         ]
-        return self.backend.insert_jobs(new, self.clock.now())
+        return self.backend.insert_jobs(new, self._stamp())
 
     def _new_job(
         self,
@@ -165,32 +167,30 @@ class Queue:
         wait = validate_seconds(wait, what="wait")
         deadline = time.monotonic() + wait
         while True:
-            jobs = self.backend.claim_jobs(
-                queues, worker_id, limit, lease_seconds, self.clock.now()
-            )
+            jobs = self.backend.claim_jobs(queues, worker_id, limit, lease_seconds, self._stamp())
             if jobs or not self._sleep_until_claimable(queues, deadline):
                 return jobs
 
     def _sleep_until_claimable(self, queues: Sequence[str], deadline: float) -> bool:
         """Wait for a job to become claimable; False once the deadline passes."""
         while (remaining := deadline - time.monotonic()) > 0:
-            now = self.clock.now()
+            now = self.now()
             nap = min(remaining, MAX_NAP_SECONDS)
             next_at = self.backend.next_run_at(queues, now)
             if next_at is not None:
                 nap = min(nap, max(next_at - now, 0.0))
             self.backend.wait_for_change(nap)
-            if self.backend.has_claimable(queues, self.clock.now()):
+            if self.backend.has_claimable(queues, self._stamp()):
                 return True
         return False
 
     def heartbeat(self, job: Job) -> Job:
         """Extend the lease by its length; ``LeaseLost`` when the caller no longer holds it."""
-        return self.backend.extend_lease(job.id, _token(job), self.clock.now())
+        return self.backend.extend_lease(job.id, _token(job), self._stamp())
 
     def complete(self, job: Job, result: JSON = None) -> Job:
         encoded = None if result is None else encode_json(result, what="result")
-        return self.backend.complete_job(job.id, _token(job), encoded, self.clock.now())
+        return self.backend.complete_job(job.id, _token(job), encoded, self._stamp())
 
     def fail(self, job: Job | int, error: str | BaseException, *, retry: bool = True) -> Job:
         """Record a handler failure: retry later with backoff while attempts remain, else FAILED.
@@ -201,11 +201,11 @@ class Queue:
         """
         text = _error_text(error)
         if not isinstance(job, Job):
-            return self.backend.fail_job_by_hand(_job_id(job), text, self.clock.now())
+            return self.backend.fail_job_by_hand(_job_id(job), text, self._stamp())
         if isinstance(error, Unrecoverable):
             retry = False
         token = _token(job)
-        now = self.clock.now()
+        now = self._stamp()
         if retry and job.attempts < job.max_attempts:
             delay = backoff_seconds(
                 job.attempts,
@@ -217,13 +217,13 @@ class Queue:
 
     def release(self, job: Job) -> Job:
         """Give the job back unprocessed (worker shutting down); its attempt is refunded."""
-        return self.backend.release_job(job.id, _token(job), self.clock.now())
+        return self.backend.release_job(job.id, _token(job), self._stamp())
 
     def recover_stalled(self) -> int:
         """Recover every PROCESSING job whose lease has expired; returns how many."""
         total = 0
         while True:
-            moved = self.backend.recover_expired(self.clock.now(), RECOVER_BATCH)
+            moved = self.backend.recover_expired(self._stamp(), RECOVER_BATCH)
             total += moved
             if moved < RECOVER_BATCH:
                 return total
@@ -253,13 +253,13 @@ class Queue:
         return self.backend.list_events(_job_id(id))
 
     def resubmit(self, id: int) -> Job:  # noqa: A002
-        return self.backend.resubmit_job(_job_id(id), self.clock.now())
+        return self.backend.resubmit_job(_job_id(id), self._stamp())
 
     def cancel(self, id: int) -> Job:  # noqa: A002
-        return self.backend.cancel_job(_job_id(id), self.clock.now())
+        return self.backend.cancel_job(_job_id(id), self._stamp())
 
     def stats(self) -> dict[str, Any]:
-        now = self.clock.now()
+        now = self.now()
         counts = self.backend.count_by_status()
         oldest = self.backend.oldest_pending(now)
         paused = {q.name: q.paused for q in self.backend.list_queues()}
@@ -275,7 +275,7 @@ class Queue:
         return self.backend.list_queues()
 
     def create_queue(self, name: str) -> QueueInfo:
-        return self.backend.create_queue(validate_queue_name(name), self.clock.now())
+        return self.backend.create_queue(validate_queue_name(name), self._stamp())
 
     def delete_queue(self, name: str, *, force: bool = False) -> int:
         """Delete a queue and its jobs; refused while it holds unfinished jobs unless ``force``."""
@@ -305,7 +305,7 @@ class Queue:
             allowed = ", ".join(sorted(TERMINAL))
             raise InvalidJob(f"purge removes finished jobs only ({allowed}), not {state}")
         seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
-        before = self.clock.now() - validate_seconds(seconds, what="older_than")
+        before = self.now() - validate_seconds(seconds, what="older_than")
         total = 0
         while True:
             deleted = self.backend.purge_jobs(state, before, PURGE_BATCH)
@@ -319,7 +319,7 @@ class Queue:
 
     def worker_seen(self, worker: str, queues: Sequence[str]) -> None:
         """A worker says it is alive (workers call this every few seconds while running)."""
-        self.backend.touch_worker(worker, [validate_queue_name(q) for q in queues], self.now())
+        self.backend.touch_worker(worker, [validate_queue_name(q) for q in queues], self._stamp())
 
     def worker_gone(self, worker: str) -> None:
         """A worker says it stopped."""
@@ -330,8 +330,12 @@ class Queue:
         return self.backend.list_workers(self.now() - seen_within)
 
     def now(self) -> float:
-        """The queue's clock: the injected one, else the backend's."""
-        return self.clock.now()
+        """The queue's clock: the injected one, else the database's."""
+        return self.clock.now() if self.clock is not None else self.backend.now()
+
+    def _stamp(self) -> float | None:
+        """``now`` for a statement: None lets the database use its own clock."""
+        return self.clock.now() if self.clock is not None else None
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         """Integrity, schema version and sizes of the database (``full`` reads every page)."""

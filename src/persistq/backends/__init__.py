@@ -15,7 +15,20 @@ def open_backend(settings: Settings) -> Backend:
         from persistq.backends.sqlite import SQLiteBackend
 
         return SQLiteBackend(url, busy_timeout_seconds=settings.busy_timeout_seconds)
+    if url.startswith(("postgresql:", "postgres:")):
+        try:
+            from persistq.backends.postgres import PostgresBackend
+        except ImportError:
+            raise StorageUnavailable(
+                "PostgreSQL needs psycopg: pip install 'persistq[postgres]'"
+            ) from None
+        return PostgresBackend(
+            url,
+            busy_timeout_seconds=settings.busy_timeout_seconds,
+            pool_size=settings.pg_pool_size,
+        )
     scheme = url.partition(":")[0] or url
     raise StorageUnavailable(
-        f"unsupported database URL scheme {scheme!r}: use sqlite:///path/to/file.db"
+        f"unsupported database URL scheme {scheme!r}: use sqlite:///path/to/file.db "
+        "or postgresql://user@host:5432/db"
     )

@@ -5,7 +5,8 @@ Rules every implementation keeps:
 * Each method is one transaction: it happens whole or not at all, and every state change
   writes its event in that same transaction.
 * ``now`` is seconds since the Unix epoch, passed in by the caller (the queue's clock), so
-  tests move time without sleeping.
+  tests move time without sleeping; None means the database's own clock (PostgreSQL: the
+  server's, one clock for every machine; SQLite: this machine's).
 * Owner-only writes (``extend_lease``, ``complete_job``, ``retry_job``, ``fail_job``,
   ``release_job``) change the row only when it is PROCESSING, holds ``lease_token`` and the
   lease has not expired at ``now``; otherwise they change nothing and raise ``LeaseLost``
@@ -44,24 +45,29 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
-    def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[Job]:
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
         """Insert all jobs or none, in input order. A job whose ``key`` already exists in its
         queue is not inserted: the existing job is returned in its place."""
         ...
 
     def claim_jobs(
-        self, queues: Sequence[str], worker: str, limit: int, lease_seconds: float, now: float
+        self,
+        queues: Sequence[str],
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        now: float | None,
     ) -> list[Job]:
         """Lease up to ``limit`` claimable jobs (PENDING, ``run_at <= now``, queue not paused)
         to ``worker``: queues in the order given, within a queue by priority then id. Each
         returned job carries a fresh ``lease_token``; ``attempts`` is already incremented."""
         ...
 
-    def has_claimable(self, queues: Sequence[str], now: float) -> bool:
+    def has_claimable(self, queues: Sequence[str], now: float | None) -> bool:
         """A cheap read: would ``claim_jobs`` find something now?"""
         ...
 
-    def next_run_at(self, queues: Sequence[str], now: float) -> float | None:
+    def next_run_at(self, queues: Sequence[str], now: float | None) -> float | None:
         """Earliest ``run_at`` after ``now`` of PENDING jobs in these queues (to sleep until)."""
         ...
 
@@ -70,44 +76,46 @@ class Backend(Protocol):
         May wake early without a change; returns whether it saw one."""
         ...
 
-    def extend_lease(self, job_id: int, lease_token: str, now: float) -> Job:
+    def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
         """Move ``lease_expires_at`` to ``now`` + the lease length chosen at claim."""
         ...
 
-    def complete_job(self, job_id: int, lease_token: str, result: str | None, now: float) -> Job:
+    def complete_job(
+        self, job_id: int, lease_token: str, result: str | None, now: float | None
+    ) -> Job:
         """PROCESSING -> COMPLETED with ``result`` (JSON text); CANCELLED if cancel requested."""
         ...
 
     def retry_job(
-        self, job_id: int, lease_token: str, error: str, delay_seconds: float, now: float
+        self, job_id: int, lease_token: str, error: str, delay_seconds: float, now: float | None
     ) -> Job:
         """PROCESSING -> PENDING, not claimable before ``now + delay_seconds``."""
         ...
 
-    def fail_job(self, job_id: int, lease_token: str, error: str, now: float) -> Job:
+    def fail_job(self, job_id: int, lease_token: str, error: str, now: float | None) -> Job:
         """PROCESSING -> FAILED (dead letter)."""
         ...
 
-    def release_job(self, job_id: int, lease_token: str, now: float) -> Job:
+    def release_job(self, job_id: int, lease_token: str, now: float | None) -> Job:
         """PROCESSING -> PENDING unprocessed, refunding the attempt."""
         ...
 
-    def recover_expired(self, now: float, limit: int) -> int:
+    def recover_expired(self, now: float | None, limit: int) -> int:
         """Expired leases (at most ``limit``): PENDING while attempts remain, else
         UNPROCESSABLE; CANCELLED when a cancel was requested. Returns how many moved."""
         ...
 
-    def cancel_job(self, job_id: int, now: float) -> Job:
+    def cancel_job(self, job_id: int, now: float | None) -> Job:
         """PENDING/FAILED/UNPROCESSABLE -> CANCELLED; PROCESSING -> cancel requested.
         Other states raise ``InvalidTransition``."""
         ...
 
-    def fail_job_by_hand(self, job_id: int, error: str, now: float) -> Job:
+    def fail_job_by_hand(self, job_id: int, error: str, now: float | None) -> Job:
         """An operator's PENDING/PROCESSING -> FAILED (no retry). Other states raise
         ``InvalidTransition``; the lease holder, if any, gets ``LeaseLost`` afterwards."""
         ...
 
-    def resubmit_job(self, job_id: int, now: float) -> Job:
+    def resubmit_job(self, job_id: int, now: float | None) -> Job:
         """FAILED/UNPROCESSABLE/CANCELLED/COMPLETED -> PENDING with attempts 0.
         Other states raise ``InvalidTransition``."""
         ...
@@ -128,13 +136,13 @@ class Backend(Protocol):
         """``{queue: {state: count}}`` for states with at least one job."""
         ...
 
-    def oldest_pending(self, now: float) -> dict[str, float]:
+    def oldest_pending(self, now: float | None) -> dict[str, float]:
         """``{queue: earliest run_at}`` among PENDING jobs already due at ``now``."""
         ...
 
     def list_queues(self) -> list[QueueInfo]: ...
 
-    def create_queue(self, name: str, now: float) -> QueueInfo:
+    def create_queue(self, name: str, now: float | None) -> QueueInfo:
         """Create the queue, or return it unchanged when it exists."""
         ...
 
@@ -176,7 +184,7 @@ class Backend(Protocol):
         queue, newest first."""
         ...
 
-    def touch_worker(self, worker: str, queues: Sequence[str], now: float) -> None:
+    def touch_worker(self, worker: str, queues: Sequence[str], now: float | None) -> None:
         """Record that ``worker`` is alive (first call: started)."""
         ...
 

@@ -95,7 +95,7 @@ def recover(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 def _candidates(q: Queue, state: State, older_than: float) -> list[Job]:
     """Jobs of ``state`` the purge may delete: finished before (about) the cutoff."""
-    cutoff = q.clock.now() - older_than + CUTOFF_SLACK_SECONDS
+    cutoff = q.now() - older_than + CUTOFF_SLACK_SECONDS
     found: list[Job] = []
     offset = 0
     while True:

@@ -1,0 +1,287 @@
+"""PostgreSQL backend: the same queue across many machines.
+
+psycopg 3 with a connection pool. Claims and sweeps lock rows with ``FOR UPDATE SKIP
+LOCKED``; leases are timed on the server's clock; a waiting claim wakes on ``NOTIFY``
+(with the queue's polling as the fallback). Tables live in their own schema (``persistq``
+unless the URL says ``?schema=``), so they never mix with an application's.
+
+Losing the server: a call that fails before anything was sent is retried until
+``busy_timeout_seconds``; a write whose COMMIT was cut off is reported as
+:class:`StorageUnavailable` saying its outcome is unknown, never retried blindly.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from persistq.backends.base import NewJob
+from persistq.backends.sql import migrations, queries
+from persistq.backends.sqlbase import SQLBackend
+from persistq.errors import (
+    StorageBusy,
+    StorageCorrupt,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+)
+from persistq.model import Job
+
+T = TypeVar("T")
+SQL = queries("postgres")
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: Serialises migrations of every process on the server (an arbitrary, fixed number).
+MIGRATION_LOCK = 7_346_116_220_103
+_RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+
+def parse_postgres_url(url: str) -> tuple[str, str]:
+    """The libpq URL without our ``schema`` option, and the schema name."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise StorageUnavailable(f"not a PostgreSQL URL: {url!r}")
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    schema = "persistq"
+    rest = []
+    for name, value in options:
+        if name == "schema":
+            schema = value
+        else:
+            rest.append((name, value))
+    if not SCHEMA_NAME.match(schema):
+        raise StorageUnavailable(f"schema={schema!r}: use lowercase letters, digits and _")
+    return urlunsplit(parts._replace(query=urlencode(rest))), schema
+
+
+def translate(exc: BaseException, where: str) -> StorageError:
+    """A driver error as the persistq error that names its cause."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return StorageFull(f"{where}: the server's disk is full ({text}); nothing was written")
+    if isinstance(exc, psycopg.errors.DataCorrupted | psycopg.errors.IndexCorrupted):
+        return StorageCorrupt(f"{where}: the server reports damaged data ({text})")
+    if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+        return StorageBusy(f"{where}: the database stayed busy past the wait limit ({text})")
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+        return StorageUnavailable(f"{where}: cannot reach PostgreSQL ({text})")
+    return StorageError(f"{where}: {text}")
+
+
+class PostgresBackend(SQLBackend):
+    SQL = SQL
+
+    def __init__(
+        self, url: str, *, busy_timeout_seconds: float = 60.0, pool_size: int = 10
+    ) -> None:
+        self.url = url
+        self._conninfo, self.schema = parse_postgres_url(url)
+        self._where = _describe(self._conninfo, self.schema)
+        self._retry_seconds = busy_timeout_seconds
+        self._channel = f"persistq_{self.schema}"
+        self._pool = ConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={
+                "autocommit": True,  # transactions are explicit: conn.transaction()
+                "row_factory": dict_row,
+                "options": f"-c search_path={self.schema}",
+            },
+            check=ConnectionPool.check_connection,  # a restarted server's dead sockets
+            open=False,
+            name=f"persistq-{self.schema}",
+        )
+        try:
+            self._pool.open(wait=True, timeout=min(10.0, busy_timeout_seconds))
+        except (PoolTimeout, psycopg.Error) as exc:
+            self._pool.close()
+            raise translate(exc, self._where) from None
+        self._changed = threading.Condition()
+        self._notifications = 0
+        self._closed = threading.Event()
+        self._listener: threading.Thread | None = None
+
+    # -- transactions --------------------------------------------------------------------
+
+    def _attempt(self, work: Callable[[Any], T], *, write: bool, wakes: bool) -> T:
+        """Run ``work`` in a transaction, retrying while the server cannot be reached."""
+        deadline = time.monotonic() + self._retry_seconds
+        pause = 0.05
+        while True:
+            committing = False
+            try:
+                with self._pool.connection(timeout=self._retry_seconds) as conn:
+                    with conn.transaction():
+                        result = work(conn)
+                        if wakes:  # delivered at commit, to every listening process
+                            conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
+                        committing = write
+                    return result
+            except (PoolTimeout, psycopg.OperationalError, *_RETRYABLE) as exc:
+                if committing:
+                    raise StorageUnavailable(
+                        f"{self._where}: the connection was lost while committing; the "
+                        f"outcome of this write is unknown ({exc})"
+                    ) from None
+                if time.monotonic() >= deadline:
+                    raise translate(exc, self._where) from None
+            except psycopg.Error as exc:
+                raise translate(exc, self._where) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    def _write(self, work: Callable[[Any], T], *, wakes: bool = False) -> T:
+        return self._attempt(work, write=True, wakes=wakes)
+
+    def _read(self, work: Callable[[Any], T]) -> T:
+        return self._attempt(work, write=False, wakes=False)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._pool.close()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+
+    # -- what the shared SQL backend needs --------------------------------------------------
+
+    def _datetime(self, value: Any) -> datetime:
+        moment: datetime = value
+        return moment.astimezone(UTC)
+
+    def _list(self, values: Sequence[Any]) -> list[Any]:
+        return list(values)
+
+    def _insert_batch(self, conn: Any, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
+        params = {
+            "queues": [j.queue for j in jobs],
+            "payloads": [j.payload for j in jobs],
+            "priorities": [j.priority for j in jobs],
+            "delays": [j.delay_seconds for j in jobs],
+            "max_attempts": [j.max_attempts for j in jobs],
+            "now": now,
+        }
+        return [self._job(row) for row in conn.execute(SQL["insert_jobs_unnest"], params)]
+
+    def now(self) -> float:
+        row = self._read(
+            lambda conn: conn.execute("SELECT extract(epoch FROM now()) AS t").fetchone()
+        )
+        return float(row["t"])
+
+    # -- schema ------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        def work(conn: Any) -> int:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            found = conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (self.schema,),
+            ).fetchall()
+            tables = {row["table_name"] for row in found}
+            if tables and "schema_version" not in tables:
+                raise StorageCorrupt(
+                    f"{self._where}: schema {self.schema!r} holds tables persistq did not "
+                    f"create ({', '.join(sorted(tables)[:5])}); refusing to change it"
+                )
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            row = conn.execute("SELECT max(version) AS v FROM schema_version").fetchone()
+            version = int(row["v"] or 0)
+            latest = migrations("postgres")[-1].version
+            if version > latest:
+                raise StorageError(
+                    f"{self._where}: schema version {version} is newer than this persistq "
+                    f"supports ({latest}); upgrade persistq"
+                )
+            for migration in migrations("postgres"):
+                if migration.version > version:
+                    conn.execute(migration.sql)
+                    conn.execute("INSERT INTO schema_version VALUES (%s)", (migration.version,))
+                    version = migration.version
+            return version
+
+        return self._write(work)
+
+    # -- waiting for work: LISTEN/NOTIFY ---------------------------------------------------
+
+    def wait_for_change(self, timeout: float) -> bool:
+        self._start_listener()
+        with self._changed:
+            seen = self._notifications
+            self._changed.wait_for(lambda: self._notifications != seen, timeout=timeout)
+            return self._notifications != seen
+
+    def _start_listener(self) -> None:
+        with self._changed:
+            if self._listener is None:
+                self._listener = threading.Thread(
+                    target=self._listen, name=f"persistq-listen-{self.schema}", daemon=True
+                )
+                self._listener.start()
+
+    def _listen(self) -> None:
+        """Own one connection that LISTENs; reconnect after the server comes back."""
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    conn.execute(f'LISTEN "{self._channel}"')
+                    self._wake()  # anything sent while not listening: look again
+                    while not self._closed.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self._wake()
+            except psycopg.Error:
+                self._closed.wait(1.0)
+
+    def _wake(self) -> None:
+        with self._changed:
+            self._notifications += 1
+            self._changed.notify_all()
+
+    # -- health ----------------------------------------------------------------------------
+
+    def check(self, *, full: bool = False) -> dict[str, Any]:
+        report: dict[str, Any] = {"backend": "postgres", "server": self._where}
+        latest = migrations("postgres")[-1].version
+        try:
+
+            def work(conn: Any) -> dict[str, Any]:
+                version = conn.execute("SELECT max(version) AS v FROM schema_version").fetchone()
+                sizes = conn.execute(
+                    "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) AS size,"
+                    " coalesce(sum(n_dead_tup), 0) AS dead, coalesce(sum(n_live_tup), 0) AS live"
+                    " FROM pg_stat_user_tables WHERE schemaname = %s",
+                    (self.schema,),
+                ).fetchone()
+                server = conn.execute("SHOW server_version").fetchone()
+                return {
+                    "integrity": "ok",
+                    "schema_version": version["v"],
+                    "size_bytes": int(sizes["size"]),
+                    "live_rows": int(sizes["live"]),
+                    "dead_rows": int(sizes["dead"]),
+                    "server_version": server["server_version"],
+                }
+
+            report.update(self._read(work))
+        except StorageError as exc:
+            report.update(integrity=str(exc), schema_version=None)
+        report["latest_schema_version"] = latest
+        report["ok"] = report["integrity"] == "ok" and report["schema_version"] == latest
+        return report
+
+
+def _describe(conninfo: str, schema: str) -> str:
+    """Where the queue is, for messages: host, port, database and schema, no password."""
+    parts = urlsplit(conninfo)
+    host = parts.hostname or "localhost"
+    return f"postgresql://{host}:{parts.port or 5432}{parts.path or '/'}?schema={schema}"

@@ -1,0 +1,281 @@
+-- Named statements of the PostgreSQL backend, the same names and parameters as SQLite's
+-- (a test checks it). Parameters are %(name)s. `persistq_now(%(now)s)` is the caller's
+-- clock when given, else the server's: leases are timed on one clock for every machine.
+-- Differs from SQLite where noted: claims and sweeps lock rows with FOR UPDATE SKIP LOCKED
+-- (many writers at once, where SQLite has one); lists arrive as arrays (= ANY).
+
+-- name: ensure_queue
+INSERT INTO queues (name, paused, created_at) VALUES (%(queue)s, false, persistq_now(%(now)s))
+ON CONFLICT (name) DO NOTHING;
+
+-- name: insert_job
+INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
+                  created_at, updated_at)
+VALUES (%(queue)s, %(payload)s, 'PENDING', %(priority)s,
+        persistq_now(%(now)s) + make_interval(secs => %(delay_seconds)s), 0, %(max_attempts)s,
+        %(key)s, persistq_now(%(now)s), persistq_now(%(now)s))
+ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: insert_jobs_unnest
+-- The batch path of enqueue_many when no job has a key: one statement for the jobs and their
+-- `enqueued` events (SQLite uses executemany instead). Ids follow input order.
+WITH new AS (
+    INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
+                      created_at, updated_at)
+    SELECT t.queue, t.payload, 'PENDING', t.priority,
+           persistq_now(%(now)s) + make_interval(secs => t.delay_seconds), 0, t.max_attempts,
+           NULL, persistq_now(%(now)s), persistq_now(%(now)s)
+    FROM unnest(%(queues)s::text[], %(payloads)s::text[], %(priorities)s::integer[],
+                %(delays)s::double precision[], %(max_attempts)s::integer[])
+         WITH ORDINALITY AS t(queue, payload, priority, delay_seconds, max_attempts, n)
+    ORDER BY t.n
+    RETURNING *
+), enqueued AS (
+    INSERT INTO events (job_id, at, kind) SELECT id, persistq_now(%(now)s), 'enqueued' FROM new
+)
+SELECT * FROM new ORDER BY id;
+
+-- name: insert_event
+INSERT INTO events (job_id, at, kind, worker, detail)
+VALUES (%(job_id)s, persistq_now(%(now)s), %(kind)s, %(worker)s, %(detail)s);
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = %(id)s;
+
+-- name: get_job_by_key
+SELECT * FROM jobs WHERE queue = %(queue)s AND key = %(key)s;
+
+-- name: claim_jobs
+-- Differs from SQLite: SKIP LOCKED lets concurrent claimers pass over rows another
+-- transaction is taking, instead of waiting for it.
+UPDATE jobs
+SET status = 'PROCESSING',
+    worker = %(worker)s,
+    lease_token = replace(gen_random_uuid()::text, '-', ''),
+    lease_seconds = %(lease_seconds)s,
+    lease_expires_at = persistq_now(%(now)s) + make_interval(secs => %(lease_seconds)s),
+    attempts = attempts + 1,
+    cancel_requested = false,
+    started_at = persistq_now(%(now)s),
+    finished_at = NULL,
+    updated_at = persistq_now(%(now)s)
+WHERE id IN (
+        SELECT id FROM jobs
+        WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
+          AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
+        ORDER BY priority DESC, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+RETURNING *;
+
+-- name: has_claimable
+SELECT 1 AS found FROM jobs
+WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
+  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
+LIMIT 1;
+
+-- name: next_run_at
+SELECT extract(epoch FROM min(run_at))::double precision AS run_at FROM jobs
+WHERE queue = %(queue)s AND status = 'PENDING' AND run_at > persistq_now(%(now)s);
+
+-- name: extend_lease
+UPDATE jobs
+SET lease_expires_at = persistq_now(%(now)s) + make_interval(secs => lease_seconds),
+    updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
+  AND lease_expires_at > persistq_now(%(now)s)
+RETURNING *;
+
+-- name: complete_job
+UPDATE jobs
+SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'COMPLETED' END,
+    result = %(result)s, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
+  AND lease_expires_at > persistq_now(%(now)s)
+RETURNING *;
+
+-- name: retry_job
+UPDATE jobs
+SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'PENDING' END,
+    run_at = persistq_now(%(now)s) + make_interval(secs => %(delay_seconds)s),
+    last_error = %(error)s, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = CASE WHEN cancel_requested THEN persistq_now(%(now)s) END,
+    updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
+  AND lease_expires_at > persistq_now(%(now)s)
+RETURNING *;
+
+-- name: fail_job
+UPDATE jobs
+SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'FAILED' END,
+    last_error = %(error)s, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
+  AND lease_expires_at > persistq_now(%(now)s)
+RETURNING *;
+
+-- name: release_job
+UPDATE jobs
+SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'PENDING' END,
+    attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = CASE WHEN cancel_requested THEN persistq_now(%(now)s) END,
+    updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
+  AND lease_expires_at > persistq_now(%(now)s)
+RETURNING *;
+
+-- name: recover_expired
+-- Differs from SQLite: SKIP LOCKED, so sweepers on several machines split the work and
+-- never wait on each other; a row a holder is finishing right now is left to that holder.
+UPDATE jobs
+SET status = CASE
+        WHEN cancel_requested THEN 'CANCELLED'
+        WHEN attempts < max_attempts THEN 'PENDING'
+        ELSE 'UNPROCESSABLE' END,
+    last_error = 'lease expired', lease_token = NULL, lease_expires_at = NULL,
+    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
+                       THEN persistq_now(%(now)s) END,
+    updated_at = persistq_now(%(now)s)
+WHERE id IN (
+        SELECT id FROM jobs
+        WHERE status = 'PROCESSING' AND lease_expires_at <= persistq_now(%(now)s)
+        ORDER BY lease_expires_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+RETURNING id, status, worker, attempts, max_attempts;
+
+-- name: cancel_job
+UPDATE jobs
+SET status = 'CANCELLED', lease_token = NULL, lease_expires_at = NULL,
+    finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status IN ('PENDING', 'FAILED', 'UNPROCESSABLE')
+RETURNING *;
+
+-- name: request_cancel
+UPDATE jobs
+SET cancel_requested = true, updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status = 'PROCESSING' AND NOT cancel_requested
+RETURNING *;
+
+-- name: fail_job_by_hand
+UPDATE jobs
+SET status = 'FAILED', last_error = %(error)s, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status IN ('PENDING', 'PROCESSING')
+RETURNING *;
+
+-- name: resubmit_job
+UPDATE jobs
+SET status = 'PENDING', attempts = 0, run_at = persistq_now(%(now)s), worker = NULL,
+    lease_token = NULL, lease_seconds = NULL, lease_expires_at = NULL, cancel_requested = false,
+    result = NULL, started_at = NULL, finished_at = NULL, updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status IN ('FAILED', 'UNPROCESSABLE', 'CANCELLED', 'COMPLETED')
+RETURNING *;
+
+-- name: list_jobs
+SELECT * FROM jobs ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_jobs_by_status
+SELECT * FROM jobs WHERE status = %(status)s ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_jobs_by_queue
+SELECT * FROM jobs WHERE queue = %(queue)s ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_jobs_by_queue_status
+SELECT * FROM jobs WHERE queue = %(queue)s AND status = %(status)s
+ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_events
+SELECT * FROM events WHERE job_id = %(job_id)s ORDER BY id;
+
+-- name: count_by_status
+SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status;
+
+-- name: oldest_pending
+SELECT name AS queue, extract(epoch FROM run_at)::double precision AS run_at FROM (
+    SELECT q.name,
+           (SELECT min(run_at) FROM jobs WHERE queue = q.name AND status = 'PENDING') AS run_at
+    FROM queues AS q) AS oldest
+WHERE run_at <= persistq_now(%(now)s);
+
+-- name: list_queues
+SELECT * FROM queues ORDER BY name;
+
+-- name: get_queue
+SELECT * FROM queues WHERE name = %(queue)s;
+
+-- name: create_queue
+INSERT INTO queues (name, paused, created_at) VALUES (%(queue)s, false, persistq_now(%(now)s))
+ON CONFLICT (name) DO NOTHING
+RETURNING *;
+
+-- name: set_queue_paused
+UPDATE queues SET paused = (%(paused)s <> 0) WHERE name = %(queue)s RETURNING *;
+
+-- name: count_unfinished
+SELECT count(*) AS n FROM jobs WHERE queue = %(queue)s AND status IN ('PENDING', 'PROCESSING');
+
+-- name: delete_queue_events
+DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE queue = %(queue)s);
+
+-- name: delete_queue_jobs
+DELETE FROM jobs WHERE queue = %(queue)s;
+
+-- name: delete_queue
+DELETE FROM queues WHERE name = %(queue)s;
+
+-- name: select_purgeable
+SELECT id FROM jobs
+WHERE status = %(status)s AND finished_at < to_timestamp(%(before)s)
+ORDER BY id LIMIT %(limit)s;
+
+-- name: delete_events_of_jobs
+DELETE FROM events WHERE job_id = ANY(%(ids)s);
+
+-- name: delete_jobs
+DELETE FROM jobs WHERE id = ANY(%(ids)s);
+
+-- name: count_finished
+SELECT floor(extract(epoch FROM finished_at) / %(bucket_seconds)s) * %(bucket_seconds)s AS bucket,
+       status, count(*) AS n
+FROM jobs
+WHERE finished_at >= to_timestamp(%(since)s)
+GROUP BY 1, 2
+ORDER BY 1;
+
+-- name: finished_since
+SELECT queue, status,
+       extract(epoch FROM run_at)::double precision AS run_at,
+       extract(epoch FROM started_at)::double precision AS started_at,
+       extract(epoch FROM finished_at)::double precision AS finished_at
+FROM jobs
+WHERE finished_at >= to_timestamp(%(since)s) AND started_at IS NOT NULL
+ORDER BY jobs.finished_at DESC LIMIT %(limit)s;
+
+-- name: recent_events
+SELECT e.id, e.job_id, e.at, e.kind, e.worker, e.detail, j.queue
+FROM events AS e JOIN jobs AS j ON j.id = e.job_id
+WHERE e.id > (SELECT coalesce(max(id), 0) FROM events) - %(scan)s
+  AND e.kind = ANY(%(kinds)s)
+ORDER BY e.id DESC LIMIT %(limit)s;
+
+-- name: touch_worker
+INSERT INTO workers (id, queues, started_at, last_seen_at)
+VALUES (%(worker)s, %(queues)s, persistq_now(%(now)s), persistq_now(%(now)s))
+ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, last_seen_at = excluded.last_seen_at;
+
+-- name: delete_worker
+DELETE FROM workers WHERE id = %(worker)s;
+
+-- name: list_workers
+SELECT w.id, w.queues, w.started_at, w.last_seen_at,
+       coalesce((SELECT json_agg(j.id) FROM jobs AS j
+                 WHERE j.status = 'PROCESSING' AND j.worker = w.id), '[]')::text AS job_ids
+FROM workers AS w
+WHERE w.last_seen_at >= to_timestamp(%(since)s)
+ORDER BY w.id;
+
+-- name: prune_workers
+DELETE FROM workers WHERE last_seen_at < to_timestamp(%(before)s);

@@ -1,0 +1,466 @@
+"""What both SQL backends share: every transition as a named statement, run the same way.
+
+A dialect supplies its named SQL (``sql/<dialect>/queries.sql``), how to run a read or a
+write transaction, how its rows hold times and lists, and the few operations that differ
+in kind (batch insert, waiting for a change, migrations, health). The contract of each
+method is documented once, on :class:`persistq.backends.base.Backend`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from persistq.backends.base import NewJob
+from persistq.backends.rows import Row, row_to_event, row_to_job
+from persistq.errors import InvalidTransition, JobNotFound, LeaseLost, QueueNotEmpty, QueueNotFound
+from persistq.model import Event, EventKind, Job, QueueInfo, State, Timing, WorkerInfo
+
+T = TypeVar("T")
+Conn = Any  # sqlite3.Connection or psycopg.Connection: both offer execute() -> cursor
+
+
+class SQLBackend(ABC):
+    url: str
+    SQL: ClassVar[dict[str, str]]
+
+    # -- what a dialect supplies ----------------------------------------------------------
+
+    @abstractmethod
+    def _write(self, work: Callable[[Conn], T], *, wakes: bool = False) -> T:
+        """Run ``work`` in one write transaction. ``wakes``: it may make jobs claimable,
+        so waiting claims should look again."""
+
+    @abstractmethod
+    def _read(self, work: Callable[[Conn], T]) -> T: ...
+
+    @abstractmethod
+    def _insert_batch(self, conn: Conn, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
+        """Insert jobs without keys (and their ``enqueued`` events) in input order."""
+
+    @abstractmethod
+    def _datetime(self, value: Any) -> datetime:
+        """A stored time as an aware UTC datetime."""
+
+    @abstractmethod
+    def _list(self, values: Sequence[Any]) -> Any:
+        """A list as one query parameter."""
+
+    def _now(self, now: float | None) -> float | None:
+        """``now`` as the statements get it; None lets the database use its own clock."""
+        return now
+
+    def _many(self, conn: Conn, name: str, rows: Sequence[dict[str, Any]]) -> None:
+        for params in rows:
+            conn.execute(self.SQL[name], params)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _job(self, row: Row, *, with_token: bool = False) -> Job:
+        return row_to_job(row, self._datetime, with_token=with_token)
+
+    def _fetch_one(self, name: str, params: dict[str, Any]) -> Any:
+        return self._read(lambda conn: conn.execute(self.SQL[name], params).fetchone())
+
+    def _fetch_all(self, name: str, params: dict[str, Any]) -> list[Any]:
+        return list(self._read(lambda conn: conn.execute(self.SQL[name], params).fetchall()))
+
+    def _queue_info(self, row: Row) -> QueueInfo:
+        return QueueInfo(
+            name=row["name"],
+            paused=bool(row["paused"]),
+            created_at=self._datetime(row["created_at"]),
+        )
+
+    # -- producing ---------------------------------------------------------------------
+
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
+        if not jobs:
+            return []
+        now = self._now(now)
+
+        def work(conn: Conn) -> list[Job]:
+            for queue in sorted({job.queue for job in jobs}):
+                conn.execute(self.SQL["ensure_queue"], {"queue": queue, "now": now})
+            if any(job.key is not None for job in jobs):
+                return [self._insert_one(conn, job, now) for job in jobs]
+            return self._insert_batch(conn, jobs, now)
+
+        return self._write(work, wakes=True)
+
+    def _insert_one(self, conn: Conn, job: NewJob, now: float | None) -> Job:
+        row = conn.execute(self.SQL["insert_job"], {**job_params(job), "now": now}).fetchone()
+        if row is None:  # the key exists: hand back that job, create nothing
+            params = {"queue": job.queue, "key": job.key}
+            return self._job(conn.execute(self.SQL["get_job_by_key"], params).fetchone())
+        conn.execute(self.SQL["insert_event"], event(row["id"], EventKind.ENQUEUED, now))
+        return self._job(row)
+
+    # -- claiming ------------------------------------------------------------------------
+
+    def claim_jobs(
+        self,
+        queues: Sequence[str],
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        now: float | None,
+    ) -> list[Job]:
+        now = self._now(now)
+
+        def work(conn: Conn) -> list[Job]:
+            claimed: list[Job] = []
+            for queue in queues:
+                if len(claimed) >= limit:
+                    break
+                params = {
+                    "queue": queue,
+                    "worker": worker,
+                    "limit": limit - len(claimed),
+                    "lease_seconds": lease_seconds,
+                    "now": now,
+                }
+                rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
+                jobs = sorted(
+                    (self._job(r, with_token=True) for r in rows),
+                    key=lambda j: (-j.priority, j.id),
+                )
+                self._many(
+                    conn,
+                    "insert_event",
+                    [
+                        event(j.id, EventKind.CLAIMED, now, worker, f"attempt {j.attempts}")
+                        for j in jobs
+                    ],
+                )
+                claimed.extend(jobs)
+            return claimed
+
+        return self._write(work)
+
+    def has_claimable(self, queues: Sequence[str], now: float | None) -> bool:
+        now = self._now(now)
+        return any(self._fetch_one("has_claimable", {"queue": q, "now": now}) for q in queues)
+
+    def next_run_at(self, queues: Sequence[str], now: float | None) -> float | None:
+        now = self._now(now)
+        rows = [self._fetch_one("next_run_at", {"queue": q, "now": now}) for q in queues]
+        found = [float(r["run_at"]) for r in rows if r is not None and r["run_at"] is not None]
+        return min(found) if found else None
+
+    # -- the lease holder's writes -------------------------------------------------------
+
+    def _owner_write(
+        self, name: str, job_id: int, lease_token: str, now: float | None, **params: Any
+    ) -> Job:
+        """An owner-only transition: guarded on state, token and expiry; a miss is explained."""
+        now = self._now(now)
+
+        def work(conn: Conn) -> Job:
+            args = {"id": job_id, "lease_token": lease_token, "now": now, **params}
+            row = conn.execute(self.SQL[name], args).fetchone()
+            if row is None:
+                if conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone() is None:
+                    raise JobNotFound(job_id)
+                raise LeaseLost(job_id)
+            job = self._job(row, with_token=True)
+            kind = FINISH_EVENT.get((name, job.status))
+            if kind is not None:
+                detail = (
+                    params.get("error") if kind in (EventKind.RETRIED, EventKind.FAILED) else None
+                )
+                conn.execute(self.SQL["insert_event"], event(job_id, kind, now, job.worker, detail))
+            return job
+
+        return self._write(work, wakes=name in ("retry_job", "release_job"))
+
+    def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
+        return self._owner_write("extend_lease", job_id, lease_token, now)
+
+    def complete_job(
+        self, job_id: int, lease_token: str, result: str | None, now: float | None
+    ) -> Job:
+        return self._owner_write("complete_job", job_id, lease_token, now, result=result)
+
+    def retry_job(
+        self, job_id: int, lease_token: str, error: str, delay_seconds: float, now: float | None
+    ) -> Job:
+        return self._owner_write(
+            "retry_job", job_id, lease_token, now, error=error, delay_seconds=delay_seconds
+        )
+
+    def fail_job(self, job_id: int, lease_token: str, error: str, now: float | None) -> Job:
+        return self._owner_write("fail_job", job_id, lease_token, now, error=error)
+
+    def release_job(self, job_id: int, lease_token: str, now: float | None) -> Job:
+        return self._owner_write("release_job", job_id, lease_token, now)
+
+    # -- recovery and manual transitions ------------------------------------------------
+
+    def recover_expired(self, now: float | None, limit: int) -> int:
+        now = self._now(now)
+
+        def work(conn: Conn) -> int:
+            rows = conn.execute(
+                self.SQL["recover_expired"], {"now": now, "limit": limit}
+            ).fetchall()
+            self._many(
+                conn,
+                "insert_event",
+                [
+                    event(
+                        r["id"],
+                        EventKind.LEASE_EXPIRED,
+                        now,
+                        r["worker"],
+                        f"attempt {r['attempts']} of {r['max_attempts']}: now {r['status']}",
+                    )
+                    for r in rows
+                ],
+            )
+            return len(rows)
+
+        return self._write(work, wakes=True)
+
+    def _manual_write(
+        self,
+        job_id: int,
+        now: float | None,
+        requested: str,
+        names: Sequence[str],
+        already_done: Callable[[Row], bool] = lambda row: False,
+        detail: str | None = None,
+    ) -> Job:
+        """Try each guarded statement in turn; a miss on all of them is explained."""
+        now = self._now(now)
+
+        def work(conn: Conn) -> Job:
+            for name in names:
+                params = {"id": job_id, "now": now, "error": detail}
+                row = conn.execute(self.SQL[name], params).fetchone()
+                if row is not None:
+                    kind = MANUAL_EVENT[name]
+                    conn.execute(self.SQL["insert_event"], event(job_id, kind, now, None, detail))
+                    return self._job(row)
+            row = conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if already_done(row):
+                return self._job(row)
+            raise InvalidTransition(job_id, row["status"], requested)
+
+        return self._write(work, wakes=True)
+
+    def cancel_job(self, job_id: int, now: float | None) -> Job:
+        return self._manual_write(
+            job_id,
+            now,
+            "cancel",
+            ("cancel_job", "request_cancel"),
+            # asked already: the holder will let go, nothing more to record
+            already_done=lambda row: (
+                row["status"] == State.PROCESSING and bool(row["cancel_requested"])
+            ),
+        )
+
+    def fail_job_by_hand(self, job_id: int, error: str, now: float | None) -> Job:
+        return self._manual_write(job_id, now, "fail", ("fail_job_by_hand",), detail=error)
+
+    def resubmit_job(self, job_id: int, now: float | None) -> Job:
+        return self._manual_write(job_id, now, "resubmit", ("resubmit_job",))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job:
+        row = self._fetch_one("get_job", {"id": job_id})
+        if row is None:
+            raise JobNotFound(job_id)
+        return self._job(row)
+
+    def list_jobs(
+        self, status: State | None, queue: str | None, limit: int, offset: int
+    ) -> list[Job]:
+        name = LIST_QUERY[(status is not None, queue is not None)]
+        params = {
+            "status": status and str(status),
+            "queue": queue,
+            "limit": limit,
+            "offset": offset,
+        }
+        return [self._job(row) for row in self._fetch_all(name, params)]
+
+    def list_events(self, job_id: int) -> list[Event]:
+        def work(conn: Conn) -> list[Any]:
+            if conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone() is None:
+                raise JobNotFound(job_id)
+            return list(conn.execute(self.SQL["list_events"], {"job_id": job_id}).fetchall())
+
+        return [row_to_event(row, self._datetime) for row in self._read(work)]
+
+    def count_by_status(self) -> dict[str, dict[State, int]]:
+        counts: dict[str, dict[State, int]] = {}
+        for row in self._fetch_all("count_by_status", {}):
+            counts.setdefault(row["queue"], {})[State(row["status"])] = int(row["n"])
+        return counts
+
+    def oldest_pending(self, now: float | None) -> dict[str, float]:
+        rows = self._fetch_all("oldest_pending", {"now": self._now(now)})
+        return {row["queue"]: float(row["run_at"]) for row in rows}
+
+    # -- queues --------------------------------------------------------------------------
+
+    def list_queues(self) -> list[QueueInfo]:
+        return [self._queue_info(row) for row in self._fetch_all("list_queues", {})]
+
+    def create_queue(self, name: str, now: float | None) -> QueueInfo:
+        now = self._now(now)
+
+        def work(conn: Conn) -> Any:
+            conn.execute(self.SQL["create_queue"], {"queue": name, "now": now}).fetchall()
+            return conn.execute(self.SQL["get_queue"], {"queue": name}).fetchone()
+
+        return self._queue_info(self._write(work))
+
+    def delete_queue(self, name: str, force: bool) -> int:
+        def work(conn: Conn) -> int:
+            if conn.execute(self.SQL["get_queue"], {"queue": name}).fetchone() is None:
+                raise QueueNotFound(name)
+            unfinished = int(
+                conn.execute(self.SQL["count_unfinished"], {"queue": name}).fetchone()["n"]
+            )
+            if unfinished and not force:
+                raise QueueNotEmpty(name, unfinished)
+            conn.execute(self.SQL["delete_queue_events"], {"queue": name})
+            deleted = conn.execute(self.SQL["delete_queue_jobs"], {"queue": name}).rowcount
+            conn.execute(self.SQL["delete_queue"], {"queue": name})
+            return int(deleted)
+
+        return self._write(work)
+
+    def set_queue_paused(self, name: str, paused: bool) -> QueueInfo:
+        def work(conn: Conn) -> Any:
+            params = {"queue": name, "paused": int(paused)}
+            row = conn.execute(self.SQL["set_queue_paused"], params).fetchone()
+            if row is None:
+                raise QueueNotFound(name)
+            return row
+
+        return self._queue_info(self._write(work, wakes=not paused))
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    def purge_jobs(self, status: State, before: float, limit: int) -> int:
+        def work(conn: Conn) -> int:
+            params = {"status": str(status), "before": before, "limit": limit}
+            ids = [row["id"] for row in conn.execute(self.SQL["select_purgeable"], params)]
+            if ids:
+                conn.execute(self.SQL["delete_events_of_jobs"], {"ids": self._list(ids)})
+                conn.execute(self.SQL["delete_jobs"], {"ids": self._list(ids)})
+            return len(ids)
+
+        return self._write(work)
+
+    # -- read models and worker presence -------------------------------------------------
+
+    def count_finished(self, since: float, bucket_seconds: int) -> list[tuple[float, State, int]]:
+        params = {"since": since, "bucket_seconds": bucket_seconds}
+        return [
+            (float(r["bucket"]), State(r["status"]), int(r["n"]))
+            for r in self._fetch_all("count_finished", params)
+        ]
+
+    def finished_since(self, since: float, limit: int) -> list[Timing]:
+        rows = self._fetch_all("finished_since", {"since": since, "limit": limit})
+        return [
+            Timing(
+                r["queue"],
+                State(r["status"]),
+                float(r["run_at"]),
+                float(r["started_at"]),
+                float(r["finished_at"]),
+            )
+            for r in rows
+        ]
+
+    def recent_events(
+        self, kinds: Sequence[str], limit: int, scan: int = 100_000
+    ) -> list[tuple[Event, str]]:
+        params = {"kinds": self._list(list(kinds)), "limit": limit, "scan": scan}
+        return [
+            (row_to_event(r, self._datetime), r["queue"])
+            for r in self._fetch_all("recent_events", params)
+        ]
+
+    def touch_worker(self, worker: str, queues: Sequence[str], now: float | None) -> None:
+        params = {"worker": worker, "queues": ",".join(queues), "now": self._now(now)}
+        self._write(lambda conn: conn.execute(self.SQL["touch_worker"], params))
+
+    def delete_worker(self, worker: str) -> None:
+        self._write(lambda conn: conn.execute(self.SQL["delete_worker"], {"worker": worker}))
+
+    def list_workers(self, since: float) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                id=r["id"],
+                queues=tuple(q for q in r["queues"].split(",") if q),
+                started_at=self._datetime(r["started_at"]),
+                last_seen_at=self._datetime(r["last_seen_at"]),
+                job_ids=tuple(sorted(json.loads(r["job_ids"]))),
+            )
+            for r in self._fetch_all("list_workers", {"since": since})
+        ]
+
+    def prune_workers(self, before: float) -> int:
+        return int(
+            self._write(
+                lambda conn: conn.execute(self.SQL["prune_workers"], {"before": before}).rowcount
+            )
+        )
+
+
+FINISH_EVENT: dict[tuple[str, State], EventKind] = {
+    ("complete_job", State.COMPLETED): EventKind.COMPLETED,
+    ("retry_job", State.PENDING): EventKind.RETRIED,
+    ("fail_job", State.FAILED): EventKind.FAILED,
+    ("release_job", State.PENDING): EventKind.RELEASED,
+    **{
+        (name, State.CANCELLED): EventKind.CANCELLED
+        for name in ("complete_job", "retry_job", "fail_job", "release_job")
+    },
+}
+MANUAL_EVENT = {
+    "fail_job_by_hand": EventKind.FAILED,
+    "cancel_job": EventKind.CANCELLED,
+    "request_cancel": EventKind.CANCEL_REQUESTED,
+    "resubmit_job": EventKind.RESUBMITTED,
+}
+LIST_QUERY = {
+    (False, False): "list_jobs",
+    (True, False): "list_jobs_by_status",
+    (False, True): "list_jobs_by_queue",
+    (True, True): "list_jobs_by_queue_status",
+}
+
+
+def job_params(job: NewJob) -> dict[str, Any]:
+    return {
+        "queue": job.queue,
+        "payload": job.payload,
+        "priority": job.priority,
+        "delay_seconds": job.delay_seconds,
+        "max_attempts": job.max_attempts,
+        "key": job.key,
+    }
+
+
+def event(
+    job_id: int,
+    kind: EventKind,
+    now: float | None,
+    worker: str | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    return {"job_id": job_id, "kind": str(kind), "now": now, "worker": worker, "detail": detail}
