@@ -111,8 +111,8 @@ class SQLBackend(ABC):
     ) -> list[Job]:
         now = self._now(now)
 
-        def work(conn: Conn) -> list[Job]:
-            claimed: list[Job] = []
+        def work(conn: Conn) -> list[Any]:
+            claimed: list[Any] = []
             for queue in queues:
                 if len(claimed) >= limit:
                     break
@@ -124,22 +124,20 @@ class SQLBackend(ABC):
                     "now": now,
                 }
                 rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
-                jobs = sorted(
-                    (self._job(r, with_token=True) for r in rows),
-                    key=lambda j: (-j.priority, j.id),
-                )
+                rows.sort(key=lambda r: (-r["priority"], r["id"]))
                 self._many(
                     conn,
                     "insert_event",
                     [
-                        event(j.id, EventKind.CLAIMED, now, worker, f"attempt {j.attempts}")
-                        for j in jobs
+                        event(r["id"], EventKind.CLAIMED, now, worker, f"attempt {r['attempts']}")
+                        for r in rows
                     ],
                 )
-                claimed.extend(jobs)
+                claimed.extend(rows)
             return claimed
 
-        return self._write(work)
+        # Rows become Jobs after the commit: SQLite's write lock is held no longer than needed.
+        return [self._job(row, with_token=True) for row in self._write(work)]
 
     def has_claimable(self, queues: Sequence[str], now: float | None) -> bool:
         now = self._now(now)
@@ -159,23 +157,25 @@ class SQLBackend(ABC):
         """An owner-only transition: guarded on state, token and expiry; a miss is explained."""
         now = self._now(now)
 
-        def work(conn: Conn) -> Job:
+        def work(conn: Conn) -> Any:
             args = {"id": job_id, "lease_token": lease_token, "now": now, **params}
             row = conn.execute(self.SQL[name], args).fetchone()
             if row is None:
                 if conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone() is None:
                     raise JobNotFound(job_id)
                 raise LeaseLost(job_id)
-            job = self._job(row, with_token=True)
-            kind = FINISH_EVENT.get((name, job.status))
+            kind = FINISH_EVENT.get((name, State(row["status"])))
             if kind is not None:
                 detail = (
                     params.get("error") if kind in (EventKind.RETRIED, EventKind.FAILED) else None
                 )
-                conn.execute(self.SQL["insert_event"], event(job_id, kind, now, job.worker, detail))
-            return job
+                conn.execute(
+                    self.SQL["insert_event"], event(job_id, kind, now, row["worker"], detail)
+                )
+            return row
 
-        return self._write(work, wakes=name in ("retry_job", "release_job"))
+        written = self._write(work, wakes=name in ("retry_job", "release_job"))
+        return self._job(written, with_token=True)
 
     def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
         return self._owner_write("extend_lease", job_id, lease_token, now)
