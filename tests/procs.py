@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -132,6 +132,42 @@ def consume_or_die(url: str, lease: str) -> None:
                 return
 
 
+def enqueue_through_outages(
+    url: str, stop_file: str, log_file: str, pause: str, busy_timeout: str = ""
+) -> None:
+    """Enqueue until the stop file appears, through database outages: say each acknowledged
+    id, or ``refused <persistq error class> <message>``; anything else escapes (a traceback).
+    ``busy_timeout``: how long a call retries an unreachable server (default 60 s)."""
+    if busy_timeout:
+        os.environ["PERSISTQ_BUSY_TIMEOUT_SECONDS"] = busy_timeout
+    stop = Path(stop_file)
+    with persistq.connect(url) as q:
+        n = 0
+        while not stop.exists():
+            try:
+                job = q.enqueue({"log": log_file, "n": n, "pid": os.getpid()})
+            except persistq.QueueError as exc:
+                say("refused", type(exc).__name__, " ".join(str(exc).split()))
+            else:
+                say("enqueued", job.id)
+            n += 1
+            time.sleep(float(pause))
+
+
+def claim_wait(url: str, wait: str) -> None:
+    """Say ``waiting`` right before a blocking claim, then ``claimed ID UNIX_TIME`` (or
+    ``nothing UNIX_TIME``) the moment it returns; repeat until killed."""
+    with persistq.connect(url) as q:
+        while True:
+            say("waiting", time.time())
+            job = q.claim(worker=f"waiter-{os.getpid()}", wait=float(wait))
+            if job is None:
+                say("nothing", time.time())
+            else:
+                say("claimed", job.id, time.time())
+                q.complete(job)
+
+
 ROLES: dict[str, Callable[..., None]] = {
     "open-after": open_after,
     "produce": produce,
@@ -140,6 +176,8 @@ ROLES: dict[str, Callable[..., None]] = {
     "hold": hold,
     "sweep-and-complete": sweep_and_complete,
     "consume-or-die": consume_or_die,
+    "enqueue-through-outages": enqueue_through_outages,
+    "claim-wait": claim_wait,
 }
 
 
@@ -212,15 +250,68 @@ class Child:
         assert code == 0 and errors == "", f"{self.name} exited {code}:\n{errors}"
 
 
+class WorkerChild:
+    """A real ``python -m persistq --url URL worker --handler handlers:act ...`` process,
+    optionally run under a ``prefix`` command (``ip netns exec NS``); stdout and stderr go
+    to one log file."""
+
+    def __init__(
+        self, directory: Path, name: str, url: str, *args: str, prefix: Sequence[str] = ()
+    ) -> None:
+        self.name = name
+        self.output = directory / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(SCRIPT.parent), os.environ.get("PYTHONPATH", "")) if p
+        )
+        command = [*prefix, sys.executable, "-m", "persistq", "--url", url, "worker"]
+        command += ["--handler", "handlers:act", "--worker-id", name, *args]
+        with self.output.open("wb") as out:
+            self.proc = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=directory,
+                env=env,
+            )
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(TIMEOUT_SECONDS)
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code (the worker drains and exits 0)."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.name} did not stop:\n{self.log()}") from None
+
+
 class Children:
     """Spawns children into one directory and SIGKILLs whichever still run at exit."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.started: list[Child] = []
+        self.started: list[Child | WorkerChild] = []
 
     def spawn(self, name: str, role: str, *args: object) -> Child:
         child = Child(self.directory, name, role, *args)
+        self.started.append(child)
+        return child
+
+    def worker(self, name: str, url: str, *args: str, prefix: Sequence[str] = ()) -> WorkerChild:
+        child = WorkerChild(self.directory, name, url, *args, prefix=prefix)
         self.started.append(child)
         return child
 
