@@ -106,3 +106,16 @@ def test_backoff_doubles_and_is_capped() -> None:
 def test_backoff_is_jittered() -> None:
     rng = random.Random(1)
     assert len({backoff_seconds(5, base=2, cap=300, rng=rng) for _ in range(20)}) > 10
+
+
+def test_the_database_not_the_callers_copy_decides_whether_an_attempt_is_left(
+    queue: Queue,
+) -> None:
+    from dataclasses import replace
+
+    queue.enqueue("x", max_attempts=1)
+    job = queue.claim(worker="w")
+    assert job is not None
+    failed = queue.fail(replace(job, attempts=0), "boom")  # a copy that lies about attempts
+    assert failed.status == State.FAILED
+    assert queue.claim(worker="w") is None

@@ -89,7 +89,8 @@ class Backend(Protocol):
     def retry_job(
         self, job_id: int, lease_token: str, error: str, delay_seconds: float, now: float | None
     ) -> Job:
-        """PROCESSING -> PENDING, not claimable before ``now + delay_seconds``."""
+        """PROCESSING -> PENDING, not claimable before ``now + delay_seconds``; FAILED
+        when the stored attempts are used up (whatever the caller's copy said)."""
         ...
 
     def fail_job(self, job_id: int, lease_token: str, error: str, now: float | None) -> Job:

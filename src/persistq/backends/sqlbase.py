@@ -424,6 +424,7 @@ class SQLBackend(ABC):
 FINISH_EVENT: dict[tuple[str, State], EventKind] = {
     ("complete_job", State.COMPLETED): EventKind.COMPLETED,
     ("retry_job", State.PENDING): EventKind.RETRIED,
+    ("retry_job", State.FAILED): EventKind.FAILED,
     ("fail_job", State.FAILED): EventKind.FAILED,
     ("release_job", State.PENDING): EventKind.RELEASED,
     **{

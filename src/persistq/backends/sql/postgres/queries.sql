@@ -97,11 +97,16 @@ WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
 RETURNING *;
 
 -- name: retry_job
+-- The database, not the caller's copy of the job, decides whether an attempt is left.
 UPDATE jobs
-SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'PENDING' END,
+SET status = CASE
+        WHEN cancel_requested THEN 'CANCELLED'
+        WHEN attempts < max_attempts THEN 'PENDING'
+        ELSE 'FAILED' END,
     run_at = persistq_now(%(now)s) + make_interval(secs => %(delay_seconds)s),
     last_error = %(error)s, lease_token = NULL, lease_expires_at = NULL,
-    finished_at = CASE WHEN cancel_requested THEN persistq_now(%(now)s) END,
+    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
+                       THEN persistq_now(%(now)s) END,
     updated_at = persistq_now(%(now)s)
 WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
   AND lease_expires_at > persistq_now(%(now)s)

@@ -99,11 +99,16 @@ WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
 RETURNING *;
 
 -- name: retry_job
+-- The database, not the caller's copy of the job, decides whether an attempt is left.
 UPDATE jobs
-SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'PENDING' END,
+SET status = CASE
+        WHEN cancel_requested = 1 THEN 'CANCELLED'
+        WHEN attempts < max_attempts THEN 'PENDING'
+        ELSE 'FAILED' END,
     run_at = :now + :delay_seconds, last_error = :error,
     lease_token = NULL, lease_expires_at = NULL,
-    finished_at = CASE WHEN cancel_requested = 1 THEN :now END, updated_at = :now
+    finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
+    updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
 RETURNING *;
