@@ -1,0 +1,94 @@
+"""``persistq ui manager|ops``: serve a web UI with Streamlit.
+
+The command checks the database and the admin password first (a generated password is
+printed here, once, so it lands in the UI's log), then replaces itself with
+``streamlit run <packaged script>``: the server gets the process's pid, so Supervisor's
+SIGTERM reaches it directly and Streamlit shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+import persistq
+from persistq.cli.main import app, fail, new_app, stderr
+from persistq.cli.system import resolve_url
+from persistq.credentials import admin_password, data_dir
+
+ui_app = new_app("Serve a web UI: manager (jobs, queues, dead letters) or ops (read-only).")
+app.add_typer(ui_app, name="ui")
+
+HostOption = typer.Option("127.0.0.1", "--host", help="Address to listen on.")
+
+
+def streamlit_command(page: str, host: str, port: int) -> list[str]:
+    """The command line that serves ``page`` (``manager`` or ``ops``)."""
+    spec = importlib.util.find_spec("persistq.ui")  # found, not imported: it imports Streamlit
+    if spec is None or not spec.submodule_search_locations:
+        fail("the web UIs are not installed (package persistq.ui is missing)")
+        raise AssertionError("unreachable")
+    script = Path(next(iter(spec.submodule_search_locations))) / f"{page}.py"
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        # A deployed UI does not reload on file changes; no watcher threads either.
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+        "--global.developmentMode",
+        "false",
+    ]
+
+
+def serve(ctx: typer.Context, page: str, host: str, port: int) -> None:
+    url = resolve_url(Path.cwd(), ctx.find_root().obj.url)
+    with persistq.connect(url):  # create or migrate now: a bad URL fails here, in one line
+        pass
+    password = admin_password(data_dir(url), announce=lambda text: stderr.print(text, markup=False))
+    where = "PERSISTQ_ADMIN_PASSWORD" if password.source == "environment" else password.path
+    stderr.print(
+        f"persistq ui {page}: http://{host}:{port}  database {url}  password {where}", markup=False
+    )
+    command = streamlit_command(page, host, port)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, {**os.environ, "PERSISTQ_URL": url})
+
+
+@ui_app.command()
+def manager(
+    ctx: typer.Context,
+    host: str = HostOption,
+    port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to listen on."),
+) -> None:
+    """The Manager: jobs (filter, resubmit, cancel, bulk), enqueue, queues, dead letters."""
+    serve(ctx, "manager", host, port)
+
+
+@ui_app.command()
+def ops(
+    ctx: typer.Context,
+    host: str = HostOption,
+    port: int = typer.Option(8502, "--port", min=1, max=65535, help="Port to listen on."),
+) -> None:
+    """The read-only Ops dashboard: counts, throughput, latency, workers, failures, disk."""
+    serve(ctx, "ops", host, port)

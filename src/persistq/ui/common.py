@@ -1,0 +1,218 @@
+"""What both web UIs share: the queue, the login gate, and how values are shown.
+
+One :class:`~persistq.queue.Queue` per process and database URL (``st.cache_resource``),
+shared by every browser session; it is thread-safe. The login checks the admin password
+of :mod:`persistq.credentials`; a session lives in Streamlit's per-tab session state, so
+a reload or a new tab asks again, and it expires.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import sys
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+
+import persistq
+from persistq.config import Settings
+from persistq.credentials import LoginThrottle, admin_password, data_dir
+from persistq.errors import QueueError
+from persistq.model import Job, State, encode_json
+from persistq.queue import Queue
+
+#: A session ends this long after its login, whatever happens.
+SESSION_SECONDS = 8 * 3600
+#: ... and the Manager's after this long without a click (the Ops page refreshes by itself,
+#: which is not a person being there, so only the first limit applies to it).
+IDLE_SECONDS = 30 * 60
+_AUTH = "_persistq_auth"
+_CLIENT = "_persistq_client"
+
+
+def database_url() -> str:
+    return Settings.from_env().url
+
+
+@st.cache_resource(show_spinner=False)
+def _open_queue(url: str) -> Queue:
+    return persistq.connect(url)
+
+
+def queue() -> Queue:
+    """This process's queue for ``PERSISTQ_URL`` (opened once, shared by all sessions)."""
+    return _open_queue(database_url())
+
+
+@st.cache_resource(show_spinner=False)
+def _throttle() -> LoginThrottle:
+    return LoginThrottle()
+
+
+def setup_page(app: str) -> None:
+    st.set_page_config(page_title=f"persistq · {app}", page_icon="📬", layout="wide")
+
+
+def _announce(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)  # the UI's log, under Supervisor
+
+
+def _client() -> str:
+    """Who the throttle counts failures for: the browser's address, else this session."""
+    address = st.context.ip_address
+    if isinstance(address, str) and address:  # not known in every runtime (AppTest)
+        return f"ip:{address}"
+    if _CLIENT not in st.session_state:
+        st.session_state[_CLIENT] = f"session:{secrets.token_hex(8)}"
+    return str(st.session_state[_CLIENT])
+
+
+def session_expired(idle_seconds: float | None) -> bool:
+    auth = st.session_state.get(_AUTH)
+    if not auth:
+        return True
+    now = time.time()
+    if now - auth["since"] > SESSION_SECONDS:
+        return True
+    return idle_seconds is not None and now - auth["seen"] > idle_seconds
+
+
+def require_login(app: str, *, idle_seconds: float | None = IDLE_SECONDS) -> None:
+    """Stop the script with a login form unless this session is logged in and not expired."""
+    if not session_expired(idle_seconds):
+        st.session_state[_AUTH]["seen"] = time.time()
+        return
+    expired = _AUTH in st.session_state
+    st.session_state.pop(_AUTH, None)
+    _login_form(app, expired)
+    st.stop()
+
+
+def _login_form(app: str, expired: bool) -> None:
+    try:
+        password = admin_password(data_dir(database_url()), announce=_announce)
+    except (QueueError, OSError) as exc:
+        st.error(f"The admin password cannot be used: {exc}")
+        return
+    st.title(f"persistq {app}")
+    if expired:
+        st.info("Your session expired. Log in again.")
+    with st.form("login", clear_on_submit=True, width=420):
+        given = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Log in", type="primary")
+    if password.source == "environment":
+        st.caption("The password is the value of PERSISTQ_ADMIN_PASSWORD.")
+    else:
+        st.caption(
+            "The password was generated when a UI first started and printed once to its log "
+            "(logs/ui-manager.log or logs/ui-ops.log under `persistq up`). Only its hash is "
+            f"kept, in `{password.path}`: delete that file and restart the UI for a new one."
+        )
+    if not submitted:
+        return
+    throttle, client = _throttle(), _client()
+    wait = throttle.wait_seconds(client)
+    if wait > 0:
+        st.error(f"Too many failed attempts. Try again in {math.ceil(wait)} s.")
+        return
+    if given and password.verify(given):
+        throttle.succeeded(client)
+        now = time.time()
+        st.session_state[_AUTH] = {"since": now, "seen": now}
+        st.rerun()
+    delay = throttle.failed(client)
+    st.error(f"Wrong password. You may try again in {math.ceil(delay)} s.")
+
+
+def account_box() -> None:
+    """The sidebar's session line and log-out button."""
+    auth = st.session_state.get(_AUTH) or {}
+    left = SESSION_SECONDS - (time.time() - auth.get("since", time.time()))
+    st.caption(f"Logged in as admin · session ends in {duration(left)}")
+    if st.button("Log out", key="logout"):
+        st.session_state.pop(_AUTH, None)
+        st.rerun()
+    st.caption(f"Database: `{database_url()}`")
+
+
+# -- how values are shown ----------------------------------------------------------------
+
+
+def when(value: datetime | float | None) -> str:
+    """A UTC time as ``2026-01-31 23:59:59`` ("" for none); sorts as text."""
+    if value is None:
+        return ""
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``; "" for none."""
+    if seconds is None:
+        return ""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def size(value: int | None) -> str:
+    if value is None:
+        return "n/a"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024 or unit == "GiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
+
+
+def clip(text: str | None, length: int = 120) -> str:
+    """One line of at most ``length`` characters."""
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= length else line[: length - 1] + "…"
+
+
+def plain(text: str) -> str:
+    """``text`` shown literally inside Markdown (worker ids and errors are anyone's text)."""
+    return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|~:$" else c for c in text)
+
+
+def last_line(text: str | None) -> str:
+    """The last non-empty line: for a traceback, the exception itself."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def state_totals(report: dict[str, Any]) -> dict[str, int]:
+    """Jobs per state over all queues, from one :func:`persistq.insights.stats` report."""
+    return {str(s): sum(row[str(s)] for row in report["queues"].values()) for s in State}
+
+
+def job_rows(jobs: Iterable[Job]) -> list[dict[str, Any]]:
+    """Table rows for jobs: what fits on a line of each."""
+    return [
+        {
+            "id": job.id,
+            "queue": job.queue,
+            "status": str(job.status),
+            "priority": job.priority,
+            "attempts": f"{job.attempts}/{job.max_attempts}",
+            "created (UTC)": when(job.created_at),
+            "updated (UTC)": when(job.updated_at),
+            "payload": clip(encode_json(job.payload, what="payload")),
+            "last error": clip(last_line(job.last_error), 100),
+        }
+        for job in jobs
+    ]

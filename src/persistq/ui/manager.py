@@ -1,0 +1,195 @@
+"""The Manager web UI (``persistq ui manager``, port 8501): jobs, dead letters, enqueue, queues.
+
+A Streamlit script: Streamlit runs it top to bottom on every click. It reads and writes
+through the Queue API and the read models of :mod:`persistq.insights`, never SQL; each page
+queries only what it shows (counts come from the per-state statistics).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import streamlit as st
+
+from persistq import insights
+from persistq.errors import QueueError, QueueNotEmpty
+from persistq.model import DEAD_LETTER, State
+from persistq.queue import Queue
+from persistq.ui import common, jobs
+
+
+def jobs_page(queue: Queue) -> None:
+    st.header("Jobs")
+    report = insights.stats(queue)
+    flt, oldest_first, page_size = jobs.filter_bar(report, "jobs")
+    selected = jobs.job_table(queue, report, flt, oldest_first, page_size, "jobs")
+    jobs.bulk_box(queue, report, flt, "jobs", verbs=("Resubmit", "Cancel"))
+    st.divider()
+    typed = st.number_input(
+        "Open job by id", min_value=1, value=None, step=1, key="jobs_open", width=240
+    )
+    job_id = int(typed) if typed is not None else (selected[0].id if len(selected) == 1 else None)
+    if job_id is None:
+        st.caption("Select one row, or type a job id, to see its payload, error and events.")
+    else:
+        jobs.job_detail(queue, job_id, "jobs")
+
+
+def dead_letters_page(queue: Queue) -> None:
+    st.header("Dead letters")
+    st.caption(
+        "FAILED: the handler raised on its last allowed attempt. UNPROCESSABLE: its lease "
+        "expired on the last attempt, so it crashed or stalled its worker every time. "
+        "Redrive puts a job back to PENDING with its attempts reset."
+    )
+    report = insights.stats(queue)
+    totals = common.state_totals(report)
+    states = sorted(DEAD_LETTER)  # FAILED, UNPROCESSABLE
+    tabs = st.tabs([f"{state} ({totals[state]:,})" for state in states])
+    for tab, state in zip(tabs, states, strict=True):
+        with tab:
+            key = f"dlq_{state.lower()}"
+            flt, oldest_first, page_size = jobs.filter_bar(report, key, status=state)
+            selected = jobs.job_table(
+                queue, report, flt, oldest_first, page_size, key, verbs=("Redrive", "Cancel")
+            )
+            jobs.bulk_box(queue, report, flt, key, verbs=("Redrive", "Cancel"))
+            if len(selected) == 1:
+                jobs.job_detail(queue, selected[0].id, key)
+
+
+def enqueue_page(queue: Queue) -> None:
+    st.header("Enqueue a job")
+    names = sorted(insights.stats(queue)["queues"]) or ["default"]
+    with st.form("enqueue"):
+        name = st.text_input(
+            "Queue", value="default", key="enqueue_queue", help=f"Existing: {', '.join(names)}"
+        )
+        text = st.text_area(
+            "Payload (JSON)", value='{"path": "data/files/example.txt"}', key="enqueue_payload"
+        )
+        left, middle, right = st.columns(3)
+        priority = left.number_input("Priority (higher first)", value=0, step=1, key="enqueue_prio")
+        delay = middle.number_input(
+            "Delay (seconds)", min_value=0.0, value=0.0, step=1.0, key="enqueue_delay"
+        )
+        attempts = right.number_input(
+            "Max attempts", min_value=1, max_value=1000, value=3, step=1, key="enqueue_attempts"
+        )
+        key = st.text_input("Idempotency key (optional)", key="enqueue_key")
+        submitted = st.form_submit_button("Enqueue", type="primary")
+    if not submitted:
+        return
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        st.error(f"The payload is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
+        return
+    # Ids only grow: a returned job no newer than the newest before is the key's old job.
+    newest = queue.jobs(limit=1)
+    newest_id = newest[0].id if newest else 0
+    try:
+        job = queue.enqueue(
+            payload,
+            queue=name.strip(),
+            priority=int(priority),
+            delay=float(delay),
+            max_attempts=int(attempts),
+            key=key.strip() or None,
+        )
+    except QueueError as exc:
+        st.error(str(exc))
+        return
+    if job.id <= newest_id:
+        st.info(f"Queue `{job.queue}` already has a job with this key: job {job.id}. Nothing new.")
+    else:
+        st.success(f"Enqueued job {job.id} on queue `{job.queue}` ({job.status}).")
+
+
+def queues_page(queue: Queue) -> None:
+    st.header("Queues")
+    report = insights.stats(queue)
+    rows = [
+        {
+            "queue": name,
+            "paused": "paused" if row["paused"] else "",
+            **{str(s): row[str(s)] for s in State},
+            "oldest pending": common.duration(row["oldest_pending_age"]),
+        }
+        for name, row in sorted(report["queues"].items())
+    ]
+    st.dataframe(rows, hide_index=True, key="queues_table", placeholder="no queues yet")
+    left, right = st.columns(2)
+    with left, st.form("create_queue", clear_on_submit=True):
+        st.markdown("**Create a queue**")
+        new = st.text_input("Name", key="queue_new", placeholder="letters, digits, _ . : -")
+        if st.form_submit_button("Create"):
+            _queue_action(lambda: f"Queue `{queue.create_queue(new.strip()).name}` exists now.")
+    with right:
+        st.markdown("**Change a queue**")
+        names = sorted(report["queues"])
+        if not names:
+            st.caption("No queues yet.")
+            return
+        name = st.selectbox("Queue", names, key="queue_pick")
+        row = report["queues"][name]
+        unfinished = row["PENDING"] + row["PROCESSING"]
+        a, b = st.columns(2)
+        if a.button("Pause", key="queue_pause", disabled=row["paused"]):
+            _queue_action(lambda: f"Queue `{queue.pause(name).name}` is paused: claims wait.")
+        if b.button("Resume", key="queue_resume", disabled=not row["paused"]):
+            _queue_action(lambda: f"Queue `{queue.resume(name).name}` is running again.")
+        total = sum(row[str(s)] for s in State)
+        force = st.checkbox(
+            f"Also delete its {unfinished:,} unfinished job(s)",
+            key="queue_force",
+            disabled=not unfinished,
+            help="Without this, a queue holding PENDING or PROCESSING jobs is not deleted.",
+        )
+        typed = st.text_input(
+            f"Type `{name}` to delete it and its {total:,} job(s)", key="queue_confirm"
+        )
+        if st.button("Delete queue", key="queue_delete", disabled=typed != name):
+
+            def delete() -> str:
+                deleted = queue.delete_queue(name, force=force)
+                return f"Deleted queue `{name}` and {deleted:,} job(s)."
+
+            _queue_action(delete)
+
+
+def _queue_action(action: Callable[[], str]) -> None:
+    try:
+        message = action()
+    except QueueNotEmpty as exc:
+        jobs.flash("error", f"{exc}. Tick the box to delete them too.")
+    except QueueError as exc:
+        jobs.flash("error", str(exc))
+    else:
+        jobs.flash("success", message)
+    st.rerun()
+
+
+PAGES: dict[str, Callable[[Queue], None]] = {
+    "Jobs": jobs_page,
+    "Dead letters": dead_letters_page,
+    "Enqueue": enqueue_page,
+    "Queues": queues_page,
+}
+
+
+def main() -> None:
+    common.setup_page("Manager")
+    common.require_login("Manager")
+    queue = common.queue()
+    with st.sidebar:
+        st.title("persistq Manager")
+        page = st.radio("Page", list(PAGES), key="nav", label_visibility="collapsed")
+        st.divider()
+        common.account_box()
+    jobs.show_flash()
+    PAGES[str(page)](queue)
+
+
+main()

@@ -1,0 +1,250 @@
+"""The Ops web UI (``persistq ui ops``, port 8502): read-only, refreshing every few seconds.
+
+The dashboard is one ``st.fragment(run_every=...)``: each refresh reruns only it, and the
+elements are replaced in place, so the page does not flicker. Everything comes from the
+read models of :mod:`persistq.insights`; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import altair as alt
+import streamlit as st
+
+import persistq
+from persistq import insights
+from persistq.errors import QueueError
+from persistq.model import State
+from persistq.ui import common
+
+REFRESH_SECONDS = 5
+#: The integrity check reads every page of the database (about 4 s at 1,000,000 jobs), so
+#: it runs in the background, on its own connection, this often.
+INTEGRITY_EVERY_SECONDS = 600
+
+
+class IntegrityWatch:
+    """The latest :func:`persistq.insights.database` report, refreshed by a daemon thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.latest: dict[str, Any] | None = None
+        threading.Thread(target=self._run, name="persistq-integrity", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                with persistq.connect(self.url) as queue:
+                    self.latest = insights.database(queue)
+            except (QueueError, OSError) as exc:
+                self.latest = {"ok": False, "integrity": f"cannot check: {exc}"}
+            time.sleep(INTEGRITY_EVERY_SECONDS)
+
+
+@st.cache_resource(show_spinner=False)
+def _integrity(url: str) -> IntegrityWatch:
+    return IntegrityWatch(url)
+
+
+def database_report(queue: persistq.Queue) -> dict[str, Any]:
+    """Sizes read now; integrity from the last background check (assumed fine until then)."""
+    checked = _integrity(common.database_url()).latest
+    report: dict[str, Any] = dict(checked or {"ok": True, "integrity": "checking"})
+    report.update({k: v for k, v in insights.storage(queue).items() if v is not None})
+    return report
+
+
+def show_alerts(alerts: list[str]) -> None:
+    if alerts:
+        st.error(
+            "**Needs attention**\n\n" + "\n".join(f"- {common.plain(a)}" for a in alerts),
+            icon="🚨",
+        )
+    else:
+        st.success("All clear: no stalled worker, old backlog, paused queue or disk problem.")
+
+
+def show_counts(report: dict[str, Any]) -> None:
+    totals = common.state_totals(report)
+    ages = [r["oldest_pending_age"] for r in report["queues"].values()]
+    oldest = max((a for a in ages if a is not None), default=None)
+    cells = st.columns(len(State) + 1)
+    for cell, state in zip(cells, State, strict=False):
+        cell.metric(str(state), f"{totals[str(state)]:,}")
+    cells[-1].metric("Oldest pending", common.duration(oldest) or "none")
+
+
+def _chart(rows: list[dict[str, Any]], series: list[str], title: str, colors: list[str]) -> Any:
+    """Lines of ``series`` over time (``at``, epoch seconds), the axis in UTC hours."""
+    data = alt.InlineData(
+        values=[
+            {"at": r["at"] * 1000, "series": name, "value": r[name]}
+            for r in rows
+            for name in series
+        ]
+    )
+    return (
+        alt.Chart(data, height=240)
+        .mark_line(point=alt.OverlayMarkDef(size=20), interpolate="monotone")
+        .encode(
+            x=alt.X("at:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M")),
+            y=alt.Y("value:Q", title=title),
+            color=alt.Color(
+                "series:N",
+                title=None,
+                scale=alt.Scale(domain=series, range=colors),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            tooltip=[
+                alt.Tooltip("utchoursminutes(at):T", title="UTC"),
+                alt.Tooltip("series:N", title="series"),
+                alt.Tooltip("value:Q", title=title, format=".2f"),
+            ],
+        )
+    )
+
+
+def show_charts(queue: persistq.Queue) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Finished per minute, last hour** (UTC)")
+        rows = [
+            {"at": r["at"], "completed": r["COMPLETED"], "failed": r["FAILED"] + r["UNPROCESSABLE"]}
+            for r in insights.throughput(queue, window_seconds=3600, bucket_seconds=60)
+        ]
+        st.altair_chart(
+            _chart(rows, ["completed", "failed"], "jobs", ["#2e9f5b", "#d6443a"]),
+            key="chart_throughput",
+        )
+    with right:
+        st.markdown("**Wait and run time, last hour** (seconds, per 5 minutes)")
+        latency = insights.latency(queue, window_seconds=3600, bucket_seconds=300)
+        if not latency["buckets"]:
+            st.caption("No job finished in the last hour.")
+            return
+        rows = [
+            {
+                "at": b["at"],
+                "wait p50": b["wait"]["p50"],
+                "wait p95": b["wait"]["p95"],
+                "run p50": b["run"]["p50"],
+                "run p95": b["run"]["p95"],
+            }
+            for b in latency["buckets"]
+        ]
+        series = ["wait p50", "wait p95", "run p50", "run p95"]
+        colors = ["#f0a04b", "#c4581c", "#6aa3d8", "#1f5fa8"]
+        st.altair_chart(_chart(rows, series, "seconds", colors), key="chart_latency")
+        wait, run = latency["wait"], latency["run"]
+        st.caption(
+            f"Whole hour, {latency['sampled']:,} jobs: wait p50 {_secs(wait['p50'])}, "
+            f"p95 {_secs(wait['p95'])} · run p50 {_secs(run['p50'])}, p95 {_secs(run['p95'])}"
+        )
+
+
+def _secs(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def show_queues(report: dict[str, Any]) -> None:
+    st.markdown("**Queues**")
+    st.dataframe(
+        [
+            {
+                "queue": name,
+                "paused": "paused" if row["paused"] else "",
+                **{str(s): row[str(s)] for s in State},
+                "oldest pending": common.duration(row["oldest_pending_age"]),
+            }
+            for name, row in sorted(report["queues"].items())
+        ],
+        hide_index=True,
+        placeholder="no queues yet",
+    )
+
+
+def show_workers(workers: list[dict[str, Any]]) -> None:
+    st.markdown(f"**Workers** ({len(workers)} seen in the last hour)")
+    st.dataframe(
+        [
+            {
+                "worker": w["id"],
+                "queues": ", ".join(w["queues"]),
+                "last heartbeat": f"{common.duration(w['seconds_since_seen'])} ago",
+                "current job": ", ".join(str(j) for j in w["job_ids"]) or "idle",
+                "state": "STALLED" if w["stalled"] else "ok",
+                "started (UTC)": common.when(datetime.fromisoformat(w["started_at"])),
+            }
+            for w in workers
+        ],
+        hide_index=True,
+        placeholder="no worker seen",
+    )
+
+
+def show_failures(queue: persistq.Queue) -> None:
+    failures = insights.recent_failures(queue, limit=20)
+    st.markdown("**Recent failures**")
+    st.dataframe(
+        [
+            {
+                "at (UTC)": common.when(datetime.fromisoformat(f["at"])),
+                "job": f["job_id"],
+                "queue": f["queue"],
+                "event": f["kind"],
+                "worker": f["worker"] or "",
+                "error": common.clip(f["error"], 160),
+            }
+            for f in failures
+        ],
+        hide_index=True,
+        placeholder="no failures",
+    )
+
+
+def show_database(report: dict[str, Any]) -> None:
+    st.markdown("**Database**")
+    cells = st.columns(4)
+    cells[0].metric("Database size", common.size(report.get("size_bytes")), border=True)
+    cells[1].metric("WAL size", common.size(report.get("wal_bytes")), border=True)
+    cells[2].metric("Free disk", common.size(report.get("free_disk_bytes")), border=True)
+    cells[3].metric("Integrity", str(report.get("integrity", "n/a")), border=True)
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def dashboard() -> None:
+    if common.session_expired(None):
+        st.rerun()  # the whole script: it shows the login form
+    queue = common.queue()
+    report = insights.stats(queue)
+    workers = insights.workers(queue)
+    database = database_report(queue)
+    show_alerts(insights.alerts(queue, worker_rows=workers, database_report=database))
+    show_counts(report)
+    show_charts(queue)
+    left, right = st.columns(2)
+    with left:
+        show_queues(report)
+    with right:
+        show_workers(workers)
+    show_failures(queue)
+    show_database(database)
+    st.caption(
+        f"Updated {common.when(time.time())} UTC · refreshes every {REFRESH_SECONDS} s · read-only"
+    )
+
+
+def main() -> None:
+    common.setup_page("Ops")
+    common.require_login("Ops", idle_seconds=None)
+    with st.sidebar:
+        st.title("persistq Ops")
+        common.account_box()
+    dashboard()
+
+
+main()

@@ -1,0 +1,321 @@
+"""The Manager web UI, run by Streamlit's AppTest against a real SQLite file.
+
+Every action is checked in the database afterwards, not on the page alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import persistq
+from persistq import ManualClock, Queue, State
+from ui_support import (
+    PASSWORD,
+    app,
+    button,
+    failed_job,
+    login,
+    reset_streamlit,
+    select_rows,
+    table,
+    texts,
+    unprocessable_job,
+)
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    monkeypatch.setenv("PERSISTQ_URL", url)
+    monkeypatch.setenv("PERSISTQ_ADMIN_PASSWORD", PASSWORD)
+    reset_streamlit()
+    return url
+
+
+@pytest.fixture
+def queue(url: str) -> Iterator[Queue]:
+    with persistq.connect(url) as q:
+        yield q
+
+
+@pytest.fixture
+def manager(queue: Queue) -> AppTest:
+    """The Manager, logged in."""
+    at = login(app("manager"))
+    assert not at.exception, at.exception
+    return at
+
+
+def go(at: AppTest, page: str) -> AppTest:
+    return at.radio(key="nav").set_value(page).run()
+
+
+# -- login -----------------------------------------------------------------------------------
+
+
+def test_the_right_password_opens_the_jobs_page(queue: Queue) -> None:
+    queue.enqueue({"n": 1})
+    at = app("manager").run()
+    assert at.text_input(key="login_password")  # nothing but the login form yet
+    assert not at.dataframe
+    login(at)
+    assert not at.exception
+    assert "Jobs" in [h.value for h in at.header]
+    assert list(table(at)["status"]) == ["PENDING"]
+
+
+def test_a_wrong_password_is_refused_and_the_next_try_must_wait(queue: Queue) -> None:
+    at = login(app("manager"), "not the password")
+    assert "Wrong password" in texts(at)
+    assert not at.dataframe
+    login(at)  # at once, even with the right password: refused
+    assert "Too many failed attempts" in texts(at)
+    assert not at.dataframe
+    time.sleep(1.1)  # the first failure costs one second
+    login(at)
+    assert at.dataframe, texts(at)
+
+
+def test_log_out_and_an_expired_session_ask_for_the_password_again(manager: AppTest) -> None:
+    button(manager, "Log out").click()
+    manager.run()
+    assert manager.text_input(key="login_password")
+    login(manager)
+    manager.session_state["_persistq_auth"]["since"] -= 9 * 3600  # past the 8 h limit
+    manager.run()
+    assert "session expired" in texts(manager)
+    assert not manager.dataframe
+
+
+def test_a_generated_password_works_and_none_is_the_default(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PERSISTQ_ADMIN_PASSWORD")
+    at = app("manager").run()
+    announced = capsys.readouterr().err
+    generated = announced.split("web UIs: ")[1].split()[0]
+    assert (tmp_path / "ui-admin-password.argon2").stat().st_mode & 0o777 == 0o600
+    for guess in ("", "admin", "password", "persistq"):
+        at = login(app("manager"), guess)
+        assert not at.dataframe
+        reset_streamlit()  # forget the throttle: each guess is refused on its merits
+    login(at, generated)
+    assert at.dataframe
+
+
+# -- resubmit and cancel ---------------------------------------------------------------------
+
+
+def test_resubmit_and_cancel_of_selected_rows_change_the_database(
+    manager: AppTest, queue: Queue
+) -> None:
+    dead = failed_job(queue)
+    waiting = queue.enqueue({"n": 2})
+    button(manager, "Refresh").click()
+    manager.run()
+    select_rows(manager, [dead.id])
+    button(manager, "Resubmit selected (1)").click()
+    manager.run()
+    assert queue.get(dead.id).status == State.PENDING
+    assert "Resubmitted 1 job(s)" in texts(manager)
+    select_rows(manager, [waiting.id, dead.id])
+    button(manager, "Cancel selected (2)").click()
+    manager.run()
+    assert queue.get(waiting.id).status == State.CANCELLED
+    assert queue.get(dead.id).status == State.CANCELLED
+    assert set(table(manager)["status"]) == {"CANCELLED"}  # the table was read again
+
+
+def test_a_refused_transition_is_reported_and_changes_nothing(
+    manager: AppTest, queue: Queue
+) -> None:
+    waiting = queue.enqueue({"n": 1})
+    button(manager, "Refresh").click()
+    manager.run()
+    select_rows(manager, [waiting.id])
+    button(manager, "Resubmit selected (1)").click()
+    manager.run()
+    assert queue.get(waiting.id).status == State.PENDING
+    assert "1 refused by their state" in texts(manager)
+
+
+def test_job_detail_shows_payload_error_and_events_and_resubmits(
+    manager: AppTest, queue: Queue
+) -> None:
+    dead = failed_job(queue, error="Traceback (most recent call last):\nKeyError: 'path'")
+    manager.number_input(key="jobs_open").set_value(dead.id).run()
+    assert "Status: FAILED" in texts(manager)
+    assert "KeyError: 'path'" in manager.code[0].value
+    assert '"fails"' in str(manager.json[0].value)
+    events = table(manager, -1)
+    assert list(events["event"]) == ["enqueued", "claimed", "failed"]
+    button(manager, "Resubmit").click()
+    manager.run()
+    assert queue.get(dead.id).status == State.PENDING
+    assert f"Job {dead.id} is now PENDING" in texts(manager)
+    assert list(table(manager, -1)["event"])[-1] == "resubmitted"
+
+
+# -- filters ---------------------------------------------------------------------------------
+
+
+def test_filters_narrow_the_table(manager: AppTest, queue: Queue, url: str) -> None:
+    now = time.time()
+    with persistq.connect(url, clock=ManualClock(start=now - 7200)) as old:
+        old_job = old.enqueue({"file": "old-report.txt"}, queue="reports")
+    mail = queue.enqueue({"to": "ada@example.com"}, queue="emails")
+    report = queue.enqueue({"file": "report-42.txt"}, queue="reports")
+    dead = failed_job(queue, queue_name="reports", error="ValueError: no such file")
+    button(manager, "Refresh").click()
+    manager.run()
+    assert len(table(manager)) == 4
+
+    manager.selectbox(key="jobs_queue").set_value("reports").run()
+    assert set(table(manager)["id"]) == {old_job.id, report.id, dead.id}
+    manager.selectbox(key="jobs_state").set_value("FAILED").run()
+    assert list(table(manager)["id"]) == [dead.id]
+    manager.selectbox(key="jobs_state").set_value("(all)").run()
+    manager.text_input(key="jobs_text").input("REPORT").run()  # payload, any case
+    assert set(table(manager)["id"]) == {old_job.id, report.id}
+    manager.text_input(key="jobs_text").input("no such file").run()  # the error
+    assert list(table(manager)["id"]) == [dead.id]
+    manager.text_input(key="jobs_text").input("").run()
+    manager.selectbox(key="jobs_period").set_value("last hour").run()
+    assert set(table(manager)["id"]) == {report.id, dead.id}
+    manager.selectbox(key="jobs_queue").set_value("(all)").run()
+    assert set(table(manager)["id"]) == {mail.id, report.id, dead.id}
+    manager.selectbox(key="jobs_order").set_value("oldest first").run()
+    assert list(table(manager)["id"]) == [mail.id, report.id, dead.id]
+
+
+def test_pages_of_the_table_show_each_job_once(manager: AppTest, queue: Queue) -> None:
+    ids = [j.id for j in queue.enqueue_many([{"n": i} for i in range(60)])]
+    manager.selectbox(key="jobs_size").set_value(25).run()
+    seen: list[int] = []
+    for page in (1, 2, 3):
+        manager.number_input(key="jobs_page").set_value(page).run()
+        seen.extend(table(manager)["id"])
+    assert seen == sorted(ids, reverse=True)
+    assert "rows 51–60 of 60 jobs" in texts(manager)
+
+
+# -- every job that matches ------------------------------------------------------------------
+
+
+def test_bulk_action_on_all_matching_jobs_changes_exactly_those(
+    manager: AppTest, queue: Queue
+) -> None:
+    target = [failed_job(queue, queue_name="a", error="boom: disk").id for _ in range(5)]
+    other_error = [failed_job(queue, queue_name="a", error="other").id for _ in range(3)]
+    other_queue = [failed_job(queue, queue_name="b", error="boom: disk").id for _ in range(4)]
+    pending = queue.enqueue({"note": "boom"}, queue="a").id
+    manager.run()
+    manager.selectbox(key="jobs_queue").set_value("a").run()
+    manager.selectbox(key="jobs_state").set_value("FAILED").run()
+    manager.text_input(key="jobs_text").input("boom").run()
+    button(manager, "Count matching jobs").click()
+    manager.run()
+    assert "**5** job(s) match" in texts(manager)
+    assert button(manager, "Resubmit all 5").disabled  # not before confirming
+    queue.cancel(target[0])  # changes after the count are respected
+    manager.checkbox(key="jobs_sure").check().run()
+    button(manager, "Resubmit all 5").click()
+    manager.run()
+    assert [queue.get(i).status for i in target] == [State.CANCELLED] + [State.PENDING] * 4
+    assert {queue.get(i).status for i in other_error + other_queue} == {State.FAILED}
+    assert queue.get(pending).status == State.PENDING
+    assert "Resubmitted 4 job(s); 1 skipped: no longer matching." in texts(manager)
+
+
+def test_bulk_cancel_over_a_text_filter_reads_every_candidate(
+    manager: AppTest, queue: Queue
+) -> None:
+    queue.enqueue_many([{"n": i, "tag": "keep"} for i in range(1500)])
+    doomed = [queue.enqueue({"tag": "drop"}).id for _ in range(3)]
+    queue.enqueue_many([{"n": i, "tag": "keep"} for i in range(1500)])
+    manager.text_input(key="jobs_text").input('"drop"').run()
+    button(manager, "Count matching jobs").click()
+    manager.run()
+    assert "**3** job(s) match" in texts(manager)
+    manager.checkbox(key="jobs_sure").check().run()
+    button(manager, "Cancel all 3").click()
+    manager.run()
+    assert {queue.get(i).status for i in doomed} == {State.CANCELLED}
+    assert queue.stats()["queues"]["default"]["CANCELLED"] == 3
+
+
+# -- enqueue, queues, dead letters -------------------------------------------------------------
+
+
+def test_enqueue_validates_json_and_stores_the_options(manager: AppTest, queue: Queue) -> None:
+    go(manager, "Enqueue")
+    manager.text_area(key="enqueue_payload").input("{not json")  # sent with the form
+    button(manager, "Enqueue").click()
+    manager.run()
+    assert "The payload is not JSON" in texts(manager)
+    assert queue.jobs() == []
+    manager.text_input(key="enqueue_queue").input("mail")
+    manager.text_area(key="enqueue_payload").input('{"to": "ada"}')
+    manager.number_input(key="enqueue_prio").set_value(7)
+    manager.number_input(key="enqueue_delay").set_value(60.0)
+    manager.text_input(key="enqueue_key").input("ada-1")
+    button(manager, "Enqueue").click()
+    manager.run()
+    [job] = queue.jobs()
+    assert (job.queue, job.payload, job.priority, job.key) == ("mail", {"to": "ada"}, 7, "ada-1")
+    assert (job.run_at - job.created_at).total_seconds() == pytest.approx(60, abs=1)
+    button(manager, "Enqueue").click()  # the same key again: nothing new
+    manager.run()
+    assert "already has a job with this key" in texts(manager)
+    assert len(queue.jobs()) == 1
+
+
+def test_queues_create_pause_resume_and_delete_only_when_forced(
+    manager: AppTest, queue: Queue
+) -> None:
+    queue.enqueue({"n": 1}, queue="busy")
+    go(manager, "Queues")
+    manager.text_input(key="queue_new").input("spare")
+    button(manager, "Create").click()
+    manager.run()
+    assert {q.name for q in queue.queues()} == {"busy", "spare"}
+    manager.selectbox(key="queue_pick").set_value("busy").run()
+    button(manager, "Pause").click()
+    manager.run()
+    assert queue.stats()["queues"]["busy"]["paused"] is True
+    button(manager, "Resume").click()
+    manager.run()
+    assert queue.stats()["queues"]["busy"]["paused"] is False
+    manager.text_input(key="queue_confirm").input("busy").run()
+    button(manager, "Delete queue").click()
+    manager.run()
+    assert "holds 1 unfinished job" in texts(manager)
+    assert "busy" in {q.name for q in queue.queues()}
+    manager.checkbox(key="queue_force").check()
+    manager.text_input(key="queue_confirm").input("busy").run()
+    button(manager, "Delete queue").click()
+    manager.run()
+    assert {q.name for q in queue.queues()} == {"spare"}
+    assert queue.jobs() == []
+
+
+def test_dead_letters_keep_failed_and_unprocessable_apart_and_redrive(
+    manager: AppTest, queue: Queue, url: str
+) -> None:
+    dead = failed_job(queue)
+    stalled = unprocessable_job(url)
+    assert stalled.status == State.UNPROCESSABLE
+    go(manager, "Dead letters")
+    assert [t.label for t in manager.tabs] == ["FAILED (1)", "UNPROCESSABLE (1)"]
+    assert list(table(manager, 0)["id"]) == [dead.id]
+    assert list(table(manager, 1)["id"]) == [stalled.id]
+    select_rows(manager, [stalled.id], index=1)
+    button(manager, "Redrive selected (1)").click()
+    manager.run()
+    assert queue.get(stalled.id).status == State.PENDING
+    assert queue.get(dead.id).status == State.FAILED

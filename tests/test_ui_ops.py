@@ -1,0 +1,102 @@
+"""The read-only Ops web UI, run by Streamlit's AppTest on an empty and on a busy database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import persistq
+from persistq import ManualClock, Queue
+from ui_support import PASSWORD, app, failed_job, login, reset_streamlit, table, texts
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    monkeypatch.setenv("PERSISTQ_URL", url)
+    monkeypatch.setenv("PERSISTQ_ADMIN_PASSWORD", PASSWORD)
+    reset_streamlit()
+    return url
+
+
+@pytest.fixture
+def queue(url: str) -> Iterator[Queue]:
+    with persistq.connect(url) as q:
+        yield q
+
+
+def charts(at: AppTest) -> list[object]:
+    return list(at.get("vega_lite_chart"))
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: str(m.value) for m in at.metric}
+
+
+def test_ops_asks_for_the_password_first(queue: Queue) -> None:
+    at = app("ops").run()
+    assert at.text_input(key="login_password")
+    assert not at.metric
+
+
+def test_ops_renders_on_an_empty_database(queue: Queue) -> None:
+    at = login(app("ops"))
+    assert not at.exception, at.exception
+    shown = metrics(at)
+    assert shown["PENDING"] == "0" and shown["FAILED"] == "0"
+    assert shown["Oldest pending"] == "none"
+    assert "All clear" in texts(at)
+    assert len(charts(at)) == 1  # throughput, all zero; no latency without finished jobs
+    assert "No job finished in the last hour" in texts(at)
+    assert shown["Database size"].endswith("KiB")
+    assert shown["Free disk"] != "n/a"
+
+
+def test_ops_renders_a_busy_database_with_alerts(queue: Queue, url: str) -> None:
+    for i in range(40):
+        queue.enqueue({"n": i}, queue="files")
+    for _ in range(25):
+        job = queue.claim(queue="files", worker="host:1")
+        assert job is not None
+        queue.complete(job, {"ok": True})
+    held = queue.claim(queue="files", worker="host:1")
+    assert held is not None
+    failed_job(queue, queue_name="mail", error="Traceback ...\nSMTPError: relay refused")
+    queue.enqueue({"n": 1}, queue="reports")
+    queue.pause("reports")
+    queue.worker_seen("host:1", ["files"])
+    with persistq.connect(url, clock=ManualClock(start=time.time() - 600)) as past:
+        past.worker_seen("host:2", ["mail"])  # silent for 10 minutes: stalled
+
+    at = login(app("ops"))
+    assert not at.exception, at.exception
+    shown = metrics(at)
+    assert (shown["PENDING"], shown["PROCESSING"], shown["COMPLETED"]) == ("15", "1", "25")
+    assert shown["FAILED"] == "1"
+    page = texts(at)
+    assert "Needs attention" in page
+    assert "reports" in page and "paused" in page
+    assert "host:2 silent for" in page.replace("\\", "")
+    assert len(charts(at)) == 2  # throughput and latency
+    assert "wait p50" in page
+    queues = table(at, 0)
+    assert list(queues["queue"]) == ["files", "mail", "reports"]
+    assert list(queues["paused"]) == ["", "", "paused"]
+    workers = table(at, 1).set_index("worker")
+    assert workers.loc["host:1", "current job"] == str(held.id)
+    assert workers.loc["host:2", "state"] == "STALLED"
+    failures = table(at, 2)
+    assert "SMTPError: relay refused" in list(failures["error"])
+
+
+def test_ops_never_writes(queue: Queue, url: str) -> None:
+    failed_job(queue)
+    before = [j.to_dict() for j in queue.jobs()]
+    at = login(app("ops"))
+    at.run()
+    assert [j.to_dict() for j in queue.jobs()] == before
+    assert not [b for b in at.button if b.label != "Log out"]
