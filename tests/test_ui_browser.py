@@ -1,0 +1,224 @@
+"""Both web UIs in a real browser: Debian's chromium, driven by Playwright for Python,
+against ``persistq ui manager`` and ``persistq ui ops`` started as real processes.
+
+Playwright's own browser download is not used (nor reachable here): the test launches
+``/usr/bin/chromium``, installing it with apt-get when it is missing and we are root.
+Without a browser the tests skip, saying why, unless PERSISTQ_REQUIRE_BROWSER is set (CI
+sets it), in which case they fail. Screenshots go to test-artifacts/ (git-ignored).
+
+Streamlit draws the page over a websocket after the HTML has loaded, so every step waits
+for a real widget with Playwright's retrying ``expect``, never for the page load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import persistq
+from persistq import State
+from ui_support import PASSWORD, failed_job
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+# Read at import: the autouse fixture of conftest.py strips PERSISTQ_* before each test.
+REQUIRED = bool(os.environ.get("PERSISTQ_REQUIRE_BROWSER"))
+pytestmark = pytest.mark.timeout(600)  # the first test may install chromium
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"{reason} (PERSISTQ_REQUIRE_BROWSER is set)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium, installed with apt-get if missing (as root)."""
+    if not CHROMIUM.exists():
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            unavailable(f"{CHROMIUM} is missing; install it with: apt-get install -y chromium")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                unavailable(f"{' '.join(command)} failed: {done.stderr.strip()[-300:]}")
+    if not CHROMIUM.exists():
+        unavailable(f"apt-get ran but {CHROMIUM} is still missing")
+    return CHROMIUM
+
+
+@dataclass
+class Served:
+    url: str
+    database: str
+    failed_id: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{url} exited {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.25)
+    raise AssertionError(f"{url} not healthy within 60 s: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Served]]:
+    """Both UIs as real ``persistq ui`` processes on one seeded database."""
+    home = tmp_path_factory.mktemp("ui-home")
+    database = f"sqlite:///{home / 'data' / 'queue.db'}"
+    with persistq.connect(database) as queue:
+        queue.enqueue_many([{"path": f"data/files/{i:03}.txt"} for i in range(30)], queue="files")
+        for _ in range(18):  # finished in the last minutes: the Ops charts have data
+            job = queue.claim(queue="files", worker="host:4242")
+            assert job is not None
+            queue.complete(job, {"stamped": True})
+        queue.worker_seen("host:4242", ["files"])
+        failed_id = failed_job(
+            queue,
+            queue_name="mail",
+            error='Traceback (most recent call last):\n  File "send.py", line 9, in send\n'
+            "SMTPError: 554 relay access denied",
+        ).id
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+    env.update(PERSISTQ_URL=database, PERSISTQ_ADMIN_PASSWORD=PASSWORD)
+    processes: list[subprocess.Popen[bytes]] = []
+    servers: dict[str, Served] = {}
+    try:
+        for page in ("manager", "ops"):
+            port = free_port()
+            log = home / f"ui-{page}.log"
+            with log.open("wb") as out:
+                command = [sys.executable, "-m", "persistq", "ui", page, "--port", str(port)]
+                process = subprocess.Popen(
+                    command, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT
+                )
+            processes.append(process)
+            servers[page] = Served(f"http://127.0.0.1:{port}", database, failed_id)
+        for (page, server), process in zip(servers.items(), processes, strict=True):
+            wait_healthy(server.url, process, home / f"ui-{page}.log")
+        yield servers
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)  # as Supervisor stops them
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise AssertionError("a UI did not stop within 20 s of SIGTERM") from None
+        assert [p.returncode for p in processes] == [0, 0]
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    # Tall: Streamlit scrolls inside its own container, so a screenshot shows the viewport.
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    context.set_default_timeout(30_000)
+    yield context.new_page()
+    context.close()
+
+
+def log_in(page: Any, url: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    password = page.get_by_label("Password", exact=True)
+    expect(password).to_be_visible()  # drawn over the websocket, after the page load
+    password.fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def test_manager_logs_in_and_resubmits_a_failed_job(page: Any, served: dict[str, Served]) -> None:
+    from playwright.sync_api import expect
+
+    server = served["manager"]
+    log_in(page, server.url)
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+    expect(page.get_by_text("rows 1–31 of 31 jobs")).to_be_visible()
+    job_id = page.get_by_label("Open job by id")
+    job_id.fill(str(server.failed_id))
+    job_id.press("Enter")
+    status = page.get_by_test_id("stMetric").filter(has_text="Status")
+    expect(status).to_contain_text("FAILED")
+    expect(page.get_by_test_id("stCode")).to_contain_text("SMTPError: 554 relay access denied")
+    page.get_by_role("button", name="Resubmit", exact=True).click()
+    expect(page.get_by_text(f"Job {server.failed_id} is now PENDING.")).to_be_visible()
+    expect(status).to_contain_text("PENDING")
+    with persistq.connect(server.database) as queue:
+        assert queue.get(server.failed_id).status == State.PENDING
+        assert queue.events(server.failed_id)[-1].kind == "resubmitted"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "manager.png"), full_page=True)
+
+
+def test_ops_draws_its_charts_and_refreshes_itself(page: Any, served: dict[str, Served]) -> None:
+    from playwright.sync_api import expect
+
+    server = served["ops"]
+    log_in(page, server.url)
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(charts).to_have_count(2)
+    for i in range(2):  # vega-embed has drawn each one: a sized canvas or svg inside
+        expect(charts.nth(i).locator("canvas, svg").first).to_be_visible()
+    completed = page.get_by_test_id("stMetric").filter(has_text=re.compile("^COMPLETED"))
+    expect(completed).to_have_text(re.compile("^COMPLETED18$"))
+    pending = page.get_by_test_id("stMetric").filter(has_text=re.compile("^PENDING"))
+    with persistq.connect(server.database) as queue:
+        before = sum(row["PENDING"] for row in queue.stats()["queues"].values())
+        expect(pending).to_have_text(re.compile(f"^PENDING{before}$"))
+        queue.enqueue_many([{"late": i} for i in range(5)], queue="files")
+    # No reload: the dashboard fragment reruns by itself every few seconds.
+    expect(pending).to_have_text(re.compile(f"^PENDING{before + 5}$"), timeout=15_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ops.png"), full_page=True)
