@@ -53,38 +53,42 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'queue.db'}"
         return
-    admin = _pg_admin()
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    separator = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{separator}schema={schema}"
-    finally:
-        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.close()
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """For PostgreSQL-only tests: a schema of its own on the test server (skipped, or failed
-    under PERSISTQ_REQUIRE_PG, when there is none), dropped afterwards over a new
-    connection, since the test may have restarted the server meanwhile."""
     _pg_admin().close()
     schema = f"test_{uuid.uuid4().hex[:12]}"
     separator = "&" if "?" in PG_URL else "?"
     try:
         yield f"{PG_URL}{separator}schema={schema}"
     finally:
-        import psycopg
+        _drop_schema(schema)
 
-        for attempt in range(30):  # the server may still be coming back up
-            try:
-                with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
-                    admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                break
-            except psycopg.OperationalError:
-                if attempt == 29:
-                    raise
-                time.sleep(1)
+
+def _drop_schema(schema: str) -> None:
+    """Over a new connection: a test (this one or a concurrent run's) may have restarted
+    the server since the schema was made."""
+    import psycopg
+
+    for attempt in range(30):  # the server may still be coming back up
+        try:
+            with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
+                admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            return
+        except psycopg.OperationalError:
+            if attempt == 29:
+                raise
+            time.sleep(1)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """For PostgreSQL-only tests: a schema of its own on the test server (skipped, or failed
+    under PERSISTQ_REQUIRE_PG, when there is none), dropped afterwards."""
+    _pg_admin().close()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{separator}schema={schema}"
+    finally:
+        _drop_schema(schema)
 
 
 @pytest.fixture

@@ -10,7 +10,9 @@ restarts the server, leaving the machine as it was found.
 
 Where namespaces cannot be made (not root, no ``ip``, no kernel support), the namespace
 test skips and says why, and the fallback runs the workers as separate processes over
-TCP to 127.0.0.1 instead.
+TCP to 127.0.0.1 instead. Like every test that restarts the server, the namespace test
+runs under PERSISTQ_REQUIRE_PG (``.ci/run``) or PERSISTQ_TEST_PG_RESTARTS=1 only (see
+tests/pgserver.py); the fallback runs whenever the namespace test cannot.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import pytest
 import persistq
 from conftest import PG_URL
 from persistq import State
-from pgserver import server_control, wait_until
+from pgserver import RESTARTS_ALLOWED, require_restarts_allowed, server_control, wait_until
 from procs import Children
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -213,6 +215,7 @@ def client_addresses() -> set[str]:
 def test_workers_in_three_network_namespaces_complete_every_job_once_over_tcp(
     pg_url: str, tmp_path: Path
 ) -> None:
+    require_restarts_allowed()  # before making anything
     with namespaces(), server_listening_on(SERVER_ADDRESS):
         persistq.connect(pg_url).close()  # create the schema over 127.0.0.1 first
         prefixes = {f"{name}-worker": ["ip", "netns", "exec", name] for name, _ in NAMESPACES}
@@ -225,7 +228,8 @@ def test_workers_in_three_network_namespaces_complete_every_job_once_over_tcp(
 
 
 def test_fallback_workers_as_separate_processes_over_tcp(pg_url: str, tmp_path: Path) -> None:
-    if not NO_NETNS and os.geteuid() == 0 and shutil.which("ip") is not None:
+    netns_possible = not NO_NETNS and os.geteuid() == 0 and shutil.which("ip") is not None
+    if netns_possible and RESTARTS_ALLOWED:
         pytest.skip("network namespaces can be made here: the namespace test covers this")
     host = urlsplit(PG_URL).hostname
     tcp_url = url_at(pg_url, "127.0.0.1") if host in (None, "localhost") else pg_url
