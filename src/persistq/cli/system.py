@@ -20,6 +20,7 @@ import typer
 from supervisor.xmlrpc import SupervisorTransport
 
 import persistq
+from persistq.cli.api import ensure_api_token
 from persistq.cli.main import app, fail, print_table, stderr, stdout
 from persistq.config import DEFAULT_URL
 from persistq.model import Job, State
@@ -125,6 +126,8 @@ def up(
     env["PERSISTQ_URL"] = url
     # The demo's consumers recover a crashed job in about 40 s rather than 300 s.
     env.setdefault("PERSISTQ_LEASE_SECONDS", "30")
+    # `persistq api` refuses to start without a token: made at the first start, kept in data/.
+    env["PERSISTQ_API_TOKEN"] = ensure_api_token(home)
     started = subprocess.run(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())],
         env=env,

@@ -1,0 +1,121 @@
+"""Errors as JSON: ``{"detail": sentence, "code": stable name, ...the exception's data}``.
+
+Library errors keep their meaning (``LeaseLost`` is 409 ``lease_lost``), so the remote
+client raises the same exception the local library would. Bad input is always a 4xx: the
+handlers below also catch what pydantic and JSON decoding cannot (nesting too deep for the
+encoder, text that is not valid Unicode). Anything else is a bug, logged with its traceback
+and answered 500 without details.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from persistq.errors import (
+    InvalidJob,
+    InvalidTransition,
+    JobNotFound,
+    LeaseLost,
+    QueueError,
+    QueueNotEmpty,
+    QueueNotFound,
+    QueuePaused,
+    StorageBusy,
+    StorageCorrupt,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+)
+
+log = logging.getLogger("persistq.api")
+
+#: Most specific first: the first class an error is an instance of decides.
+STATUS: tuple[tuple[type[QueueError], int, str], ...] = (
+    (JobNotFound, 404, "job_not_found"),
+    (QueueNotFound, 404, "queue_not_found"),
+    (LeaseLost, 409, "lease_lost"),
+    (InvalidTransition, 409, "invalid_transition"),
+    (QueueNotEmpty, 409, "queue_not_empty"),
+    (QueuePaused, 409, "queue_paused"),
+    (InvalidJob, 422, "invalid"),
+    (StorageBusy, 503, "storage_busy"),
+    (StorageFull, 507, "storage_full"),
+    (StorageCorrupt, 503, "storage_corrupt"),
+    (StorageUnavailable, 503, "storage_unavailable"),
+    (StorageError, 503, "storage_error"),
+    (QueueError, 400, "queue_error"),
+)
+#: Data attributes of library errors that the JSON carries (see persistq.errors).
+FIELDS = ("job_id", "queue", "current", "requested", "unfinished")
+
+
+def error_response(status: int, code: str, detail: str, **data: Any) -> JSONResponse:
+    body = {"detail": detail, "code": code, **{k: v for k, v in data.items() if v is not None}}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def queue_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QueueError)
+    status, code = next((s, c) for kind, s, c in STATUS if isinstance(exc, kind))
+    data = {name: getattr(exc, name) for name in FIELDS if hasattr(exc, name)}
+    headers = {"Retry-After": "1"} if status == 503 else None
+    response = error_response(status, code, str(exc), **data)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for error in exc.errors()[:10]:
+        if error.get("type") == "json_invalid":
+            cause = (error.get("ctx") or {}).get("error", "")
+            parts.append(f"the body is not valid JSON: {cause}".rstrip(": "))
+            continue
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return error_response(422, "invalid", "; ".join(parts) or "invalid request")
+
+
+def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # FastAPI could not decode the body: bad input like any other
+        cause = exc.__cause__
+        reason = f": {type(cause).__name__}: {str(cause)[:200]}" if cause else ""
+        return error_response(422, "invalid", f"the body is not valid JSON{reason}")
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+        exc.status_code, "http_error"
+    )
+    response = error_response(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def too_deep(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(422, "invalid", "JSON nested too deeply")
+
+
+def bad_text(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(422, "invalid", f"text is not valid Unicode: {exc}")
+
+
+def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("event=internal_error path=%s", request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal error; the server log has the details")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(QueueError, queue_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RecursionError, too_deep)
+    app.add_exception_handler(UnicodeError, bad_text)
+    app.add_exception_handler(Exception, internal_error)

@@ -1,0 +1,52 @@
+"""Queues: list, create, delete, pause, resume."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from persistq.api.deps import QueueDep, QueuePath
+from persistq.api.routes import PROTECTED, TOO_LARGE, Responses
+from persistq.api.schemas import DeletedQueueOut, ErrorOut, QueueIn, QueueOut
+
+router = APIRouter(prefix="/queues", tags=["queues"], **PROTECTED)
+NO_QUEUE: Responses = {404: {"model": ErrorOut, "description": "No such queue."}}
+
+
+@router.get("")
+def list_queues(q: QueueDep) -> list[QueueOut]:
+    return [QueueOut.model_validate(info, from_attributes=True) for info in q.queues()]
+
+
+@router.post("", status_code=201, responses=TOO_LARGE)
+def create_queue(body: QueueIn, q: QueueDep) -> QueueOut:
+    """Create a queue (enqueueing creates one too); an existing queue is returned as is."""
+    return QueueOut.model_validate(q.create_queue(body.name), from_attributes=True)
+
+
+@router.delete(
+    "/{queue}",
+    responses={
+        **NO_QUEUE,
+        409: {"model": ErrorOut, "description": "Unfinished jobs left and no `force`."},
+    },
+)
+def delete_queue(
+    queue: QueuePath,
+    q: QueueDep,
+    force: Annotated[bool, Query(description="Also delete PENDING and PROCESSING jobs.")] = False,
+) -> DeletedQueueOut:
+    """Delete the queue and its jobs; refused (409) while it holds unfinished jobs."""
+    return DeletedQueueOut(name=queue, deleted_jobs=q.delete_queue(queue, force=force))
+
+
+@router.post("/{queue}/pause", responses=NO_QUEUE)
+def pause(queue: QueuePath, q: QueueDep) -> QueueOut:
+    """Claims from a paused queue return nothing; enqueues are still accepted."""
+    return QueueOut.model_validate(q.pause(queue), from_attributes=True)
+
+
+@router.post("/{queue}/resume", responses=NO_QUEUE)
+def resume(queue: QueuePath, q: QueueDep) -> QueueOut:
+    return QueueOut.model_validate(q.resume(queue), from_attributes=True)

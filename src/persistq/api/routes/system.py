@@ -1,0 +1,93 @@
+"""Stats, Prometheus metrics, health, recovery and worker presence."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from persistq import insights
+from persistq.api.deps import QueueDep
+from persistq.api.routes import PROTECTED, TOO_LARGE
+from persistq.api.schemas import (
+    HealthOut,
+    RecoveredOut,
+    StatsOut,
+    WorkerGoneIn,
+    WorkerOut,
+    WorkerSeenIn,
+)
+from persistq.errors import StorageError
+
+router = APIRouter(tags=["system"], **PROTECTED)
+public = APIRouter(tags=["system"])
+
+
+@router.get("/stats")
+def stats(q: QueueDep) -> StatsOut:
+    """Jobs per queue and state, paused flag, oldest pending age (seconds)."""
+    return StatsOut.model_validate(insights.stats(q))
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+)
+def metrics(request: Request) -> Response:
+    """Prometheus text format; see persistq/api/metrics.py for what each series counts."""
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/recover")
+def recover(q: QueueDep) -> RecoveredOut:
+    """Sweep: recover every PROCESSING job whose lease expired (remote workers call this)."""
+    return RecoveredOut(recovered=q.recover_stalled())
+
+
+@router.get("/workers")
+def workers(
+    q: QueueDep, seen_within: Annotated[float, Query(gt=0, le=30 * 86400)] = 300.0
+) -> list[WorkerOut]:
+    """Workers seen in the last `seen_within` seconds, with the jobs they hold."""
+    return [
+        WorkerOut.model_validate(w, from_attributes=True)
+        for w in q.workers(seen_within=seen_within)
+    ]
+
+
+@router.post("/workers/seen", status_code=204, responses=TOO_LARGE)
+def worker_seen(body: WorkerSeenIn, q: QueueDep) -> Response:
+    """A worker says it is alive (every few seconds while it runs)."""
+    q.worker_seen(body.worker, body.queues)
+    return Response(status_code=204)
+
+
+@router.post("/workers/gone", status_code=204, responses=TOO_LARGE)
+def worker_gone(body: WorkerGoneIn, q: QueueDep) -> Response:
+    """A worker says it stopped."""
+    q.worker_gone(body.worker)
+    return Response(status_code=204)
+
+
+@public.get("/healthz", responses={503: {"model": HealthOut, "description": "Unhealthy: why."}})
+def healthz(request: Request) -> JSONResponse:
+    """No token needed. 200 when the database answers and passes its quick check."""
+    try:
+        report = request.app.state.health.get()
+    except StorageError as exc:
+        return _health(503, "unhealthy", f"database unavailable: {exc}")
+    if report.get("ok"):
+        return _health(200, "ok", None, report.get("schema_version"))
+    reason = report.get("integrity")
+    if reason == "ok":
+        reason = f"schema version {report.get('schema_version')}, expected "
+        reason += str(report.get("latest_schema_version"))
+    return _health(503, "unhealthy", f"database check failed: {reason}")
+
+
+def _health(status: int, word: str, detail: str | None, version: int | None = None) -> JSONResponse:
+    body = HealthOut(status=word, detail=detail, schema_version=version)
+    return JSONResponse(body.model_dump(), status_code=status)

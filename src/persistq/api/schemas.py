@@ -1,0 +1,243 @@
+"""Request (``…In``) and response (``…Out``) models of the REST API.
+
+Bounds are declared here, so the OpenAPI schema tells clients what is accepted; the queue
+library validates again (names, payload size, JSON-ness), and its ``InvalidJob`` becomes a
+422 too. Request models are strict (no ``"5"`` for 5) and refuse unknown fields, so a typo
+such as ``max_attempt`` is an error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from persistq.model import MAX_KEY_LENGTH, MAX_WORKER_LENGTH, Event, EventKind, Job, State
+
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+TEN_YEARS = 10 * 365 * 86400.0
+INT32 = 2**31
+INT64_MAX = 2**63 - 1
+#: A long-polling claim holds a server thread; this bounds how long (see api/app.py).
+MAX_WAIT_SECONDS = 30.0
+MAX_BATCH = 1000
+MAX_ERROR_CHARS = 64 * 1024
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 3.0 as an integer; strict pydantic would not. Strings stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integral = BeforeValidator(_integral)
+QueueName = Annotated[str, Field(pattern=QUEUE_NAME_PATTERN, examples=["default"])]
+Priority = Annotated[
+    int, Field(ge=-INT32, le=INT32 - 1, description="Higher is claimed first."), Integral
+]
+Delay = Annotated[
+    float, Field(ge=0, le=TEN_YEARS, allow_inf_nan=False, description="Seconds before claimable.")
+]
+MaxAttempts = Annotated[int, Field(ge=1, le=1000), Integral]
+Key = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description="Idempotency key: an enqueue with a key a job of the queue already has "
+        "returns that job instead of adding one.",
+    ),
+]
+Worker = Annotated[str, Field(min_length=1, max_length=MAX_WORKER_LENGTH)]
+LeaseToken = Annotated[str, Field(min_length=1, max_length=255)]
+Lease = Annotated[
+    float,
+    Field(ge=0.001, le=TEN_YEARS, allow_inf_nan=False, description="Lease length in seconds."),
+]
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class JobIn(RequestModel):
+    payload: Any = Field(description="Any JSON value; at most 1 MiB encoded by default.")
+    priority: Priority = 0
+    delay: Delay = 0
+    max_attempts: MaxAttempts = 3
+    key: Key | None = None
+
+
+class BatchItemIn(RequestModel):
+    payload: Any
+    key: Key | None = None
+
+
+class BatchIn(RequestModel):
+    """Jobs stored in one transaction (all or none); the options apply to every job."""
+
+    jobs: list[BatchItemIn] = Field(min_length=1, max_length=MAX_BATCH)
+    priority: Priority = 0
+    delay: Delay = 0
+    max_attempts: MaxAttempts = 3
+
+
+class ClaimIn(RequestModel):
+    worker: Worker
+    lease: Lease | None = Field(None, description="Seconds; the server's default when absent.")
+    wait: float = Field(
+        0,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="Long poll: wait up to this many seconds for a job (204 when none came).",
+    )
+    more_queues: list[QueueName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Further queues tried after the one in the path, in this order.",
+    )
+
+
+class ClaimManyIn(ClaimIn):
+    limit: Annotated[int, Field(ge=1, le=MAX_BATCH), Integral] = 1
+
+
+class LeaseIn(RequestModel):
+    lease_token: LeaseToken
+
+
+class CompleteIn(LeaseIn):
+    result: Any = None
+
+
+class FailIn(RequestModel):
+    lease_token: LeaseToken | None = Field(
+        None,
+        description="The claim's token. Without one, an operator fails a PENDING or "
+        "PROCESSING job at once, with no retry; its lease holder gets 409 from then on.",
+    )
+    error: str = Field(min_length=1, max_length=MAX_ERROR_CHARS)
+    retry: bool = Field(True, description="False skips the remaining attempts.")
+
+
+class QueueIn(RequestModel):
+    name: QueueName
+
+
+class WorkerSeenIn(RequestModel):
+    worker: Worker
+    queues: list[QueueName] = Field(min_length=1, max_length=64)
+
+
+class WorkerGoneIn(RequestModel):
+    worker: Worker
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+class JobOut(BaseModel):
+    id: int
+    queue: str
+    payload: Any
+    status: State
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    key: str | None
+    worker: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+    result: Any
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobOut:
+        return cls.model_validate(job, from_attributes=True)
+
+
+class LeasedJobOut(JobOut):
+    """A job the caller holds: ``lease_token`` proves it to heartbeat, complete and fail."""
+
+    lease_token: str
+
+    @classmethod
+    def from_job(cls, job: Job) -> LeasedJobOut:
+        return cls.model_validate(job, from_attributes=True)
+
+
+class EventOut(BaseModel):
+    id: int
+    job_id: int
+    at: datetime
+    kind: EventKind
+    worker: str | None
+    detail: str | None
+
+    @classmethod
+    def from_event(cls, event: Event) -> EventOut:
+        return cls.model_validate(event, from_attributes=True)
+
+
+class QueueOut(BaseModel):
+    name: str
+    paused: bool
+    created_at: datetime
+
+
+class DeletedQueueOut(BaseModel):
+    name: str
+    deleted_jobs: int
+
+
+class QueueStatsOut(BaseModel):
+    PENDING: int
+    PROCESSING: int
+    COMPLETED: int
+    FAILED: int
+    UNPROCESSABLE: int
+    CANCELLED: int
+    paused: bool
+    oldest_pending_age: float | None = Field(description="Seconds the oldest due job has waited.")
+
+
+class StatsOut(BaseModel):
+    queues: dict[str, QueueStatsOut]
+
+
+class WorkerOut(BaseModel):
+    id: str
+    queues: list[str]
+    started_at: datetime
+    last_seen_at: datetime
+    job_ids: list[int]
+
+
+class RecoveredOut(BaseModel):
+    recovered: int
+
+
+class HealthOut(BaseModel):
+    status: str = Field(examples=["ok"])
+    detail: str | None = None
+    schema_version: int | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error: a sentence for people, a stable ``code`` for programs, and its data."""
+
+    detail: str
+    code: str = Field(examples=["lease_lost"])
+    job_id: int | None = None
+    queue: str | None = None
+    current: str | None = None
+    requested: str | None = None
+    unfinished: int | None = None

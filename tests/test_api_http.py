@@ -1,0 +1,459 @@
+"""The REST API over real HTTP: a ``persistq api`` uvicorn process, called with httpx.
+
+One server per module (its own SQLite file); each test uses its own queue names, so tests
+do not see each other's jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from apiserver import ApiServer
+from persistq.api import create_app
+from persistq.config import Settings
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    with ApiServer(tmp_path_factory.mktemp("api")) as running:
+        yield running
+
+
+@pytest.fixture
+def http(server: ApiServer) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"q-{uuid.uuid4().hex[:12]}"
+
+
+def enqueue(http: httpx.Client, queue: str, **body: Any) -> dict[str, Any]:
+    body.setdefault("payload", {"n": 1})
+    response = http.post(f"/queues/{queue}/jobs", json=body)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def claim(http: httpx.Client, queue: str, **body: Any) -> httpx.Response:
+    body.setdefault("worker", "w1")
+    return http.post(f"/queues/{queue}/claim", json=body)
+
+
+# -- authentication ------------------------------------------------------------------------
+
+
+def protected_operations() -> list[tuple[str, str]]:
+    """Every (method, path) of the OpenAPI schema but /healthz, with ids filled in."""
+    schema = create_app(Settings(), tokens=["x" * 16]).openapi()
+    found = []
+    for path, operations in schema["paths"].items():
+        for method in operations:
+            if path != "/healthz":
+                found.append((method.upper(), path.replace("{id}", "1").replace("{queue}", "q")))
+    return found
+
+
+OPERATIONS = protected_operations()
+
+
+def test_every_route_but_healthz_is_in_the_list_checked_for_401() -> None:
+    paths = {path for _, path in OPERATIONS}
+    assert len(OPERATIONS) >= 20
+    assert {"/queues/q/jobs", "/queues/q/claim", "/jobs/1/complete", "/metrics"} <= paths
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-token-0123456789", "Basic dGVzdA==", "Bearer"]
+)
+def test_protected_route_answers_401_without_a_valid_token(
+    server: ApiServer, method: str, path: str, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = httpx.request(
+        method, server.url + path, headers=headers, json={"payload": 1, "worker": "w"}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"detail": "missing or invalid bearer token", "code": "unauthorized"}
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_unauthenticated_caller_cannot_tell_existing_jobs_or_routes_apart(
+    server: ApiServer, http: httpx.Client, queue_name: str
+) -> None:
+    job = enqueue(http, queue_name)
+    answers = {
+        httpx.get(f"{server.url}{path}").content
+        for path in (f"/jobs/{job['id']}", "/jobs/999999999", "/no/such/route", "/jobs/x")
+    }
+    assert len(answers) == 1
+
+
+def test_health_docs_and_schema_need_no_token(server: ApiServer) -> None:
+    assert httpx.get(f"{server.url}/healthz").json()["status"] == "ok"
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    assert "bearer" in str(schema["components"]["securitySchemes"]).lower()
+
+
+# -- producing -----------------------------------------------------------------------------
+
+
+def test_enqueue_returns_201_with_the_job(http: httpx.Client, queue_name: str) -> None:
+    job = enqueue(http, queue_name, payload={"a": [1, 2]}, priority=5, max_attempts=2)
+    assert job["queue"] == queue_name
+    assert job["payload"] == {"a": [1, 2]}
+    assert (job["status"], job["priority"], job["max_attempts"]) == ("PENDING", 5, 2)
+    assert "lease_token" not in job
+    assert http.get(f"/jobs/{job['id']}").json() == job
+
+
+def test_enqueue_with_the_same_key_returns_the_first_job(
+    http: httpx.Client, queue_name: str
+) -> None:
+    first = enqueue(http, queue_name, key="k1")
+    again = http.post(
+        f"/queues/{queue_name}/jobs", json={"payload": 2}, headers={"Idempotency-Key": "k1"}
+    )
+    assert again.status_code == 201
+    assert again.json()["id"] == first["id"]
+    assert len(http.get("/jobs", params={"queue": queue_name}).json()) == 1
+
+
+def test_enqueue_refuses_bad_input_with_422_and_a_reason(
+    http: httpx.Client, queue_name: str
+) -> None:
+    bad = [
+        ({"payload": 1, "priority": 2**40}, "priority"),
+        ({"payload": 1, "max_attempts": 0}, "max_attempts"),
+        ({"payload": 1, "delay": -1}, "delay"),
+        ({"payload": 1, "priority": "5"}, "priority"),
+        ({"payload": 1, "unknown": True}, "unknown"),
+        ({}, "payload"),
+    ]
+    for body, word in bad:
+        response = http.post(f"/queues/{queue_name}/jobs", json=body)
+        assert response.status_code == 422, body
+        assert word in response.json()["detail"]
+        assert response.json()["code"] == "invalid"
+    assert http.post("/queues/bad name!/jobs", json={"payload": 1}).status_code == 422
+
+
+def test_body_over_the_limit_is_413(http: httpx.Client, queue_name: str) -> None:
+    big = {"payload": "x" * (5 * 1024 * 1024)}
+    response = http.post(f"/queues/{queue_name}/jobs", json=big)
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams in
+        yield b'{"payload": "'
+        for _ in range(80):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = http.post(
+        f"/queues/{queue_name}/jobs", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert http.get("/jobs", params={"queue": queue_name}).json() == []
+
+
+def test_payload_over_the_payload_limit_is_422(http: httpx.Client, queue_name: str) -> None:
+    response = http.post(f"/queues/{queue_name}/jobs", json={"payload": "x" * (1024 * 1024 + 1)})
+    assert response.status_code == 422
+    assert "limit" in response.json()["detail"]
+
+
+def test_batch_is_one_transaction(http: httpx.Client, queue_name: str) -> None:
+    body = {"jobs": [{"payload": i, "key": f"k{i}"} for i in range(3)], "priority": 2}
+    created = http.post(f"/queues/{queue_name}/jobs/batch", json=body)
+    assert created.status_code == 201
+    assert [j["payload"] for j in created.json()] == [0, 1, 2]
+    bad = {"jobs": [{"payload": 1}, {"payload": float("inf")}]}
+    refused = http.post(
+        f"/queues/{queue_name}/jobs/batch",
+        content=b'{"jobs": [{"payload": 1}, {"payload": Infinity}]}',
+        headers={"content-type": "application/json"},
+    )
+    assert refused.status_code == 422, bad
+    assert len(http.get("/jobs", params={"queue": queue_name}).json()) == 3
+
+
+# -- consuming -----------------------------------------------------------------------------
+
+
+def test_claim_returns_the_job_with_its_lease_token(http: httpx.Client, queue_name: str) -> None:
+    job = enqueue(http, queue_name)
+    response = claim(http, queue_name, lease=60)
+    assert response.status_code == 200
+    leased = response.json()
+    assert leased["id"] == job["id"]
+    assert leased["status"] == "PROCESSING"
+    assert leased["worker"] == "w1"
+    assert len(leased["lease_token"]) >= 16
+    assert "lease_token" not in http.get(f"/jobs/{job['id']}").json()
+
+
+def test_empty_claim_is_204(http: httpx.Client, queue_name: str) -> None:
+    response = claim(http, queue_name)
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+def test_long_poll_returns_as_soon_as_a_job_arrives(
+    server: ApiServer, http: httpx.Client, queue_name: str
+) -> None:
+    def enqueue_later() -> None:
+        time.sleep(0.5)
+        with server.client() as other:
+            enqueue(other, queue_name, payload="late")
+
+    producer = threading.Thread(target=enqueue_later)
+    started = time.monotonic()
+    producer.start()
+    response = claim(http, queue_name, wait=20)
+    elapsed = time.monotonic() - started
+    producer.join()
+    assert response.status_code == 200
+    assert response.json()["payload"] == "late"
+    assert 0.4 < elapsed < 5
+
+
+def test_long_poll_gives_up_after_wait_with_204(http: httpx.Client, queue_name: str) -> None:
+    started = time.monotonic()
+    assert claim(http, queue_name, wait=0.5).status_code == 204
+    assert 0.45 < time.monotonic() - started < 3
+    assert claim(http, queue_name, wait=31).status_code == 422
+
+
+def test_long_polls_past_the_thread_bound_still_get_their_job(
+    tmp_path: Path, queue_name: str
+) -> None:
+    with ApiServer(tmp_path, args=("--max-waiting-claims", "2")) as small:
+        results: list[int] = []
+
+        def poll() -> None:
+            with small.client() as client:
+                results.append(claim(client, queue_name, wait=10).status_code)
+
+        pollers = [threading.Thread(target=poll) for _ in range(4)]
+        for thread in pollers:
+            thread.start()
+        time.sleep(0.3)
+        with small.client() as client:  # other routes still answer at once
+            started = time.monotonic()
+            assert client.get("/stats").status_code == 200
+            assert time.monotonic() - started < 1
+            for n in range(4):
+                enqueue(client, queue_name, payload=n)
+        for thread in pollers:
+            thread.join(30)
+        assert sorted(results) == [200, 200, 200, 200]
+
+
+def test_claim_from_several_queues_in_order(http: httpx.Client, queue_name: str) -> None:
+    other = queue_name + "-b"
+    enqueue(http, other, payload="b")
+    leased = claim(http, queue_name, more_queues=[other]).json()
+    assert leased["payload"] == "b"
+
+
+def test_claim_batch(http: httpx.Client, queue_name: str) -> None:
+    for n in range(3):
+        enqueue(http, queue_name, payload=n)
+    response = http.post(f"/queues/{queue_name}/claim/batch", json={"worker": "w", "limit": 2})
+    assert response.status_code == 200
+    assert len(response.json()) == 2
+    assert all(job["lease_token"] for job in response.json())
+
+
+def test_heartbeat_complete_with_the_token(http: httpx.Client, queue_name: str) -> None:
+    enqueue(http, queue_name)
+    leased = claim(http, queue_name, lease=30).json()
+    token = {"lease_token": leased["lease_token"]}
+    beat = http.post(f"/jobs/{leased['id']}/heartbeat", json=token)
+    assert beat.status_code == 200
+    assert beat.json()["lease_expires_at"] >= leased["lease_expires_at"]
+    done = http.post(f"/jobs/{leased['id']}/complete", json={**token, "result": {"ok": 1}})
+    assert done.status_code == 200
+    assert (done.json()["status"], done.json()["result"]) == ("COMPLETED", {"ok": 1})
+
+
+def test_stale_lease_token_is_409_and_changes_nothing(http: httpx.Client, queue_name: str) -> None:
+    enqueue(http, queue_name)
+    leased = claim(http, queue_name).json()
+    job_id = leased["id"]
+    stale = {"lease_token": "not-the-token"}
+    for action, extra in (("heartbeat", {}), ("complete", {"result": 1}), ("release", {})):
+        response = http.post(f"/jobs/{job_id}/{action}", json={**stale, **extra})
+        assert response.status_code == 409
+        assert response.json() == {
+            "detail": f"job {job_id}: lease lost (expired or held by another worker)",
+            "code": "lease_lost",
+            "job_id": job_id,
+        }
+    response = http.post(f"/jobs/{job_id}/fail", json={**stale, "error": "boom"})
+    assert response.status_code == 409
+    assert http.get(f"/jobs/{job_id}").json()["status"] == "PROCESSING"
+    completed = http.post(f"/jobs/{job_id}/complete", json={"lease_token": leased["lease_token"]})
+    assert completed.status_code == 200
+    again = http.post(f"/jobs/{job_id}/complete", json={"lease_token": leased["lease_token"]})
+    assert again.status_code == 409
+
+
+def test_fail_retries_then_fails_for_good(http: httpx.Client, queue_name: str) -> None:
+    job = enqueue(http, queue_name, max_attempts=1)
+    leased = claim(http, queue_name).json()
+    body = {"lease_token": leased["lease_token"], "error": "boom"}
+    failed = http.post(f"/jobs/{job['id']}/fail", json=body)
+    assert failed.status_code == 200
+    assert (failed.json()["status"], failed.json()["last_error"]) == ("FAILED", "boom")
+
+
+def test_fail_without_token_is_an_operator_fail(http: httpx.Client, queue_name: str) -> None:
+    job = enqueue(http, queue_name)
+    failed = http.post(f"/jobs/{job['id']}/fail", json={"error": "stop it"})
+    assert failed.status_code == 200
+    assert failed.json()["status"] == "FAILED"
+    assert http.post(f"/jobs/{job['id']}/fail", json={"error": "x"}).status_code == 409
+
+
+def test_release_gives_the_job_back(http: httpx.Client, queue_name: str) -> None:
+    enqueue(http, queue_name)
+    leased = claim(http, queue_name).json()
+    released = http.post(
+        f"/jobs/{leased['id']}/release", json={"lease_token": leased["lease_token"]}
+    )
+    assert released.status_code == 200
+    assert (released.json()["status"], released.json()["attempts"]) == ("PENDING", 0)
+
+
+# -- managing ------------------------------------------------------------------------------
+
+
+def test_cancel_and_resubmit_and_their_409s(http: httpx.Client, queue_name: str) -> None:
+    job = enqueue(http, queue_name)
+    assert http.post(f"/jobs/{job['id']}/resubmit").status_code == 409
+    cancelled = http.post(f"/jobs/{job['id']}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "CANCELLED"
+    conflict = http.post(f"/jobs/{job['id']}/cancel")
+    assert conflict.status_code == 409
+    assert conflict.json()["code"] == "invalid_transition"
+    assert conflict.json()["current"] == "CANCELLED"
+    resubmitted = http.post(f"/jobs/{job['id']}/resubmit")
+    assert resubmitted.json()["status"] == "PENDING"
+
+
+def test_unknown_job_is_404_everywhere(http: httpx.Client) -> None:
+    missing = 987654321
+    for method, path, body in (
+        ("GET", f"/jobs/{missing}", None),
+        ("GET", f"/jobs/{missing}/events", None),
+        ("POST", f"/jobs/{missing}/cancel", None),
+        ("POST", f"/jobs/{missing}/resubmit", None),
+        ("POST", f"/jobs/{missing}/heartbeat", {"lease_token": "t"}),
+        ("POST", f"/jobs/{missing}/complete", {"lease_token": "t"}),
+        ("POST", f"/jobs/{missing}/fail", {"lease_token": "t", "error": "e"}),
+    ):
+        response = http.request(method, path, json=body)
+        assert response.status_code == 404, path
+        assert response.json()["code"] == "job_not_found"
+    assert http.get("/jobs/0").status_code == 422
+    assert http.get("/jobs/abc").status_code == 422
+    assert http.get(f"/jobs/{2**70}").status_code == 422
+
+
+def test_list_jobs_filters_and_validates(http: httpx.Client, queue_name: str) -> None:
+    ids = [enqueue(http, queue_name, payload=n)["id"] for n in range(3)]
+    listed = http.get("/jobs", params={"queue": queue_name, "status": "PENDING", "limit": 2})
+    assert [j["id"] for j in listed.json()] == ids[::-1][:2]
+    assert http.get("/jobs", params={"status": "NOPE"}).status_code == 422
+    assert http.get("/jobs", params={"limit": 0}).status_code == 422
+
+
+def test_events_of_a_job(http: httpx.Client, queue_name: str) -> None:
+    job = enqueue(http, queue_name)
+    leased = claim(http, queue_name).json()
+    http.post(f"/jobs/{job['id']}/complete", json={"lease_token": leased["lease_token"]})
+    kinds = [e["kind"] for e in http.get(f"/jobs/{job['id']}/events").json()]
+    assert kinds == ["enqueued", "claimed", "completed"]
+
+
+def test_queues_create_pause_resume_delete(http: httpx.Client, queue_name: str) -> None:
+    created = http.post("/queues", json={"name": queue_name})
+    assert created.status_code == 201
+    assert created.json()["paused"] is False
+    assert queue_name in [q["name"] for q in http.get("/queues").json()]
+    assert http.post(f"/queues/{queue_name}/pause").json()["paused"] is True
+    enqueue(http, queue_name)  # a paused queue accepts enqueues ...
+    assert claim(http, queue_name).status_code == 204  # ... and gives nothing to claims
+    assert http.post(f"/queues/{queue_name}/resume").json()["paused"] is False
+    refused = http.delete(f"/queues/{queue_name}")
+    assert refused.status_code == 409
+    assert (refused.json()["code"], refused.json()["unfinished"]) == ("queue_not_empty", 1)
+    deleted = http.delete(f"/queues/{queue_name}", params={"force": "true"})
+    assert deleted.json() == {"name": queue_name, "deleted_jobs": 1}
+    for response in (
+        http.delete(f"/queues/{queue_name}"),
+        http.post(f"/queues/{queue_name}/pause"),
+    ):
+        assert response.status_code == 404
+        assert response.json()["code"] == "queue_not_found"
+
+
+def test_stats_counts_per_queue_and_state(http: httpx.Client, queue_name: str) -> None:
+    enqueue(http, queue_name)
+    enqueue(http, queue_name)
+    claim(http, queue_name)
+    row = http.get("/stats").json()["queues"][queue_name]
+    assert (row["PENDING"], row["PROCESSING"], row["paused"]) == (1, 1, False)
+
+
+def test_metrics_in_prometheus_format(http: httpx.Client, queue_name: str) -> None:
+    enqueue(http, queue_name)
+    response = http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert f'persistq_jobs{{queue="{queue_name}",state="PENDING"}} 1.0' in text
+    for name in (
+        "persistq_jobs_enqueued_total",
+        "persistq_jobs_completed_total",
+        "persistq_jobs_recovered_total",
+        "persistq_job_wait_seconds",
+        "persistq_job_run_seconds",
+        "persistq_database_size_bytes",
+    ):
+        assert f"# TYPE {name.removesuffix('_total')}" in text, name
+
+
+def test_workers_presence(http: httpx.Client, queue_name: str) -> None:
+    worker = f"host:{queue_name}"
+    seen = http.post("/workers/seen", json={"worker": worker, "queues": [queue_name]})
+    assert seen.status_code == 204
+    assert worker in [w["id"] for w in http.get("/workers").json()]
+    assert http.post("/workers/gone", json={"worker": worker}).status_code == 204
+    assert worker not in [w["id"] for w in http.get("/workers").json()]
+
+
+def test_recover_route_answers_a_count(http: httpx.Client) -> None:
+    response = http.post("/recover")
+    assert response.status_code == 200
+    assert response.json()["recovered"] >= 0
+
+
+def test_server_log_has_no_traceback(server: ApiServer) -> None:
+    assert "Traceback" not in server.output()
