@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, overload
+
 from persistq.backends import open_backend
 from persistq.clock import Clock, ManualClock, SystemClock
 from persistq.config import Settings
@@ -23,6 +25,9 @@ from persistq.errors import (
 )
 from persistq.model import Event, EventKind, Job, QueueInfo, State
 from persistq.queue import Queue
+
+if TYPE_CHECKING:
+    from persistq.remote import RemoteQueue
 
 __all__ = [
     "Clock",
@@ -54,6 +59,7 @@ __all__ = [
 ]
 
 
+@overload
 def connect(
     url: str | None = None,
     *,
@@ -62,11 +68,40 @@ def connect(
     backoff_max: float | None = None,
     max_payload_bytes: int | None = None,
     clock: Clock | None = None,
-) -> Queue:
+) -> Queue: ...
+
+
+@overload
+def connect(
+    url: str,
+    *,
+    token: str | None,
+    lease: float | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+) -> RemoteQueue: ...
+
+
+def connect(
+    url: str | None = None,
+    *,
+    lease: float | None = None,
+    backoff_base: float | None = None,
+    backoff_max: float | None = None,
+    max_payload_bytes: int | None = None,
+    clock: Clock | None = None,
+    token: str | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+) -> Queue | RemoteQueue:
     """Open (creating or migrating) the queue at ``url``.
 
     Unset arguments come from ``PERSISTQ_*`` environment variables, then the defaults:
     ``sqlite:///data/queue.db``, a 300 s lease, backoff 2 s doubling up to 300 s.
+
+    An ``http(s)://`` URL gives a :class:`~persistq.remote.RemoteQueue` on the REST API
+    instead, with ``token`` (None: the first of ``PERSISTQ_API_TOKEN``); pass ``token=`` for
+    type checkers to know it. Backoff and payload limits are then the server's.
     """
     settings = Settings.from_env(
         url=url,
@@ -75,6 +110,12 @@ def connect(
         backoff_max_seconds=backoff_max,
         max_payload_bytes=max_payload_bytes,
     )
+    if settings.url.startswith(("http://", "https://")):
+        from persistq.remote import RemoteQueue
+
+        return RemoteQueue(
+            settings.url, token=token, settings=settings, timeout=timeout, retries=retries
+        )
     backend = open_backend(settings)
     try:
         backend.migrate()

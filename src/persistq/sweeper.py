@@ -11,7 +11,7 @@ import random
 import threading
 
 from persistq.errors import QueueError
-from persistq.queue import Queue
+from persistq.ports import WorkQueue
 
 log = logging.getLogger("persistq.sweeper")
 
@@ -22,7 +22,7 @@ def default_sweep_seconds(lease_seconds: float) -> float:
 
 
 class Sweeper:
-    def __init__(self, queue: Queue, every_seconds: float) -> None:
+    def __init__(self, queue: WorkQueue, every_seconds: float) -> None:
         self.queue = queue
         self.every_seconds = every_seconds
 

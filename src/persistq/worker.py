@@ -23,7 +23,7 @@ from typing import Any
 
 from persistq.errors import InvalidJob, LeaseLost, QueueError
 from persistq.model import Job, State
-from persistq.queue import Queue
+from persistq.ports import WorkQueue
 from persistq.sweeper import Sweeper, default_sweep_seconds
 
 log = logging.getLogger("persistq.worker")
@@ -76,7 +76,7 @@ class Heartbeat:
     after which the handler's result must not be recorded.
     """
 
-    def __init__(self, queue: Queue, job: Job, every_seconds: float) -> None:
+    def __init__(self, queue: WorkQueue, job: Job, every_seconds: float) -> None:
         self.queue = queue
         self.job = job
         self.every_seconds = every_seconds
@@ -108,7 +108,8 @@ class Heartbeat:
 class Worker:
     """Claims from ``queues`` and runs ``handler`` (a callable or ``module:function``)."""
 
-    queue: Queue
+    #: A local ``Queue`` or a ``RemoteQueue`` (``persistq worker --url http://…``).
+    queue: WorkQueue
     handler: Handler | str
     queues: Sequence[str] = ("default",)
     worker_id: str = field(default_factory=default_worker_id)

@@ -10,8 +10,10 @@ from types import FrameType
 
 import typer
 
+import persistq
 from persistq.cli.main import app, open_queue
 from persistq.errors import QueueError
+from persistq.ports import WorkQueue
 from persistq.sweeper import default_sweep_seconds
 from persistq.tasks.files import make_random_file
 from persistq.worker import HandlerNotFound, Worker, default_worker_id, resolve_handler
@@ -84,10 +86,16 @@ def worker(
     log_level: str = typer.Option(
         "INFO", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
     ),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="Database URL, or the REST API's http(s)://host:port for a worker that reaches "
+        "only the API (token from PERSISTQ_API_TOKEN) [default: the global --url].",
+    ),
 ) -> None:
     """Claim jobs, run the handler under a heartbeat, complete or fail them. SIGTERM drains."""
     setup_logging(log_level)
-    q = open_queue(ctx)
+    q = open_work_queue(ctx, url)
     lease_seconds = lease or q.settings.lease_seconds
     try:
         resolve_handler(handler)
@@ -105,6 +113,20 @@ def worker(
         grace_seconds=grace,
     )
     raise typer.Exit(runner.run())
+
+
+def open_work_queue(ctx: typer.Context, url: str | None) -> WorkQueue:
+    """The local queue, or the REST API's when the URL is http(s) (checked now: a bad token
+    or an unreachable server is one error line, not a worker logging failures forever)."""
+    state = ctx.find_root().obj
+    state.url = url or state.url
+    if not (state.url or "").startswith(("http://", "https://")):
+        return open_queue(ctx)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    remote = persistq.connect(state.url, token=None)
+    ctx.call_on_close(remote.close)
+    remote.queues()
+    return remote
 
 
 @app.command()

@@ -1,0 +1,480 @@
+"""The queue over HTTP: ``persistq.connect("http://host:8000", token=...)``.
+
+:class:`RemoteQueue` has the local :class:`~persistq.queue.Queue`'s methods for producers,
+workers and operators, and raises the same exceptions: the API's error JSON carries a
+``code`` (``lease_lost``, ``job_not_found``, ...) mapped back to the library's class, so a
+stale lease is ``LeaseLost`` here too. ``persistq worker --url http://…`` runs on it.
+
+Network failures raise ``StorageUnavailable`` (a ``QueueError``: the worker backs off and
+retries, as it does when a local database is unwell), after retrying within a bound where a
+retry cannot do harm:
+
+- when the connection could not be made at all, for every call (nothing was sent);
+- when the request was sent but no answer came, only for reads, heartbeats, and writes that
+  are idempotent: ``enqueue`` with a ``key``, pause, resume, create_queue, worker presence.
+  ``enqueue`` without a key, claims, complete, fail, release, cancel and resubmit are not
+  resent: the first try may have taken effect, and a second could duplicate the job or
+  report a ``LeaseLost`` for a job that was in fact completed. Give ``enqueue`` a ``key`` to
+  make it safe to retry (yourself, or here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from persistq.config import Settings
+from persistq.errors import (
+    InvalidJob,
+    InvalidTransition,
+    JobNotFound,
+    LeaseLost,
+    QueueError,
+    QueueNotEmpty,
+    QueueNotFound,
+    QueuePaused,
+    StorageBusy,
+    StorageCorrupt,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+    Unrecoverable,
+)
+from persistq.model import JSON, Event, EventKind, Job, QueueInfo, State, WorkerInfo
+
+TOKEN_ENV = "PERSISTQ_API_TOKEN"
+#: The server bounds a long poll to 30 s; longer waits are several polls.
+MAX_POLL_SECONDS = 30.0
+MAX_ERROR_CHARS = 64 * 1024
+
+
+class Unauthorized(QueueError):
+    """The API refused the token (or none was given): HTTP 401."""
+
+
+def _simple(kind: Callable[[str], QueueError]) -> Callable[[dict[str, Any]], QueueError]:
+    return lambda body: kind(str(body.get("detail", "")))
+
+
+#: ``code`` of the API's error JSON -> the exception the local library raises.
+ERRORS: dict[str, Callable[[dict[str, Any]], QueueError]] = {
+    "job_not_found": lambda b: JobNotFound(int(b.get("job_id") or 0)),
+    "lease_lost": lambda b: LeaseLost(int(b.get("job_id") or 0)),
+    "invalid_transition": lambda b: InvalidTransition(
+        int(b.get("job_id") or 0), str(b.get("current")), str(b.get("requested"))
+    ),
+    "queue_not_found": lambda b: QueueNotFound(str(b.get("queue"))),
+    "queue_not_empty": lambda b: QueueNotEmpty(str(b.get("queue")), int(b.get("unfinished") or 0)),
+    "queue_paused": lambda b: QueuePaused(str(b.get("queue"))),
+    "invalid": _simple(InvalidJob),
+    "too_large": _simple(InvalidJob),
+    "unauthorized": _simple(Unauthorized),
+    "storage_busy": _simple(StorageBusy),
+    "storage_full": _simple(StorageFull),
+    "storage_corrupt": _simple(StorageCorrupt),
+    "storage_unavailable": _simple(StorageUnavailable),
+    "storage_error": _simple(StorageError),
+}
+
+
+class RemoteQueue:
+    """The SPEC's queue API over the REST API. Thread-safe (one keep-alive pool)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        settings: Settings | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        token = token or _first_token(os.environ.get(TOKEN_ENV, ""))
+        if not token:
+            raise Unauthorized(f"no API token: pass token= or set {TOKEN_ENV}")
+        self.base_url = url.rstrip("/")
+        self.settings = settings or Settings.from_env(url=self.base_url)
+        self.timeout = timeout
+        self.retries = retries
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "persistq-remote"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> RemoteQueue:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- producing ---------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        payload: JSON,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        max_attempts: int = 3,
+        key: str | None = None,
+    ) -> Job:
+        body = {
+            "payload": payload,
+            "priority": priority,
+            "delay": delay,
+            "max_attempts": max_attempts,
+            "key": key,
+        }
+        data = self._call("POST", f"/queues/{_name(queue)}/jobs", body, safe=key is not None)
+        return job_from_json(data)
+
+    def enqueue_many(
+        self,
+        payloads: Iterable[JSON],
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        max_attempts: int = 3,
+        keys: Sequence[str | None] | None = None,
+    ) -> list[Job]:
+        payloads = list(payloads)
+        if keys is not None and len(keys) != len(payloads):
+            raise InvalidJob(f"{len(keys)} keys for {len(payloads)} payloads")
+        key_list = list(keys) if keys is not None else [None] * len(payloads)
+        body = {
+            "jobs": [{"payload": p, "key": k} for p, k in zip(payloads, key_list, strict=True)],
+            "priority": priority,
+            "delay": delay,
+            "max_attempts": max_attempts,
+        }
+        safe = all(k is not None for k in key_list)
+        data = self._call("POST", f"/queues/{_name(queue)}/jobs/batch", body, safe=safe)
+        return [job_from_json(row) for row in data]
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        queue: str | Sequence[str] = "default",
+        worker: str,
+        lease: float | None = None,
+        wait: float = 0,
+    ) -> Job | None:
+        jobs = self.claim_many(queue=queue, worker=worker, limit=1, lease=lease, wait=wait)
+        return jobs[0] if jobs else None
+
+    def claim_many(
+        self,
+        *,
+        queue: str | Sequence[str] = "default",
+        worker: str,
+        limit: int,
+        lease: float | None = None,
+        wait: float = 0,
+    ) -> list[Job]:
+        names = [queue] if isinstance(queue, str) else list(queue)
+        if not names:
+            raise InvalidJob("claim needs at least one queue")
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
+            raise InvalidJob(f"wait must be a number of seconds, got {wait!r}")
+        deadline = time.monotonic() + wait
+        while True:  # a long wait is several long polls of at most 30 s
+            poll = min(MAX_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
+            body = {
+                "worker": worker,
+                "lease": lease,
+                "wait": poll,
+                "more_queues": names[1:],
+                "limit": limit,
+            }
+            data = self._call(
+                "POST",
+                f"/queues/{_name(names[0])}/claim/batch",
+                body,
+                safe=False,
+                timeout=self.timeout + poll,
+            )
+            if data or deadline - time.monotonic() <= 0:
+                return [job_from_json(row) for row in data]
+
+    def heartbeat(self, job: Job) -> Job:
+        data = self._call("POST", f"/jobs/{job.id}/heartbeat", _lease(job), safe=True)
+        return job_from_json(data)
+
+    def complete(self, job: Job, result: JSON = None) -> Job:
+        body = {**_lease(job), "result": result}
+        return job_from_json(self._call("POST", f"/jobs/{job.id}/complete", body, safe=False))
+
+    def fail(self, job: Job | int, error: str | BaseException, *, retry: bool = True) -> Job:
+        """As ``Queue.fail``; given a job id, an operator fails the job at once."""
+        if isinstance(error, Unrecoverable):
+            retry = False
+        body: dict[str, Any] = {"error": _error_text(error), "retry": retry}
+        if isinstance(job, Job):
+            body.update(_lease(job))
+            job_id = job.id
+        else:
+            job_id = job
+        return job_from_json(self._call("POST", f"/jobs/{job_id}/fail", body, safe=False))
+
+    def release(self, job: Job) -> Job:
+        return job_from_json(self._call("POST", f"/jobs/{job.id}/release", _lease(job), safe=False))
+
+    def recover_stalled(self) -> int:
+        """Sweep on the server; safe to repeat (an expiry is recovered once)."""
+        return int(self._call("POST", "/recover", None, safe=True)["recovered"])
+
+    # -- managing ----------------------------------------------------------------------
+
+    def get(self, id: int) -> Job:  # noqa: A002 - the SPEC's name
+        return job_from_json(self._call("GET", f"/jobs/{_id(id)}"))
+
+    def jobs(
+        self,
+        *,
+        status: State | str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status is not None:
+            params["status"] = str(status).upper()
+        if queue is not None:
+            params["queue"] = queue
+        return [job_from_json(row) for row in self._call("GET", "/jobs", params=params)]
+
+    def events(self, id: int) -> list[Event]:  # noqa: A002
+        return [event_from_json(row) for row in self._call("GET", f"/jobs/{_id(id)}/events")]
+
+    def resubmit(self, id: int) -> Job:  # noqa: A002
+        return job_from_json(self._call("POST", f"/jobs/{_id(id)}/resubmit", None, safe=False))
+
+    def cancel(self, id: int) -> Job:  # noqa: A002
+        return job_from_json(self._call("POST", f"/jobs/{_id(id)}/cancel", None, safe=False))
+
+    def stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._call("GET", "/stats")
+        return data
+
+    def queues(self) -> list[QueueInfo]:
+        return [queue_from_json(row) for row in self._call("GET", "/queues")]
+
+    def create_queue(self, name: str) -> QueueInfo:
+        return queue_from_json(self._call("POST", "/queues", {"name": name}, safe=True))
+
+    def delete_queue(self, name: str, *, force: bool = False) -> int:
+        params = {"force": "true" if force else "false"}
+        data = self._call("DELETE", f"/queues/{_name(name)}", params=params, safe=False)
+        return int(data["deleted_jobs"])
+
+    def pause(self, name: str) -> QueueInfo:
+        return queue_from_json(self._call("POST", f"/queues/{_name(name)}/pause", None, safe=True))
+
+    def resume(self, name: str) -> QueueInfo:
+        return queue_from_json(self._call("POST", f"/queues/{_name(name)}/resume", None, safe=True))
+
+    # -- worker presence ---------------------------------------------------------------
+
+    def worker_seen(self, worker: str, queues: Sequence[str]) -> None:
+        body = {"worker": worker, "queues": list(queues)}
+        self._call("POST", "/workers/seen", body, safe=True)
+
+    def worker_gone(self, worker: str) -> None:
+        self._call("POST", "/workers/gone", {"worker": worker}, safe=True)
+
+    def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]:
+        rows = self._call("GET", "/workers", params={"seen_within": seen_within})
+        return [worker_from_json(row) for row in rows]
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict[str, Any] | None = None,
+        safe: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """One API call; the decoded JSON (None for 204). ``safe``: may be resent after it
+        was sent without an answer (GETs are)."""
+        resend = method == "GET" if safe is None else safe
+        kwargs: dict[str, Any] = {"params": params, "timeout": timeout or self.timeout}
+        if method != "GET" and method != "DELETE":
+            kwargs["content"] = _encode(body)
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._client.request(method, path, **kwargs)
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                failure: Exception = exc  # never reached the server: always safe to retry
+            except httpx.TransportError as exc:
+                if not resend:
+                    raise StorageUnavailable(
+                        f"{method} {self.base_url}{path}: {type(exc).__name__}: {exc} "
+                        "(sent, no answer; not retried as it may have taken effect)"
+                    ) from None
+                failure = exc
+            if attempt == self.retries:
+                raise StorageUnavailable(
+                    f"{self.base_url} unreachable after {attempt + 1} tries: "
+                    f"{type(failure).__name__}: {failure}"
+                ) from None
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+        if response.status_code == 204:
+            return None
+        if response.is_success:
+            return response.json()
+        raise _error(response)
+
+
+def _error(response: httpx.Response) -> QueueError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"detail": response.text[:300] or response.reason_phrase}
+    code = str(body.get("code", ""))
+    make = ERRORS.get(code)
+    if make is None:
+        if response.status_code == 401:
+            make = _simple(Unauthorized)
+        elif response.status_code >= 500:
+            make = _simple(StorageUnavailable)
+        else:
+            make = _simple(QueueError)
+    return make(body)
+
+
+def _encode(body: Any) -> bytes:
+    """The request body, refusing what JSON cannot hold here, as the library does."""
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidJob(f"payload is not JSON: {exc}") from None
+
+
+def _first_token(value: str) -> str | None:
+    tokens = [t.strip() for t in value.split(",") if t.strip()]
+    return tokens[0] if tokens else None
+
+
+def _lease(job: Job) -> dict[str, Any]:
+    if not job.lease_token:
+        raise LeaseLost(job.id)  # not a copy from claim/heartbeat: the caller holds no lease
+    return {"lease_token": job.lease_token}
+
+
+def _name(queue: str) -> str:
+    if not isinstance(queue, str) or not queue:
+        raise InvalidJob(f"invalid queue name {queue!r}")
+    return quote(queue, safe="")
+
+
+def _id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJob(f"job id must be a positive integer, got {value!r}")
+    return value
+
+
+def _error_text(error: str | BaseException) -> str:
+    if isinstance(error, BaseException):
+        text = "".join(traceback.format_exception(error)).rstrip()
+    else:
+        text = str(error)
+    if len(text) > MAX_ERROR_CHARS:
+        text = "…" + text[-(MAX_ERROR_CHARS - 1) :]
+    return text or "error"
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def job_from_json(data: dict[str, Any]) -> Job:
+    def when(name: str) -> datetime:
+        value = _time(data[name])
+        assert value is not None
+        return value
+
+    return Job(
+        id=data["id"],
+        queue=data["queue"],
+        payload=data["payload"],
+        status=State(data["status"]),
+        priority=data["priority"],
+        run_at=when("run_at"),
+        attempts=data["attempts"],
+        max_attempts=data["max_attempts"],
+        key=data["key"],
+        worker=data["worker"],
+        lease_expires_at=_time(data["lease_expires_at"]),
+        last_error=data["last_error"],
+        result=data["result"],
+        created_at=when("created_at"),
+        updated_at=when("updated_at"),
+        started_at=_time(data["started_at"]),
+        finished_at=_time(data["finished_at"]),
+        lease_token=data.get("lease_token"),
+        cancel_requested=bool(data.get("cancel_requested", False)),
+    )
+
+
+def event_from_json(data: dict[str, Any]) -> Event:
+    at = _time(data["at"])
+    assert at is not None
+    return Event(
+        id=data["id"],
+        job_id=data["job_id"],
+        at=at,
+        kind=EventKind(data["kind"]),
+        worker=data["worker"],
+        detail=data["detail"],
+    )
+
+
+def queue_from_json(data: dict[str, Any]) -> QueueInfo:
+    created = _time(data["created_at"])
+    assert created is not None
+    return QueueInfo(name=data["name"], paused=bool(data["paused"]), created_at=created)
+
+
+def worker_from_json(data: dict[str, Any]) -> WorkerInfo:
+    started, seen = _time(data["started_at"]), _time(data["last_seen_at"])
+    assert started is not None and seen is not None
+    return WorkerInfo(
+        id=data["id"],
+        queues=tuple(data["queues"]),
+        started_at=started,
+        last_seen_at=seen,
+        job_ids=tuple(data["job_ids"]),
+    )

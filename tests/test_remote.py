@@ -1,0 +1,395 @@
+"""The remote client (``persistq.connect("http://…")``) against a real ``persistq api``.
+
+These are the core contract checks that make sense over HTTP: enqueue, claim, complete,
+fail and retry, lease fencing, cancel, resubmit, queues, stats, events and the errors, each
+raised as the same exception the local library raises. Left out, and why:
+
+- everything driven by ``ManualClock`` (exact lease expiry and backoff times, purge by
+  age, the state-machine model test): the server runs on the real clock, and a client
+  cannot inject one. Lease recovery is checked once with a short real lease instead;
+- ``purge``, ``check`` and ``now``: operator and storage calls the API does not expose.
+
+Then a real ``persistq worker --url http://…`` subprocess completes jobs, and the CLI's
+token handling (``persistq api`` without one, ``persistq up``'s generated one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import persistq
+from apiserver import TOKEN, ApiServer, free_port
+from persistq import (
+    InvalidJob,
+    InvalidTransition,
+    JobNotFound,
+    LeaseLost,
+    QueueNotEmpty,
+    QueueNotFound,
+    State,
+    StorageUnavailable,
+    Unrecoverable,
+)
+from persistq.cli.api import ensure_api_token
+from persistq.cli.main import app
+from persistq.remote import RemoteQueue, Unauthorized
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    with ApiServer(tmp_path_factory.mktemp("remote")) as running:
+        yield running
+
+
+@pytest.fixture
+def remote(server: ApiServer) -> Iterator[RemoteQueue]:
+    with persistq.connect(server.url, token=TOKEN, lease=30) as q:
+        yield q
+
+
+@pytest.fixture
+def name() -> str:
+    return f"r-{uuid.uuid4().hex[:12]}"
+
+
+# -- producing and consuming -----------------------------------------------------------------
+
+
+def test_enqueue_claim_complete(remote: RemoteQueue, name: str) -> None:
+    job = remote.enqueue({"n": 1}, queue=name, priority=3, max_attempts=5)
+    assert (job.status, job.priority, job.max_attempts, job.payload) == (
+        State.PENDING,
+        3,
+        5,
+        {"n": 1},
+    )
+    leased = remote.claim(queue=name, worker="w1")
+    assert leased is not None and leased.id == job.id
+    assert leased.status == State.PROCESSING and leased.lease_token
+    assert leased.lease_expires_at is not None and leased.started_at is not None
+    done = remote.complete(leased, {"ok": True})
+    assert (done.status, done.result) == (State.COMPLETED, {"ok": True})
+    assert remote.get(job.id).finished_at is not None
+
+
+def test_claim_order_is_priority_then_fifo_and_queues_in_order(
+    remote: RemoteQueue, name: str
+) -> None:
+    low = remote.enqueue("low", queue=name)
+    high = remote.enqueue("high", queue=name, priority=9)
+    low2 = remote.enqueue("low2", queue=name)
+    other = remote.enqueue("other", queue=name + "-2")
+    got = [remote.claim(queue=[name, name + "-2"], worker="w") for _ in range(5)]
+    assert [j.id if j else None for j in got] == [high.id, low.id, low2.id, other.id, None]
+
+
+def test_delayed_job_is_not_claimable_yet(remote: RemoteQueue, name: str) -> None:
+    remote.enqueue(1, queue=name, delay=3600)
+    assert remote.claim(queue=name, worker="w") is None
+
+
+def test_enqueue_many_and_keys(remote: RemoteQueue, name: str) -> None:
+    jobs = remote.enqueue_many([1, 2, 3], queue=name, keys=["a", "b", None])
+    assert [j.payload for j in jobs] == [1, 2, 3]
+    assert remote.enqueue(9, queue=name, key="a").id == jobs[0].id
+    with pytest.raises(InvalidJob):
+        remote.enqueue_many([1, 2], queue=name, keys=["x"])
+    assert len(remote.claim_many(queue=name, worker="w", limit=5)) == 3
+
+
+def test_long_wait_returns_none_after_the_wait(remote: RemoteQueue, name: str) -> None:
+    started = time.monotonic()
+    assert remote.claim(queue=name, worker="w", wait=0.3) is None
+    assert 0.25 < time.monotonic() - started < 3
+
+
+# -- lease fencing ---------------------------------------------------------------------------
+
+
+def test_heartbeat_extends_and_keeps_the_token(remote: RemoteQueue, name: str) -> None:
+    remote.enqueue(1, queue=name)
+    leased = remote.claim(queue=name, worker="w", lease=10)
+    assert leased is not None and leased.lease_expires_at is not None
+    time.sleep(0.01)
+    beat = remote.heartbeat(leased)
+    assert beat.lease_token == leased.lease_token
+    assert beat.lease_expires_at is not None and beat.lease_expires_at > leased.lease_expires_at
+
+
+def test_stale_token_raises_lease_lost_and_changes_nothing(remote: RemoteQueue, name: str) -> None:
+    remote.enqueue(1, queue=name)
+    leased = remote.claim(queue=name, worker="w")
+    assert leased is not None
+    stale = dataclasses.replace(leased, lease_token="stale-token")
+    for action in (
+        lambda: remote.heartbeat(stale),
+        lambda: remote.complete(stale, 1),
+        lambda: remote.fail(stale, "boom"),
+        lambda: remote.release(stale),
+    ):
+        with pytest.raises(LeaseLost) as caught:
+            action()
+        assert caught.value.job_id == leased.id
+    assert remote.get(leased.id).status == State.PROCESSING
+    remote.complete(leased)
+    with pytest.raises(LeaseLost):
+        remote.complete(leased)  # at most once
+    with pytest.raises(LeaseLost):  # a job from get() holds no lease
+        remote.complete(remote.get(leased.id))
+
+
+def test_expired_lease_is_recovered_by_a_sweep_and_the_old_holder_is_fenced(
+    remote: RemoteQueue, name: str
+) -> None:
+    # The one real-clock lease test: a remote client cannot inject a clock.
+    remote.enqueue(1, queue=name, max_attempts=2)
+    first = remote.claim(queue=name, worker="slow", lease=0.2)
+    assert first is not None
+    time.sleep(0.4)
+    assert remote.recover_stalled() >= 1
+    second = remote.claim(queue=name, worker="fast")
+    assert second is not None and second.id == first.id and second.attempts == 2
+    with pytest.raises(LeaseLost):
+        remote.complete(first)
+    assert remote.complete(second).status == State.COMPLETED
+    kinds = [e.kind for e in remote.events(first.id)]
+    assert "lease_expired" in kinds
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_fail_retries_with_backoff_then_fails(remote: RemoteQueue, name: str) -> None:
+    job = remote.enqueue(1, queue=name, max_attempts=2)
+    leased = remote.claim(queue=name, worker="w")
+    assert leased is not None
+    retried = remote.fail(leased, RuntimeError("first"))
+    assert retried.status == State.PENDING and retried.run_at > job.run_at
+    assert retried.last_error is not None and "RuntimeError: first" in retried.last_error
+    resubmitted = remote.get(job.id)
+    assert resubmitted.attempts == 1
+
+
+def test_unrecoverable_and_last_attempt_fail_for_good(remote: RemoteQueue, name: str) -> None:
+    remote.enqueue(1, queue=name, max_attempts=5)
+    leased = remote.claim(queue=name, worker="w")
+    assert leased is not None
+    assert remote.fail(leased, Unrecoverable("no")).status == State.FAILED
+    remote.enqueue(2, queue=name, max_attempts=1)
+    leased = remote.claim(queue=name, worker="w")
+    assert leased is not None
+    assert remote.fail(leased, "boom").status == State.FAILED
+
+
+def test_operator_fail_by_id(remote: RemoteQueue, name: str) -> None:
+    job = remote.enqueue(1, queue=name)
+    assert remote.fail(job.id, "stop").status == State.FAILED
+
+
+def test_release_refunds_the_attempt(remote: RemoteQueue, name: str) -> None:
+    remote.enqueue(1, queue=name)
+    leased = remote.claim(queue=name, worker="w")
+    assert leased is not None
+    released = remote.release(leased)
+    assert (released.status, released.attempts) == (State.PENDING, 0)
+
+
+# -- managing --------------------------------------------------------------------------------
+
+
+def test_cancel_resubmit_and_invalid_transitions(remote: RemoteQueue, name: str) -> None:
+    job = remote.enqueue(1, queue=name)
+    with pytest.raises(InvalidTransition) as caught:
+        remote.resubmit(job.id)
+    assert (caught.value.current, caught.value.requested) == ("PENDING", "resubmit")
+    assert remote.cancel(job.id).status == State.CANCELLED
+    with pytest.raises(InvalidTransition):
+        remote.cancel(job.id)
+    again = remote.resubmit(job.id)
+    assert (again.status, again.attempts) == (State.PENDING, 0)
+
+
+def test_cancel_of_a_processing_job_is_requested(remote: RemoteQueue, name: str) -> None:
+    remote.enqueue(1, queue=name)
+    leased = remote.claim(queue=name, worker="w")
+    assert leased is not None
+    assert remote.cancel(leased.id).cancel_requested
+    assert remote.heartbeat(leased).cancel_requested
+    assert remote.complete(leased).status == State.CANCELLED
+
+
+def test_unknown_ids_and_bad_input_raise_the_library_errors(remote: RemoteQueue) -> None:
+    for action in (
+        lambda: remote.get(987654321),
+        lambda: remote.events(987654321),
+        lambda: remote.cancel(987654321),
+        lambda: remote.resubmit(987654321),
+    ):
+        with pytest.raises(JobNotFound) as caught:
+            action()
+        assert caught.value.job_id == 987654321
+    for bad in (
+        lambda: remote.enqueue(float("nan")),
+        lambda: remote.enqueue(1, queue="bad name"),
+        lambda: remote.enqueue("x" * (1024 * 1024 + 1)),
+        lambda: remote.enqueue(1, priority=2**40),
+        lambda: remote.jobs(status="NOPE"),
+        lambda: remote.get(0),
+    ):
+        with pytest.raises(InvalidJob):
+            bad()
+
+
+def test_jobs_events_and_stats(remote: RemoteQueue, name: str) -> None:
+    first = remote.enqueue(1, queue=name)
+    second = remote.enqueue(2, queue=name)
+    assert [j.id for j in remote.jobs(queue=name)] == [second.id, first.id]
+    assert [j.id for j in remote.jobs(queue=name, status="pending", limit=1)] == [second.id]
+    assert [e.kind for e in remote.events(first.id)] == ["enqueued"]
+    row = remote.stats()["queues"][name]
+    assert (row["PENDING"], row["paused"]) == (2, False)
+
+
+def test_queues_pause_resume_delete(remote: RemoteQueue, name: str) -> None:
+    assert remote.create_queue(name).name == name
+    assert remote.pause(name).paused
+    remote.enqueue(1, queue=name)
+    assert remote.claim(queue=name, worker="w") is None
+    assert not remote.resume(name).paused
+    with pytest.raises(QueueNotEmpty):
+        remote.delete_queue(name)
+    assert remote.delete_queue(name, force=True) == 1
+    with pytest.raises(QueueNotFound):
+        remote.pause(name)
+    assert name not in [q.name for q in remote.queues()]
+
+
+def test_worker_presence(remote: RemoteQueue, name: str) -> None:
+    remote.worker_seen(f"w-{name}", [name])
+    assert f"w-{name}" in [w.id for w in remote.workers()]
+    remote.worker_gone(f"w-{name}")
+    assert f"w-{name}" not in [w.id for w in remote.workers()]
+
+
+# -- network and auth ------------------------------------------------------------------------
+
+
+def test_wrong_token_is_unauthorized(server: ApiServer) -> None:
+    with (
+        persistq.connect(server.url, token="wrong-token-0123456789") as q,
+        pytest.raises(Unauthorized),
+    ):
+        q.stats()
+
+
+def test_unreachable_server_raises_storage_unavailable_after_bounded_retries() -> None:
+    q = persistq.connect(f"http://127.0.0.1:{free_port()}", token=TOKEN, retries=2)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match="unreachable after 3 tries"):
+        q.enqueue(1)
+    assert time.monotonic() - started < 5
+    q.close()
+
+
+def test_connect_without_any_token_says_how(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERSISTQ_API_TOKEN", raising=False)
+    with pytest.raises(Unauthorized, match="PERSISTQ_API_TOKEN"):
+        persistq.connect("http://127.0.0.1:1", token=None)
+
+
+# -- a real remote worker --------------------------------------------------------------------
+
+
+def test_remote_worker_process_completes_jobs(
+    server: ApiServer, remote: RemoteQueue, name: str, tmp_path: Path
+) -> None:
+    jobs = [remote.enqueue({"n": n}, queue=name) for n in range(5)]
+    failing = remote.enqueue({"raise": "nope"}, queue=name, max_attempts=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+    env.update(PERSISTQ_API_TOKEN=TOKEN, PYTHONPATH=str(TESTS))
+    command = [sys.executable, "-m", "persistq", "worker", "--url", server.url]
+    command += ["--queue", name, "--handler", "handlers:act", "--concurrency", "2"]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = [remote.get(j.id).status for j in [*jobs, failing]]
+            if all(s in (State.COMPLETED, State.FAILED) for s in states):
+                break
+            time.sleep(0.1)
+        for job in jobs:
+            done = remote.get(job.id)
+            assert done.status == State.COMPLETED, log.read_text()
+            assert done.result == {"job": job.id, "attempt": 1, "pid": worker.pid}
+        failed = remote.get(failing.id)
+        assert failed.status == State.FAILED
+        assert failed.last_error is not None and "RuntimeError: nope" in failed.last_error
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(30)
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+def test_remote_worker_with_a_wrong_token_exits_1_with_one_line(server: ApiServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+    env["PERSISTQ_API_TOKEN"] = "wrong-token-0123456789"
+    done = subprocess.run(
+        [sys.executable, "-m", "persistq", "worker", "--url", server.url, "--handler", "x:y"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["error: missing or invalid bearer token"]
+
+
+# -- tokens at the command line --------------------------------------------------------------
+
+
+def test_api_refuses_to_start_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERSISTQ_API_TOKEN", raising=False)
+    result = CliRunner().invoke(app, ["api", "--port", str(free_port())])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "PERSISTQ_API_TOKEN" in lines[0] and "export" in lines[0]
+    monkeypatch.setenv("PERSISTQ_API_TOKEN", "short")
+    result = CliRunner().invoke(app, ["api", "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert "at least 16 characters" in result.stderr
+
+
+def test_up_token_is_generated_once_owner_only_and_printed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PERSISTQ_API_TOKEN", raising=False)
+    (tmp_path / "data").mkdir()
+    token = ensure_api_token(tmp_path)
+    printed = capsys.readouterr().out
+    assert token in printed
+    path = tmp_path / "data" / "api-token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == token
+    assert len(token) >= 32
+    assert ensure_api_token(tmp_path) == token
+    assert token not in capsys.readouterr().out
+    monkeypatch.setenv("PERSISTQ_API_TOKEN", "from-the-environment-123")
+    assert ensure_api_token(tmp_path) == "from-the-environment-123"
