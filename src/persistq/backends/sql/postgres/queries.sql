@@ -19,22 +19,23 @@ RETURNING *;
 
 -- name: insert_jobs_unnest
 -- The batch path of enqueue_many when no job has a key: one statement for the jobs and their
--- `enqueued` events (SQLite uses executemany instead). Ids follow input order.
+-- `enqueued` events (SQLite uses executemany instead). Ids follow input order. The jobs come
+-- as one JSON array of [queue, payload, priority, delay_seconds, max_attempts]: encoding a
+-- thousand payloads as one JSON text costs the client a twentieth of a text[] parameter's.
+-- Only what the server decided comes back (id, run_at, created_at): the caller has the rest.
 WITH new AS (
     INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
                       created_at, updated_at)
-    SELECT t.queue, t.payload, 'PENDING', t.priority,
-           persistq_now(%(now)s) + make_interval(secs => t.delay_seconds), 0, t.max_attempts,
-           NULL, persistq_now(%(now)s), persistq_now(%(now)s)
-    FROM unnest(%(queues)s::text[], %(payloads)s::text[], %(priorities)s::integer[],
-                %(delays)s::double precision[], %(max_attempts)s::integer[])
-         WITH ORDINALITY AS t(queue, payload, priority, delay_seconds, max_attempts, n)
+    SELECT t.job->>0, t.job->>1, 'PENDING', (t.job->>2)::integer,
+           persistq_now(%(now)s) + make_interval(secs => (t.job->>3)::double precision), 0,
+           (t.job->>4)::integer, NULL, persistq_now(%(now)s), persistq_now(%(now)s)
+    FROM json_array_elements(%(jobs)s::json) WITH ORDINALITY AS t(job, n)
     ORDER BY t.n
     RETURNING *
 ), enqueued AS (
     INSERT INTO events (job_id, at, kind) SELECT id, persistq_now(%(now)s), 'enqueued' FROM new
 )
-SELECT * FROM new ORDER BY id;
+SELECT id, run_at, created_at FROM new ORDER BY id;
 
 -- name: insert_event
 INSERT INTO events (job_id, at, kind, worker, detail)
@@ -69,6 +70,36 @@ WHERE id IN (
         FOR UPDATE SKIP LOCKED)
 RETURNING *;
 
+-- name: claim_jobs_logged
+-- PostgreSQL only: claim_jobs and its `claimed` events as one statement, so a claim from one
+-- queue is one round trip, run on its own (autocommit: the statement is the transaction).
+WITH claimed AS (
+    UPDATE jobs
+    SET status = 'PROCESSING',
+        worker = %(worker)s,
+        lease_token = replace(gen_random_uuid()::text, '-', ''),
+        lease_seconds = %(lease_seconds)s,
+        lease_expires_at = persistq_now(%(now)s) + make_interval(secs => %(lease_seconds)s),
+        attempts = attempts + 1,
+        cancel_requested = false,
+        started_at = persistq_now(%(now)s),
+        finished_at = NULL,
+        updated_at = persistq_now(%(now)s)
+    WHERE id IN (
+            SELECT id FROM jobs
+            WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
+              AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
+            ORDER BY priority DESC, id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED)
+    RETURNING *
+), logged AS (
+    INSERT INTO events (job_id, at, kind, worker, detail)
+    SELECT id, persistq_now(%(now)s), 'claimed', %(worker)s, 'attempt ' || attempts
+    FROM claimed ORDER BY priority DESC, id
+)
+SELECT * FROM claimed ORDER BY priority DESC, id;
+
 -- name: has_claimable
 SELECT 1 AS found FROM jobs
 WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
@@ -95,6 +126,25 @@ SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'COMPLETED' END,
 WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
   AND lease_expires_at > persistq_now(%(now)s)
 RETURNING *;
+
+-- name: complete_job_logged
+-- PostgreSQL only: complete_job and its event (`completed`, or `cancelled` when a cancel
+-- was requested meanwhile) as one statement, one round trip.
+WITH done AS (
+    UPDATE jobs
+    SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'COMPLETED' END,
+        result = %(result)s, lease_token = NULL, lease_expires_at = NULL,
+        finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
+    WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
+      AND lease_expires_at > persistq_now(%(now)s)
+    RETURNING *
+), logged AS (
+    INSERT INTO events (job_id, at, kind, worker)
+    SELECT id, persistq_now(%(now)s),
+           CASE status WHEN 'CANCELLED' THEN 'cancelled' ELSE 'completed' END, worker
+    FROM done
+)
+SELECT * FROM done;
 
 -- name: retry_job
 -- The database, not the caller's copy of the job, decides whether an attempt is left.
