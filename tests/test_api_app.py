@@ -137,3 +137,25 @@ def test_metrics_count_what_other_processes_did(client: TestClient, sqlite_url: 
     assert 'persistq_jobs_recovered_total{queue="m"} 1.0' in text
     assert 'persistq_job_run_seconds_count{queue="m"} 2.0' in text
     assert 'persistq_jobs{queue="m",state="PENDING"} 1.0' in text
+
+
+def test_core_routes_on_every_backend(backend_url: str) -> None:
+    """SQLite calls the library inline, PostgreSQL from the thread pool: both answer alike."""
+    app = create_app(Settings(url=backend_url), tokens=[TOKEN])
+    with TestClient(app, raise_server_exceptions=False) as http:
+        inline = app.state.library.inline
+        assert inline == backend_url.startswith("sqlite")
+        job = http.post("/queues/b/jobs", json={"payload": {"n": 1}}, headers=AUTH).json()
+        leased = http.post("/queues/b/claim", json={"worker": "w"}, headers=AUTH).json()
+        assert leased["id"] == job["id"]
+        stale = http.post(f"/jobs/{job['id']}/complete", json={"lease_token": "x"}, headers=AUTH)
+        assert stale.status_code == 409
+        done = http.post(
+            f"/jobs/{job['id']}/complete", json={"lease_token": leased["lease_token"]}, headers=AUTH
+        )
+        assert done.json()["status"] == "COMPLETED"
+        assert http.post("/queues/b/claim", json={"worker": "w"}, headers=AUTH).status_code == 204
+        assert http.get("/stats", headers=AUTH).json()["queues"]["b"]["COMPLETED"] == 1
+        assert http.get("/jobs/999", headers=AUTH).status_code == 404
+        assert "persistq_jobs" in http.get("/metrics", headers=AUTH).text
+        assert http.get("/healthz").status_code == 200

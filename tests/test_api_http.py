@@ -457,3 +457,24 @@ def test_recover_route_answers_a_count(http: httpx.Client) -> None:
 
 def test_server_log_has_no_traceback(server: ApiServer) -> None:
     assert "Traceback" not in server.output()
+
+
+def test_a_long_poll_waiting_for_a_thread_still_ends_at_its_deadline(
+    tmp_path: Path, queue_name: str
+) -> None:
+    with ApiServer(tmp_path, args=("--max-waiting-claims", "1")) as small:
+        elapsed: list[float] = []
+
+        def poll() -> None:
+            with small.client() as client:
+                started = time.monotonic()
+                assert claim(client, queue_name, wait=1).status_code == 204
+                elapsed.append(time.monotonic() - started)
+
+        pollers = [threading.Thread(target=poll) for _ in range(3)]
+        for thread in pollers:
+            thread.start()
+        for thread in pollers:
+            thread.join(30)
+        assert len(elapsed) == 3
+        assert max(elapsed) < 1.8  # not 3 s: the two without a thread gave up at 1 s

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -83,6 +84,20 @@ def test_up_runs_everything_and_down_leaves_no_process(home: Path) -> None:
     for path in [*home.glob("data/**/*"), *home.glob("logs/*")]:
         assert path.stat().st_mode & 0o007 == 0, f"{path} is open to everyone"
     assert (home / "data" / "supervisor.sock").stat().st_mode & 0o077 == 0
+    # the API runs with the token made at this first start, printed once, kept owner-only
+    token = (home / "data" / "api-token").read_text().strip()
+    assert (home / "data" / "api-token").stat().st_mode & 0o077 == 0
+    assert token in started.stdout
+    api = "http://127.0.0.1:8000/stats"
+
+    def api_answers() -> bool:
+        try:
+            return httpx.get(api, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    assert _wait(api_answers, 20)
+    assert httpx.get(api).status_code == 401
 
     # within a short while, files carry stamps and stats shows completed jobs
     def completed() -> bool:

@@ -1,14 +1,15 @@
 """The FastAPI application: ``create_app(settings, tokens=...)``.
 
-One ``Queue`` per process, opened by the lifespan (or handed in by tests). Routes are plain
-``def`` functions: FastAPI runs them in its thread pool (anyio's default limiter, 40 threads),
-because the queue library is synchronous.
+One ``Queue`` per process, opened by the lifespan (or handed in by tests). Short library
+calls run inline on SQLite and in the thread pool on PostgreSQL (see ``deps.Library``);
+calls that can take long (stats, listing, metrics, health, deleting a queue) always run in
+FastAPI's thread pool (anyio's default limiter, 40 threads).
 
 A claim with ``wait`` blocks a thread for up to :data:`MAX_WAIT_SECONDS`. Those long polls
 run under their own limiter of ``max_waiting_claims`` threads (default 32), never the
 shared pool: however many workers long-poll, other requests still get threads. Polls
-beyond that bound wait for a free slot without holding a thread (their remaining time
-shrinks meanwhile). Uvicorn's ``limit_concurrency`` (``persistq api --limit-concurrency``)
+beyond that bound wait for a free slot without holding a thread, and give up waiting at
+their own deadline. Uvicorn's ``limit_concurrency`` (``persistq api --limit-concurrency``)
 bounds the connections themselves, answering 503 past it.
 """
 
@@ -26,7 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import persistq
 from persistq.api import errors
-from persistq.api.auth import BearerAuth, Tokens
+from persistq.api.auth import BearerAuth, Tokens, document_bearer
+from persistq.api.deps import Library
 from persistq.api.metrics import Cached, registry_for
 from persistq.api.routes import jobs, queues, system
 from persistq.api.schemas import MAX_WAIT_SECONDS
@@ -64,6 +66,7 @@ def create_app(
             max_payload_bytes=settings.max_payload_bytes,
         )
         app.state.queue = q
+        app.state.library = Library(q, inline=q.url.startswith("sqlite"))
         app.state.waiting_claims = anyio.CapacityLimiter(max_waiting_claims)
         app.state.metrics = registry_for(q)
         app.state.health = Cached(q.check, health_check_seconds)
@@ -84,6 +87,8 @@ def create_app(
     for module in (jobs, queues, system):
         app.include_router(module.router)
     app.include_router(system.public)
+    build_openapi = app.openapi
+    app.openapi = lambda: app.openapi_schema or document_bearer(build_openapi())  # type: ignore[method-assign]
     # Added last = outermost: auth first, then the size limit, then FastAPI.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(BearerAuth, tokens=Tokens(tokens))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from persistq.api.schemas import INT64_MAX, QUEUE_NAME_PATTERN
@@ -19,6 +21,35 @@ async def get_queue(request: Request) -> Queue:
 
 
 QueueDep = Annotated[Queue, Depends(get_queue)]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Library:
+    """The process's queue, and how a route calls it.
+
+    On SQLite every call goes through the process's one connection, one at a time, so a hop
+    to a pool thread buys no parallelism and costs more than most calls (plus a GIL handoff
+    back to the event loop): short calls then run inline. On PostgreSQL a pool of
+    connections runs calls in parallel, so they go to the thread pool. Calls that can take
+    long (counting every job, integrity checks, long polls) always run in threads.
+    """
+
+    queue: Queue
+    inline: bool
+
+    async def call(self, work: Callable[[], T]) -> T:
+        if self.inline:
+            return work()
+        return await run_in_threadpool(work)
+
+
+async def get_library(request: Request) -> Library:
+    library: Library = request.app.state.library
+    return library
+
+
+LibraryDep = Annotated[Library, Depends(get_library)]
 JobId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The job's id.")]
 QueuePath = Annotated[str, Path(pattern=QUEUE_NAME_PATTERN, description="The queue's name.")]
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends
-
-from persistq.api.auth import documented_bearer
 from persistq.api.schemas import ErrorOut
 
-#: Every protected route: the auth scheme for the docs, and the errors any route may give.
+#: Every protected route: the errors any route may give (app.py documents the auth scheme).
 PROTECTED: dict[str, Any] = {
-    "dependencies": [Depends(documented_bearer)],
     "responses": {
         401: {"model": ErrorOut, "description": "No valid bearer token."},
         422: {"model": ErrorOut, "description": "Invalid input; `detail` says which and why."},

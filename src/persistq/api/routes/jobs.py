@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from persistq.api.deps import JobId, QueueDep, QueuePath, job_response, jobs_response, leased
+from persistq.api.deps import (
+    JobId,
+    Library,
+    LibraryDep,
+    QueueDep,
+    QueuePath,
+    job_response,
+    jobs_response,
+    leased,
+)
 from persistq.api.errors import error_response
 from persistq.api.routes import CONFLICT, NOT_FOUND, PROTECTED, TOO_LARGE
 from persistq.api.schemas import (
@@ -28,7 +38,7 @@ from persistq.api.schemas import (
     LeasedJobOut,
     LeaseIn,
 )
-from persistq.model import Job, State
+from persistq.model import Event, Job, State
 from persistq.queue import Queue
 
 router = APIRouter(tags=["jobs"], **PROTECTED)
@@ -44,23 +54,25 @@ HOLDER = {**NOT_FOUND, **CONFLICT, **TOO_LARGE}
         409: {"model": ErrorOut, "description": "Header and body keys differ."},
     },
 )
-def enqueue(
+async def enqueue(
     queue: QueuePath,
     body: JobIn,
-    q: QueueDep,
+    lib: LibraryDep,
     idempotency_key: Annotated[Key | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     """Store one job. A `key` (in the body or the Idempotency-Key header) that a job of this
     queue already has returns that job instead."""
     if idempotency_key is not None and body.key is not None and idempotency_key != body.key:
         return error_response(409, "key_conflict", "the Idempotency-Key header and key differ")
-    job = q.enqueue(
-        body.payload,
-        queue=queue,
-        priority=body.priority,
-        delay=body.delay,
-        max_attempts=body.max_attempts,
-        key=body.key or idempotency_key,
+    job = await lib.call(
+        lambda: lib.queue.enqueue(
+            body.payload,
+            queue=queue,
+            priority=body.priority,
+            delay=body.delay,
+            max_attempts=body.max_attempts,
+            key=body.key or idempotency_key,
+        )
     )
     return job_response(job, status=201)
 
@@ -71,15 +83,17 @@ def enqueue(
     response_model=list[JobOut],
     responses=TOO_LARGE,
 )
-def enqueue_many(queue: QueuePath, body: BatchIn, q: QueueDep) -> Response:
+async def enqueue_many(queue: QueuePath, body: BatchIn, lib: LibraryDep) -> Response:
     """Store every job in one transaction, or none (any invalid one refuses all)."""
-    jobs = q.enqueue_many(
-        [item.payload for item in body.jobs],
-        queue=queue,
-        priority=body.priority,
-        delay=body.delay,
-        max_attempts=body.max_attempts,
-        keys=[item.key for item in body.jobs],
+    jobs = await lib.call(
+        lambda: lib.queue.enqueue_many(
+            [item.payload for item in body.jobs],
+            queue=queue,
+            priority=body.priority,
+            delay=body.delay,
+            max_attempts=body.max_attempts,
+            keys=[item.key for item in body.jobs],
+        )
     )
     return jobs_response(jobs, status=201)
 
@@ -89,10 +103,10 @@ def enqueue_many(queue: QueuePath, body: BatchIn, q: QueueDep) -> Response:
     response_model=LeasedJobOut,
     responses={204: {"description": "No job became claimable in time."}, **TOO_LARGE},
 )
-async def claim(queue: QueuePath, body: ClaimIn, q: QueueDep, request: Request) -> Response:
+async def claim(queue: QueuePath, body: ClaimIn, lib: LibraryDep, request: Request) -> Response:
     """Lease the next job (its `lease_token` proves the lease), or 204. With `wait`, a long
     poll: answers as soon as a job is claimable, at the latest after `wait` seconds."""
-    jobs = await _claim(request, q, queue, body, 1)
+    jobs = await _claim(request, lib, queue, body, 1)
     if not jobs:
         return Response(status_code=204)
     return job_response(jobs[0], with_token=True)
@@ -100,32 +114,48 @@ async def claim(queue: QueuePath, body: ClaimIn, q: QueueDep, request: Request) 
 
 @router.post("/queues/{queue}/claim/batch", response_model=list[LeasedJobOut], responses=TOO_LARGE)
 async def claim_many(
-    queue: QueuePath, body: ClaimManyIn, q: QueueDep, request: Request
+    queue: QueuePath, body: ClaimManyIn, lib: LibraryDep, request: Request
 ) -> Response:
     """Lease up to `limit` jobs at once (an empty list when none came within `wait`)."""
-    jobs = await _claim(request, q, queue, body, body.limit)
+    jobs = await _claim(request, lib, queue, body, body.limit)
     return jobs_response(jobs, with_token=True)
 
 
-async def _claim(request: Request, q: Queue, queue: str, body: ClaimIn, limit: int) -> list[Job]:
+async def _claim(
+    request: Request, lib: Library, queue: str, body: ClaimIn, limit: int
+) -> list[Job]:
     deadline = time.monotonic() + body.wait
 
     def work() -> list[Job]:
         wait = max(0.0, deadline - time.monotonic())
         queues = [queue, *body.more_queues]
-        return q.claim_many(
+        return lib.queue.claim_many(
             queue=queues, worker=body.worker, limit=limit, lease=body.lease, wait=wait
         )
 
-    if body.wait > 0:  # long polls get their own threads (see api/app.py)
-        limiter = request.app.state.waiting_claims
-        jobs = await anyio.to_thread.run_sync(work, limiter=limiter)
-    else:
-        jobs = await run_in_threadpool(work)
+    jobs = await (_long_poll(request, work, deadline) if body.wait > 0 else lib.call(work))
     if jobs and await request.is_disconnected():  # nobody will read the answer: give back
-        await run_in_threadpool(_release_all, q, jobs)
+        await lib.call(lambda: _release_all(lib.queue, jobs))
         return []
     return jobs
+
+
+async def _long_poll(request: Request, work: Callable[[], list[Job]], deadline: float) -> list[Job]:
+    """Run ``work`` on one of the long-poll threads (see api/app.py). A poll that finds them
+    all busy waits for one without holding a thread, at most until its own deadline, and
+    then looks once without waiting."""
+    slots: anyio.CapacityLimiter = request.app.state.waiting_claims
+    acquired = False
+    with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+        await slots.acquire()
+        acquired = True
+    if not acquired:
+        return await run_in_threadpool(work)
+    try:
+        # Not cancellable, and nothing cancels it: a job claimed here is never dropped.
+        return await anyio.to_thread.run_sync(work, limiter=anyio.CapacityLimiter(1))
+    finally:
+        slots.release()
 
 
 def _release_all(q: Queue, jobs: list[Job]) -> None:
@@ -134,42 +164,50 @@ def _release_all(q: Queue, jobs: list[Job]) -> None:
 
 
 @router.post("/jobs/{id}/heartbeat", response_model=LeasedJobOut, responses=HOLDER)
-def heartbeat(id: JobId, body: LeaseIn, q: QueueDep) -> Response:  # noqa: A002
+async def heartbeat(id: JobId, body: LeaseIn, lib: LibraryDep) -> Response:  # noqa: A002
     """Extend the lease by its length; 409 when the token no longer holds it."""
-    return job_response(q.heartbeat(leased(q, id, body.lease_token)), with_token=True)
+    q = lib.queue
+    job = await lib.call(lambda: q.heartbeat(leased(q, id, body.lease_token)))
+    return job_response(job, with_token=True)
 
 
 @router.post("/jobs/{id}/complete", response_model=JobOut, responses=HOLDER)
-def complete(id: JobId, body: CompleteIn, q: QueueDep) -> Response:  # noqa: A002
+async def complete(id: JobId, body: CompleteIn, lib: LibraryDep) -> Response:  # noqa: A002
     """Record the result; 409 when the token no longer holds the lease."""
-    return job_response(q.complete(leased(q, id, body.lease_token), body.result))
+    q = lib.queue
+    return job_response(
+        await lib.call(lambda: q.complete(leased(q, id, body.lease_token), body.result))
+    )
 
 
 @router.post("/jobs/{id}/fail", response_model=JobOut, responses=HOLDER)
-def fail(id: JobId, body: FailIn, q: QueueDep) -> Response:  # noqa: A002
+async def fail(id: JobId, body: FailIn, lib: LibraryDep) -> Response:  # noqa: A002
     """Record a failure: retried later with backoff while attempts remain (and `retry`),
     else FAILED. Without `lease_token`, an operator fails the job at once."""
-    if body.lease_token is None:
-        return job_response(q.fail(id, body.error))
-    return job_response(q.fail(leased(q, id, body.lease_token), body.error, retry=body.retry))
+    q, token = lib.queue, body.lease_token
+    if token is None:
+        return job_response(await lib.call(lambda: q.fail(id, body.error)))
+    job = await lib.call(lambda: q.fail(leased(q, id, token), body.error, retry=body.retry))
+    return job_response(job)
 
 
 @router.post("/jobs/{id}/release", response_model=JobOut, responses=HOLDER)
-def release(id: JobId, body: LeaseIn, q: QueueDep) -> Response:  # noqa: A002
+async def release(id: JobId, body: LeaseIn, lib: LibraryDep) -> Response:  # noqa: A002
     """Give the job back unprocessed (worker shutting down); its attempt is refunded."""
-    return job_response(q.release(leased(q, id, body.lease_token)))
+    q = lib.queue
+    return job_response(await lib.call(lambda: q.release(leased(q, id, body.lease_token))))
 
 
 @router.post("/jobs/{id}/resubmit", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
-def resubmit(id: JobId, q: QueueDep) -> Response:  # noqa: A002
+async def resubmit(id: JobId, lib: LibraryDep) -> Response:  # noqa: A002
     """FAILED, UNPROCESSABLE, CANCELLED or COMPLETED -> PENDING, attempts reset; else 409."""
-    return job_response(q.resubmit(id))
+    return job_response(await lib.call(lambda: lib.queue.resubmit(id)))
 
 
 @router.post("/jobs/{id}/cancel", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
-def cancel(id: JobId, q: QueueDep) -> Response:  # noqa: A002
+async def cancel(id: JobId, lib: LibraryDep) -> Response:  # noqa: A002
     """PENDING, FAILED, UNPROCESSABLE -> CANCELLED; PROCESSING: cancel requested; else 409."""
-    return job_response(q.cancel(id))
+    return job_response(await lib.call(lambda: lib.queue.cancel(id)))
 
 
 @router.get("/jobs", response_model=list[JobOut])
@@ -180,17 +218,23 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> Response:
-    """Jobs, newest first, optionally of one state and queue."""
+    """Jobs, newest first, optionally of one state and queue (in a thread: a large offset
+    is slow)."""
     return jobs_response(q.jobs(status=status, queue=queue, limit=limit, offset=offset))
 
 
 @router.get("/jobs/{id}", response_model=JobOut, responses=NOT_FOUND)
-def get_job(id: JobId, q: QueueDep) -> Response:  # noqa: A002
-    return job_response(q.get(id))
+async def get_job(id: JobId, lib: LibraryDep) -> Response:  # noqa: A002
+    return job_response(await lib.call(lambda: lib.queue.get(id)))
 
 
 @router.get("/jobs/{id}/events", responses=NOT_FOUND)
-def events(id: JobId, q: QueueDep) -> list[EventOut]:  # noqa: A002
+async def events(id: JobId, lib: LibraryDep) -> list[EventOut]:  # noqa: A002
     """Every state change of the job, oldest first."""
-    q.get(id)  # 404 for an unknown id rather than an empty list
-    return [EventOut.from_event(e) for e in q.events(id)]
+    q = lib.queue
+    return [EventOut.from_event(e) for e in await lib.call(lambda: _events(q, id))]
+
+
+def _events(q: Queue, job_id: int) -> list[Event]:
+    q.get(job_id)  # 404 for an unknown id rather than an empty list
+    return q.events(job_id)

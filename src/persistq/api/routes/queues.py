@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from persistq.api.deps import QueueDep, QueuePath
+from persistq.api.deps import LibraryDep, QueueDep, QueuePath
 from persistq.api.routes import PROTECTED, TOO_LARGE, Responses
 from persistq.api.schemas import DeletedQueueOut, ErrorOut, QueueIn, QueueOut
 
@@ -15,14 +15,16 @@ NO_QUEUE: Responses = {404: {"model": ErrorOut, "description": "No such queue."}
 
 
 @router.get("")
-def list_queues(q: QueueDep) -> list[QueueOut]:
-    return [QueueOut.model_validate(info, from_attributes=True) for info in q.queues()]
+async def list_queues(lib: LibraryDep) -> list[QueueOut]:
+    found = await lib.call(lib.queue.queues)
+    return [QueueOut.model_validate(info, from_attributes=True) for info in found]
 
 
 @router.post("", status_code=201, responses=TOO_LARGE)
-def create_queue(body: QueueIn, q: QueueDep) -> QueueOut:
+async def create_queue(body: QueueIn, lib: LibraryDep) -> QueueOut:
     """Create a queue (enqueueing creates one too); an existing queue is returned as is."""
-    return QueueOut.model_validate(q.create_queue(body.name), from_attributes=True)
+    info = await lib.call(lambda: lib.queue.create_queue(body.name))
+    return QueueOut.model_validate(info, from_attributes=True)
 
 
 @router.delete(
@@ -37,16 +39,19 @@ def delete_queue(
     q: QueueDep,
     force: Annotated[bool, Query(description="Also delete PENDING and PROCESSING jobs.")] = False,
 ) -> DeletedQueueOut:
-    """Delete the queue and its jobs; refused (409) while it holds unfinished jobs."""
+    """Delete the queue and its jobs; refused (409) while it holds unfinished jobs. (In a
+    thread: it may delete many rows.)"""
     return DeletedQueueOut(name=queue, deleted_jobs=q.delete_queue(queue, force=force))
 
 
 @router.post("/{queue}/pause", responses=NO_QUEUE)
-def pause(queue: QueuePath, q: QueueDep) -> QueueOut:
+async def pause(queue: QueuePath, lib: LibraryDep) -> QueueOut:
     """Claims from a paused queue return nothing; enqueues are still accepted."""
-    return QueueOut.model_validate(q.pause(queue), from_attributes=True)
+    info = await lib.call(lambda: lib.queue.pause(queue))
+    return QueueOut.model_validate(info, from_attributes=True)
 
 
 @router.post("/{queue}/resume", responses=NO_QUEUE)
-def resume(queue: QueuePath, q: QueueDep) -> QueueOut:
-    return QueueOut.model_validate(q.resume(queue), from_attributes=True)
+async def resume(queue: QueuePath, lib: LibraryDep) -> QueueOut:
+    info = await lib.call(lambda: lib.queue.resume(queue))
+    return QueueOut.model_validate(info, from_attributes=True)
