@@ -10,14 +10,16 @@ Losing the server: a call that fails before anything was sent is retried until
 :class:`StorageUnavailable` saying its outcome is unknown, never retried blindly.
 
 Round trips are what a queue on PostgreSQL pays for (the WAL flush of a commit aside), so
-the two hottest writes, claim and complete, are one autocommit statement each, their event
-included (``*_logged`` in queries.sql): one round trip, as in the bare-SQL baseline of
-bench/bench_postgres.py, instead of BEGIN, statement, event, COMMIT. A pooled connection is
+the hottest writes, enqueue (without keys), claim and complete, are one autocommit
+statement each, their event included (``insert_jobs_unnest`` and ``*_logged`` in
+queries.sql): one round trip, as in the bare-SQL baseline of bench/bench_postgres.py,
+instead of BEGIN, statements, events, NOTIFY, COMMIT. A pooled connection is
 checked without a round trip (see :func:`probe`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import select
@@ -131,7 +133,9 @@ class PostgresBackend(SQLBackend):
             committing = False
             try:
                 with self._pool.connection(timeout=self._retry_seconds) as conn:
-                    with conn.transaction():
+                    # Reads need no BEGIN/COMMIT round trips: under READ COMMITTED each
+                    # statement reads its own snapshot inside a transaction too.
+                    with conn.transaction() if write else contextlib.nullcontext():
                         result = work(conn)
                         if wakes:  # delivered at commit, to every listening process
                             conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
@@ -196,6 +200,13 @@ class PostgresBackend(SQLBackend):
 
     # -- the hot paths: one statement each ---------------------------------------------------
 
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
+        if not jobs or any(job.key is not None for job in jobs):  # keys: one by one
+            return super().insert_jobs(jobs, now)
+        params = self._batch_params(jobs, self._now(now))
+        returned = self._statement("insert_jobs_unnest", params, unknown_is_retried=False)
+        return self._new_jobs(jobs, [(r["id"], r["run_at"], r["created_at"]) for r in returned])
+
     def claim_jobs(
         self,
         queues: Sequence[str],
@@ -237,12 +248,17 @@ class PostgresBackend(SQLBackend):
         return list(values)
 
     def _insert_batch(self, conn: Any, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
-        rows = [[j.queue, j.payload, j.priority, j.delay_seconds, j.max_attempts] for j in jobs]
-        params = {"jobs": json.dumps(rows), "now": now}
         with conn.cursor(row_factory=tuple_row) as cur:
-            returned = cur.execute(SQL["insert_jobs_unnest"], params).fetchall()
-        # The fields of a new job are known here; building them beats parsing whole rows
-        # (half the time of a 1,000-job enqueue_many went to that).
+            returned = cur.execute(SQL["insert_jobs_unnest"], self._batch_params(jobs, now))
+            return self._new_jobs(jobs, returned.fetchall())
+
+    def _batch_params(self, jobs: Sequence[NewJob], now: float | None) -> dict[str, Any]:
+        rows = [[j.queue, j.payload, j.priority, j.delay_seconds, j.max_attempts] for j in jobs]
+        return {"jobs": json.dumps(rows), "now": now, "channel": self._channel}
+
+    def _new_jobs(self, jobs: Sequence[NewJob], returned: Sequence[Any]) -> list[Job]:
+        """The fields of new jobs are known here; building them beats parsing whole rows
+        (half the time of a 1,000-job enqueue_many went to that)."""
         made = []
         times: dict[Any, datetime] = {}  # one transaction: one created_at, few run_at values
         for j, (job_id, run_at, created_at) in zip(jobs, returned, strict=True):

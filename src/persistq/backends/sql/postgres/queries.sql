@@ -18,12 +18,20 @@ ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
 RETURNING *;
 
 -- name: insert_jobs_unnest
--- The batch path of enqueue_many when no job has a key: one statement for the jobs and their
--- `enqueued` events (SQLite uses executemany instead). Ids follow input order. The jobs come
--- as one JSON array of [queue, payload, priority, delay_seconds, max_attempts]: encoding a
--- thousand payloads as one JSON text costs the client a twentieth of a text[] parameter's.
--- Only what the server decided comes back (id, run_at, created_at): the caller has the rest.
-WITH new AS (
+-- enqueue and enqueue_many when no job has a key, as one statement, so one round trip: the
+-- queues (ensure_queue, in name order), the jobs, their `enqueued` events and the NOTIFY
+-- that wakes waiting claims (sent at commit). SQLite runs these one by one instead. Ids
+-- follow input order. The jobs come as one JSON array of [queue, payload, priority,
+-- delay_seconds, max_attempts]: encoding a thousand payloads as one JSON text costs the
+-- client a twentieth of a text[] parameter's. Only what the server decided comes back
+-- (id, run_at, created_at): the caller has the rest.
+WITH ensured AS (
+    INSERT INTO queues (name, paused, created_at)
+    SELECT DISTINCT t.job->>0, false, persistq_now(%(now)s)
+    FROM json_array_elements(%(jobs)s::json) AS t(job)
+    ORDER BY 1
+    ON CONFLICT (name) DO NOTHING
+), new AS (
     INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
                       created_at, updated_at)
     SELECT t.job->>0, t.job->>1, 'PENDING', (t.job->>2)::integer,
@@ -34,8 +42,10 @@ WITH new AS (
     RETURNING *
 ), enqueued AS (
     INSERT INTO events (job_id, at, kind) SELECT id, persistq_now(%(now)s), 'enqueued' FROM new
+), woken AS (
+    SELECT pg_notify(%(channel)s, '') AS sent
 )
-SELECT id, run_at, created_at FROM new ORDER BY id;
+SELECT id, run_at, created_at FROM new CROSS JOIN woken ORDER BY id;
 
 -- name: insert_event
 INSERT INTO events (job_id, at, kind, worker, detail)
