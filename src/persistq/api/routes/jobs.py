@@ -133,8 +133,12 @@ async def _claim(
             queue=queues, worker=body.worker, limit=limit, lease=body.lease, wait=wait
         )
 
-    jobs = await (_long_poll(request, work, deadline) if body.wait > 0 else lib.call(work))
-    if jobs and await request.is_disconnected():  # nobody will read the answer: give back
+    if body.wait <= 0:
+        return await lib.call(work)
+    jobs = await _long_poll(request, work, deadline)
+    # A long poll's client may have given up meanwhile: nobody would read the answer, so
+    # give the jobs back rather than leave them leased until the lease expires.
+    if jobs and await request.is_disconnected():
         await lib.call(lambda: _release_all(lib.queue, jobs))
         return []
     return jobs
