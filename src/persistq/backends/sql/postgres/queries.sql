@@ -71,13 +71,8 @@ SET status = 'PROCESSING',
     started_at = persistq_now(%(now)s),
     finished_at = NULL,
     updated_at = persistq_now(%(now)s)
-WHERE id IN (
-        SELECT id FROM jobs
-        WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
-          AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
-        ORDER BY priority DESC, id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED)
+-- persistq_pick (migration 0003) selects FOR UPDATE SKIP LOCKED with a pinned plan.
+WHERE id IN (SELECT persistq_pick(%(queue)s, %(now)s, %(limit)s))
 RETURNING *;
 
 -- name: claim_jobs_logged
@@ -95,13 +90,7 @@ WITH claimed AS (
         started_at = persistq_now(%(now)s),
         finished_at = NULL,
         updated_at = persistq_now(%(now)s)
-    WHERE id IN (
-            SELECT id FROM jobs
-            WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
-              AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
-            ORDER BY priority DESC, id
-            LIMIT %(limit)s
-            FOR UPDATE SKIP LOCKED)
+    WHERE id IN (SELECT persistq_pick(%(queue)s, %(now)s, %(limit)s))
     RETURNING *
 ), logged AS (
     INSERT INTO events (job_id, at, kind, worker, detail)
