@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,10 +19,29 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
+_PORTS: dict[Path, dict[str, str]] = {}
+
+
+def _free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
     # Short lease and task so a crash is recovered in seconds, not the demo's 40 s.
     env.update(PERSISTQ_HOME=str(home), PERSISTQ_LEASE_SECONDS="3", PERSISTQ_TASK_DELAY="0.3-0.6")
+    # Ports of this test's own, so another run on this machine (or a user's system on the
+    # default ports) cannot make the API or a UI fail to start.
+    ports = _PORTS.setdefault(
+        home,
+        {
+            var: _free_port()
+            for var in ("PERSISTQ_API_PORT", "PERSISTQ_MANAGER_PORT", "PERSISTQ_OPS_PORT")
+        },
+    )
+    env.update(ports)
     return env
 
 
@@ -88,7 +108,7 @@ def test_up_runs_everything_and_down_leaves_no_process(home: Path) -> None:
     token = (home / "data" / "api-token").read_text().strip()
     assert (home / "data" / "api-token").stat().st_mode & 0o077 == 0
     assert token in started.stdout
-    api = "http://127.0.0.1:8000/stats"
+    api = f"http://127.0.0.1:{_env(home)['PERSISTQ_API_PORT']}/stats"
 
     def api_answers() -> bool:
         try:

@@ -29,11 +29,20 @@ from persistq.tasks.files import make_random_file, stamps
 
 #: Programs that start only when this installation has their command (later issues).
 OPTIONAL_PROGRAMS = {"api": "persistq.api", "ui-manager": "persistq.ui", "ui-ops": "persistq.ui"}
-URLS = {
-    "api": "http://127.0.0.1:8000/docs",
-    "ui-manager": "http://127.0.0.1:8501",
-    "ui-ops": "http://127.0.0.1:8502",
+#: program -> (environment variable naming its port, default port, path shown)
+PORTS = {
+    "api": ("PERSISTQ_API_PORT", "8000", "/docs"),
+    "ui-manager": ("PERSISTQ_MANAGER_PORT", "8501", ""),
+    "ui-ops": ("PERSISTQ_OPS_PORT", "8502", ""),
 }
+
+
+def url_of(program: str) -> str:
+    if program not in PORTS:
+        return ""
+    var, default, path = PORTS[program]
+    return f"http://127.0.0.1:{os.environ.get(var) or default}{path}"
+
 
 HomeOption = typer.Option(
     None,
@@ -96,7 +105,7 @@ def _full_name(info: dict[str, Any]) -> str:
 def print_status(home: Path) -> list[dict[str, Any]]:
     infos = processes(home)
     rows = [
-        [i["name"], i["statename"], i["pid"] or "", URLS.get(i["group"], "")]
+        [i["name"], i["statename"], i["pid"] or "", url_of(i["group"])]
         for i in infos
         if i["statename"] != "STOPPED" or i["group"] not in OPTIONAL_PROGRAMS
     ]
@@ -126,6 +135,8 @@ def up(
     env["PERSISTQ_URL"] = url
     # The demo's consumers recover a crashed job in about 40 s rather than 300 s.
     env.setdefault("PERSISTQ_LEASE_SECONDS", "30")
+    for var, default, _ in PORTS.values():  # the config reads them; set, they move a port
+        os.environ[var] = env[var] = env.get(var) or default
     # `persistq api` refuses to start without a token: made at the first start, kept in data/.
     env["PERSISTQ_API_TOKEN"] = ensure_api_token(home)
     started = subprocess.run(
@@ -154,6 +165,13 @@ def up(
     stdout.print(f"data:     {home / 'data'}  (database {url})")
     stdout.print(f"logs:     {home / 'logs'}  (e.g. tail -f {home / 'logs' / 'consumer-0.log'})")
     stdout.print("status:   persistq status    stop: persistq down")
+    if importlib.util.find_spec("persistq.ui") is not None and not os.environ.get(
+        "PERSISTQ_ADMIN_PASSWORD"
+    ):
+        stdout.print(
+            f"UI login: the password generated at the first start is in "
+            f"{home / 'logs' / 'ui-manager.log'} (or set PERSISTQ_ADMIN_PASSWORD)"
+        )
     if broken:
         fail(f"not running: {', '.join(broken)}; see {home / 'logs'}")
 
