@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from persistq.model import DEAD_LETTER, Job, State, WorkerInfo, encode_json
+from persistq.model import DEAD_LETTER, Job, State, Timing, WorkerInfo, encode_json
 from persistq.queue import Queue
 
 #: Workers announce themselves at least every 10 s; silence for longer than this is stalled.
@@ -75,6 +75,12 @@ def percentiles(samples: list[float]) -> Percentiles:
         return Percentiles(1, samples[0], samples[0], samples[0])
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
     return Percentiles(len(samples), cuts[49], cuts[94], cuts[98])
+
+
+def finished_timings(queue: Queue, *, since: float, limit: int) -> list[Timing]:
+    """When each job finished since ``since`` became due, started and finished, newest
+    first (at most ``limit``): the raw samples behind latency() and /metrics histograms."""
+    return queue.backend.finished_since(since, limit)
 
 
 def latency(

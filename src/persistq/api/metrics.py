@@ -128,7 +128,7 @@ class QueueCollector(Collector):
     def _finished_since(self, since: float) -> list[Timing]:
         # insights has no public reader of finished timings yet (its latency() keeps only
         # percentiles); this is the one read it makes, asked to be exposed there.
-        return self.queue.backend.finished_since(since, MAX_FINISHED_PER_SCRAPE)
+        return insights.finished_timings(self.queue, since=since, limit=MAX_FINISHED_PER_SCRAPE)
 
     def _count_finished(self, timing: Timing) -> None:
         self._finished[(timing.queue, str(timing.status))] += 1
