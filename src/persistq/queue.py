@@ -179,7 +179,9 @@ class Queue:
             next_at = self.backend.next_run_at(queues, now)
             if next_at is not None:
                 nap = min(nap, max(next_at - now, 0.0))
-            self.backend.wait_for_change(nap)
+            changed = self.backend.wait_for_change(nap)
+            if changed and self.backend.wakes_only_for_claimable_jobs:
+                return True  # no need to ask first: the claim itself will look
             if self.backend.has_claimable(queues, self._stamp()):
                 return True
         return False

@@ -38,6 +38,9 @@ class NewJob:
 
 class Backend(Protocol):
     url: str
+    #: True when wait_for_change() wakes only for writes that may make a job claimable
+    #: (PostgreSQL's NOTIFY); False when any commit wakes it (SQLite's data_version).
+    wakes_only_for_claimable_jobs: bool
 
     def migrate(self) -> int:
         """Create or upgrade the schema; returns the schema version. Re-running is a no-op."""

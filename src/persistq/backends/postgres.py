@@ -91,6 +91,7 @@ def translate(exc: BaseException, where: str) -> StorageError:
 
 class PostgresBackend(SQLBackend):
     SQL = SQL
+    wakes_only_for_claimable_jobs = True
 
     def __init__(
         self, url: str, *, busy_timeout_seconds: float = 60.0, pool_size: int = 10

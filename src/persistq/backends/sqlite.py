@@ -97,6 +97,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 
 class SQLiteBackend(SQLBackend):
     SQL = SQL
+    wakes_only_for_claimable_jobs = False
 
     def __init__(self, url: str, *, busy_timeout_seconds: float = 60.0) -> None:
         self.url = url
