@@ -126,59 +126,36 @@ class PostgresBackend(SQLBackend):
 
     # -- transactions --------------------------------------------------------------------
 
-    def _attempt(self, work: Callable[[Any], T], *, write: bool, wakes: bool) -> T:
-        """Run ``work`` in a transaction, retrying while the server cannot be reached."""
-        deadline = time.monotonic() + self._retry_seconds
-        pause = 0.05
-        while True:
-            committing = False
-            try:
-                with self._pool.connection(timeout=self._retry_seconds) as conn:
-                    # Reads need no BEGIN/COMMIT round trips: under READ COMMITTED each
-                    # statement reads its own snapshot inside a transaction too.
-                    with conn.transaction() if write else contextlib.nullcontext():
-                        result = work(conn)
-                        if wakes:  # delivered at commit, to every listening process
-                            conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
-                        committing = write
-                    return result
-            except (PoolTimeout, psycopg.OperationalError, *_RETRYABLE) as exc:
-                if committing:
-                    raise StorageUnavailable(
-                        f"{self._where}: the connection was lost while committing; the "
-                        f"outcome of this write is unknown ({exc})"
-                    ) from None
-                if time.monotonic() >= deadline:
-                    raise translate(exc, self._where) from None
-            except psycopg.Error as exc:
-                raise translate(exc, self._where) from None
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
+    def _retrying(
+        self, attempt: Callable[[Callable[[], None]], T], *, retry_unknown: bool = False
+    ) -> T:
+        """Run ``attempt`` until it succeeds, retrying while the server cannot be reached.
 
-    def _statement(self, name: str, params: dict[str, Any], *, unknown_is_retried: bool) -> Any:
-        """Run one named statement on its own (autocommit: it is its own transaction).
-
-        Failing before it was sent, it is retried as :meth:`_attempt` does. Cut off after,
-        its outcome is unknown: retried when ``unknown_is_retried`` (a claim: at worst a
-        job stays leased to no one until its lease expires, as when a worker crashes right
-        after claiming), else reported as :class:`StorageUnavailable`.
+        ``attempt`` gets a ``sent`` callback to call once a write may have reached the
+        server: cut off after that, the write's outcome is unknown, and it is reported as
+        :class:`StorageUnavailable` rather than retried, unless ``retry_unknown`` (a claim:
+        at worst a job stays leased to no one until its lease expires, as when a worker
+        crashes right after claiming).
         """
         deadline = time.monotonic() + self._retry_seconds
         pause = 0.05
         while True:
             sent = False
+
+            def mark_sent() -> None:
+                nonlocal sent
+                sent = True
+
             try:
-                with self._pool.connection(timeout=self._retry_seconds) as conn:
-                    sent = True
-                    return conn.execute(SQL[name], params).fetchall()
-            except _RETRYABLE as exc:  # the server rolled the statement back
+                return attempt(mark_sent)
+            except _RETRYABLE as exc:  # the server rolled the transaction back
                 if time.monotonic() >= deadline:
                     raise translate(exc, self._where) from None
             except (PoolTimeout, psycopg.OperationalError) as exc:
-                if sent and not unknown_is_retried:
+                if sent and not retry_unknown:
                     raise StorageUnavailable(
-                        f"{self._where}: the connection was lost while writing; the "
-                        f"outcome of this write is unknown ({exc})"
+                        f"{self._where}: the connection was lost after the write was sent; "
+                        f"its outcome is unknown ({exc})"
                     ) from None
                 if time.monotonic() >= deadline:
                     raise translate(exc, self._where) from None
@@ -186,6 +163,33 @@ class PostgresBackend(SQLBackend):
                 raise translate(exc, self._where) from None
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
+
+    def _attempt(self, work: Callable[[Any], T], *, write: bool, wakes: bool) -> T:
+        """Run ``work`` in a transaction (reads: without one), retried as _retrying says."""
+
+        def attempt(sent: Callable[[], None]) -> T:
+            with self._pool.connection(timeout=self._retry_seconds) as conn:
+                # Reads need no BEGIN/COMMIT round trips: under READ COMMITTED each
+                # statement reads its own snapshot inside a transaction too.
+                with conn.transaction() if write else contextlib.nullcontext():
+                    result = work(conn)
+                    if wakes:  # delivered at commit, to every listening process
+                        conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
+                    if write:
+                        sent()  # the COMMIT goes out as this block ends
+                return result
+
+        return self._retrying(attempt)
+
+    def _statement(self, name: str, params: dict[str, Any], *, unknown_is_retried: bool) -> Any:
+        """Run one named statement on its own (autocommit: it is its own transaction)."""
+
+        def attempt(sent: Callable[[], None]) -> Any:
+            with self._pool.connection(timeout=self._retry_seconds) as conn:
+                sent()
+                return conn.execute(SQL[name], params).fetchall()
+
+        return self._retrying(attempt, retry_unknown=unknown_is_retried)
 
     def _write(self, work: Callable[[Any], T], *, wakes: bool = False) -> T:
         return self._attempt(work, write=True, wakes=wakes)
