@@ -6,9 +6,14 @@ Exceptions carry their data as attributes (``LeaseLost.job_id``,
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class QueueError(Exception):
     """A queue operation could not be carried out."""
+
+    #: Names this error in the REST API's JSON, so a remote client raises the same class.
+    code: ClassVar[str] = "queue_error"
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
@@ -16,6 +21,8 @@ class QueueError(Exception):
 
 class JobNotFound(QueueError):
     """No job has this id."""
+
+    code = "job_not_found"
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
@@ -25,6 +32,8 @@ class JobNotFound(QueueError):
 class LeaseLost(QueueError):
     """The caller no longer holds the job's lease: it expired, or another worker holds it."""
 
+    code = "lease_lost"
+
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id}: lease lost (expired or held by another worker)")
@@ -33,9 +42,13 @@ class LeaseLost(QueueError):
 class InvalidJob(QueueError):
     """The job's fields are not acceptable (bad queue name, payload, priority, ...)."""
 
+    code = "invalid"
+
 
 class InvalidTransition(QueueError):
     """The job's current state does not allow the requested change."""
+
+    code = "invalid_transition"
 
     def __init__(self, job_id: int, current: str, requested: str) -> None:
         self.job_id = job_id
@@ -47,6 +60,8 @@ class InvalidTransition(QueueError):
 class QueuePaused(QueueError):
     """The queue is paused."""
 
+    code = "queue_paused"
+
     def __init__(self, queue: str) -> None:
         self.queue = queue
         super().__init__(f"queue {queue!r} is paused")
@@ -55,6 +70,8 @@ class QueuePaused(QueueError):
 class QueueNotFound(QueueError):
     """No queue has this name."""
 
+    code = "queue_not_found"
+
     def __init__(self, queue: str) -> None:
         self.queue = queue
         super().__init__(f"queue {queue!r} not found")
@@ -62,6 +79,8 @@ class QueueNotFound(QueueError):
 
 class QueueNotEmpty(QueueError):
     """The queue still holds unfinished jobs."""
+
+    code = "queue_not_empty"
 
     def __init__(self, queue: str, unfinished: int) -> None:
         self.queue = queue
@@ -74,21 +93,31 @@ class QueueNotEmpty(QueueError):
 class StorageError(QueueError):
     """The database cannot be used; the message names the cause."""
 
+    code = "storage_error"
+
 
 class StorageFull(StorageError):
     """The disk holding the database is full; nothing was written."""
+
+    code = "storage_full"
 
 
 class StorageCorrupt(StorageError):
     """The database file is damaged or is not a persistq database."""
 
+    code = "storage_corrupt"
+
 
 class StorageUnavailable(StorageError):
     """The database cannot be opened or written (permissions, missing directory, server down)."""
 
+    code = "storage_unavailable"
+
 
 class StorageBusy(StorageError):
     """The database stayed locked by other writers for longer than the bounded wait."""
+
+    code = "storage_busy"
 
 
 class Unrecoverable(Exception):

@@ -67,22 +67,22 @@ def _simple(kind: Callable[[str], QueueError]) -> Callable[[dict[str, Any]], Que
 
 #: ``code`` of the API's error JSON -> the exception the local library raises.
 ERRORS: dict[str, Callable[[dict[str, Any]], QueueError]] = {
-    "job_not_found": lambda b: JobNotFound(int(b.get("job_id") or 0)),
-    "lease_lost": lambda b: LeaseLost(int(b.get("job_id") or 0)),
-    "invalid_transition": lambda b: InvalidTransition(
+    JobNotFound.code: lambda b: JobNotFound(int(b.get("job_id") or 0)),
+    LeaseLost.code: lambda b: LeaseLost(int(b.get("job_id") or 0)),
+    InvalidTransition.code: lambda b: InvalidTransition(
         int(b.get("job_id") or 0), str(b.get("current")), str(b.get("requested"))
     ),
-    "queue_not_found": lambda b: QueueNotFound(str(b.get("queue"))),
-    "queue_not_empty": lambda b: QueueNotEmpty(str(b.get("queue")), int(b.get("unfinished") or 0)),
-    "queue_paused": lambda b: QueuePaused(str(b.get("queue"))),
-    "invalid": _simple(InvalidJob),
+    QueueNotFound.code: lambda b: QueueNotFound(str(b.get("queue"))),
+    QueueNotEmpty.code: lambda b: QueueNotEmpty(str(b.get("queue")), int(b.get("unfinished") or 0)),
+    QueuePaused.code: lambda b: QueuePaused(str(b.get("queue"))),
+    InvalidJob.code: _simple(InvalidJob),
     "too_large": _simple(InvalidJob),
     "unauthorized": _simple(Unauthorized),
-    "storage_busy": _simple(StorageBusy),
-    "storage_full": _simple(StorageFull),
-    "storage_corrupt": _simple(StorageCorrupt),
-    "storage_unavailable": _simple(StorageUnavailable),
-    "storage_error": _simple(StorageError),
+    StorageBusy.code: _simple(StorageBusy),
+    StorageFull.code: _simple(StorageFull),
+    StorageCorrupt.code: _simple(StorageCorrupt),
+    StorageUnavailable.code: _simple(StorageUnavailable),
+    StorageError.code: _simple(StorageError),
 }
 
 

@@ -36,20 +36,20 @@ from persistq.errors import (
 log = logging.getLogger("persistq.api")
 
 #: Most specific first: the first class an error is an instance of decides.
-STATUS: tuple[tuple[type[QueueError], int, str], ...] = (
-    (JobNotFound, 404, "job_not_found"),
-    (QueueNotFound, 404, "queue_not_found"),
-    (LeaseLost, 409, "lease_lost"),
-    (InvalidTransition, 409, "invalid_transition"),
-    (QueueNotEmpty, 409, "queue_not_empty"),
-    (QueuePaused, 409, "queue_paused"),
-    (InvalidJob, 422, "invalid"),
-    (StorageBusy, 503, "storage_busy"),
-    (StorageFull, 507, "storage_full"),
-    (StorageCorrupt, 503, "storage_corrupt"),
-    (StorageUnavailable, 503, "storage_unavailable"),
-    (StorageError, 503, "storage_error"),
-    (QueueError, 400, "queue_error"),
+STATUS: tuple[tuple[type[QueueError], int], ...] = (
+    (JobNotFound, 404),
+    (QueueNotFound, 404),
+    (LeaseLost, 409),
+    (InvalidTransition, 409),
+    (QueueNotEmpty, 409),
+    (QueuePaused, 409),
+    (InvalidJob, 422),
+    (StorageBusy, 503),
+    (StorageFull, 507),
+    (StorageCorrupt, 503),
+    (StorageUnavailable, 503),
+    (StorageError, 503),
+    (QueueError, 400),
 )
 #: Data attributes of library errors that the JSON carries (see persistq.errors).
 FIELDS = ("job_id", "queue", "current", "requested", "unfinished")
@@ -63,7 +63,8 @@ def error_response(status: int, code: str, detail: str, **data: Any) -> JSONResp
 
 def queue_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QueueError)
-    status, code = next((s, c) for kind, s, c in STATUS if isinstance(exc, kind))
+    status = next(s for kind, s in STATUS if isinstance(exc, kind))
+    code = exc.code  # the class's own name for it (persistq.errors), read back by remote.py
     data = {name: getattr(exc, name) for name in FIELDS if hasattr(exc, name)}
     headers = {"Retry-After": "1"} if status == 503 else None
     response = error_response(status, code, str(exc), **data)
