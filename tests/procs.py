@@ -250,22 +250,33 @@ class Child:
         assert code == 0 and errors == "", f"{self.name} exited {code}:\n{errors}"
 
 
-class WorkerChild:
-    """A real ``python -m persistq --url URL worker --handler handlers:act ...`` process,
-    optionally run under a ``prefix`` command (``ip netns exec NS``); stdout and stderr go
-    to one log file."""
+class WorkerProcess:
+    """A real ``python -m persistq --url URL worker ...`` process (handler ``handlers:act``
+    unless ``--handler`` is given), optionally under a ``prefix`` command (``ip netns exec
+    NS``); stdout and stderr go to one log file."""
 
     def __init__(
-        self, directory: Path, name: str, url: str, *args: str, prefix: Sequence[str] = ()
+        self,
+        directory: Path,
+        name: str,
+        url: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+        timeout: float = TIMEOUT_SECONDS,
     ) -> None:
         self.name = name
+        self.timeout = timeout
         self.output = directory / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
-        env["PYTHONPATH"] = os.pathsep.join(
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+        child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(SCRIPT.parent), os.environ.get("PYTHONPATH", "")) if p
         )
+        child_env.update(env or {})
         command = [*prefix, sys.executable, "-m", "persistq", "--url", url, "worker"]
-        command += ["--handler", "handlers:act", "--worker-id", name, *args]
+        if "--handler" not in args:
+            command += ["--handler", "handlers:act"]
+        command += ["--worker-id", name, *args]
         with self.output.open("wb") as out:
             self.proc = subprocess.Popen(
                 command,
@@ -273,8 +284,12 @@ class WorkerChild:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=directory,
-                env=env,
+                env=child_env,
             )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def log(self) -> str:
         return self.output.read_text(errors="replace")
@@ -285,17 +300,32 @@ class WorkerChild:
     def kill(self) -> None:
         if self.alive():
             self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(TIMEOUT_SECONDS)
+        self.proc.wait(self.timeout)
 
-    def stop(self) -> int:
-        """SIGTERM, then the exit code (the worker drains and exits 0)."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
+    def wait(self, timeout: float | None = None) -> int:
         try:
-            return self.proc.wait(TIMEOUT_SECONDS)
+            return self.proc.wait(self.timeout if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"{self.name} did not stop:\n{self.log()}") from None
+            raise AssertionError(f"{self.name} did not exit:\n{self.log()}") from None
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float | None = None) -> float:
+        """Signal it, wait for exit 0 and a clean log; the seconds it took to exit."""
+        sent = time.monotonic()
+        if self.alive():
+            self.proc.send_signal(sig)
+        code = self.wait(timeout)
+        took = time.monotonic() - sent
+        assert code == 0, f"{self.name} exited {code}:\n{self.log()}"
+        self.assert_did_not_crash()
+        assert "event=stopped" in self.log(), self.log()
+        return took
+
+    def assert_did_not_crash(self) -> None:
+        """Job errors are logged as one ``error='Type: text'`` field; never a traceback."""
+        text = self.log()
+        for sign in ("Traceback", "Fatal Python error", "Exception in thread", "Error in sys."):
+            assert sign not in text, f"{self.name}:\n{text}"
 
 
 class Children:
@@ -303,15 +333,15 @@ class Children:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.started: list[Child | WorkerChild] = []
+        self.started: list[Child | WorkerProcess] = []
 
     def spawn(self, name: str, role: str, *args: object) -> Child:
         child = Child(self.directory, name, role, *args)
         self.started.append(child)
         return child
 
-    def worker(self, name: str, url: str, *args: str, prefix: Sequence[str] = ()) -> WorkerChild:
-        child = WorkerChild(self.directory, name, url, *args, prefix=prefix)
+    def worker(self, name: str, url: str, *args: str, prefix: Sequence[str] = ()) -> WorkerProcess:
+        child = WorkerProcess(self.directory, name, url, *args, prefix=prefix)
         self.started.append(child)
         return child
 

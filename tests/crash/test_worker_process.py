@@ -9,10 +9,7 @@ PYTHONPATH); leases are real seconds, as the clock is shared across processes.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,10 +18,10 @@ import pytest
 
 from handlers import log_lines
 from persistq import Job, Queue, State, SystemClock
+from procs import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
-TESTS_DIR = Path(__file__).resolve().parent.parent
 TIMEOUT = 30.0
 
 
@@ -36,79 +33,12 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOU
         time.sleep(0.02)
 
 
-class WorkerProcess:
-    """``python -m persistq --url URL worker ...``; stdout and stderr go to one file."""
-
-    def __init__(
-        self, directory: Path, name: str, url: str, args: tuple[str, ...], env: dict[str, str]
-    ) -> None:
-        self.name = name
-        self.output = directory / f"{name}.log"
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p
-        )
-        child_env.update(env)
-        command = [sys.executable, "-m", "persistq", "--url", url, "worker"]
-        if "--handler" not in args:
-            command += ["--handler", "handlers:act"]
-        command += ["--worker-id", name, *args]
-        with self.output.open("wb") as out:
-            self.proc = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=directory,
-                env=child_env,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(TIMEOUT)
-
-    def wait(self, timeout: float = TIMEOUT) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.name} did not exit:\n{self.log()}") from None
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = TIMEOUT) -> float:
-        """Signal it, wait for exit 0 and a clean log; the seconds it took to exit."""
-        sent = time.monotonic()
-        self.proc.send_signal(sig)
-        code = self.wait(timeout)
-        took = time.monotonic() - sent
-        assert code == 0, f"{self.name} exited {code}:\n{self.log()}"
-        self.assert_did_not_crash()
-        assert "event=stopped" in self.log(), self.log()
-        return took
-
-    def assert_did_not_crash(self) -> None:
-        """Job errors are logged as one ``error='Type: text'`` field; never a traceback."""
-        text = self.log()
-        for sign in ("Traceback", "Fatal Python error", "Exception in thread", "Error in sys."):
-            assert sign not in text, f"{self.name}:\n{text}"
-
-
 @pytest.fixture
 def spawn(tmp_path: Path, backend_url: str) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(name: str, *args: str, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path, name, backend_url, args, env)
+        worker = WorkerProcess(tmp_path, name, backend_url, *args, env=env, timeout=TIMEOUT)
         started.append(worker)
         return worker
 
