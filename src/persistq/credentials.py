@@ -12,14 +12,18 @@ secret never sits in a settings object that someone prints.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import hmac
+import json
 import os
 import secrets
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -29,6 +33,9 @@ from persistq.errors import QueueError
 
 PASSWORD_ENV = "PERSISTQ_ADMIN_PASSWORD"
 HASH_FILE = "ui-admin-password.argon2"
+THROTTLE_FILE = "ui-login-throttle.json"
+#: The one account of the UIs; the throttle counts its failures, whoever sends them.
+ACCOUNT = "admin"
 _HASHER = PasswordHasher()
 
 
@@ -56,7 +63,11 @@ class AdminPassword:
 
     def verify(self, given: str) -> bool:
         if self.source == "environment":
-            return hmac.compare_digest(given.encode(), self._secret.encode())
+            # Digests of equal length: compare_digest would show a difference in length.
+            digest = hashlib.sha256
+            return hmac.compare_digest(
+                digest(given.encode()).digest(), digest(self._secret.encode()).digest()
+            )
         try:
             return _HASHER.verify(self._secret, given)
         except VerificationError:
@@ -141,50 +152,137 @@ def _bad_file(path: Path | None) -> str:
     )
 
 
-class LoginThrottle:
-    """Exponential delay per client after failed logins; thread-safe, one per process.
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What became of one login try."""
 
-    After ``n`` failures in a row a client may try again only ``min(cap, base * 2**(n-1))``
-    seconds later: 1, 2, 4 ... 300 s with the defaults. A success clears its record;
-    records of clients quiet for ``forget_after`` seconds are dropped.
+    ok: bool  # the password was right
+    checked: bool  # False: refused inside the wait; the password was not looked at
+    wait: float  # seconds until the next try of this account will be checked
+
+
+class LoginThrottle:
+    """Exponential delay per account after failed logins, shared by every session and
+    process that uses ``directory`` (both UIs: they share the password's data directory).
+
+    After ``n`` failures in a row the account's next password check happens only
+    ``min(cap, base * 2**(n-1))`` seconds after the last one: 1, 2, 4 ... 300 s with the
+    defaults. The state is a small JSON file beside the password hash, read and replaced
+    atomically under an exclusive ``flock`` of ``ui-login-throttle.lock`` next to it. A
+    success clears the account's record; one quiet for ``forget_after`` seconds restarts at 0.
     """
 
     def __init__(
         self,
+        directory: Path,
         *,
         base: float = 1.0,
         cap: float = 300.0,
         forget_after: float = 3600.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,  # wall clock: the file outlives processes
     ) -> None:
+        self.path = directory / THROTTLE_FILE
         self.base, self.cap, self.forget_after = base, cap, forget_after
         self._clock = clock
-        self._lock = threading.Lock()
-        self._failures: dict[str, tuple[int, float]] = {}  # client -> (count, last failure)
+
+    def attempt(self, check: Callable[[], bool], account: str = ACCOUNT) -> Attempt:
+        """Run ``check`` (the password comparison) unless ``account`` is in its wait.
+
+        The try is recorded as a failure *before* ``check`` runs, under the lock, so
+        sessions trying at once get one check between them; a success then clears it.
+        Raises :class:`CredentialsError` when the state cannot be written: a throttle
+        that cannot count refuses rather than lets every guess through.
+        """
+        with self._locked() as records:
+            count, last = self._record(records, account)
+            wait = self._wait(count, last)
+            if wait > 0:
+                return Attempt(ok=False, checked=False, wait=wait)
+            now = self._clock()
+            count = 0 if now - last >= self.forget_after else count
+            records[account] = {"failures": count + 1, "last": now}
+            self._save(records)
+        if check():
+            with self._locked() as records:
+                records.pop(account, None)
+                self._save(records)
+            return Attempt(ok=True, checked=True, wait=0.0)
+        return Attempt(ok=False, checked=True, wait=self._delay(count + 1))
+
+    def wait_seconds(self, account: str = ACCOUNT) -> float:
+        """Seconds until ``account``'s next try will be checked; 0 when it may try now."""
+        with self._locked() as records:
+            return self._wait(*self._record(records, account))
+
+    def failures(self, account: str = ACCOUNT) -> int:
+        """Failed tries of ``account`` in a row (as the file has them)."""
+        with self._locked() as records:
+            return self._record(records, account)[0]
 
     def _delay(self, count: int) -> float:
         return 0.0 if count <= 0 else min(self.cap, self.base * 2 ** (count - 1))
 
-    def wait_seconds(self, client: str) -> float:
-        """Seconds until ``client`` may try again; 0 when it may try now."""
-        with self._lock:
-            count, last = self._failures.get(client, (0, 0.0))
-            return max(0.0, last + self._delay(count) - self._clock())
+    def _wait(self, count: int, last: float) -> float:
+        delay = self._delay(count)
+        # min(): a clock set back must not turn a 1 s wait into a day
+        return max(0.0, min(delay, last + delay - self._clock()))
 
-    def failed(self, client: str) -> float:
-        """Record a failed login; returns the seconds until the next try is allowed."""
-        now = self._clock()
-        with self._lock:
-            if len(self._failures) > 10_000:
-                self._failures = {
-                    c: v for c, v in self._failures.items() if now - v[1] < self.forget_after
-                }
-            count, last = self._failures.get(client, (0, 0.0))
-            if now - last >= self.forget_after:
-                count = 0
-            self._failures[client] = (count + 1, now)
-            return self._delay(count + 1)
+    def _record(self, records: dict[str, Any], account: str) -> tuple[int, float]:
+        record = records.get(account)
+        if record is None:
+            return 0, 0.0
+        try:
+            count, last = int(record["failures"]), float(record["last"])
+        except (TypeError, KeyError, ValueError):
+            return self._damaged()
+        return max(0, count), last
 
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)
+    def _damaged(self) -> tuple[int, float]:
+        # Not our writing (we replace it atomically): count it as one failure at the
+        # file's last change, so tampering buys no fresh start and locks no one out.
+        try:
+            return 1, self.path.stat().st_mtime
+        except OSError:
+            return 1, self._clock()
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """The file's records, under an exclusive lock held until the block ends."""
+        lock = self.path.with_suffix(".lock")  # stays put: the state file is replaced
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CredentialsError(f"{self.path}: cannot record login attempts ({exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed, even on a crash
+            yield self._load()
+        finally:
+            os.close(fd)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            records = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError:  # not JSON, or not UTF-8
+            records = None
+        except OSError as exc:
+            raise CredentialsError(f"{self.path}: cannot read login attempts ({exc})") from None
+        if not isinstance(records, dict):
+            count, last = self._damaged()
+            return {ACCOUNT: {"failures": count, "last": last}}
+        return records
+
+    def _save(self, records: dict[str, Any]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(records, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)  # readers see the old state or the new, never half
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise CredentialsError(f"{self.path}: cannot record login attempts ({exc})") from None
