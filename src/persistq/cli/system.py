@@ -23,6 +23,7 @@ import persistq
 from persistq.cli.api import ensure_api_token
 from persistq.cli.main import app, fail, print_table, stderr, stdout
 from persistq.config import DEFAULT_URL
+from persistq.credentials import PASSWORD_ENV, CredentialsError, admin_password, data_dir
 from persistq.model import Job, State
 from persistq.queue import Queue
 from persistq.tasks.files import make_random_file, stamps
@@ -68,6 +69,30 @@ def resolve_url(home: Path, url: str | None) -> str:
     if url.startswith(prefix) and not url.startswith(prefix + "/"):
         return f"{prefix}{home / url[len(prefix) :]}"
     return url
+
+
+def ensure_ui_password(url: str, env: dict[str, str]) -> str:
+    """Make the UIs' admin password before they start, so they find its hash and make none.
+
+    A new one is printed here, once, on ``up``'s own output (as the API token is), and only
+    its hash is stored: no copy of it in any file or log. Returns the "UI login" line.
+    """
+    if env.get(PASSWORD_ENV):
+        return f"UI login: the password is the value of {PASSWORD_ENV}"
+    shown: list[str] = []
+    try:
+        password = admin_password(data_dir(url, env), env, announce=shown.append)
+    except (CredentialsError, OSError) as exc:
+        fail(f"the UIs' admin password: {exc}")
+        raise AssertionError("unreachable") from None
+    for text in shown:
+        stdout.print(text, markup=False)
+    if shown:
+        return "UI login: the password printed above (shown only this once)"
+    return (
+        f"UI login: the password printed by the first `persistq up`; only its hash is kept, "
+        f"in {password.path} (for a new one: persistq down, delete that file, persistq up)"
+    )
 
 
 def supervisor(home: Path) -> Any:
@@ -139,6 +164,7 @@ def up(
         os.environ[var] = env[var] = env.get(var) or default
     # `persistq api` refuses to start without a token: made at the first start, kept in data/.
     env["PERSISTQ_API_TOKEN"] = ensure_api_token(home)
+    ui_login = ensure_ui_password(url, env) if _ui_installed() else None
     started = subprocess.run(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())],
         env=env,
@@ -151,7 +177,7 @@ def up(
         fail(f"supervisord did not start: {(started.stderr or started.stdout).strip()[:300]}")
     rpc = supervisor(home)
     for program, module in OPTIONAL_PROGRAMS.items():
-        if importlib.util.find_spec(module) is not None:
+        if _installed(module):
             with suppress(xmlrpc.client.Fault):
                 rpc.startProcess(program, False)
 
@@ -165,15 +191,18 @@ def up(
     stdout.print(f"data:     {home / 'data'}  (database {url})")
     stdout.print(f"logs:     {home / 'logs'}  (e.g. tail -f {home / 'logs' / 'consumer-0.log'})")
     stdout.print("status:   persistq status    stop: persistq down")
-    if importlib.util.find_spec("persistq.ui") is not None and not os.environ.get(
-        "PERSISTQ_ADMIN_PASSWORD"
-    ):
-        stdout.print(
-            f"UI login: the password generated at the first start is in "
-            f"{home / 'logs' / 'ui-manager.log'} (or set PERSISTQ_ADMIN_PASSWORD)"
-        )
+    if ui_login:
+        stdout.print(ui_login, markup=False)
     if broken:
         fail(f"not running: {', '.join(broken)}; see {home / 'logs'}")
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _ui_installed() -> bool:
+    return _installed(OPTIONAL_PROGRAMS["ui-manager"])
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """``persistq ui manager|ops``: serve a web UI with Streamlit.
 
-The command checks the database and the admin password first (a generated password is
-printed here, once, so it lands in the UI's log), then replaces itself with
+The command checks the database and the admin password first (under ``persistq up`` the
+password exists already: ``up`` made it; a UI started on its own with none makes it and
+prints it here, once, to its stderr), then replaces itself with
 ``streamlit run <packaged script>``: the server gets the process's pid, so Supervisor's
 SIGTERM reaches it directly and Streamlit shuts down cleanly.
 """
