@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 import persistq
-from persistq import Job, ManualClock, Queue, QueueError, State
+from persistq import Job, ManualClock, Queue, QueueError, State, Unrecoverable
 from persistq.tasks import files
 from persistq.tasks.files import make_random_file, stamp_file, stamps
 from persistq.worker import Worker
 
-STAMP = re.compile(r"^processed (\S+) job (\d+)$")
+STAMP = re.compile(r"^processed (\S+) job (\d+) fence (\d+)$")
 ORIGINAL = "first line of the file\nsecond line\n"
 
 
@@ -81,6 +81,7 @@ def test_stamp_file_prepends_one_utc_iso_8601_line_naming_the_job(
     assert at.utcoffset() is not None and at.utcoffset().total_seconds() == 0
     assert before <= at <= after
     assert int(match.group(2)) == job.id
+    assert int(match.group(3)) == job.fence == 1
     assert stamps(text_file) == [job.id]
     assert result["stamped"] is True and result["path"] == str(text_file)
 
@@ -116,6 +117,47 @@ def test_a_job_whose_worker_crashed_after_stamping_is_completed_without_a_second
     assert settled.result["stamped"] is False
     assert stamps(text_file) == [job.id]
     assert text_file.read_text(encoding="utf-8").split("\n", 1)[1] == ORIGINAL
+
+
+def test_a_stale_holders_stamp_is_refused_after_a_later_claim_stamped(
+    queue: Queue, clock: ManualClock, text_file: Path, claim: Callable[[Path], Job]
+) -> None:
+    """The holder stalls past its lease; the job is claimed again (a larger fence) and
+    stamped; the stale holder wakes and tries: refused, the file keeps the newer stamp."""
+    stale = claim(text_file)
+    clock.advance(31)
+    assert queue.recover_stalled() == 1
+    worker = Worker(queue=queue, handler=stamp_file, queues=["files"], worker_id="w-2")
+    settled = worker.run_once()
+    assert settled is not None and settled.status == State.COMPLETED
+    assert (stale.fence, settled.fence) == (1, 2)
+    stamped = text_file.read_text(encoding="utf-8")
+    assert stamped.startswith("processed ") and stamped.split("\n", 1)[0].endswith(" fence 2")
+
+    with pytest.raises(Unrecoverable, match=r"stale claim of job \d+ \(fence 1\).*fence 2"):
+        stamp_file(stale)
+
+    assert text_file.read_text(encoding="utf-8") == stamped
+    assert stamps(text_file) == [stale.id]
+
+
+def test_a_resubmitted_job_does_not_stamp_again_and_its_fence_still_grows(
+    queue: Queue, text_file: Path, claim: Callable[[Path], Job]
+) -> None:
+    """Exactly once per job: a later claim (larger fence) finding the job's own older stamp,
+    or one written before stamps carried a fence, writes nothing."""
+    first = claim(text_file)
+    stamp_file(first)
+    queue.complete(first)
+    queue.resubmit(first.id)
+    worker = Worker(queue=queue, handler=stamp_file, queues=["files"], worker_id="w-2")
+    settled = worker.run_once()
+    assert settled is not None and settled.status == State.COMPLETED
+    assert settled.fence == 2 and settled.result["stamped"] is False
+    assert stamps(text_file) == [first.id]
+
+    text_file.write_text(f"processed 2020-01-01T00:00:00+00:00 job {first.id}\n{ORIGINAL}")
+    assert stamp_file(settled)["stamped"] is False
 
 
 def test_two_jobs_on_the_same_file_stamp_it_once_each(

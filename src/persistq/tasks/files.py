@@ -94,12 +94,19 @@ def stamp_file(job: Job) -> dict[str, Any]:
         handle = stack.enter_context(os.fdopen(fd, "r", encoding="utf-8"))
         info = os.fstat(fd)
         text = handle.read()
-        if already_stamped(text, job.id):
+        fences = [s.fence for s in parse_stamps(text) if s.job_id == job.id]
+        if fences:
+            newest = max((f for f in fences if f is not None), default=None)
+            if newest is not None and newest > job.fence:
+                raise Unrecoverable(
+                    f"{path}: stale claim of job {job.id} (fence {job.fence}): a later claim "
+                    f"(fence {newest}) already stamped it"
+                )
             return {"path": str(path), "stamped": False, "reason": "already stamped by this job"}
         at = datetime.now(UTC).isoformat()
-        line = f"{STAMP_PREFIX}{at} job {job.id}\n"
+        line = f"{STAMP_PREFIX}{at} job {job.id} fence {job.fence}\n"
         _replace(directory, parts[-1], line + text, keep=info)
-    return {"path": str(path), "stamped": True, "at": at}
+    return {"path": str(path), "stamped": True, "at": at, "fence": job.fence}
 
 
 @dataclass(frozen=True, slots=True)
