@@ -312,6 +312,12 @@ def test_a_directory_or_a_fifo_is_not_a_file_to_stamp(queue: Queue, files_dir: P
     assert_refused(run_stamp_job(queue, str(files_dir)), "not a regular file")
 
 
+def test_a_file_that_is_not_utf_8_text_fails_the_job_at_once(queue: Queue, files_dir: Path) -> None:
+    (files_dir / "binary.txt").write_bytes(b"\xff\xfe not text\n")
+    assert_refused(run_stamp_job(queue, str(files_dir / "binary.txt")), "not UTF-8 text")
+    assert (files_dir / "binary.txt").read_bytes() == b"\xff\xfe not text\n"
+
+
 def test_a_file_with_a_second_hard_link_is_refused(
     queue: Queue, files_dir: Path, outside_file: Path
 ) -> None:

@@ -93,7 +93,10 @@ def stamp_file(job: Job) -> dict[str, Any]:
         fd = _open_file(directory, parts[-1], path)
         handle = stack.enter_context(os.fdopen(fd, "r", encoding="utf-8"))
         info = os.fstat(fd)
-        text = handle.read()
+        try:
+            text = handle.read()
+        except UnicodeDecodeError as exc:  # rerunning cannot make it text
+            raise Unrecoverable(f"{path}: not UTF-8 text ({exc.reason})") from None
         fences = [s.fence for s in parse_stamps(text) if s.job_id == job.id]
         if fences:
             newest = max((f for f in fences if f is not None), default=None)
