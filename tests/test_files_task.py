@@ -297,6 +297,22 @@ def test_a_stamped_file_keeps_its_mode_and_owner(
     assert stamps(text_file) == [job.id]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may give a file to another owner")
+def test_as_root_a_stamped_file_keeps_another_users_owner_and_group(
+    queue: Queue, text_file: Path
+) -> None:
+    os.chown(text_file, 12345, 23456)
+    text_file.chmod(0o4750)  # set-uid survives too: chown (which clears it) runs first
+    job = run_stamp_job(queue, str(text_file))
+    assert job.status == State.COMPLETED, job.last_error
+    after = text_file.stat()
+    assert (after.st_uid, after.st_gid, oct(stat.S_IMODE(after.st_mode))) == (
+        12345,
+        23456,
+        oct(0o4750),
+    )
+
+
 def test_a_missing_file_fails_the_job_at_once(queue: Queue, files_dir: Path) -> None:
     job = run_stamp_job(queue, str(files_dir / "gone.txt"))
     assert_refused(job, "no such file")
