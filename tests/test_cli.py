@@ -734,10 +734,42 @@ def test_purge_delete_files_removes_only_purged_jobs_files_inside_the_files_dir(
         "status": "COMPLETED",
         "files_deleted": 1,
         "files_outside_dir": 1,
+        "files_invalid_path": 0,
     }
     assert result.stderr.startswith("warning: kept 1 file(s) outside")
     assert not purged_file.exists()
     assert kept_file.exists() and outside.exists()
+
+
+def test_purge_delete_files_counts_as_outside_only_real_paths_and_invalid_ones_apart(
+    cli: Callable[..., Result], at: Callable[[float], Queue], tmp_path: Path
+) -> None:
+    """The root, the files directory itself, a NUL byte, an empty or non-text path are no
+    file anyone kept: they are counted as invalid, not as files kept outside."""
+    files = tmp_path / "data" / "files"
+    files.mkdir(parents=True)
+    inside, outside = files / "old.txt", tmp_path / "precious.txt"
+    for path in (inside, outside):
+        path.write_text("x")
+    old = at(10 * DAY)
+    invalid: list[Any] = ["/", str(files), f"{files}/", "a\x00b", f"{files}/x\x00.txt", "", 12]
+    for path in [str(inside), str(outside), str(files / ".." / "precious.txt"), *invalid]:
+        finished(old, State.COMPLETED, {"path": path})
+    args = ["purge", "--status", "COMPLETED", "--older-than", "1w", "--delete-files"]
+    result = cli(*args, "--files-dir", str(files), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "purged": 10,
+        "status": "COMPLETED",
+        "files_deleted": 1,
+        "files_outside_dir": 2,
+        "files_invalid_path": 7,
+    }
+    assert result.stderr.splitlines() == [
+        f"warning: kept 2 file(s) outside {files}",
+        "warning: skipped 7 invalid path(s) (empty, NUL byte, not text, or a directory)",
+    ]
+    assert not inside.exists() and outside.exists() and files.is_dir()
 
 
 def test_purge_refuses_a_bad_duration_and_deletes_nothing(

@@ -130,6 +130,20 @@ def test_heartbeat_extends_and_keeps_the_token(remote: RemoteQueue, name: str) -
     assert beat.lease_expires_at is not None and beat.lease_expires_at > leased.lease_expires_at
 
 
+def test_the_fence_travels_in_job_json_and_grows_with_every_claim(
+    remote: RemoteQueue, name: str
+) -> None:
+    job = remote.enqueue(1, queue=name)
+    assert job.fence == 0
+    leased = remote.claim(queue=name, worker="w")
+    assert leased is not None and leased.fence == 1
+    assert remote.release(leased).fence == 1
+    again = remote.claim(queue=name, worker="w")
+    assert again is not None and again.fence == 2
+    remote.complete(again)
+    assert remote.resubmit(job.id).fence == remote.get(job.id).fence == 2
+
+
 def test_stale_token_raises_lease_lost_and_changes_nothing(remote: RemoteQueue, name: str) -> None:
     remote.enqueue(1, queue=name)
     leased = remote.claim(queue=name, worker="w")

@@ -266,11 +266,13 @@ def test_stamp_file_on_a_directory_fails_the_job_at_once(
     queue: Queue, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PERSISTQ_TASK_DELAY", "0")
-    job = queue.enqueue({"path": str(tmp_path)})
+    monkeypatch.setenv("PERSISTQ_FILES_DIR", str(tmp_path))
+    (tmp_path / "sub").mkdir()
+    job = queue.enqueue({"path": str(tmp_path / "sub")})
     make_worker(queue, "persistq.tasks.files:stamp_file").run_once()
     stored = queue.get(job.id)
     assert (stored.status, stored.attempts) == (State.FAILED, 1)
-    assert "no such file" in (stored.last_error or "")
+    assert "not a regular file" in (stored.last_error or "")
 
 
 def test_a_job_cancelled_while_running_ends_cancelled_keeping_its_result(

@@ -92,6 +92,10 @@ class Job:
     lease_token: str | None = None
     #: Someone asked to cancel this PROCESSING job; it ends CANCELLED when its holder lets go.
     cancel_requested: bool = False
+    #: One more with every claim of this job, never reset (resubmit and release keep it): a
+    #: handler tags downstream writes with it, so a store can refuse a stale holder's write
+    #: (``... WHERE fence < :fence``). 0 until the first claim.
+    fence: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (times as ISO 8601 UTC); the lease token is left out."""

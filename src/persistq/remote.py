@@ -446,6 +446,9 @@ def job_from_json(data: dict[str, Any]) -> Job:
         finished_at=_time(data["finished_at"]),
         lease_token=data.get("lease_token"),
         cancel_requested=bool(data.get("cancel_requested", False)),
+        # An older server sends none: 0 is the never-claimed value, which no fence guard
+        # (`WHERE fence < :fence`) lets through, so the default cannot admit a stale write.
+        fence=int(data.get("fence", 0)),
     )
 
 

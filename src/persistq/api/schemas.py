@@ -158,6 +158,8 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     cancel_requested: bool
+    #: Grows by one with every claim, never reset: pass it to downstream writes (SPEC).
+    fence: int
 
     @classmethod
     def from_job(cls, job: Job) -> JobOut:

@@ -12,6 +12,7 @@ import typer
 
 import persistq
 from persistq.cli.main import app, open_queue
+from persistq.config import DEFAULT_FILES_DIR
 from persistq.errors import QueueError
 from persistq.ports import WorkQueue
 from persistq.sweeper import default_sweep_seconds
@@ -135,7 +136,7 @@ def produce(
     queue: str = typer.Option("files", "--queue", "-q", help="Queue to enqueue into."),
     every: float = typer.Option(5.0, "--every", min=0, help="Seconds between files."),
     directory: Path = typer.Option(
-        Path("data/files"),
+        Path(DEFAULT_FILES_DIR),
         "--dir",
         envvar="PERSISTQ_FILES_DIR",
         show_envvar=True,

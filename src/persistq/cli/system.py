@@ -22,7 +22,7 @@ from supervisor.xmlrpc import SupervisorTransport
 import persistq
 from persistq.cli.api import ensure_api_token
 from persistq.cli.main import app, fail, print_table, stderr, stdout
-from persistq.config import DEFAULT_URL
+from persistq.config import DEFAULT_URL, Settings
 from persistq.credentials import PASSWORD_ENV, CredentialsError, admin_password, data_dir
 from persistq.model import Job, State
 from persistq.queue import Queue
@@ -95,6 +95,12 @@ def ensure_ui_password(url: str, env: dict[str, str]) -> str:
     )
 
 
+def resolve_files_dir(home: Path) -> Path:
+    """The demo files' directory under ``home`` (PERSISTQ_FILES_DIR, default data/files): the
+    one the producer writes to and the only one the consumers' stamp_file may touch."""
+    return home / Settings.from_env().files_dir
+
+
 def supervisor(home: Path) -> Any:
     """An XML-RPC proxy to the supervisord of ``home`` (over its owner-only unix socket)."""
     sock = home / "data" / "supervisor.sock"
@@ -147,8 +153,9 @@ def up(
     """Start producer, consumers, API and UIs under Supervisor, in the background."""
     home = resolve_home(home)
     os.umask(0o027)  # database, logs and files: owner and group only, never world
-    for folder in ("data", "data/files", "logs"):
-        (home / folder).mkdir(mode=0o750, parents=True, exist_ok=True)
+    files_dir = resolve_files_dir(home)
+    for folder in (home / "data", files_dir, home / "logs"):
+        folder.mkdir(mode=0o750, parents=True, exist_ok=True)
     if is_running(home):
         stdout.print(f"persistq is already running in {home}")
         print_status(home)
@@ -158,6 +165,8 @@ def up(
         q.check()
     env = {**os.environ, "PERSISTQ_HOME": str(home), "PERSISTQ_PYTHON": sys.executable}
     env["PERSISTQ_URL"] = url
+    # The producer writes there and the consumers' stamp_file is confined to it: one value.
+    env["PERSISTQ_FILES_DIR"] = str(files_dir)
     # The demo's consumers recover a crashed job in about 40 s rather than 300 s.
     env.setdefault("PERSISTQ_LEASE_SECONDS", "30")
     for var, default, _ in PORTS.values():  # the config reads them; set, they move a port
@@ -281,7 +290,7 @@ def simulate_crash(
         done = q.get(job.id)
         kinds = [e.kind for e in q.events(job.id)]
         lost = sorted(before - after)
-        twice = _stamped_twice(home / "data" / "files")
+        twice = _stamped_twice(resolve_files_dir(home))
         say(f"job {job.id}: {' -> '.join(kinds)} (attempts {done.attempts}, by {done.worker})")
         say(f"after: {len(after)} jobs; lost: {len(lost)}; stamped twice: {len(twice)}")
         ok = not lost and not twice and "lease_expired" in kinds
@@ -314,7 +323,7 @@ def _consumer_holding_a_job(home: Path, q: Queue, timeout: float) -> tuple[dict[
             if job.worker in consumers:
                 return consumers[job.worker], job
         if not nudged and not q.jobs(status=State.PENDING, limit=1):
-            q.enqueue({"path": str(make_random_file(home / "data" / "files"))}, queue="files")
+            q.enqueue({"path": str(make_random_file(resolve_files_dir(home)))}, queue="files")
             nudged = True
         time.sleep(0.2)
     fail(f"no consumer picked up a job within {timeout:.0f}s")

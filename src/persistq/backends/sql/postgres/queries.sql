@@ -67,6 +67,7 @@ SET status = 'PROCESSING',
     lease_seconds = %(lease_seconds)s,
     lease_expires_at = persistq_now(%(now)s) + make_interval(secs => %(lease_seconds)s),
     attempts = attempts + 1,
+    fence = fence + 1,  -- every claim, never reset: see Job.fence
     cancel_requested = false,
     started_at = persistq_now(%(now)s),
     finished_at = NULL,
@@ -86,6 +87,7 @@ WITH claimed AS (
         lease_seconds = %(lease_seconds)s,
         lease_expires_at = persistq_now(%(now)s) + make_interval(secs => %(lease_seconds)s),
         attempts = attempts + 1,
+        fence = fence + 1,  -- every claim, never reset: see Job.fence
         cancel_requested = false,
         started_at = persistq_now(%(now)s),
         finished_at = NULL,

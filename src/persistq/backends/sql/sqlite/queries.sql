@@ -56,6 +56,7 @@ SET status = 'PROCESSING',
     lease_seconds = :lease_seconds,
     lease_expires_at = :now + :lease_seconds,
     attempts = attempts + 1,
+    fence = fence + 1,  -- every claim, never reset: see Job.fence
     cancel_requested = 0,
     started_at = :now,
     finished_at = NULL,
