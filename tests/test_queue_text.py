@@ -34,9 +34,9 @@ def test_a_payload_with_nul_is_stored_escaped_by_json(queue: Queue) -> None:
 
 @pytest.mark.parametrize("key", BAD_TEXT)
 def test_a_key_that_cannot_be_stored_is_refused(queue: Queue, key: str) -> None:
-    with pytest.raises(InvalidJob, match="key is not storable text"):
+    with pytest.raises(InvalidJob, match="key cannot be stored"):
         queue.enqueue("x", key=key)
-    with pytest.raises(InvalidJob, match="key is not storable text"):
+    with pytest.raises(InvalidJob, match="key cannot be stored"):
         queue.enqueue_many(["x", "y"], keys=["fine", key])
     assert queue.jobs() == []
 
@@ -55,11 +55,11 @@ def test_a_queue_name_that_cannot_be_stored_is_refused(queue: Queue, name: str) 
 @pytest.mark.parametrize("worker", BAD_TEXT)
 def test_a_worker_id_that_cannot_be_stored_is_refused(queue: Queue, worker: str) -> None:
     job = queue.enqueue("x")
-    with pytest.raises(InvalidJob, match="worker is not storable text"):
+    with pytest.raises(InvalidJob, match="worker cannot be stored"):
         queue.claim(worker=worker)
-    with pytest.raises(InvalidJob, match="worker is not storable text"):
+    with pytest.raises(InvalidJob, match="worker cannot be stored"):
         queue.worker_seen(worker, ["default"])
-    with pytest.raises(InvalidJob, match="worker is not storable text"):
+    with pytest.raises(InvalidJob, match="worker cannot be stored"):
         queue.worker_gone(worker)
     assert queue.get(job.id).status == State.PENDING
     assert queue.workers() == []
@@ -71,9 +71,9 @@ def test_an_error_text_that_cannot_be_stored_is_refused(queue: Queue, error: str
     held = queue.enqueue("held")
     claimed = queue.claim(worker="w")
     assert claimed is not None and claimed.id == waiting.id
-    with pytest.raises(InvalidJob, match="error is not storable text"):
+    with pytest.raises(InvalidJob, match="error cannot be stored"):
         queue.fail(held.id, error)
-    with pytest.raises(InvalidJob, match="error is not storable text"):
+    with pytest.raises(InvalidJob, match="error cannot be stored"):
         queue.fail(claimed, error)
     assert queue.get(held.id).status == State.PENDING
     assert queue.get(claimed.id).status == State.PROCESSING

@@ -154,7 +154,7 @@ def encode_json(value: JSON, *, what: str, max_bytes: int | None = None) -> str:
     """Encode ``value`` as compact JSON, refusing what JSON cannot hold (NaN, objects)."""
     try:
         text = _ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidJob(f"{what} is not JSON: {exc}") from None
     # NUL is escaped by JSON; a lone surrogate is not, and only non-ASCII text can hold one.
     if text.isascii():
@@ -202,7 +202,7 @@ def _storable(text: str, *, what: str) -> str:
     if found is not None:
         kind = "NUL" if found.group() == "\x00" else "a lone surrogate (not UTF-8)"
         raise InvalidJob(
-            f"{what} is not storable text: {found.group()!r} at character {found.start()} is {kind}"
+            f"{what} cannot be stored: {found.group()!r} at character {found.start()} is {kind}"
         )
     return text
 

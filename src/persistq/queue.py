@@ -80,6 +80,22 @@ class Queue:
         new = self._new_job(payload, queue, priority, delay, max_attempts, key)
         return self.backend.insert_jobs([new], self._stamp())[0]
 
+    def validate(
+        self,
+        payload: JSON,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        max_attempts: int = 3,
+        key: str | None = None,
+    ) -> None:
+        """Raise ``InvalidJob`` where ``enqueue`` with these arguments would; stores nothing.
+
+        A bulk loader checks every job of a file this way before its first commit.
+        """
+        self._new_job(payload, queue, priority, delay, max_attempts, key)
+
     def enqueue_many(
         self,
         payloads: Iterable[JSON],
