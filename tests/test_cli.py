@@ -1037,3 +1037,78 @@ def test_process_enqueue_file_with_bad_options_stores_nothing(
     proc = persistq_cmd(sqlite_url, "enqueue", "--file", str(path), "--queue", "bad name")
     assert_one_line(proc, 1, "error: invalid queue name 'bad name'")
     assert pending(sqlite_url) == 0
+
+
+# Bad worker and producer options stop the command at start (exit 2), before it touches the
+# database: they used to start and then log a failed claim or enqueue every second, forever.
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--queue", "bad name"], "error: invalid queue name 'bad name'"),
+        (["--queue", "files", "--queue", ""], "error: invalid queue name ''"),
+        (["--worker-id", os.fsdecode(b"w\xff")], "error: worker id cannot be stored"),
+        (["--worker-id", "w" * 256], "error: worker id must be a string of 1-255 characters"),
+        (["--lease", "inf"], "error: lease must be between"),
+        (["--grace", "inf"], "error: grace must be between"),
+        (["--sweep-every", "inf"], "error: sweep interval must be between"),
+        (["--handler", "no_such_module_for_persistq_tests:handle"], "cannot load handler"),
+        (["--handler", "persistq.tasks.files:no_such_function"], "cannot load handler"),
+        (["--handler", "persistq.tasks.files"], "must look like package.module:function"),
+        (["--handler", "persistq.worker:MAX_CONCURRENCY"], "is not callable"),
+    ],
+)
+def test_process_worker_with_a_bad_option_exits_2_at_start(
+    sqlite_url: str, api: Queue, args: list[str], says: str
+) -> None:
+    job = api.enqueue({"n": 1})
+    if "--handler" not in args:
+        args = [*args, "--handler", "persistq.tasks.files:stamp_file"]
+    proc = persistq_cmd(sqlite_url, "worker", *args, timeout=10)
+    assert_one_line(proc, 2, says)
+    assert api.get(job.id).status == State.PENDING
+    assert api.workers() == []
+
+
+def test_process_worker_whose_handler_module_raises_on_import_exits_2(
+    sqlite_url: str, api: Queue, tmp_path: Path
+) -> None:
+    (tmp_path / "broken_handler_module.py").write_text("raise RuntimeError('half deployed')\n")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    proc = persistq_cmd(
+        sqlite_url,
+        "worker",
+        "--handler",
+        "broken_handler_module:handle",
+        env={"PYTHONPATH": path},
+        timeout=10,
+    )
+    assert_one_line(proc, 2, "RuntimeError('half deployed')")
+
+
+@pytest.mark.parametrize("args", [["--concurrency", "0"], ["--lease", "0"], ["--grace", "-1"]])
+def test_process_worker_with_an_option_out_of_range_is_a_usage_error(
+    sqlite_url: str, args: list[str]
+) -> None:
+    proc = persistq_cmd(sqlite_url, "worker", "--handler", "persistq.tasks.files:stamp_file", *args)
+    assert_process_error(proc, 2, "Invalid value for")
+
+
+def test_process_produce_with_a_bad_queue_name_exits_2_at_start(
+    sqlite_url: str, api: Queue, tmp_path: Path
+) -> None:
+    files = tmp_path / "files"
+    proc = persistq_cmd(
+        sqlite_url,
+        "produce",
+        "--queue",
+        "bad name",
+        "--every",
+        "0",
+        "--dir",
+        str(files),
+        timeout=10,
+    )
+    assert_one_line(proc, 2, "error: invalid queue name 'bad name'")
+    assert api.jobs() == [] and not files.exists()
