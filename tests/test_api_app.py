@@ -61,6 +61,51 @@ def test_bad_bodies_are_422_with_a_reason(client: TestClient, raw: bytes, word: 
     assert client.get("/jobs", headers=AUTH).json() == []
 
 
+@pytest.mark.parametrize(
+    ("path", "raw", "word"),
+    [
+        (
+            "/queues/default/jobs",
+            b'{"payload": {"k": ["\\udcff"]}}',
+            "payload is not valid Unicode",
+        ),
+        ("/queues/default/jobs", b'{"payload": {"\\ud800": 1}}', "payload is not valid Unicode"),
+        ("/queues/default/jobs", b'{"payload": 1, "key": "a\\u0000b"}', "key"),
+        (
+            "/queues/default/jobs/batch",
+            b'{"jobs": [{"payload": 1}, {"payload": "\\ud800"}]}',
+            "Unicode",
+        ),
+        ("/queues/default/claim", b'{"worker": "w\\udcff"}', "worker"),
+        ("/queues/default/claim", b'{"worker": "w\\u0000"}', "worker"),
+    ],
+)
+def test_unstorable_text_in_any_field_is_422_and_stores_nothing(
+    client: TestClient, path: str, raw: bytes, word: str
+) -> None:
+    """A JSON escape can carry a lone surrogate or NUL that no backend can store."""
+    assert post(client, "/queues/default/jobs", b'{"payload": "waiting"}')[0] == 201
+    status, body = post(client, path, raw)
+    assert status == 422, body
+    assert word in body["detail"]
+    assert body["code"] == "invalid"
+    jobs = client.get("/jobs", headers=AUTH).json()
+    assert [(j["payload"], j["status"]) for j in jobs] == [("waiting", "PENDING")]
+
+
+def test_an_unstorable_result_or_error_is_422_and_the_job_stays_held(client: TestClient) -> None:
+    post(client, "/queues/default/jobs", b'{"payload": 1}')
+    status, claimed = post(client, "/queues/default/claim", b'{"worker": "w"}')
+    assert status == 200
+    token = claimed["lease_token"].encode()
+    for action, field in ((b"complete", b'"result": "\\ud800"'), (b"fail", b'"error": "\\udfff"')):
+        raw = b'{"lease_token": "' + token + b'", ' + field + b"}"
+        status, body = post(client, f"/jobs/{claimed['id']}/{action.decode()}", raw)
+        assert (status, body["code"]) == (422, "invalid"), body
+    job = client.get(f"/jobs/{claimed['id']}", headers=AUTH).json()
+    assert (job["status"], job["result"], job["last_error"]) == ("PROCESSING", None, None)
+
+
 def test_huge_integer_payload_within_json_limits_is_stored(client: TestClient) -> None:
     status, body = post(client, "/queues/default/jobs", b'{"payload": ' + b"9" * 4000 + b"}")
     assert status == 201

@@ -365,7 +365,16 @@ def test_remote_worker_with_a_wrong_token_exits_1_with_one_line(server: ApiServe
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
     env["PERSISTQ_API_TOKEN"] = "wrong-token-0123456789"
     done = subprocess.run(
-        [sys.executable, "-m", "persistq", "worker", "--url", server.url, "--handler", "x:y"],
+        [
+            sys.executable,
+            "-m",
+            "persistq",
+            "worker",
+            "--url",
+            server.url,
+            "--handler",
+            "persistq.tasks.files:stamp_file",
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -25,6 +24,7 @@ from persistq.model import (
     State,
     WorkerInfo,
     encode_json,
+    error_text,
     validate_int,
     validate_queue_name,
     validate_seconds,
@@ -33,8 +33,6 @@ from persistq.model import (
 )
 from persistq.retry import backoff_seconds
 
-#: Longest error text stored with a job; tracebacks past it keep their end (the cause).
-MAX_ERROR_CHARS = 64 * 1024
 RECOVER_BATCH = 1000
 PURGE_BATCH = 5000
 #: A waiting claim re-checks at least this often, so a resumed queue is noticed.
@@ -81,6 +79,22 @@ class Queue:
         """Store one job. With a ``key`` that a job of this queue already has, return that job."""
         new = self._new_job(payload, queue, priority, delay, max_attempts, key)
         return self.backend.insert_jobs([new], self._stamp())[0]
+
+    def validate(
+        self,
+        payload: JSON,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        max_attempts: int = 3,
+        key: str | None = None,
+    ) -> None:
+        """Raise ``InvalidJob`` where ``enqueue`` with these arguments would; stores nothing.
+
+        A bulk loader checks every job of a file this way before its first commit.
+        """
+        self._new_job(payload, queue, priority, delay, max_attempts, key)
 
     def enqueue_many(
         self,
@@ -156,10 +170,7 @@ class Queue:
         wait: float = 0,
     ) -> list[Job]:
         queues = _queue_list(queue)
-        worker_id = validate_text(
-            worker, what="worker", max_length=MAX_WORKER_LENGTH, optional=False
-        )
-        assert worker_id is not None
+        worker_id = _worker_id(worker)
         limit = validate_int(limit, what="limit", minimum=1, maximum=10_000)
         lease_seconds = validate_seconds(
             self.settings.lease_seconds if lease is None else lease, what="lease", minimum=0.001
@@ -201,7 +212,7 @@ class Queue:
         Given a job id instead of a claimed job, an operator fails a PENDING or PROCESSING
         job at once (no retry); its lease holder, if any, gets ``LeaseLost`` from then on.
         """
-        text = _error_text(error)
+        text = error_text(error)
         if not isinstance(job, Job):
             return self.backend.fail_job_by_hand(_job_id(job), text, self._stamp())
         if isinstance(error, Unrecoverable):
@@ -321,11 +332,13 @@ class Queue:
 
     def worker_seen(self, worker: str, queues: Sequence[str]) -> None:
         """A worker says it is alive (workers call this every few seconds while running)."""
-        self.backend.touch_worker(worker, [validate_queue_name(q) for q in queues], self._stamp())
+        self.backend.touch_worker(
+            _worker_id(worker), [validate_queue_name(q) for q in queues], self._stamp()
+        )
 
     def worker_gone(self, worker: str) -> None:
         """A worker says it stopped."""
-        self.backend.delete_worker(worker)
+        self.backend.delete_worker(_worker_id(worker))
 
     def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]:
         """Workers seen in the last ``seen_within`` seconds, with the jobs they hold."""
@@ -351,6 +364,12 @@ def _queue_list(queue: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(validate_queue_name(n) for n in names))
 
 
+def _worker_id(value: object) -> str:
+    worker = validate_text(value, what="worker", max_length=MAX_WORKER_LENGTH, optional=False)
+    assert worker is not None
+    return worker
+
+
 def _job_id(value: object) -> int:
     return validate_int(value, what="job id", minimum=1)
 
@@ -359,13 +378,3 @@ def _token(job: Job) -> str:
     if not job.lease_token:
         raise LeaseLost(job.id)  # not a copy from claim/heartbeat: the caller holds no lease
     return job.lease_token
-
-
-def _error_text(error: str | BaseException) -> str:
-    if isinstance(error, BaseException):
-        text = "".join(traceback.format_exception(error)).rstrip()
-    else:
-        text = str(error)
-    if len(text) > MAX_ERROR_CHARS:
-        text = "…" + text[-MAX_ERROR_CHARS:]
-    return text or "error"

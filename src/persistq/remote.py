@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -49,12 +48,20 @@ from persistq.errors import (
     StorageUnavailable,
     Unrecoverable,
 )
-from persistq.model import JSON, Event, EventKind, Job, QueueInfo, State, WorkerInfo
+from persistq.model import (
+    JSON,
+    Event,
+    EventKind,
+    Job,
+    QueueInfo,
+    State,
+    WorkerInfo,
+    error_text,
+)
 
 TOKEN_ENV = "PERSISTQ_API_TOKEN"
 #: The server bounds a long poll to 30 s; longer waits are several polls.
 MAX_POLL_SECONDS = 30.0
-MAX_ERROR_CHARS = 64 * 1024
 
 
 class Unauthorized(QueueError):
@@ -233,7 +240,7 @@ class RemoteQueue:
         """As ``Queue.fail``; given a job id, an operator fails the job at once."""
         if isinstance(error, Unrecoverable):
             retry = False
-        body: dict[str, Any] = {"error": _error_text(error), "retry": retry}
+        body: dict[str, Any] = {"error": error_text(error), "retry": retry}
         if isinstance(job, Job):
             body.update(_lease(job))
             job_id = job.id
@@ -404,16 +411,6 @@ def _id(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidJob(f"job id must be a positive integer, got {value!r}")
     return value
-
-
-def _error_text(error: str | BaseException) -> str:
-    if isinstance(error, BaseException):
-        text = "".join(traceback.format_exception(error)).rstrip()
-    else:
-        text = str(error)
-    if len(text) > MAX_ERROR_CHARS:
-        text = "…" + text[-(MAX_ERROR_CHARS - 1) :]
-    return text or "error"
 
 
 def _time(value: str | None) -> datetime | None:

@@ -22,13 +22,23 @@ from types import FrameType
 from typing import Any
 
 from persistq.errors import InvalidJob, LeaseLost, QueueError
-from persistq.model import Job, State
+from persistq.model import (
+    MAX_WORKER_LENGTH,
+    Job,
+    State,
+    validate_int,
+    validate_queue_name,
+    validate_seconds,
+    validate_text,
+)
 from persistq.ports import WorkQueue
 from persistq.sweeper import Sweeper, default_sweep_seconds
 
 log = logging.getLogger("persistq.worker")
 
 Handler = Callable[[Job], Any]
+#: Most handler threads one worker process runs.
+MAX_CONCURRENCY = 256
 
 
 class HandlerNotFound(QueueError):
@@ -44,12 +54,37 @@ def resolve_handler(spec: str) -> Handler:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise HandlerNotFound(f"cannot load handler {spec!r}: {exc}") from None
+    except Exception as exc:  # a module may raise anything while it is imported
+        reason = str(exc) if isinstance(exc, ImportError | AttributeError) else repr(exc)
+        raise HandlerNotFound(f"cannot load handler {spec!r}: {reason}") from None
     if not callable(target):
         raise HandlerNotFound(f"handler {spec!r} is not callable")
     handler: Handler = target
     return handler
+
+
+def check_options(
+    queues: Sequence[str],
+    *,
+    worker_id: str,
+    concurrency: int,
+    lease_seconds: float | None,
+    grace_seconds: float,
+    sweep_seconds: float | None,
+) -> None:
+    """Raise ``InvalidJob`` for options no worker can run with, before it starts: a bad
+    queue name or worker id would otherwise fail every claim, logged once a second forever."""
+    if isinstance(queues, str) or not queues:
+        raise InvalidJob(f"a worker needs a list of one or more queues, got {queues!r}")
+    for name in queues:
+        validate_queue_name(name)
+    validate_text(worker_id, what="worker id", max_length=MAX_WORKER_LENGTH, optional=False)
+    validate_int(concurrency, what="concurrency", minimum=1, maximum=MAX_CONCURRENCY)
+    if lease_seconds is not None:
+        validate_seconds(lease_seconds, what="lease", minimum=0.001)
+    validate_seconds(grace_seconds, what="grace")
+    if sweep_seconds is not None:
+        validate_seconds(sweep_seconds, what="sweep interval", minimum=0.001)
 
 
 def default_worker_id() -> str:
@@ -124,6 +159,16 @@ class Worker:
     _resolved: Handler | None = field(default=None, init=False, repr=False)
     _running: dict[int, Job] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_options(
+            self.queues,
+            worker_id=self.worker_id,
+            concurrency=self.concurrency,
+            lease_seconds=self.lease_seconds,
+            grace_seconds=self.grace_seconds,
+            sweep_seconds=self.sweep_seconds,
+        )
 
     @property
     def lease(self) -> float:

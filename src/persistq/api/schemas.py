@@ -13,16 +13,24 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from persistq.model import MAX_KEY_LENGTH, MAX_WORKER_LENGTH, Event, EventKind, Job, State
+from persistq.model import (
+    MAX_ERROR_CHARS,
+    MAX_KEY_LENGTH,
+    MAX_WORKER_LENGTH,
+    QUEUE_NAME,
+    Event,
+    EventKind,
+    Job,
+    State,
+)
 
-QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+QUEUE_NAME_PATTERN = QUEUE_NAME.pattern
 TEN_YEARS = 10 * 365 * 86400.0
 INT32 = 2**31
 INT64_MAX = 2**63 - 1
 #: A long-polling claim holds a server thread; this bounds how long (see api/app.py).
 MAX_WAIT_SECONDS = 30.0
 MAX_BATCH = 1000
-MAX_ERROR_CHARS = 64 * 1024
 
 
 def _integral(value: Any) -> Any:
@@ -41,6 +49,9 @@ Delay = Annotated[
     float, Field(ge=0, le=TEN_YEARS, allow_inf_nan=False, description="Seconds before claimable.")
 ]
 MaxAttempts = Annotated[int, Field(ge=1, le=1000), Integral]
+#: Documents, for clients and the schema fuzzer, that text fields refuse NUL (the library
+#: enforces it with its own message, persistq.model; lone surrogates are not JSON text).
+NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
 Key = Annotated[
     str,
     Field(
@@ -48,9 +59,10 @@ Key = Annotated[
         max_length=MAX_KEY_LENGTH,
         description="Idempotency key: an enqueue with a key a job of the queue already has "
         "returns that job instead of adding one.",
+        json_schema_extra=NO_NUL,
     ),
 ]
-Worker = Annotated[str, Field(min_length=1, max_length=MAX_WORKER_LENGTH)]
+Worker = Annotated[str, Field(min_length=1, max_length=MAX_WORKER_LENGTH, json_schema_extra=NO_NUL)]
 LeaseToken = Annotated[str, Field(min_length=1, max_length=255)]
 Lease = Annotated[
     float,
@@ -119,7 +131,7 @@ class FailIn(RequestModel):
         description="The claim's token. Without one, an operator fails a PENDING or "
         "PROCESSING job at once, with no retry; its lease holder gets 409 from then on.",
     )
-    error: str = Field(min_length=1, max_length=MAX_ERROR_CHARS)
+    error: str = Field(min_length=1, max_length=MAX_ERROR_CHARS, json_schema_extra=NO_NUL)
     retry: bool = Field(True, description="False skips the remaining attempts.")
 
 

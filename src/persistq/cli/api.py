@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+import persistq
 from persistq.cli.main import app, fail, stdout
 from persistq.config import Settings
 
@@ -57,6 +58,10 @@ def api(
 
     url = ctx.find_root().obj.url
     settings = Settings.from_env(url=url)
+    # Open (create or migrate) now: a damaged or unreachable database is one error line
+    # here, not a traceback from uvicorn's startup (which also exits 3).
+    with persistq.connect(settings.url):
+        pass
     application = create_app(
         settings,
         tokens=tokens,

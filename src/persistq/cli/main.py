@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -40,11 +40,11 @@ class ErrorBoundary(TyperGroup):
             fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
-def fail(message: str) -> None:
-    """Print one error line and exit 1; never a traceback."""
+def fail(message: str, *, code: int = 1) -> NoReturn:
+    """Print one error line and exit ``code`` (2: a usage error); never a traceback."""
     line = message.splitlines()[0] if message else "failed"
     stderr.print(f"error: {line}", markup=False, emoji=False)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def new_app(help_text: str) -> typer.Typer:

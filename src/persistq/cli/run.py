@@ -11,13 +11,20 @@ from types import FrameType
 import typer
 
 import persistq
-from persistq.cli.main import app, open_queue
+from persistq.cli.main import app, fail, open_queue
 from persistq.config import DEFAULT_FILES_DIR
-from persistq.errors import QueueError
+from persistq.errors import InvalidJob, QueueError
+from persistq.model import validate_queue_name
 from persistq.ports import WorkQueue
 from persistq.sweeper import default_sweep_seconds
 from persistq.tasks.files import make_random_file
-from persistq.worker import HandlerNotFound, Worker, default_worker_id, resolve_handler
+from persistq.worker import (
+    HandlerNotFound,
+    Worker,
+    check_options,
+    default_worker_id,
+    resolve_handler,
+)
 
 log = logging.getLogger("persistq.cli")
 
@@ -95,19 +102,32 @@ def worker(
     ),
 ) -> None:
     """Claim jobs, run the handler under a heartbeat, complete or fail them. SIGTERM drains."""
+    worker_id = worker_id or default_worker_id()
+    # Bad options stop the worker here, before it touches the database: each would fail
+    # every claim (or every job) while the worker looked alive. A handler that cannot be
+    # loaded is one of them: it is the worker's configuration, not a job's data, and
+    # running on would dead-letter the whole queue; Supervisor retries the start and then
+    # shows the program FATAL with this line in its log.
+    try:
+        check_options(
+            queue,
+            worker_id=worker_id,
+            concurrency=concurrency,
+            lease_seconds=lease,
+            grace_seconds=grace,
+            sweep_seconds=sweep_every,
+        )
+        resolved = resolve_handler(handler)
+    except (InvalidJob, HandlerNotFound) as exc:
+        fail(str(exc), code=2)
     setup_logging(log_level)
     q = open_work_queue(ctx, url)
     lease_seconds = lease or q.settings.lease_seconds
-    try:
-        resolve_handler(handler)
-    except HandlerNotFound as exc:
-        # Keep running: each job it claims fails with this reason instead of looping a crash.
-        log.error("event=handler_unavailable error=%r", str(exc))
     runner = Worker(
         queue=q,
-        handler=handler,
+        handler=resolved,
         queues=queue,
-        worker_id=worker_id or default_worker_id(),
+        worker_id=worker_id,
         concurrency=concurrency,
         lease_seconds=lease_seconds,
         sweep_seconds=sweep_every or default_sweep_seconds(lease_seconds),
@@ -148,6 +168,10 @@ def produce(
     ),
 ) -> None:
     """Write a random text file every few seconds and enqueue {"path": file}."""
+    try:
+        validate_queue_name(queue)  # else every enqueue would fail, logged forever
+    except InvalidJob as exc:
+        fail(str(exc), code=2)
     setup_logging(log_level)
     q = open_queue(ctx)
     stop = threading.Event()
