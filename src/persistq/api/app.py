@@ -1,9 +1,9 @@
 """The FastAPI application: ``create_app(settings, tokens=...)``.
 
-One ``Queue`` per process, opened by the lifespan (or handed in by tests). Short library
-calls run inline on SQLite and in the thread pool on PostgreSQL (see ``deps.Library``);
-calls that can take long (stats, listing, metrics, health, deleting a queue) always run in
-FastAPI's thread pool (anyio's default limiter, 40 threads).
+One ``Queue`` per process, opened by the lifespan (or handed in by tests). Every library
+call runs in FastAPI's thread pool (anyio's default limiter, 40 threads), never on the
+event loop: a call waiting for a busy database then holds only its own request (see
+``deps.Library``).
 
 A claim with ``wait`` blocks a thread for up to :data:`MAX_WAIT_SECONDS`. Those long polls
 run under their own limiter of ``max_waiting_claims`` threads (default 32), never the
@@ -66,10 +66,11 @@ def create_app(
             max_payload_bytes=settings.max_payload_bytes,
         )
         app.state.queue = q
-        app.state.library = Library(q, inline=q.url.startswith("sqlite"))
+        app.state.library = Library(q)
         app.state.waiting_claims = anyio.CapacityLimiter(max_waiting_claims)
         app.state.metrics = registry_for(q)
         app.state.health = Cached(q.check, health_check_seconds)
+        app.openapi()  # built once now, not by the first request on the event loop
         try:
             yield
         finally:

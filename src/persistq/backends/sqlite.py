@@ -39,6 +39,10 @@ _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 #: How often a waiting claim looks for commits of other processes (PRAGMA data_version
 #: reads shared memory, so this costs no disk I/O).
 POLL_SECONDS = 0.005
+#: How long one attempt waits inside SQLite for a lock held by another process. Short: the
+#: attempt holds this process's connection meanwhile, and the wait continues between attempts
+#: in :meth:`SQLiteBackend._retrying`, where other threads' calls can use the connection.
+ATTEMPT_BUSY_SECONDS = 0.05
 _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_SNAPSHOT"}
 
 
@@ -124,7 +128,10 @@ class SQLiteBackend(SQLBackend):
             ) from None
         try:
             conn = sqlite3.connect(
-                self.path, timeout=1.0, isolation_level=None, check_same_thread=False
+                self.path,
+                timeout=ATTEMPT_BUSY_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
             )
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
@@ -157,22 +164,26 @@ class SQLiteBackend(SQLBackend):
             pause = min(pause * 2, 0.05)
 
     def _write(self, work: Callable[[sqlite3.Connection], T], *, wakes: bool = False) -> T:
-        """Run ``work`` in one immediate transaction, retried whole while the file is busy."""
+        """Run ``work`` in one immediate transaction, retried whole while the file is busy.
+
+        The connection is held per attempt, not across the retries: while another process
+        holds the write lock, this process's reads (WAL readers are not blocked by a writer)
+        and other calls still get through between attempts."""
 
         def attempt() -> T:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
+            with self._lock:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
 
-        with self._lock:
-            result = self._retrying(attempt)
+        result = self._retrying(attempt)
         if wakes:  # other processes notice through PRAGMA data_version
             with self._changed:
                 self._local_writes += 1
@@ -180,8 +191,11 @@ class SQLiteBackend(SQLBackend):
         return result
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            return self._retrying(lambda: work(self._connection()))
+        def attempt() -> T:
+            with self._lock:
+                return work(self._connection())
+
+        return self._retrying(attempt)
 
     def close(self) -> None:
         with self._lock:
