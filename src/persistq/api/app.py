@@ -28,8 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import persistq
 from persistq.api import errors
 from persistq.api.auth import BearerAuth, Tokens, document_bearer
-from persistq.api.deps import Library
-from persistq.api.metrics import Cached, registry_for
+from persistq.api.deps import HealthProbe, Library
+from persistq.api.metrics import registry_for
 from persistq.api.routes import jobs, queues, system
 from persistq.api.schemas import MAX_WAIT_SECONDS
 from persistq.config import Settings
@@ -38,7 +38,8 @@ from persistq.queue import Queue
 #: Default body limit: a 1 MiB payload with room for JSON escaping, or a batch of small jobs.
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_WAITING_CLAIMS = 32
-#: /healthz runs the database's quick check at most this often (it reads every page).
+#: /healthz runs the database's quick check at most this often (it reads every page);
+#: writability is looked at on every probe (see ``Queue.health``).
 HEALTH_CHECK_SECONDS = 5.0
 
 __all__ = ["MAX_WAIT_SECONDS", "create_app"]
@@ -69,11 +70,12 @@ def create_app(
         app.state.library = Library(q)
         app.state.waiting_claims = anyio.CapacityLimiter(max_waiting_claims)
         app.state.metrics = registry_for(q)
-        app.state.health = Cached(q.check, health_check_seconds)
+        app.state.health = HealthProbe(q, check_every=health_check_seconds)
         app.openapi()  # built once now, not by the first request on the event loop
         try:
             yield
         finally:
+            app.state.health.close()
             if owned:
                 q.close()
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Annotated, TypeVar
 
@@ -11,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from persistq.api.schemas import INT64_MAX, QUEUE_NAME_PATTERN
-from persistq.model import Job
+from persistq.model import Health, Job
 from persistq.queue import Queue
 
 
@@ -45,6 +48,46 @@ async def get_library(request: Request) -> Library:
 LibraryDep = Annotated[Library, Depends(get_library)]
 JobId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The job's id.")]
 QueuePath = Annotated[str, Path(pattern=QUEUE_NAME_PATTERN, description="The queue's name.")]
+
+
+class HealthProbe:
+    """``Queue.health()`` for /healthz, without a probe ever waiting long on the database.
+
+    One call at a time runs, on a thread of its own: probes neither pile threads up nor
+    take the pool's. A probe waits for the call at most ``wait`` seconds. Past that, the
+    previous answer stands while the call is younger than ``stale_after`` (a quick check
+    of a large database takes seconds); an older call means the database is not answering,
+    and the probe gets None.
+    """
+
+    def __init__(
+        self, queue: Queue, *, check_every: float, wait: float = 0.5, stale_after: float = 10.0
+    ) -> None:
+        self.queue = queue
+        self.check_every = check_every
+        self.wait = wait
+        self.stale_after = stale_after
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="persistq-health")
+        self._running: Future[Health] | None = None
+        self._started = 0.0
+        self._last: Health | None = None
+
+    async def get(self) -> Health | None:
+        running = self._running
+        if running is None or running.done():
+            if running is not None and running.exception() is None:
+                self._last = running.result()
+            running = self._executor.submit(self.queue.health, check_every=self.check_every)
+            self._running, self._started = running, time.monotonic()
+        try:
+            waited = asyncio.shield(asyncio.wrap_future(running))
+            self._last = await asyncio.wait_for(waited, self.wait)
+        except TimeoutError:
+            return self._last if time.monotonic() - self._started < self.stale_after else None
+        return self._last
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def leased(q: Queue, job_id: int, token: str) -> Job:

@@ -9,7 +9,7 @@ such as ``max_attempt`` is an error rather than silently ignored.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -226,7 +226,10 @@ class RecoveredOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str = Field(examples=["ok"])
+    """``ok`` (200); ``unhealthy`` (503: the database fails its check, or writes would fail)
+    or ``busy`` (503: the database did not answer in time); ``detail`` says why."""
+
+    status: Literal["ok", "unhealthy", "busy"] = Field(examples=["ok"])
     detail: str | None = None
     schema_version: int | None = None
 

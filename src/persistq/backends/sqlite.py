@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from persistq.backends.base import NewJob
 from persistq.backends.rows import epoch_to_datetime
 from persistq.backends.sql import migrations, queries
-from persistq.backends.sqlbase import SQLBackend, job_params
+from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
 from persistq.errors import (
     StorageBusy,
     StorageCorrupt,
@@ -43,6 +43,11 @@ POLL_SECONDS = 0.005
 #: attempt holds this process's connection meanwhile, and the wait continues between attempts
 #: in :meth:`SQLiteBackend._retrying`, where other threads' calls can use the connection.
 ATTEMPT_BUSY_SECONDS = 0.05
+#: Less free space than this on the database's file system makes ``write_problem`` report
+#: it: room for a commit of 16 pages (each changed page is appended to the WAL). A floor that
+#: says "writes are about to fail", not a capacity alert (metrics and the Ops UI show free
+#: disk for that).
+MIN_FREE_BYTES = 64 * 1024
 _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_SNAPSHOT"}
 
 
@@ -110,6 +115,7 @@ class SQLiteBackend(SQLBackend):
         self._lock = threading.RLock()
         self._changed = threading.Condition()
         self._local_writes = 0
+        self._writes = LastWrite()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._connection()  # fail now, with the cause, if the file cannot be used
@@ -183,7 +189,8 @@ class SQLiteBackend(SQLBackend):
                     raise
                 return result
 
-        result = self._retrying(attempt)
+        with self._writes.watch():
+            result = self._retrying(attempt)
         if wakes:  # other processes notice through PRAGMA data_version
             with self._changed:
                 self._local_writes += 1
@@ -282,6 +289,21 @@ class SQLiteBackend(SQLBackend):
     def _data_version(self) -> int:
         row = self._read(lambda conn: conn.execute("PRAGMA data_version").fetchone())
         return int(row[0])
+
+    def _unwritable(self) -> str | None:
+        if not self.path.exists():
+            return f"{self.path}: the database file is missing"
+        problem = _access_problem(self.path)
+        if problem:
+            return f"{self.path}: {problem}"
+        try:
+            stats = os.statvfs(self.path)
+        except OSError as exc:
+            return f"{self.path}: {exc.strerror}"
+        free = stats.f_bavail * stats.f_frsize
+        if free < MIN_FREE_BYTES:
+            return f"{self.path}: the disk is full ({free:,} bytes free)"
+        return None
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": "sqlite", "path": str(self.path.resolve())}
