@@ -15,6 +15,7 @@ bounds the connections themselves, answering 503 past it.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import persistq
-from persistq.api import errors
+from persistq.api import accesslog, errors
 from persistq.api.auth import BearerAuth, Tokens, document_bearer
 from persistq.api.deps import HealthProbe, Library
 from persistq.api.metrics import registry_for
@@ -71,10 +72,12 @@ def create_app(
         app.state.waiting_claims = anyio.CapacityLimiter(max_waiting_claims)
         app.state.metrics = registry_for(q)
         app.state.health = HealthProbe(q, check_every=health_check_seconds)
-        app.openapi()  # built once now, not by the first request on the event loop
+        # Built once now, not by the first request on the event loop.
+        redact = accesslog.install(tokens, app.openapi())
         try:
             yield
         finally:
+            accesslog.uninstall(redact)
             app.state.health.close()
             if owned:
                 q.close()
@@ -105,8 +108,18 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body over {max_bytes} bytes")
 
 
+class BodyNotUTF8(HTTPException):
+    """Every body of this API is JSON, which RFC 8259 requires to be UTF-8 between systems;
+    json.loads would otherwise guess UTF-16 or UTF-32 from the first bytes."""
+
+    def __init__(self, error: UnicodeDecodeError, offset: int) -> None:
+        at = offset + error.start
+        super().__init__(422, f"the body is not valid JSON: it must be UTF-8 (byte {at} is not)")
+
+
 class BodyLimit:
-    """413 for a request body over ``max_bytes``, by Content-Length or as it streams in."""
+    """413 for a request body over ``max_bytes``, by Content-Length or as it streams in;
+    422 for a body that is not UTF-8, checked as it streams in."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -122,13 +135,20 @@ class BodyLimit:
                 return
         received = 0
         started = False
+        utf8 = codecs.getincrementaldecoder("utf-8-sig")()  # a leading BOM may be ignored
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            chunk = message.get("body", b"")
+            if received + len(chunk) > self.max_bytes:
                 raise BodyTooLarge(self.max_bytes)
+            if message["type"] == "http.request":
+                try:
+                    utf8.decode(chunk, final=not message.get("more_body", False))
+                except UnicodeDecodeError as exc:
+                    raise BodyNotUTF8(exc, received) from None
+            received += len(chunk)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -138,16 +158,16 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyNotUTF8) as exc:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, exc)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"request body over {self.max_bytes} bytes", "code": "too_large"}
-        ).encode()
+    async def _refuse(self, send: Send, exc: HTTPException | None = None) -> None:
+        exc = exc or BodyTooLarge(self.max_bytes)
+        code = "too_large" if isinstance(exc, BodyTooLarge) else "invalid"
+        body = json.dumps({"detail": exc.detail, "code": code}).encode()
         headers: list[Any] = [(b"content-type", b"application/json")]
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})

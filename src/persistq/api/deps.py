@@ -13,7 +13,7 @@ from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from persistq.api.schemas import INT64_MAX, QUEUE_NAME_PATTERN
+from persistq.api.schemas import INT64_MAX, QUEUE_NAME_PATTERN, CanonicalId
 from persistq.model import Health, Job
 from persistq.queue import Queue
 
@@ -46,7 +46,7 @@ async def get_library(request: Request) -> Library:
 
 
 LibraryDep = Annotated[Library, Depends(get_library)]
-JobId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The job's id.")]
+JobId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The job's id."), CanonicalId]
 QueuePath = Annotated[str, Path(pattern=QUEUE_NAME_PATTERN, description="The queue's name.")]
 
 
