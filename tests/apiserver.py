@@ -30,7 +30,14 @@ def free_port() -> int:
 
 
 class ApiServer:
-    def __init__(self, directory: Path, *, token: str = TOKEN, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        token: str = TOKEN,
+        args: tuple[str, ...] = (),
+        access_log: bool = False,
+    ) -> None:
         self.directory = directory
         self.db_url = f"sqlite:///{directory / 'queue.db'}"
         self.token = token
@@ -38,13 +45,15 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = directory / "api.log"
         self.args = args
+        self.access_log = access_log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ApiServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
         env["PERSISTQ_API_TOKEN"] = self.token
         command = [sys.executable, "-m", "persistq", "--url", self.db_url, "api"]
-        command += ["--port", str(self.port), "--no-access-log", *self.args]
+        command += ["--port", str(self.port), *self.args]
+        command.append("--access-log" if self.access_log else "--no-access-log")
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.directory

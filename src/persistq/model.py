@@ -247,6 +247,16 @@ class QueueInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Health:
+    """What :meth:`persistq.Queue.health` found: ``ok``, or ``reason`` (for people) says why
+    not; ``schema_version`` as the database reports it (None when it did not answer)."""
+
+    ok: bool
+    reason: str | None
+    schema_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerInfo:
     """A worker process that announced itself; ``job_ids`` are the jobs it holds now."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -12,13 +13,14 @@ from typing import Any
 from persistq.backends import Backend, NewJob
 from persistq.clock import Clock
 from persistq.config import Settings
-from persistq.errors import InvalidJob, LeaseLost, Unrecoverable
+from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
 from persistq.model import (
     JSON,
     MAX_KEY_LENGTH,
     MAX_WORKER_LENGTH,
     TERMINAL,
     Event,
+    Health,
     Job,
     QueueInfo,
     State,
@@ -48,6 +50,8 @@ class Queue:
         #: None: every statement uses the database's clock (on PostgreSQL, one clock for all
         #: machines); tests inject a ManualClock.
         self.clock: Clock | None = clock
+        self._health_lock = threading.Lock()
+        self._checked: tuple[float, dict[str, Any]] | None = None
 
     @property
     def url(self) -> str:
@@ -355,6 +359,32 @@ class Queue:
     def check(self, *, full: bool = False) -> dict[str, Any]:
         """Integrity, schema version and sizes of the database (``full`` reads every page)."""
         return self.backend.check(full=full)
+
+    def health(self, *, check_every: float = 5.0) -> Health:
+        """Whether this process can read and write the database now, for a health probe.
+
+        Writes nothing. The database's quick check (integrity and schema version; it reads
+        every page) runs at most every ``check_every`` seconds, its last result counting in
+        between; writability is looked at on every call, by the backend's cheap checks and
+        the outcome of this process's last write (see ``Backend.write_problem``).
+        """
+        with self._health_lock:
+            if self._checked is None or time.monotonic() - self._checked[0] >= check_every:
+                self._checked = (time.monotonic(), self.backend.check())
+            report = self._checked[1]
+        version = report.get("schema_version")
+        if report.get("integrity") != "ok":
+            return Health(False, f"database check failed: {report.get('integrity')}", version)
+        if not report.get("ok"):
+            latest = report.get("latest_schema_version")
+            return Health(False, f"schema version {version}, expected {latest}", version)
+        try:
+            problem = self.backend.write_problem()
+        except StorageError as exc:
+            problem = str(exc)
+        if problem:
+            return Health(False, f"writes would fail: {problem}", version)
+        return Health(True, None, version)
 
 
 def _queue_list(queue: str | Sequence[str]) -> list[str]:

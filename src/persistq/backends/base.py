@@ -167,6 +167,15 @@ class Backend(Protocol):
         dialect-specific sizes. Never raises for a damaged database; reports it."""
         ...
 
+    def write_problem(self) -> str | None:
+        """Why a write would fail now, found without writing (cheap enough for every health
+        probe): the last write of this process failed with a storage error (remembered
+        until a later write succeeds, at most ``FAILED_WRITE_SECONDS``), or a cheap check
+        fails (SQLite: the file, its WAL or its directory not writable, a read-only file
+        system, free space below a floor; PostgreSQL: a read-only server or session).
+        None when nothing is seen."""
+        ...
+
     # -- read models for insights (Ops UI, /metrics) and worker presence ---------------
 
     def now(self) -> float:

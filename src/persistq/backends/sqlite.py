@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from persistq.backends.base import NewJob
 from persistq.backends.rows import epoch_to_datetime
 from persistq.backends.sql import migrations, queries
-from persistq.backends.sqlbase import SQLBackend, job_params
+from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
 from persistq.errors import (
     StorageBusy,
     StorageCorrupt,
@@ -39,6 +39,15 @@ _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 #: How often a waiting claim looks for commits of other processes (PRAGMA data_version
 #: reads shared memory, so this costs no disk I/O).
 POLL_SECONDS = 0.005
+#: How long one attempt waits inside SQLite for a lock held by another process. Short: the
+#: attempt holds this process's connection meanwhile, and the wait continues between attempts
+#: in :meth:`SQLiteBackend._retrying`, where other threads' calls can use the connection.
+ATTEMPT_BUSY_SECONDS = 0.05
+#: Less free space than this on the database's file system makes ``write_problem`` report
+#: it: room for a commit of 16 pages (each changed page is appended to the WAL). A floor that
+#: says "writes are about to fail", not a capacity alert (metrics and the Ops UI show free
+#: disk for that).
+MIN_FREE_BYTES = 64 * 1024
 _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_SNAPSHOT"}
 
 
@@ -106,6 +115,7 @@ class SQLiteBackend(SQLBackend):
         self._lock = threading.RLock()
         self._changed = threading.Condition()
         self._local_writes = 0
+        self._writes = LastWrite()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._connection()  # fail now, with the cause, if the file cannot be used
@@ -124,7 +134,10 @@ class SQLiteBackend(SQLBackend):
             ) from None
         try:
             conn = sqlite3.connect(
-                self.path, timeout=1.0, isolation_level=None, check_same_thread=False
+                self.path,
+                timeout=ATTEMPT_BUSY_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
             )
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
@@ -157,21 +170,26 @@ class SQLiteBackend(SQLBackend):
             pause = min(pause * 2, 0.05)
 
     def _write(self, work: Callable[[sqlite3.Connection], T], *, wakes: bool = False) -> T:
-        """Run ``work`` in one immediate transaction, retried whole while the file is busy."""
+        """Run ``work`` in one immediate transaction, retried whole while the file is busy.
+
+        The connection is held per attempt, not across the retries: while another process
+        holds the write lock, this process's reads (WAL readers are not blocked by a writer)
+        and other calls still get through between attempts."""
 
         def attempt() -> T:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
+            with self._lock:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
 
-        with self._lock:
+        with self._writes.watch():
             result = self._retrying(attempt)
         if wakes:  # other processes notice through PRAGMA data_version
             with self._changed:
@@ -180,8 +198,11 @@ class SQLiteBackend(SQLBackend):
         return result
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            return self._retrying(lambda: work(self._connection()))
+        def attempt() -> T:
+            with self._lock:
+                return work(self._connection())
+
+        return self._retrying(attempt)
 
     def close(self) -> None:
         with self._lock:
@@ -268,6 +289,21 @@ class SQLiteBackend(SQLBackend):
     def _data_version(self) -> int:
         row = self._read(lambda conn: conn.execute("PRAGMA data_version").fetchone())
         return int(row[0])
+
+    def _unwritable(self) -> str | None:
+        if not self.path.exists():
+            return f"{self.path}: the database file is missing"
+        problem = _access_problem(self.path)
+        if problem:
+            return f"{self.path}: {problem}"
+        try:
+            stats = os.statvfs(self.path)
+        except OSError as exc:
+            return f"{self.path}: {exc.strerror}"
+        free = stats.f_bavail * stats.f_frsize
+        if free < MIN_FREE_BYTES:
+            return f"{self.path}: the disk is full ({free:,} bytes free)"
+        return None
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": "sqlite", "path": str(self.path.resolve())}
