@@ -169,9 +169,10 @@ class SQLBackend(ABC):
                 detail = (
                     params.get("error") if kind in (EventKind.RETRIED, EventKind.FAILED) else None
                 )
-                conn.execute(
-                    self.SQL["insert_event"], event(job_id, kind, now, row["worker"], detail)
-                )
+                # Statements that hand the job back clear `worker` and return the lease's
+                # holder as `holder`, for the event.
+                holder = row["holder"] if "holder" in row.keys() else row["worker"]
+                conn.execute(self.SQL["insert_event"], event(job_id, kind, now, holder, detail))
             return row
 
         written = self._write(work, wakes=name in ("retry_job", "release_job"))
@@ -215,7 +216,7 @@ class SQLBackend(ABC):
                         r["id"],
                         EventKind.LEASE_EXPIRED,
                         now,
-                        r["worker"],
+                        r["holder"],
                         f"attempt {r['attempts']} of {r['max_attempts']}: now {r['status']}",
                     )
                     for r in rows
