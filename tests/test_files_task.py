@@ -241,6 +241,7 @@ def test_produce_count_3_enqueues_three_jobs_whose_files_exist_and_stamp_once(
     backend_url: str, tmp_path: Path
 ) -> None:
     directory = tmp_path / "produced"
+    persistq.connect(backend_url).close()  # `persistq init`: produce needs a database
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
     proc = subprocess.run(
         [

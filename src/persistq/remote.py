@@ -46,6 +46,7 @@ from persistq.errors import (
     StorageCorrupt,
     StorageError,
     StorageFull,
+    StorageReplaced,
     StorageUnavailable,
     Unrecoverable,
 )
@@ -81,6 +82,7 @@ ERRORS: dict[str, Callable[[dict[str, Any]], QueueError]] = {
     StorageBusy.code: _simple(StorageBusy),
     StorageFull.code: _simple(StorageFull),
     StorageCorrupt.code: _simple(StorageCorrupt),
+    StorageReplaced.code: _simple(StorageReplaced),
     StorageUnavailable.code: _simple(StorageUnavailable),
     StorageError.code: _simple(StorageError),
 }

@@ -169,9 +169,7 @@ class SQLBackend(ABC):
                 detail = (
                     params.get("error") if kind in (EventKind.RETRIED, EventKind.FAILED) else None
                 )
-                # Statements that hand the job back clear `worker` and return the lease's
-                # holder as `holder`, for the event.
-                holder = row["holder"] if "holder" in row.keys() else row["worker"]
+                holder = row["holder"] if name in HANDS_BACK else row["worker"]
                 conn.execute(self.SQL["insert_event"], event(job_id, kind, now, holder, detail))
             return row
 
@@ -422,6 +420,9 @@ class SQLBackend(ABC):
         )
 
 
+#: Owner writes that may hand the job back to PENDING: they clear ``worker`` and return the
+#: lease's holder as ``holder``, for the event.
+HANDS_BACK = frozenset({"retry_job", "release_job"})
 FINISH_EVENT: dict[tuple[str, State], EventKind] = {
     ("complete_job", State.COMPLETED): EventKind.COMPLETED,
     ("retry_job", State.PENDING): EventKind.RETRIED,
