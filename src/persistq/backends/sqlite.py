@@ -13,6 +13,7 @@ can open again, so it raises :class:`StorageReplaced` instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -194,12 +195,9 @@ class SQLiteBackend(SQLBackend):
                 folder.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
         except OSError as exc:
             raise StorageUnavailable(f"{folder}: cannot create directory ({exc})") from None
-        try:
+        # There already, or not creatable (read-only, a directory): connecting names the cause.
+        with contextlib.suppress(OSError):
             os.close(os.open(self._absolute, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
-        except FileExistsError:
-            pass
-        except OSError:
-            pass  # not creatable (a directory, read-only): connecting names the cause
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
