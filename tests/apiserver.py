@@ -1,6 +1,7 @@
 """A real ``persistq api`` (uvicorn) in a subprocess on a free port, for the HTTP tests.
 
-The server gets its own SQLite file and a token; :meth:`ApiServer.start` returns once
+The server gets its own SQLite file (created first, as ``persistq init`` would: the API
+opens only a database that exists) and a token; :meth:`ApiServer.start` returns once
 ``/healthz`` answers, and :meth:`stop` SIGTERMs it (SIGKILL if it lingers). Its output goes
 to a file, read back when a test wants to show why it failed.
 """
@@ -17,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+import persistq
 
 TOKEN = "test-token-0123456789abcdef"
 STARTUP_SECONDS = 30.0
@@ -49,6 +52,7 @@ class ApiServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ApiServer:
+        persistq.connect(self.db_url).close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
         env["PERSISTQ_API_TOKEN"] = self.token
         command = [sys.executable, "-m", "persistq", "--url", self.db_url, "api"]

@@ -22,6 +22,7 @@ JSON = {**AUTH, "Content-Type": "application/json"}
 
 @pytest.fixture
 def client(sqlite_url: str) -> Iterator[TestClient]:
+    persistq.connect(sqlite_url).close()  # `persistq init`: the API opens only what exists
     app = create_app(
         Settings(url=sqlite_url), tokens=[TOKEN, "old-token-0123456789"], health_check_seconds=0
     )
@@ -227,6 +228,7 @@ def test_metrics_count_what_other_processes_did(client: TestClient, sqlite_url: 
 
 
 def test_core_routes_on_every_backend(backend_url: str) -> None:
+    persistq.connect(backend_url).close()  # `persistq init`
     app = create_app(Settings(url=backend_url), tokens=[TOKEN])
     with TestClient(app, raise_server_exceptions=False) as http:
         job = http.post("/queues/b/jobs", json={"payload": {"n": 1}}, headers=AUTH).json()

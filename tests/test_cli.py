@@ -34,11 +34,14 @@ runner = CliRunner(env={"COLUMNS": "200"})
 
 @pytest.fixture
 def cli(sqlite_url: str) -> Callable[..., Result]:
-    """Run ``persistq --url <test db> ARGS...`` in-process."""
+    """Run ``persistq --url <test db> ARGS...`` in-process, on a database ``init`` made
+    (no other command creates one)."""
 
     def invoke(*args: str, input: str | None = None) -> Result:  # noqa: A002 - CliRunner's name
         return runner.invoke(app, ["--url", sqlite_url, *args], input=input)
 
+    created = invoke("init")
+    assert created.exit_code == 0, created.stderr
     return invoke
 
 
@@ -901,7 +904,9 @@ def test_process_enqueue_prints_the_id_on_stdout_and_exits_0(sqlite_url: str, ap
     assert api.get(int(proc.stdout)).payload == {"path": "data/files/x.txt"}
 
 
-def test_process_errors_are_exactly_one_stderr_line_with_exit_1(sqlite_url: str) -> None:
+def test_process_errors_are_exactly_one_stderr_line_with_exit_1(
+    sqlite_url: str, api: Queue
+) -> None:
     for args, says in (
         (["show", "12345"], "error: job 12345 not found"),
         (["enqueue", "{oops"], "error: PAYLOAD_JSON is not valid JSON"),

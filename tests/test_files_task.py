@@ -439,6 +439,7 @@ def test_produce_count_3_enqueues_three_jobs_whose_files_exist_and_stamp_once(
 ) -> None:
     directory = tmp_path / "produced"
     monkeypatch.setenv("PERSISTQ_FILES_DIR", str(directory))  # the in-process worker below
+    persistq.connect(backend_url).close()  # `persistq init`: produce needs a database
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
     proc = subprocess.run(
         [

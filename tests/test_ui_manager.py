@@ -94,7 +94,10 @@ def test_log_out_and_an_expired_session_ask_for_the_password_again(manager: AppT
 
 
 def test_a_generated_password_works_and_none_is_the_default(
-    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    queue: Queue,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("PERSISTQ_ADMIN_PASSWORD")
     at = app("manager").run()

@@ -45,6 +45,7 @@ from persistq.errors import (
     StorageCorrupt,
     StorageError,
     StorageFull,
+    StorageReplaced,
     StorageUnavailable,
     Unrecoverable,
 )
@@ -88,6 +89,7 @@ ERRORS: dict[str, Callable[[dict[str, Any]], QueueError]] = {
     StorageBusy.code: _simple(StorageBusy),
     StorageFull.code: _simple(StorageFull),
     StorageCorrupt.code: _simple(StorageCorrupt),
+    StorageReplaced.code: _simple(StorageReplaced),
     StorageUnavailable.code: _simple(StorageUnavailable),
     StorageError.code: _simple(StorageError),
 }

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from persistq.errors import InvalidJob, LeaseLost, QueueError
+from persistq.errors import InvalidJob, LeaseLost, QueueError, StorageReplaced
 from persistq.model import (
     MAX_WORKER_LENGTH,
     Job,
@@ -158,6 +158,8 @@ class Worker:
     stop_event: threading.Event = field(default_factory=threading.Event)
     _resolved: Handler | None = field(default=None, init=False, repr=False)
     _running: dict[int, Job] = field(default_factory=dict, init=False, repr=False)
+    #: Set when the database file was deleted or replaced: the worker stops, exit code 1.
+    _storage_gone: StorageReplaced | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -247,7 +249,9 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Work until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code, 0."""
+        """Work until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code: 0, or 1 when
+        the database file was deleted or replaced under the worker (nothing it does could
+        be kept, so it stops rather than retry forever)."""
         self._install_signal_handlers()
         sweeper = Sweeper(self.queue, self.sweep_seconds or default_sweep_seconds(self.lease))
         threads = [
@@ -274,7 +278,7 @@ class Worker:
         with contextlib.suppress(QueueError):
             self.queue.worker_gone(self.worker_id)
         log.info("event=stopped worker=%s", self.worker_id)
-        return 0
+        return 0 if self._storage_gone is None else 1
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -294,6 +298,10 @@ class Worker:
                     self.queue.release(job)
                     continue
                 self.process(job)
+            except StorageReplaced as exc:
+                log.error("event=database_gone worker=%s error=%r", self.worker_id, str(exc))
+                self._storage_gone = exc
+                self.stop_event.set()
             except QueueError as exc:  # the database is unwell; back off and retry
                 log.warning("event=claim_failed worker=%s error=%r", self.worker_id, str(exc))
                 self.stop_event.wait(1.0)

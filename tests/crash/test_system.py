@@ -193,3 +193,17 @@ def test_up_makes_the_ui_password_before_the_uis_start_and_prints_it_once(home: 
     )
     assert PasswordHasher().verify(hash_file.read_text().strip(), password)
     assert persistq(home, "down").returncode == 0
+
+
+def test_a_later_up_whose_database_is_gone_refuses_instead_of_starting_an_empty_one(
+    home: Path,
+) -> None:
+    """Only the first `up` of a home creates its database: after that, a missing one was
+    lost, and an empty one in its place would hide it (and reuse its job ids)."""
+    (home / "data").mkdir()  # a home that ran before; its queue.db* were deleted
+    result = persistq(home, "up")
+    assert result.returncode == 1, result.stdout + result.stderr
+    db = home / "data" / "queue.db"
+    assert result.stderr.splitlines() == [f"error: no database at {db}; run `persistq init`"]
+    assert not db.exists()
+    assert not (home / "data" / "supervisord.pid").exists()

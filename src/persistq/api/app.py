@@ -62,6 +62,7 @@ def create_app(
         owned = queue is None
         q = queue or persistq.connect(
             settings.url,
+            create=False,  # a missing database is an error, not a fresh empty one
             lease=settings.lease_seconds,
             backoff_base=settings.backoff_base_seconds,
             backoff_max=settings.backoff_max_seconds,

@@ -13,6 +13,8 @@ Rules every implementation keeps:
   (or ``JobNotFound`` when there is no such job).
 * Driver errors leave as :class:`persistq.errors.StorageError` subclasses, never as driver
   exceptions; a busy database is waited on, within a bound, not reported.
+* A database is created only when asked (``create=True``); otherwise a missing one raises
+  :func:`no_database`'s error and nothing is created.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from persistq.errors import StorageUnavailable
 from persistq.model import Event, Job, QueueInfo, State, Timing, WorkerInfo
+
+
+def no_database(where: object) -> StorageUnavailable:
+    """The error for a database that was never created, where one is expected."""
+    return StorageUnavailable(f"no database at {where}; run `persistq init`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +50,10 @@ class Backend(Protocol):
     #: (PostgreSQL's NOTIFY); False when any commit wakes it (SQLite's data_version).
     wakes_only_for_claimable_jobs: bool
 
-    def migrate(self) -> int:
-        """Create or upgrade the schema; returns the schema version. Re-running is a no-op."""
+    def migrate(self, *, create: bool = True) -> int:
+        """Create or upgrade the schema; returns the schema version. Re-running is a no-op.
+        ``create=False``: a database persistq never set up raises :func:`no_database`'s
+        error and is left as it was."""
         ...
 
     def close(self) -> None: ...

@@ -35,7 +35,7 @@ import psycopg.errors
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from persistq.backends.base import NewJob
+from persistq.backends.base import NewJob, no_database
 from persistq.backends.sql import migrations, queries
 from persistq.backends.sqlbase import LastWrite, SQLBackend
 from persistq.errors import (
@@ -307,10 +307,9 @@ class PostgresBackend(SQLBackend):
 
     # -- schema ------------------------------------------------------------------------
 
-    def migrate(self) -> int:
+    def migrate(self, *, create: bool = True) -> int:
         def work(conn: Any) -> int:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             found = conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                 (self.schema,),
@@ -321,6 +320,9 @@ class PostgresBackend(SQLBackend):
                     f"{self._where}: schema {self.schema!r} holds tables persistq did not "
                     f"create ({', '.join(sorted(tables)[:5])}); refusing to change it"
                 )
+            if not tables and not create:
+                raise no_database(self._where)
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
             row = conn.execute("SELECT max(version) AS v FROM schema_version").fetchone()
             version = int(row["v"] or 0)

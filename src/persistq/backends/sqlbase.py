@@ -222,9 +222,8 @@ class SQLBackend(ABC):
                 detail = (
                     params.get("error") if kind in (EventKind.RETRIED, EventKind.FAILED) else None
                 )
-                conn.execute(
-                    self.SQL["insert_event"], event(job_id, kind, now, row["worker"], detail)
-                )
+                holder = row["holder"] if name in HANDS_BACK else row["worker"]
+                conn.execute(self.SQL["insert_event"], event(job_id, kind, now, holder, detail))
             return row
 
         written = self._write(work, wakes=name in ("retry_job", "release_job"))
@@ -268,7 +267,7 @@ class SQLBackend(ABC):
                         r["id"],
                         EventKind.LEASE_EXPIRED,
                         now,
-                        r["worker"],
+                        r["holder"],
                         f"attempt {r['attempts']} of {r['max_attempts']}: now {r['status']}",
                     )
                     for r in rows
@@ -474,6 +473,9 @@ class SQLBackend(ABC):
         )
 
 
+#: Owner writes that may hand the job back to PENDING: they clear ``worker`` and return the
+#: lease's holder as ``holder``, for the event.
+HANDS_BACK = frozenset({"retry_job", "release_job"})
 FINISH_EVENT: dict[tuple[str, State], EventKind] = {
     ("complete_job", State.COMPLETED): EventKind.COMPLETED,
     ("retry_job", State.PENDING): EventKind.RETRIED,

@@ -30,7 +30,7 @@ def _where(q: Queue, report: dict[str, Any]) -> str:
 @app.command()
 def init(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Create the database, or migrate it to the latest schema."""
-    q = open_queue(ctx)  # opening creates and migrates
+    q = open_queue(ctx, create=True)  # opening creates and migrates
     report = q.check()
     if as_json:
         print_json(report)

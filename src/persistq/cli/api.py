@@ -8,8 +8,7 @@ from pathlib import Path
 
 import typer
 
-import persistq
-from persistq.cli.main import app, fail, stdout
+from persistq.cli.main import app, fail, open_queue, stdout
 from persistq.config import Settings
 
 TOKEN_ENV = "PERSISTQ_API_TOKEN"
@@ -58,12 +57,11 @@ def api(
 
     url = ctx.find_root().obj.url
     settings = Settings.from_env(url=url)
-    # Open (create or migrate) now: a damaged or unreachable database is one error line
-    # here, not a traceback from uvicorn's startup (which also exits 3).
-    with persistq.connect(settings.url):
-        pass
     application = create_app(
         settings,
+        # Opened here, so a missing or unusable database is one error line, not a failed
+        # server startup; closed when the command ends.
+        queue=open_queue(ctx),
         tokens=tokens,
         max_body_bytes=max_body_bytes,
         max_waiting_claims=max_waiting_claims,

@@ -154,6 +154,9 @@ def up(
     home = resolve_home(home)
     os.umask(0o027)  # database, logs and files: owner and group only, never world
     files_dir = resolve_files_dir(home)
+    # The first start of a home creates its database; a later one needs it there: a fresh
+    # empty database in place of a lost one would hide the loss and reuse its job ids.
+    first_start = not (home / "data").exists()
     for folder in (home / "data", files_dir, home / "logs"):
         folder.mkdir(mode=0o750, parents=True, exist_ok=True)
     if is_running(home):
@@ -161,7 +164,7 @@ def up(
         print_status(home)
         return
     url = resolve_url(home, ctx.find_root().obj.url)
-    with persistq.connect(url) as q:  # create or migrate now, so a bad URL fails here
+    with persistq.connect(url, create=first_start) as q:  # so a bad URL fails here
         q.check()
     env = {**os.environ, "PERSISTQ_HOME": str(home), "PERSISTQ_PYTHON": sys.executable}
     env["PERSISTQ_URL"] = url
@@ -266,7 +269,8 @@ def simulate_crash(
     if not is_running(home):
         fail(f"persistq is not running in {home} (start it with: persistq up)")
     rpc = supervisor(home)
-    with persistq.connect(resolve_url(home, os.environ.get("PERSISTQ_URL"))) as q:
+    url = resolve_url(home, os.environ.get("PERSISTQ_URL"))
+    with persistq.connect(url, create=False) as q:
         before = _all_ids(q)
         victim, job = _consumer_holding_a_job(home, q, timeout / 3)
         say = stdout.print

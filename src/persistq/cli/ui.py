@@ -62,7 +62,7 @@ def streamlit_command(page: str, host: str, port: int) -> list[str]:
 
 def serve(ctx: typer.Context, page: str, host: str, port: int) -> None:
     url = resolve_url(Path.cwd(), ctx.find_root().obj.url)
-    with persistq.connect(url):  # create or migrate now: a bad URL fails here, in one line
+    with persistq.connect(url, create=False):  # a bad URL or no database: one line, here
         pass
     password = admin_password(data_dir(url), announce=lambda text: stderr.print(text, markup=False))
     where = "PERSISTQ_ADMIN_PASSWORD" if password.source == "environment" else password.path

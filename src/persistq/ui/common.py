@@ -39,7 +39,7 @@ def database_url() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _open_queue(url: str) -> Queue:
-    return persistq.connect(url)
+    return persistq.connect(url, create=False)
 
 
 def queue() -> Queue:

@@ -107,12 +107,17 @@ SET status = CASE
         WHEN attempts < max_attempts THEN 'PENDING'
         ELSE 'FAILED' END,
     run_at = :now + :delay_seconds, last_error = :error,
+    worker = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN worker END,
     lease_token = NULL, lease_expires_at = NULL,
     finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
     updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
-RETURNING *;
+RETURNING *, 
+    -- A job back in PENDING is held by no one (worker NULL); its events still name the
+    -- worker that let go of it, the one its latest claim recorded.
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
 
 -- name: fail_job
 UPDATE jobs
@@ -127,11 +132,16 @@ RETURNING *;
 -- Given back unprocessed (worker shutdown): the attempt is refunded.
 UPDATE jobs
 SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'PENDING' END,
-    attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+    attempts = attempts - 1, worker = CASE WHEN cancel_requested = 1 THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
     finished_at = CASE WHEN cancel_requested = 1 THEN :now END, updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
-RETURNING *;
+RETURNING *, 
+    -- A job back in PENDING is held by no one (worker NULL); its events still name the
+    -- worker that let go of it, the one its latest claim recorded.
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
 
 -- name: recover_expired
 -- Expired leases: back to PENDING while attempts remain, else UNPROCESSABLE (the job keeps
@@ -142,7 +152,9 @@ SET status = CASE
         WHEN cancel_requested = 1 THEN 'CANCELLED'
         WHEN attempts < max_attempts THEN 'PENDING'
         ELSE 'UNPROCESSABLE' END,
-    last_error = 'lease expired', lease_token = NULL, lease_expires_at = NULL,
+    last_error = 'lease expired',
+    worker = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
     finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
     updated_at = :now
 WHERE id IN (
@@ -150,7 +162,11 @@ WHERE id IN (
         WHERE status = 'PROCESSING' AND lease_expires_at <= :now
         ORDER BY lease_expires_at
         LIMIT :limit)
-RETURNING id, status, worker, attempts, max_attempts;
+RETURNING id, status, attempts, max_attempts, 
+    -- A job back in PENDING is held by no one (worker NULL); its events still name the
+    -- worker that let go of it, the one its latest claim recorded.
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
 
 -- name: cancel_job
 UPDATE jobs
