@@ -50,7 +50,6 @@ class State(StrEnum):
 
 DEAD_LETTER = frozenset({State.FAILED, State.UNPROCESSABLE})
 TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.UNPROCESSABLE, State.CANCELLED})
-UNFINISHED = frozenset({State.PENDING, State.PROCESSING})
 RESUBMITTABLE = frozenset({State.FAILED, State.UNPROCESSABLE, State.CANCELLED, State.COMPLETED})
 CANCELLABLE = frozenset({State.PENDING, State.PROCESSING, State.FAILED, State.UNPROCESSABLE})
 
@@ -135,7 +134,14 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_KEY_LENGTH = 255
 MAX_WORKER_LENGTH = 255
+#: Largest id and count a column holds (both databases store them as 64-bit integers).
 INT64_MAX = 2**63 - 1
+#: Priorities are 32-bit integers in both schemas.
+MIN_PRIORITY = -(2**31)
+MAX_PRIORITY = 2**31 - 1
+MAX_ATTEMPTS = 1000
+#: Longest delay, lease or wait accepted: ten years, in seconds (past it is a mistake).
+MAX_SECONDS = 10 * 365 * 86400.0
 #: Longest error text stored with a job; tracebacks past it keep their end (the cause).
 MAX_ERROR_CHARS = 64 * 1024
 #: Characters no backend can store in a text column: lone surrogates have no UTF-8 form
@@ -188,7 +194,7 @@ def validate_seconds(value: object, *, what: str, minimum: float = 0.0) -> float
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidJob(f"{what} must be a number of seconds, got {value!r}")
     seconds = float(value)
-    if not math.isfinite(seconds) or seconds < minimum or seconds > 10 * 365 * 86400:
+    if not math.isfinite(seconds) or seconds < minimum or seconds > MAX_SECONDS:
         raise InvalidJob(f"{what} must be between {minimum} and ten years in seconds, got {value}")
     return seconds
 

@@ -16,8 +16,11 @@ from persistq.config import Settings
 from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
 from persistq.model import (
     JSON,
+    MAX_ATTEMPTS,
     MAX_KEY_LENGTH,
+    MAX_PRIORITY,
     MAX_WORKER_LENGTH,
+    MIN_PRIORITY,
     TERMINAL,
     Event,
     Health,
@@ -140,9 +143,13 @@ class Queue:
         return NewJob(
             queue=validate_queue_name(queue),
             payload=encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes),
-            priority=validate_int(priority, what="priority", minimum=-(2**31), maximum=2**31 - 1),
+            priority=validate_int(
+                priority, what="priority", minimum=MIN_PRIORITY, maximum=MAX_PRIORITY
+            ),
             delay_seconds=validate_seconds(delay, what="delay"),
-            max_attempts=validate_int(max_attempts, what="max_attempts", minimum=1, maximum=1000),
+            max_attempts=validate_int(
+                max_attempts, what="max_attempts", minimum=1, maximum=MAX_ATTEMPTS
+            ),
             key=validate_text(key, what="key", max_length=MAX_KEY_LENGTH, optional=True),
         )
 

@@ -13,8 +13,8 @@ from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from persistq.api.schemas import INT64_MAX, QUEUE_NAME_PATTERN, CanonicalId
-from persistq.model import Health, Job
+from persistq.api.schemas import QUEUE_NAME_PATTERN, CanonicalId
+from persistq.model import INT64_MAX, Health, Job
 from persistq.queue import Queue
 
 

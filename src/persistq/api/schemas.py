@@ -19,9 +19,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from persistq.model import (
+    MAX_ATTEMPTS,
     MAX_ERROR_CHARS,
     MAX_KEY_LENGTH,
+    MAX_PRIORITY,
+    MAX_SECONDS,
     MAX_WORKER_LENGTH,
+    MIN_PRIORITY,
     QUEUE_NAME,
     Event,
     EventKind,
@@ -30,9 +34,6 @@ from persistq.model import (
 )
 
 QUEUE_NAME_PATTERN = QUEUE_NAME.pattern
-TEN_YEARS = 10 * 365 * 86400.0
-INT32 = 2**31
-INT64_MAX = 2**63 - 1
 #: A long-polling claim holds a server thread; this bounds how long (see api/app.py).
 MAX_WAIT_SECONDS = 30.0
 MAX_BATCH = 1000
@@ -51,11 +52,14 @@ def _canonical_id(value: Any) -> Any:
 
 CanonicalId = BeforeValidator(_canonical_id)
 QueueName = Annotated[str, Field(pattern=QUEUE_NAME_PATTERN, examples=["default"])]
-Priority = Annotated[int, Field(ge=-INT32, le=INT32 - 1, description="Higher is claimed first.")]
-Delay = Annotated[
-    float, Field(ge=0, le=TEN_YEARS, allow_inf_nan=False, description="Seconds before claimable.")
+Priority = Annotated[
+    int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY, description="Higher is claimed first.")
 ]
-MaxAttempts = Annotated[int, Field(ge=1, le=1000)]
+Delay = Annotated[
+    float,
+    Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="Seconds before claimable."),
+]
+MaxAttempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)]
 #: Documents, for clients and the schema fuzzer, that text fields refuse NUL (the library
 #: enforces it with its own message, persistq.model; lone surrogates are not JSON text).
 NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
@@ -73,7 +77,7 @@ Worker = Annotated[str, Field(min_length=1, max_length=MAX_WORKER_LENGTH, json_s
 LeaseToken = Annotated[str, Field(min_length=1, max_length=255)]
 Lease = Annotated[
     float,
-    Field(ge=0.001, le=TEN_YEARS, allow_inf_nan=False, description="Lease length in seconds."),
+    Field(ge=0.001, le=MAX_SECONDS, allow_inf_nan=False, description="Lease length in seconds."),
 ]
 
 

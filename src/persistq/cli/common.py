@@ -14,14 +14,13 @@ import typer
 
 from persistq.cli.main import print_json, print_table, progress, stderr
 from persistq.errors import QueueError, StorageError
-from persistq.model import Job, State
+from persistq.model import MAX_SECONDS, Job, State
 
 #: Acting on at least this many ids shows a progress bar.
 PROGRESS_FROM = 20
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-MAX_DURATION_SECONDS = 10 * 365 * 86400
 
 
 def parse_duration(text: str, *, what: str) -> float:
@@ -33,7 +32,7 @@ def parse_duration(text: str, *, what: str) -> float:
             "e.g. 30s, 15m, 12h, 7d, 2w"
         )
     seconds = float(match.group(1)) * _UNITS[match.group(2).lower() or "s"]
-    if seconds > MAX_DURATION_SECONDS:
+    if seconds > MAX_SECONDS:
         raise QueueError(f"{what} {text!r} is longer than ten years")
     return seconds
 

@@ -23,7 +23,6 @@ from persistq.api.deps import (
 from persistq.api.errors import error_response
 from persistq.api.routes import CONFLICT, NOT_FOUND, PROTECTED, TOO_LARGE
 from persistq.api.schemas import (
-    INT64_MAX,
     QUEUE_NAME_PATTERN,
     BatchIn,
     ClaimIn,
@@ -38,7 +37,7 @@ from persistq.api.schemas import (
     LeasedJobOut,
     LeaseIn,
 )
-from persistq.model import Event, Job, State
+from persistq.model import INT64_MAX, Event, Job, State
 from persistq.queue import Queue
 
 router = APIRouter(tags=["jobs"], **PROTECTED)
