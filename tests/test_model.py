@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from persistq import Queue, QueueError, State
-from persistq.config import Settings
+from persistq.cli.system import resolve_url
+from persistq.config import Settings, api_tokens, split_sqlite_url
 from persistq.model import CANCELLABLE, DEAD_LETTER, RESUBMITTABLE, TERMINAL
 
 
@@ -67,3 +69,28 @@ def test_settings_read_the_environment_and_arguments_win() -> None:
 def test_a_malformed_setting_is_a_clear_error() -> None:
     with pytest.raises(QueueError, match="PERSISTQ_LEASE_SECONDS='soon'"):
         Settings.from_env({"PERSISTQ_LEASE_SECONDS": "soon"})
+
+
+def test_one_parser_reads_sqlite_urls_for_the_backend_the_ui_password_and_up(
+    tmp_path: Path,
+) -> None:
+    assert split_sqlite_url("sqlite:///data/q.db?synchronous=normal") == (
+        "data/q.db",
+        "synchronous=normal",
+    )
+    assert split_sqlite_url("sqlite:////abs/q.db") == ("/abs/q.db", "")
+    assert split_sqlite_url("postgresql://u@h/db") is None
+    # `persistq up` anchors a relative file under its home and keeps the options.
+    assert resolve_url(tmp_path, "sqlite:///data/q.db?synchronous=normal") == (
+        f"sqlite:///{tmp_path}/data/q.db?synchronous=normal"
+    )
+    assert resolve_url(tmp_path, "sqlite:////abs/q.db") == "sqlite:////abs/q.db"
+
+
+def test_api_tokens_are_split_once_for_the_server_and_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert api_tokens(" new-token , old-token,, ") == ["new-token", "old-token"]
+    monkeypatch.setenv("PERSISTQ_API_TOKEN", "from-the-environment,older")
+    assert api_tokens() == ["from-the-environment", "older"]
+    assert api_tokens("") == []

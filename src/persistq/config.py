@@ -10,6 +10,9 @@ from typing import Any
 from persistq.errors import QueueError
 
 DEFAULT_URL = "sqlite:///data/queue.db"
+SQLITE_PREFIX = "sqlite:///"
+#: The REST API's bearer tokens, comma-separated: several are valid at once, for rotation.
+API_TOKEN_ENV = "PERSISTQ_API_TOKEN"
 #: The demo files' directory: `produce` writes there, `stamp_file` touches nothing outside it,
 #: `purge --delete-files` deletes nothing outside it. Relative to the current directory (the
 #: home under `persistq up`, which also sets PERSISTQ_FILES_DIR for every program it starts).
@@ -59,3 +62,19 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("files_dir", "PERSISTQ_FILES_DIR", str),
     ("pg_pool_size", "PERSISTQ_PG_POOL_SIZE", int),
 )
+
+
+def split_sqlite_url(url: str) -> tuple[str, str] | None:
+    """``sqlite:///path?options`` -> ``(path, options)`` (a path starting with ``/`` is
+    absolute, else relative to the working directory); None for a URL of another kind."""
+    if not url.startswith(SQLITE_PREFIX):
+        return None
+    path, _, options = url[len(SQLITE_PREFIX) :].partition("?")
+    return path, options
+
+
+def api_tokens(value: str | None = None) -> list[str]:
+    """The tokens in ``value`` (None: ``PERSISTQ_API_TOKEN``), ``"a, b"`` -> ``["a", "b"]``;
+    blanks and surrounding spaces dropped."""
+    text = os.environ.get(API_TOKEN_ENV) if value is None else value
+    return [t.strip() for t in (text or "").split(",") if t.strip()]

@@ -29,7 +29,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from persistq.config import DEFAULT_URL
+from persistq.config import DEFAULT_URL, split_sqlite_url
 from persistq.errors import QueueError
 
 PASSWORD_ENV = "PERSISTQ_ADMIN_PASSWORD"
@@ -48,9 +48,9 @@ def data_dir(url: str | None = None, env: Mapping[str, str] | None = None) -> Pa
     """Where the hash lives: beside the SQLite file; else ``PERSISTQ_HOME/data`` (or ./data)."""
     env = os.environ if env is None else env
     url = url or env.get("PERSISTQ_URL") or DEFAULT_URL
-    prefix = "sqlite:///"
-    if url.startswith(prefix):
-        return Path(url[len(prefix) :].partition("?")[0]).parent.resolve()
+    sqlite = split_sqlite_url(url)
+    if sqlite is not None:
+        return Path(sqlite[0]).parent.resolve()
     return (Path(env.get("PERSISTQ_HOME") or ".") / "data").resolve()
 
 

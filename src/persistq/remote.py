@@ -21,7 +21,6 @@ retry cannot do harm:
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -31,7 +30,7 @@ from urllib.parse import quote
 
 import httpx
 
-from persistq.config import Settings
+from persistq.config import API_TOKEN_ENV, Settings, api_tokens
 from persistq.errors import (
     InvalidJob,
     InvalidTransition,
@@ -60,7 +59,6 @@ from persistq.model import (
     error_text,
 )
 
-TOKEN_ENV = "PERSISTQ_API_TOKEN"
 #: The server bounds a long poll to 30 s; longer waits are several polls.
 MAX_POLL_SECONDS = 30.0
 
@@ -108,9 +106,9 @@ class RemoteQueue:
         retries: int = 3,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        token = token or _first_token(os.environ.get(TOKEN_ENV, ""))
+        token = token or next(iter(api_tokens()), None)
         if not token:
-            raise Unauthorized(f"no API token: pass token= or set {TOKEN_ENV}")
+            raise Unauthorized(f"no API token: pass token= or set {API_TOKEN_ENV}")
         self.base_url = url.rstrip("/")
         self.settings = settings or Settings.from_env(url=self.base_url)
         self.timeout = timeout
@@ -390,11 +388,6 @@ def _encode(body: Any) -> bytes:
         return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidJob(f"payload is not JSON: {exc}") from None
-
-
-def _first_token(value: str) -> str | None:
-    tokens = [t.strip() for t in value.split(",") if t.strip()]
-    return tokens[0] if tokens else None
 
 
 def _lease(job: Job) -> dict[str, Any]:

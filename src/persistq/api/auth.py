@@ -20,11 +20,6 @@ PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-re
 MIN_TOKEN_LENGTH = 16
 
 
-def parse_tokens(value: str | None) -> list[str]:
-    """``"a,b"`` -> ``["a", "b"]``; blanks and surrounding spaces dropped."""
-    return [t.strip() for t in (value or "").split(",") if t.strip()]
-
-
 class Tokens:
     def __init__(self, tokens: Iterable[str]) -> None:
         self._tokens = [t.encode() for t in tokens]

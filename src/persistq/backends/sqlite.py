@@ -29,6 +29,7 @@ from persistq.backends.base import NewJob, no_database
 from persistq.backends.rows import epoch_to_datetime
 from persistq.backends.sql import migrations, queries
 from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
+from persistq.config import split_sqlite_url
 from persistq.errors import (
     StorageBusy,
     StorageCorrupt,
@@ -66,9 +67,10 @@ DIRECTORY_MODE = 0o750
 
 def parse_sqlite_url(url: str) -> tuple[Path, str]:
     """``sqlite:///rel/path.db`` or ``sqlite:////abs/path.db``, optional ``?synchronous=``."""
-    if not url.startswith("sqlite:///"):
+    parts = split_sqlite_url(url)
+    if parts is None:
         raise StorageUnavailable(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
-    rest, _, query = url[len("sqlite:///") :].partition("?")
+    rest, query = parts
     if not rest:
         raise StorageUnavailable(f"SQLite URL {url!r} names no file")
     options = dict(part.partition("=")[::2] for part in query.split("&") if part)

@@ -9,13 +9,12 @@ from pathlib import Path
 import typer
 
 from persistq.cli.main import app, fail, open_queue, stdout
-from persistq.config import Settings
+from persistq.config import API_TOKEN_ENV, Settings, api_tokens
 
-TOKEN_ENV = "PERSISTQ_API_TOKEN"
 TOKEN_FILE = Path("data") / "api-token"
 NO_TOKEN = (
-    f"no API token: set {TOKEN_ENV} to a secret of 16+ characters (several, comma-separated, "
-    f"to rotate), e.g. export {TOKEN_ENV}="
+    f"no API token: set {API_TOKEN_ENV} to a secret of 16+ characters (several, comma-separated, "
+    f"to rotate), e.g. export {API_TOKEN_ENV}="
     "$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
 )
 
@@ -44,13 +43,13 @@ def api(
     ),
 ) -> None:
     """Serve the REST API (docs at /docs). Needs PERSISTQ_API_TOKEN."""
-    from persistq.api.auth import MIN_TOKEN_LENGTH, parse_tokens
+    from persistq.api.auth import MIN_TOKEN_LENGTH
 
-    tokens = parse_tokens(os.environ.get(TOKEN_ENV))
+    tokens = api_tokens()
     if not tokens:
         fail(NO_TOKEN)
     if any(len(t) < MIN_TOKEN_LENGTH for t in tokens):
-        fail(f"{TOKEN_ENV}: every token needs at least {MIN_TOKEN_LENGTH} characters")
+        fail(f"{API_TOKEN_ENV}: every token needs at least {MIN_TOKEN_LENGTH} characters")
     import uvicorn
 
     from persistq.api import create_app
@@ -80,7 +79,7 @@ def api(
 def ensure_api_token(home: Path) -> str:
     """The token ``persistq up`` gives the API: PERSISTQ_API_TOKEN when set, else the one in
     ``data/api-token``, created (owner-only) and printed once at the first start."""
-    given = os.environ.get(TOKEN_ENV)
+    given = os.environ.get(API_TOKEN_ENV)
     if given:
         return given
     path = home / TOKEN_FILE

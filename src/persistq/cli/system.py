@@ -22,7 +22,7 @@ from supervisor.xmlrpc import SupervisorTransport
 import persistq
 from persistq.cli.api import ensure_api_token
 from persistq.cli.main import app, fail, print_table, stderr, stdout
-from persistq.config import DEFAULT_URL, Settings
+from persistq.config import DEFAULT_URL, SQLITE_PREFIX, Settings, split_sqlite_url
 from persistq.credentials import PASSWORD_ENV, CredentialsError, admin_password, data_dir
 from persistq.model import Job, State
 from persistq.queue import Queue
@@ -65,10 +65,11 @@ def resolve_home(home: Path | None) -> Path:
 def resolve_url(home: Path, url: str | None) -> str:
     """Make a relative SQLite URL absolute under ``home``, so every program opens one file."""
     url = url or os.environ.get("PERSISTQ_URL") or DEFAULT_URL
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/"):
-        return f"{prefix}{home / url[len(prefix) :]}"
-    return url
+    sqlite = split_sqlite_url(url)
+    if sqlite is None or sqlite[0].startswith("/"):
+        return url
+    path, options = sqlite
+    return f"{SQLITE_PREFIX}{home / path}" + (f"?{options}" if options else "")
 
 
 def ensure_ui_password(url: str, env: dict[str, str]) -> str:
