@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -36,15 +37,25 @@ from persistq import (
     InvalidTransition,
     JobNotFound,
     LeaseLost,
+    QueueError,
     QueueNotEmpty,
     QueueNotFound,
+    QueuePaused,
     State,
+    StorageBusy,
+    StorageCorrupt,
+    StorageError,
+    StorageFull,
+    StorageReplaced,
     StorageUnavailable,
     Unrecoverable,
 )
+from persistq.api import errors as api_errors
 from persistq.cli.api import ensure_api_token
 from persistq.cli.main import app
+from persistq.errors import ERRORS
 from persistq.remote import RemoteQueue, Unauthorized
+from persistq.remote import _error as remote_error
 
 TESTS = Path(__file__).resolve().parent
 
@@ -416,3 +427,39 @@ def test_up_token_is_generated_once_owner_only_and_printed_once(
     assert token not in capsys.readouterr().out
     monkeypatch.setenv("PERSISTQ_API_TOKEN", "from-the-environment-123")
     assert ensure_api_token(tmp_path) == "from-the-environment-123"
+
+
+ERROR_EXAMPLES: list[QueueError] = [
+    QueueError("x"),
+    JobNotFound(7),
+    LeaseLost(7),
+    InvalidJob("bad payload"),
+    InvalidTransition(7, "PENDING", "resubmit"),
+    QueuePaused("q"),
+    QueueNotFound("q"),
+    QueueNotEmpty("q", 3),
+    StorageError("x"),
+    StorageFull("x"),
+    StorageCorrupt("x"),
+    StorageUnavailable("x"),
+    StorageReplaced("x"),
+    StorageBusy("x"),
+]
+
+
+@pytest.mark.parametrize("error", ERROR_EXAMPLES, ids=lambda e: type(e).__name__)
+def test_every_library_error_comes_back_from_the_api_as_itself(error: QueueError) -> None:
+    """The API answers with the class's status, code and data; the client rebuilds the class."""
+    answer = api_errors.queue_error(None, error)  # type: ignore[arg-type]
+    assert answer.status_code == type(error).http_status
+    response = httpx.Response(answer.status_code, content=bytes(answer.body))
+    back = remote_error(response)
+    assert type(back) is type(error)
+    assert str(back) == str(error)
+    for name in type(error).data_fields:
+        assert getattr(back, name) == getattr(error, name)
+
+
+def test_the_examples_and_the_package_name_every_error() -> None:
+    assert {type(e) for e in ERROR_EXAMPLES} == set(ERRORS)
+    assert {kind.__name__ for kind in ERRORS} <= set(persistq.__all__)

@@ -1,12 +1,15 @@
 """Every error persistq raises derives from :class:`QueueError`.
 
 Exceptions carry their data as attributes (``LeaseLost.job_id``,
-``InvalidTransition.current``) so interfaces can render them without parsing text.
+``InvalidTransition.current``) so interfaces can render them without parsing text, and
+each class says how the REST API answers with it: the remote client reads the answer back
+into the same class (:meth:`QueueError.restore`), so neither names the classes one by one.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
 
 
 class QueueError(Exception):
@@ -14,15 +17,31 @@ class QueueError(Exception):
 
     #: Names this error in the REST API's JSON, so a remote client raises the same class.
     code: ClassVar[str] = "queue_error"
+    #: The REST API's HTTP status for it.
+    http_status: ClassVar[int] = 400
+    #: The attributes holding its data, sent along in the REST API's JSON.
+    data_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
+
+    @classmethod
+    def restore(cls, message: str, data: Mapping[str, Any]) -> Self:
+        """The error as another process reported it (the API's error JSON): this class, its
+        message and its data attributes, whatever the arguments of ``__init__``."""
+        error = cls.__new__(cls)
+        QueueError.__init__(error, message)
+        for name in cls.data_fields:
+            setattr(error, name, data.get(name))
+        return error
 
 
 class JobNotFound(QueueError):
     """No job has this id."""
 
     code = "job_not_found"
+    http_status = 404
+    data_fields = ("job_id",)
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
@@ -33,6 +52,8 @@ class LeaseLost(QueueError):
     """The caller no longer holds the job's lease: it expired, or another worker holds it."""
 
     code = "lease_lost"
+    http_status = 409
+    data_fields = ("job_id",)
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
@@ -43,12 +64,15 @@ class InvalidJob(QueueError):
     """The job's fields are not acceptable (bad queue name, payload, priority, ...)."""
 
     code = "invalid"
+    http_status = 422
 
 
 class InvalidTransition(QueueError):
     """The job's current state does not allow the requested change."""
 
     code = "invalid_transition"
+    http_status = 409
+    data_fields = ("job_id", "current", "requested")
 
     def __init__(self, job_id: int, current: str, requested: str) -> None:
         self.job_id = job_id
@@ -61,6 +85,8 @@ class QueuePaused(QueueError):
     """The queue is paused."""
 
     code = "queue_paused"
+    http_status = 409
+    data_fields = ("queue",)
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
@@ -71,6 +97,8 @@ class QueueNotFound(QueueError):
     """No queue has this name."""
 
     code = "queue_not_found"
+    http_status = 404
+    data_fields = ("queue",)
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
@@ -81,6 +109,8 @@ class QueueNotEmpty(QueueError):
     """The queue still holds unfinished jobs."""
 
     code = "queue_not_empty"
+    http_status = 409
+    data_fields = ("queue", "unfinished")
 
     def __init__(self, queue: str, unfinished: int) -> None:
         self.queue = queue
@@ -94,12 +124,14 @@ class StorageError(QueueError):
     """The database cannot be used; the message names the cause."""
 
     code = "storage_error"
+    http_status = 503
 
 
 class StorageFull(StorageError):
     """The disk holding the database is full; nothing was written."""
 
     code = "storage_full"
+    http_status = 507
 
 
 class StorageCorrupt(StorageError):
@@ -128,6 +160,26 @@ class StorageBusy(StorageError):
     """The database stayed locked by other writers for longer than the bounded wait."""
 
     code = "storage_busy"
+
+
+#: Every error class of the library, for what must know them all (the remote client reads
+#: the API's ``code`` back into its class; a test checks the package exports each).
+ERRORS: tuple[type[QueueError], ...] = (
+    QueueError,
+    JobNotFound,
+    LeaseLost,
+    InvalidJob,
+    InvalidTransition,
+    QueuePaused,
+    QueueNotFound,
+    QueueNotEmpty,
+    StorageError,
+    StorageFull,
+    StorageCorrupt,
+    StorageUnavailable,
+    StorageReplaced,
+    StorageBusy,
+)
 
 
 class Unrecoverable(Exception):

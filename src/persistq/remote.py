@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -32,19 +32,10 @@ import httpx
 
 from persistq.config import API_TOKEN_ENV, Settings, api_tokens
 from persistq.errors import (
+    ERRORS,
     InvalidJob,
-    InvalidTransition,
-    JobNotFound,
     LeaseLost,
     QueueError,
-    QueueNotEmpty,
-    QueueNotFound,
-    QueuePaused,
-    StorageBusy,
-    StorageCorrupt,
-    StorageError,
-    StorageFull,
-    StorageReplaced,
     StorageUnavailable,
     Unrecoverable,
 )
@@ -67,29 +58,11 @@ class Unauthorized(QueueError):
     """The API refused the token (or none was given): HTTP 401."""
 
 
-def _simple(kind: Callable[[str], QueueError]) -> Callable[[dict[str, Any]], QueueError]:
-    return lambda body: kind(str(body.get("detail", "")))
-
-
-#: ``code`` of the API's error JSON -> the exception the local library raises.
-ERRORS: dict[str, Callable[[dict[str, Any]], QueueError]] = {
-    JobNotFound.code: lambda b: JobNotFound(int(b.get("job_id") or 0)),
-    LeaseLost.code: lambda b: LeaseLost(int(b.get("job_id") or 0)),
-    InvalidTransition.code: lambda b: InvalidTransition(
-        int(b.get("job_id") or 0), str(b.get("current")), str(b.get("requested"))
-    ),
-    QueueNotFound.code: lambda b: QueueNotFound(str(b.get("queue"))),
-    QueueNotEmpty.code: lambda b: QueueNotEmpty(str(b.get("queue")), int(b.get("unfinished") or 0)),
-    QueuePaused.code: lambda b: QueuePaused(str(b.get("queue"))),
-    InvalidJob.code: _simple(InvalidJob),
-    "too_large": _simple(InvalidJob),
-    "unauthorized": _simple(Unauthorized),
-    StorageBusy.code: _simple(StorageBusy),
-    StorageFull.code: _simple(StorageFull),
-    StorageCorrupt.code: _simple(StorageCorrupt),
-    StorageReplaced.code: _simple(StorageReplaced),
-    StorageUnavailable.code: _simple(StorageUnavailable),
-    StorageError.code: _simple(StorageError),
+#: ``code`` of the API's error JSON -> the class the local library raises.
+ERROR_CODES: dict[str, type[QueueError]] = {
+    **{kind.code: kind for kind in ERRORS},
+    "too_large": InvalidJob,
+    "unauthorized": Unauthorized,
 }
 
 
@@ -370,16 +343,15 @@ def _error(response: httpx.Response) -> QueueError:
         body = None
     if not isinstance(body, dict):
         body = {"detail": response.text[:300] or response.reason_phrase}
-    code = str(body.get("code", ""))
-    make = ERRORS.get(code)
-    if make is None:
+    kind = ERROR_CODES.get(str(body.get("code", "")))
+    if kind is None:
         if response.status_code == 401:
-            make = _simple(Unauthorized)
+            kind = Unauthorized
         elif response.status_code >= 500:
-            make = _simple(StorageUnavailable)
+            kind = StorageUnavailable
         else:
-            make = _simple(QueueError)
-    return make(body)
+            kind = QueueError
+    return kind.restore(str(body.get("detail", "")), body)
 
 
 def _encode(body: Any) -> bytes:

@@ -17,42 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from persistq.errors import (
-    InvalidJob,
-    InvalidTransition,
-    JobNotFound,
-    LeaseLost,
-    QueueError,
-    QueueNotEmpty,
-    QueueNotFound,
-    QueuePaused,
-    StorageBusy,
-    StorageCorrupt,
-    StorageError,
-    StorageFull,
-    StorageUnavailable,
-)
+from persistq.errors import QueueError
 
 log = logging.getLogger("persistq.api")
-
-#: Most specific first: the first class an error is an instance of decides.
-STATUS: tuple[tuple[type[QueueError], int], ...] = (
-    (JobNotFound, 404),
-    (QueueNotFound, 404),
-    (LeaseLost, 409),
-    (InvalidTransition, 409),
-    (QueueNotEmpty, 409),
-    (QueuePaused, 409),
-    (InvalidJob, 422),
-    (StorageBusy, 503),
-    (StorageFull, 507),
-    (StorageCorrupt, 503),
-    (StorageUnavailable, 503),
-    (StorageError, 503),
-    (QueueError, 400),
-)
-#: Data attributes of library errors that the JSON carries (see persistq.errors).
-FIELDS = ("job_id", "queue", "current", "requested", "unfinished")
 
 
 def error_response(status: int, code: str, detail: str, **data: Any) -> JSONResponse:
@@ -63,11 +30,10 @@ def error_response(status: int, code: str, detail: str, **data: Any) -> JSONResp
 
 def queue_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QueueError)
-    status = next(s for kind, s in STATUS if isinstance(exc, kind))
-    code = exc.code  # the class's own name for it (persistq.errors), read back by remote.py
-    data = {name: getattr(exc, name) for name in FIELDS if hasattr(exc, name)}
+    status = exc.http_status  # the class says, with its code (read back by remote.py)
+    data = {name: getattr(exc, name, None) for name in exc.data_fields}
     headers = {"Retry-After": "1"} if status == 503 else None
-    response = error_response(status, code, str(exc), **data)
+    response = error_response(status, exc.code, str(exc), **data)
     if headers:
         response.headers.update(headers)
     return response
