@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from persistq import Queue, QueueError, State
+from persistq import Job, Queue, QueueError, State
 from persistq.cli.system import resolve_url
 from persistq.config import Settings, api_tokens, split_sqlite_url
 from persistq.model import CANCELLABLE, DEAD_LETTER, RESUBMITTABLE, TERMINAL
@@ -55,6 +56,17 @@ def test_job_to_dict_is_json_with_iso_times_and_no_token(queue: Queue) -> None:
         "started_at",
         "finished_at",
     }
+
+
+def test_job_from_dict_reads_back_what_to_dict_wrote(queue: Queue) -> None:
+    queue.enqueue({"a": [1, 2]}, key="k", priority=5)
+    job = queue.claim(worker="w")
+    assert job is not None
+    assert Job.from_dict(job.to_dict()) == dataclasses.replace(job, lease_token=None)
+    done = queue.complete(job, {"ok": True})
+    assert Job.from_dict({**done.to_dict(), "lease_token": "t"}).lease_token == "t"
+    older_server = {k: v for k, v in done.to_dict().items() if k != "fence"}
+    assert Job.from_dict(older_server).fence == 0
 
 
 def test_settings_read_the_environment_and_arguments_win() -> None:

@@ -20,6 +20,7 @@ import json
 import math
 import re
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -107,6 +108,23 @@ class Job:
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["status"] = str(self.status)
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        """The inverse of :meth:`to_dict` (a job as the REST API sends it), keeping a
+        ``lease_token`` when there is one. Fields the data lacks take their defaults: an
+        older server sends no ``fence``, and 0, the never-claimed value, is one no fence
+        guard (``WHERE fence < :fence``) lets through."""
+        fields = cls.__dataclass_fields__
+        values = {name: value for name, value in data.items() if name in fields}
+        for name in _JOB_TIMES:
+            if values.get(name) is not None:
+                values[name] = datetime.fromisoformat(values[name])
+        values["status"] = State(values["status"])
+        return cls(**values)
+
+
+_JOB_TIMES = ("run_at", "lease_expires_at", "created_at", "updated_at", "started_at", "finished_at")
 
 
 @dataclass(frozen=True, slots=True)

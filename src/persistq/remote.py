@@ -384,36 +384,8 @@ def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def job_from_json(data: dict[str, Any]) -> Job:
-    def when(name: str) -> datetime:
-        value = _time(data[name])
-        assert value is not None
-        return value
-
-    return Job(
-        id=data["id"],
-        queue=data["queue"],
-        payload=data["payload"],
-        status=State(data["status"]),
-        priority=data["priority"],
-        run_at=when("run_at"),
-        attempts=data["attempts"],
-        max_attempts=data["max_attempts"],
-        key=data["key"],
-        worker=data["worker"],
-        lease_expires_at=_time(data["lease_expires_at"]),
-        last_error=data["last_error"],
-        result=data["result"],
-        created_at=when("created_at"),
-        updated_at=when("updated_at"),
-        started_at=_time(data["started_at"]),
-        finished_at=_time(data["finished_at"]),
-        lease_token=data.get("lease_token"),
-        cancel_requested=bool(data.get("cancel_requested", False)),
-        # An older server sends none: 0 is the never-claimed value, which no fence guard
-        # (`WHERE fence < :fence`) lets through, so the default cannot admit a stale write.
-        fence=int(data.get("fence", 0)),
-    )
+#: A job as the API sends it (model.Job.from_dict reads what Job.to_dict wrote).
+job_from_json = Job.from_dict
 
 
 def event_from_json(data: dict[str, Any]) -> Event:

@@ -36,6 +36,7 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from persistq.backends.base import NewJob, no_database
+from persistq.backends.rows import new_job
 from persistq.backends.sql import migrations, queries
 from persistq.backends.sqlbase import LastWrite, SQLBackend
 from persistq.errors import (
@@ -47,7 +48,7 @@ from persistq.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from persistq.model import Job, State
+from persistq.model import Job
 
 T = TypeVar("T")
 SQL = queries("postgres")
@@ -267,8 +268,6 @@ class PostgresBackend(SQLBackend):
         return {"jobs": json.dumps(rows), "now": now, "channel": self._channel}
 
     def _new_jobs(self, jobs: Sequence[NewJob], returned: Sequence[Any]) -> list[Job]:
-        """The fields of new jobs are known here; building them beats parsing whole rows
-        (half the time of a 1,000-job enqueue_many went to that)."""
         made = []
         times: dict[Any, datetime] = {}  # one transaction: one created_at, few run_at values
         for j, (job_id, run_at, created_at) in zip(jobs, returned, strict=True):
@@ -276,27 +275,7 @@ class PostgresBackend(SQLBackend):
                 created_at, self._datetime(created_at)
             )
             due = times.get(run_at) or times.setdefault(run_at, self._datetime(run_at))
-            made.append(
-                Job(
-                    id=job_id,
-                    queue=j.queue,
-                    payload=json.loads(j.payload),
-                    status=State.PENDING,
-                    priority=j.priority,
-                    run_at=due,
-                    attempts=0,
-                    max_attempts=j.max_attempts,
-                    key=None,
-                    worker=None,
-                    lease_expires_at=None,
-                    last_error=None,
-                    result=None,
-                    created_at=created,
-                    updated_at=created,
-                    started_at=None,
-                    finished_at=None,
-                )
-            )
+            made.append(new_job(j, job_id, due, created))
         return made
 
     def now(self) -> float:

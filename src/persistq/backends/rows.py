@@ -1,4 +1,4 @@
-"""Rows to model objects: the one place stored values become ``datetime`` and JSON."""
+"""Rows to model objects: the one place stored values become ``Job``, ``datetime`` and JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from persistq.backends.base import NewJob
 from persistq.model import Event, EventKind, Job, State
 
 ToDatetime = Callable[[Any], datetime]
@@ -52,6 +53,30 @@ def row_to_job(
         lease_token=row["lease_token"] if with_token else None,
         cancel_requested=bool(row["cancel_requested"]),
         fence=row["fence"],
+    )
+
+
+def new_job(job: NewJob, job_id: int, run_at: datetime, created_at: datetime) -> Job:
+    """A job just inserted, built from what was written instead of read back (half the time
+    of a 1,000-job ``enqueue_many`` went to parsing whole rows)."""
+    return Job(
+        id=job_id,
+        queue=job.queue,
+        payload=json.loads(job.payload),
+        status=State.PENDING,
+        priority=job.priority,
+        run_at=run_at,
+        attempts=0,
+        max_attempts=job.max_attempts,
+        key=job.key,
+        worker=None,
+        lease_expires_at=None,
+        last_error=None,
+        result=None,
+        created_at=created_at,
+        updated_at=created_at,
+        started_at=None,
+        finished_at=None,
     )
 
 

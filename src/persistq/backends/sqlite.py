@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from persistq.backends.base import NewJob, no_database
-from persistq.backends.rows import epoch_to_datetime
+from persistq.backends.rows import epoch_to_datetime, new_job
 from persistq.backends.sql import migrations, queries
 from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
 from persistq.config import split_sqlite_url
@@ -40,7 +40,6 @@ from persistq.errors import (
 )
 from persistq.model import (
     Job,
-    State,
 )
 
 T = TypeVar("T")
@@ -399,24 +398,11 @@ def _new_jobs(jobs: Sequence[NewJob], first_id: int, now: float) -> list[Job]:
     """The rows just inserted, built from what was written rather than read back."""
     at = epoch_to_datetime(now)
     return [
-        Job(
-            id=first_id + i,
-            queue=job.queue,
-            payload=json.loads(job.payload),
-            status=State.PENDING,
-            priority=job.priority,
-            run_at=epoch_to_datetime(now + job.delay_seconds) if job.delay_seconds else at,
-            attempts=0,
-            max_attempts=job.max_attempts,
-            key=None,
-            worker=None,
-            lease_expires_at=None,
-            last_error=None,
-            result=None,
-            created_at=at,
-            updated_at=at,
-            started_at=None,
-            finished_at=None,
+        new_job(
+            job,
+            first_id + i,
+            epoch_to_datetime(now + job.delay_seconds) if job.delay_seconds else at,
+            at,
         )
         for i, job in enumerate(jobs)
     ]
