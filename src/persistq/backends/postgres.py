@@ -11,10 +11,10 @@ Losing the server: a call that fails before anything was sent is retried until
 
 Round trips are what a queue on PostgreSQL pays for (the WAL flush of a commit aside), so
 the hottest writes, enqueue (without keys), claim and complete, are one autocommit
-statement each, their event included (``insert_jobs_unnest`` and ``*_logged`` in
-queries.sql): one round trip, as in the bare-SQL baseline of bench/bench_postgres.py,
-instead of BEGIN, statements, events, NOTIFY, COMMIT. A pooled connection is
-checked without a round trip (see :func:`probe`).
+statement each, their event included (``insert_jobs_unnest``, ``claim_jobs`` and
+``complete_job`` in queries.sql): one round trip, as in the bare-SQL baseline of
+bench/bench_postgres.py, instead of BEGIN, statements, events, NOTIFY, COMMIT. A pooled
+connection is checked without a round trip (see :func:`probe`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from persistq.backends.base import NewJob, no_database
 from persistq.backends.rows import new_job
 from persistq.backends.sql import migrations, queries
-from persistq.backends.sqlbase import LastWrite, SQLBackend
+from persistq.backends.sqlbase import (
+    COMPLETE_EVENTS,
+    LastWrite,
+    SQLBackend,
+    claim_params,
+    lease_miss,
+)
 from persistq.errors import (
-    JobNotFound,
-    LeaseLost,
     StorageBusy,
     StorageCorrupt,
     StorageError,
@@ -226,27 +230,31 @@ class PostgresBackend(SQLBackend):
         lease_seconds: float,
         now: float | None,
     ) -> list[Job]:
-        if len(queues) != 1:  # several queues in order: one transaction, statement by statement
+        if len(queues) != 1:  # several queues in order: one transaction, queue by queue
             return super().claim_jobs(queues, worker, limit, lease_seconds, now)
-        params = {
-            "queue": queues[0],
-            "worker": worker,
-            "limit": limit,
-            "lease_seconds": lease_seconds,
-            "now": self._now(now),
-        }
-        rows = self._statement("claim_jobs_logged", params, unknown_is_retried=True)
+        params = claim_params(queues[0], worker, limit, lease_seconds, self._now(now))
+        rows = self._statement("claim_jobs", params, unknown_is_retried=True)
         return [self._job(row, with_token=True) for row in rows]
+
+    def _claim_queue(self, conn: Any, params: dict[str, Any]) -> list[Any]:
+        # PostgreSQL's claim_jobs writes its events itself, in claim order.
+        return list(conn.execute(SQL["claim_jobs"], params).fetchall())
 
     def complete_job(
         self, job_id: int, lease_token: str, result: str | None, now: float | None
     ) -> Job:
-        params = {"id": job_id, "lease_token": lease_token, "result": result, "now": self._now(now)}
-        rows = self._statement("complete_job_logged", params, unknown_is_retried=False)
-        if not rows:  # explained as every owner-only write explains a miss
-            if self._fetch_one("get_job", {"id": job_id}) is None:
-                raise JobNotFound(job_id)
-            raise LeaseLost(job_id)
+        params = {
+            "id": job_id,
+            "lease_token": lease_token,
+            "result": result,
+            "now": self._now(now),
+            "events": COMPLETE_EVENTS,
+        }
+        rows = self._statement("complete_job", params, unknown_is_retried=False)
+        if not rows:
+            raise self._read(
+                lambda conn: lease_miss(job_id, conn.execute(SQL["get_job"], {"id": job_id}))
+            )
         return self._job(rows[0], with_token=True)
 
     # -- what the shared SQL backend needs --------------------------------------------------

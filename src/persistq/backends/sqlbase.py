@@ -169,28 +169,27 @@ class SQLBackend(ABC):
             for queue in queues:
                 if len(claimed) >= limit:
                     break
-                params = {
-                    "queue": queue,
-                    "worker": worker,
-                    "limit": limit - len(claimed),
-                    "lease_seconds": lease_seconds,
-                    "now": now,
-                }
-                rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
-                rows.sort(key=lambda r: (-r["priority"], r["id"]))
-                self._many(
-                    conn,
-                    "insert_event",
-                    [
-                        event(r["id"], EventKind.CLAIMED, now, worker, f"attempt {r['attempts']}")
-                        for r in rows
-                    ],
-                )
-                claimed.extend(rows)
+                params = claim_params(queue, worker, limit - len(claimed), lease_seconds, now)
+                claimed.extend(self._claim_queue(conn, params))
             return claimed
 
         # Rows become Jobs after the commit: SQLite's write lock is held no longer than needed.
         return [self._job(row, with_token=True) for row in self._write(work)]
+
+    def _claim_queue(self, conn: Conn, params: dict[str, Any]) -> list[Any]:
+        """``claim_jobs`` on one queue and its ``claimed`` events, in claim order."""
+        rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
+        rows.sort(key=lambda r: (-r["priority"], r["id"]))
+        now, worker = params["now"], params["worker"]
+        self._many(
+            conn,
+            "insert_event",
+            [
+                event(r["id"], EventKind.CLAIMED, now, worker, f"attempt {r['attempts']}")
+                for r in rows
+            ],
+        )
+        return list(rows)
 
     def has_claimable(self, queues: Sequence[str], now: float | None) -> bool:
         now = self._now(now)
@@ -214,9 +213,7 @@ class SQLBackend(ABC):
             args = {"id": job_id, "lease_token": lease_token, "now": now, **params}
             row = conn.execute(self.SQL[name], args).fetchone()
             if row is None:
-                if conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone() is None:
-                    raise JobNotFound(job_id)
-                raise LeaseLost(job_id)
+                raise lease_miss(job_id, conn.execute(self.SQL["get_job"], {"id": job_id}))
             kind = FINISH_EVENT.get((name, State(row["status"])))
             if kind is not None:
                 detail = (
@@ -499,6 +496,35 @@ LIST_QUERY = {
     (False, True): "list_jobs_by_queue",
     (True, True): "list_jobs_by_queue_status",
 }
+
+
+#: Which event ``complete_job`` writes for each state it leaves a job in, as PostgreSQL's
+#: statement is given it (it writes the event itself; see postgres/queries.sql).
+COMPLETE_EVENTS = json.dumps(
+    {
+        str(state): str(kind)
+        for (name, state), kind in FINISH_EVENT.items()
+        if name == "complete_job"
+    }
+)
+
+
+def lease_miss(job_id: int, found: Any) -> JobNotFound | LeaseLost:
+    """Why an owner-only write changed nothing, given the cursor of ``get_job``: no such job,
+    or the caller does not hold its lease (another does, it expired, it is not PROCESSING)."""
+    return JobNotFound(job_id) if found.fetchone() is None else LeaseLost(job_id)
+
+
+def claim_params(
+    queue: str, worker: str, limit: int, lease_seconds: float, now: float | None
+) -> dict[str, Any]:
+    return {
+        "queue": queue,
+        "worker": worker,
+        "limit": limit,
+        "lease_seconds": lease_seconds,
+        "now": now,
+    }
 
 
 def job_params(job: NewJob) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 -- (a test checks it). Parameters are %(name)s. `persistq_now(%(now)s)` is the caller's
 -- clock when given, else the server's: leases are timed on one clock for every machine.
 -- Differs from SQLite where noted: claims and sweeps lock rows with FOR UPDATE SKIP LOCKED
--- (many writers at once, where SQLite has one); lists arrive as arrays (= ANY).
+-- (many writers at once, where SQLite has one); the hot writes (enqueue, claim, complete)
+-- write their events in the same statement; lists arrive as arrays (= ANY).
 
 -- name: ensure_queue
 INSERT INTO queues (name, paused, created_at) VALUES (%(queue)s, false, persistq_now(%(now)s))
@@ -58,27 +59,10 @@ SELECT * FROM jobs WHERE id = %(id)s;
 SELECT * FROM jobs WHERE queue = %(queue)s AND key = %(key)s;
 
 -- name: claim_jobs
--- Differs from SQLite: SKIP LOCKED lets concurrent claimers pass over rows another
--- transaction is taking, instead of waiting for it.
-UPDATE jobs
-SET status = 'PROCESSING',
-    worker = %(worker)s,
-    lease_token = replace(gen_random_uuid()::text, '-', ''),
-    lease_seconds = %(lease_seconds)s,
-    lease_expires_at = persistq_now(%(now)s) + make_interval(secs => %(lease_seconds)s),
-    attempts = attempts + 1,
-    fence = fence + 1,  -- every claim, never reset: see Job.fence
-    cancel_requested = false,
-    started_at = persistq_now(%(now)s),
-    finished_at = NULL,
-    updated_at = persistq_now(%(now)s)
--- persistq_pick (migration 0003) selects FOR UPDATE SKIP LOCKED with a pinned plan.
-WHERE id IN (SELECT persistq_pick(%(queue)s, %(now)s, %(limit)s))
-RETURNING *;
-
--- name: claim_jobs_logged
--- PostgreSQL only: claim_jobs and its `claimed` events as one statement, so a claim from one
--- queue is one round trip, run on its own (autocommit: the statement is the transaction).
+-- Differs from SQLite: writes its `claimed` events too, in the same statement, so a claim
+-- from one queue is one round trip (run on its own, autocommit: the statement is the
+-- transaction); and SKIP LOCKED (in persistq_pick, migration 0003, with a pinned plan) lets
+-- concurrent claimers pass over rows another transaction is taking instead of waiting.
 WITH claimed AS (
     UPDATE jobs
     SET status = 'PROCESSING',
@@ -120,17 +104,9 @@ WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
 RETURNING *;
 
 -- name: complete_job
-UPDATE jobs
-SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'COMPLETED' END,
-    result = %(result)s, lease_token = NULL, lease_expires_at = NULL,
-    finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
-WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
-  AND lease_expires_at > persistq_now(%(now)s)
-RETURNING *;
-
--- name: complete_job_logged
--- PostgreSQL only: complete_job and its event (`completed`, or `cancelled` when a cancel
--- was requested meanwhile) as one statement, one round trip.
+-- Differs from SQLite: writes its event too, in the same statement (one round trip, run on
+-- its own). Which event each outcome writes is the caller's choice, passed as %(events)s,
+-- {"COMPLETED": "completed", ...} (sqlbase.FINISH_EVENT: the one place it is made).
 WITH done AS (
     UPDATE jobs
     SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'COMPLETED' END,
@@ -141,9 +117,8 @@ WITH done AS (
     RETURNING *
 ), logged AS (
     INSERT INTO events (job_id, at, kind, worker)
-    SELECT id, persistq_now(%(now)s),
-           CASE status WHEN 'CANCELLED' THEN 'cancelled' ELSE 'completed' END, worker
-    FROM done
+    SELECT id, persistq_now(%(now)s), %(events)s::json ->> status, worker
+    FROM done WHERE %(events)s::json ->> status IS NOT NULL
 )
 SELECT * FROM done;
 
