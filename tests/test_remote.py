@@ -310,6 +310,17 @@ def test_worker_presence(remote: RemoteQueue, name: str) -> None:
     assert f"w-{name}" not in [w.id for w in remote.workers()]
 
 
+def test_a_remote_sweeper_can_forget_workers_long_unseen(remote: RemoteQueue, name: str) -> None:
+    remote.worker_seen(f"w-{name}", [name])
+    time.sleep(1.1)
+    remote.worker_seen(f"fresh-{name}", [name])
+    assert remote.prune_workers(unseen_for=1) >= 1
+    ids = [w.id for w in remote.workers(seen_within=30 * 86400)]
+    assert f"w-{name}" not in ids and f"fresh-{name}" in ids
+    with pytest.raises(InvalidJob):
+        remote.prune_workers(unseen_for=0)
+
+
 # -- network and auth ------------------------------------------------------------------------
 
 

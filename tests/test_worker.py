@@ -655,6 +655,36 @@ def test_sweeper_run_once_recovers_expired_leases_only(queue: Queue, clock: Manu
     assert queue.get(fresh.id).status == State.PROCESSING
 
 
+def ever_seen(q: Queue) -> set[str]:
+    return {w.id for w in q.workers(seen_within=30 * 86400)}
+
+
+def test_sweeper_forgets_workers_not_seen_for_a_day(queue: Queue, clock: ManualClock) -> None:
+    """The workers table would otherwise keep a row for every worker process that ever ran."""
+    queue.worker_seen("gone:1", ["default"])
+    clock.advance(86400 - 3600)
+    queue.worker_seen("quiet:2", ["default"])
+    clock.advance(3600 + 1)  # gone:1 unseen for a day and a second; quiet:2 for an hour
+    assert ever_seen(queue) == {"gone:1", "quiet:2"}
+
+    Sweeper(queue, 1).run_once()
+
+    assert ever_seen(queue) == {"quiet:2"}
+
+
+def test_how_long_unseen_workers_are_kept_is_a_setting(
+    make_queue: Callable[..., Queue], clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERSISTQ_WORKER_RETENTION_SECONDS", "600")
+    q = make_queue()
+    q.worker_seen("old:1", ["default"])
+    clock.advance(599)
+    q.worker_seen("new:2", ["default"])
+    clock.advance(2)
+    Sweeper(q, 1).run_once()
+    assert ever_seen(q) == {"new:2"}
+
+
 def test_two_sweepers_at_once_recover_each_job_exactly_once(
     make_queue: Callable[..., Queue], clock: ManualClock
 ) -> None:

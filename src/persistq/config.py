@@ -34,6 +34,9 @@ class Settings:
     task_delay: str = "7-15"
     #: The only directory the demo file task may stamp files in (see DEFAULT_FILES_DIR).
     files_dir: str = DEFAULT_FILES_DIR
+    #: Workers not seen for this long are forgotten by the sweeper (a day: long past any
+    #: heartbeat, still long enough to look into yesterday's crash).
+    worker_retention_seconds: float = 86400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -61,6 +64,7 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("task_delay", "PERSISTQ_TASK_DELAY", str),
     ("files_dir", "PERSISTQ_FILES_DIR", str),
     ("pg_pool_size", "PERSISTQ_PG_POOL_SIZE", int),
+    ("worker_retention_seconds", "PERSISTQ_WORKER_RETENTION_SECONDS", float),
 )
 
 

@@ -19,7 +19,8 @@ class WorkQueue(Protocol):
 
     @property
     def settings(self) -> Settings:
-        """The worker reads ``settings.lease_seconds`` when it is given no lease."""
+        """The worker reads ``settings.lease_seconds`` when it is given no lease, the
+        sweeper ``settings.worker_retention_seconds``."""
         ...
 
     def claim(
@@ -44,3 +45,5 @@ class WorkQueue(Protocol):
     def worker_seen(self, worker: str, queues: Sequence[str]) -> None: ...
 
     def worker_gone(self, worker: str) -> None: ...
+
+    def prune_workers(self, *, unseen_for: float) -> int: ...

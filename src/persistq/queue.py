@@ -355,6 +355,12 @@ class Queue:
         """Workers seen in the last ``seen_within`` seconds, with the jobs they hold."""
         return self.backend.list_workers(self.now() - seen_within)
 
+    def prune_workers(self, *, unseen_for: float) -> int:
+        """Forget workers not seen for ``unseen_for`` seconds (the sweeper does, daily);
+        returns how many."""
+        seconds = validate_seconds(unseen_for, what="unseen_for", minimum=1.0)
+        return self.backend.prune_workers(self.now() - seconds)
+
     def now(self) -> float:
         """The queue's clock: the injected one, else the database's."""
         return self.clock.now() if self.clock is not None else self.backend.now()

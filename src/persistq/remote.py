@@ -291,6 +291,10 @@ class RemoteQueue:
         rows = self._call("GET", "/workers", params={"seen_within": seen_within})
         return [worker_from_json(row) for row in rows]
 
+    def prune_workers(self, *, unseen_for: float) -> int:
+        body = {"unseen_for": unseen_for}
+        return int(self._call("POST", "/workers/prune", body, safe=True)["pruned"])
+
     # -- HTTP ----------------------------------------------------------------------------
 
     def _call(

@@ -1,4 +1,5 @@
-"""The sweeper: returns jobs whose lease expired (crashed or stalled consumers) to the queue.
+"""The sweeper: returns jobs whose lease expired (crashed or stalled consumers) to the queue,
+and forgets workers long gone.
 
 Any number of sweepers may run at once: recovery is one guarded statement, so two sweepers
 never count the same expiry twice.
@@ -9,11 +10,14 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 
 from persistq.errors import QueueError
 from persistq.ports import WorkQueue
 
 log = logging.getLogger("persistq.sweeper")
+#: Forgetting workers is not urgent: one sweep in this many seconds does it.
+PRUNE_EVERY_SECONDS = 600.0
 
 
 def default_sweep_seconds(lease_seconds: float) -> float:
@@ -25,12 +29,21 @@ class Sweeper:
     def __init__(self, queue: WorkQueue, every_seconds: float) -> None:
         self.queue = queue
         self.every_seconds = every_seconds
+        self._next_prune = 0.0  # monotonic; the first sweep prunes
 
     def run_once(self) -> int:
-        """Recover every expired lease now; returns how many jobs moved."""
+        """Recover every expired lease now; returns how many jobs moved. Every
+        ``PRUNE_EVERY_SECONDS`` it also forgets workers not seen for
+        ``settings.worker_retention_seconds``, so the workers table does not grow forever."""
         recovered = self.queue.recover_stalled()
         if recovered:
             log.info("event=recovered jobs=%d", recovered)
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS  # failed or not
+            retention = self.queue.settings.worker_retention_seconds
+            pruned = self.queue.prune_workers(unseen_for=retention)
+            if pruned:
+                log.info("event=workers_forgotten workers=%d unseen_for=%.0f", pruned, retention)
         return recovered
 
     def run(self, stop: threading.Event) -> None:

@@ -159,6 +159,12 @@ class WorkerGoneIn(RequestModel):
     worker: Worker
 
 
+class WorkerPruneIn(RequestModel):
+    unseen_for: float = Field(
+        ge=1, le=MAX_SECONDS, allow_inf_nan=False, description="Seconds not seen."
+    )
+
+
 # -- responses -------------------------------------------------------------------------
 
 
@@ -248,6 +254,10 @@ class WorkerOut(BaseModel):
 
 class RecoveredOut(BaseModel):
     recovered: int
+
+
+class PrunedOut(BaseModel):
+    pruned: int
 
 
 class HealthOut(BaseModel):

@@ -13,10 +13,12 @@ from persistq.api.deps import HealthProbe, QueueDep
 from persistq.api.routes import PROTECTED, TOO_LARGE
 from persistq.api.schemas import (
     HealthOut,
+    PrunedOut,
     RecoveredOut,
     StatsOut,
     WorkerGoneIn,
     WorkerOut,
+    WorkerPruneIn,
     WorkerSeenIn,
 )
 
@@ -69,6 +71,12 @@ def worker_gone(body: WorkerGoneIn, q: QueueDep) -> Response:
     """A worker says it stopped."""
     q.worker_gone(body.worker)
     return Response(status_code=204)
+
+
+@router.post("/workers/prune", responses=TOO_LARGE)
+def prune_workers(body: WorkerPruneIn, q: QueueDep) -> PrunedOut:
+    """Forget workers not seen for `unseen_for` seconds (remote workers' sweepers call this)."""
+    return PrunedOut(pruned=q.prune_workers(unseen_for=body.unseen_for))
 
 
 @public.get(
