@@ -37,7 +37,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from persistq.backends.base import NewJob, no_database
 from persistq.backends.rows import new_job
-from persistq.backends.sql import migrations, queries
+from persistq.backends.sql import NamedSQL, migrations
 from persistq.backends.sqlbase import (
     COMPLETE_EVENTS,
     LastWrite,
@@ -55,7 +55,7 @@ from persistq.errors import (
 from persistq.model import Job
 
 T = TypeVar("T")
-SQL = queries("postgres")
+SQL = NamedSQL("postgres")
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Serialises migrations of every process on the server (an arbitrary, fixed number).
 MIGRATION_LOCK = 7_346_116_220_103

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -69,7 +69,7 @@ class LastWrite:
 
 class SQLBackend(ABC):
     url: str
-    SQL: ClassVar[dict[str, str]]
+    SQL: ClassVar[Mapping[str, str]]
     #: Each dialect makes its own in ``__init__`` and runs every write under ``watch()``.
     _writes: LastWrite
 

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from persistq.backends.base import NewJob, no_database
 from persistq.backends.rows import epoch_to_datetime, new_job
-from persistq.backends.sql import migrations, queries
+from persistq.backends.sql import NamedSQL, migrations
 from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
 from persistq.config import split_sqlite_url
 from persistq.errors import (
@@ -43,7 +43,7 @@ from persistq.model import (
 )
 
 T = TypeVar("T")
-SQL = queries("sqlite")
+SQL = NamedSQL("sqlite")
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 #: How often a waiting claim looks for commits of other processes (PRAGMA data_version
 #: reads shared memory, so this costs no disk I/O).

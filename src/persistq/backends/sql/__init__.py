@@ -1,8 +1,16 @@
-"""Load the named SQL of a dialect: ``queries.sql`` blocks and numbered migrations."""
+"""Load the named SQL of a dialect: ``queries.sql`` blocks and numbered migrations.
+
+Backends look a statement up by name right where they run it (``conn.execute(SQL[name],
+...)``), so :class:`NamedSQL` can count the statements that ran while :func:`recording`
+(the test that every named statement is used: a dead one fails it).
+"""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -27,6 +35,41 @@ def queries(dialect: str) -> dict[str, str]:
     if len(named) != len(parts) // 2:
         raise RuntimeError(f"duplicate query name in {dialect}/queries.sql")
     return named
+
+
+#: (dialect, statement name) -> times run, while recording; None otherwise.
+_ran: Counter[tuple[str, str]] | None = None
+
+
+class NamedSQL(Mapping[str, str]):
+    """A dialect's statements by name, as the backends run them."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self._statements = queries(dialect)
+
+    def __getitem__(self, name: str) -> str:
+        statement = self._statements[name]
+        if _ran is not None:
+            _ran[(self.dialect, name)] += 1
+        return statement
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._statements)
+
+    def __len__(self) -> int:
+        return len(self._statements)
+
+
+@contextmanager
+def recording() -> Iterator[Counter[tuple[str, str]]]:
+    """Count the named statements backends run, in every thread, until the block ends."""
+    global _ran
+    previous, _ran = _ran, Counter()
+    try:
+        yield _ran
+    finally:
+        _ran = previous
 
 
 @cache
