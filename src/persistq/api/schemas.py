@@ -29,7 +29,6 @@ from persistq.model import (
     QUEUE_NAME,
     Event,
     EventKind,
-    Job,
     State,
 )
 
@@ -190,19 +189,11 @@ class JobOut(BaseModel):
     #: Grows by one with every claim, never reset: pass it to downstream writes (SPEC).
     fence: int
 
-    @classmethod
-    def from_job(cls, job: Job) -> JobOut:
-        return cls.model_validate(job, from_attributes=True)
-
 
 class LeasedJobOut(JobOut):
     """A job the caller holds: ``lease_token`` proves it to heartbeat, complete and fail."""
 
     lease_token: str
-
-    @classmethod
-    def from_job(cls, job: Job) -> LeasedJobOut:
-        return cls.model_validate(job, from_attributes=True)
 
 
 class EventOut(BaseModel):

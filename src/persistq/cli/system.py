@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -28,8 +27,6 @@ from persistq.model import Job, State
 from persistq.queue import Queue
 from persistq.tasks.files import make_random_file, stamps
 
-#: Programs that start only when this installation has their command (later issues).
-OPTIONAL_PROGRAMS = {"api": "persistq.api", "ui-manager": "persistq.ui", "ui-ops": "persistq.ui"}
 #: program -> (environment variable naming its port, default port, path shown)
 PORTS = {
     "api": ("PERSISTQ_API_PORT", "8000", "/docs"),
@@ -136,11 +133,7 @@ def _full_name(info: dict[str, Any]) -> str:
 
 def print_status(home: Path) -> list[dict[str, Any]]:
     infos = processes(home)
-    rows = [
-        [i["name"], i["statename"], i["pid"] or "", url_of(i["group"])]
-        for i in infos
-        if i["statename"] != "STOPPED" or i["group"] not in OPTIONAL_PROGRAMS
-    ]
+    rows = [[i["name"], i["statename"], i["pid"] or "", url_of(i["group"])] for i in infos]
     print_table(None, ["program", "state", "pid", "url"], rows)
     return infos
 
@@ -177,7 +170,7 @@ def up(
         os.environ[var] = env[var] = env.get(var) or default
     # `persistq api` refuses to start without a token: made at the first start, kept in data/.
     env["PERSISTQ_API_TOKEN"] = ensure_api_token(home)
-    ui_login = ensure_ui_password(url, env) if _ui_installed() else None
+    ui_login = ensure_ui_password(url, env)
     started = subprocess.run(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())],
         env=env,
@@ -188,34 +181,19 @@ def up(
     )
     if started.returncode != 0 or not wait_for(lambda: is_running(home), 10):
         fail(f"supervisord did not start: {(started.stderr or started.stdout).strip()[:300]}")
-    rpc = supervisor(home)
-    for program, module in OPTIONAL_PROGRAMS.items():
-        if _installed(module):
-            with suppress(xmlrpc.client.Fault):
-                rpc.startProcess(program, False)
 
     def settled() -> bool:
-        states = {i["statename"] for i in processes(home) if i["statename"] != "STOPPED"}
-        return states <= {"RUNNING", "FATAL"}
+        return {i["statename"] for i in processes(home)} <= {"RUNNING", "FATAL"}
 
     wait_for(settled, timeout)
     infos = print_status(home)
-    broken = [_full_name(i) for i in infos if i["statename"] not in ("RUNNING", "STOPPED")]
+    broken = [_full_name(i) for i in infos if i["statename"] != "RUNNING"]
     stdout.print(f"data:     {home / 'data'}  (database {url})")
     stdout.print(f"logs:     {home / 'logs'}  (e.g. tail -f {home / 'logs' / 'consumer-0.log'})")
     stdout.print("status:   persistq status    stop: persistq down")
-    if ui_login:
-        stdout.print(ui_login, markup=False)
+    stdout.print(ui_login, markup=False)
     if broken:
         fail(f"not running: {', '.join(broken)}; see {home / 'logs'}")
-
-
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def _ui_installed() -> bool:
-    return _installed(OPTIONAL_PROGRAMS["ui-manager"])
 
 
 @app.command()
