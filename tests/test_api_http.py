@@ -449,10 +449,20 @@ def test_workers_presence(http: httpx.Client, queue_name: str) -> None:
     assert worker not in [w["id"] for w in http.get("/workers").json()]
 
 
-def test_recover_route_answers_a_count(http: httpx.Client) -> None:
+def test_recover_route_recovers_an_expired_lease_once_and_counts_it(
+    http: httpx.Client, queue_name: str
+) -> None:
+    job = enqueue(http, queue_name)
+    held = claim(http, queue_name, lease=0.05)
+    assert held.status_code == 200 and held.json()["id"] == job["id"]
+    time.sleep(0.1)
     response = http.post("/recover")
     assert response.status_code == 200
-    assert response.json()["recovered"] >= 0
+    assert response.json()["recovered"] >= 1  # ours; expired leases of other tests may join
+    assert http.get(f"/jobs/{job['id']}").json()["status"] == "PENDING"
+    http.post("/recover")  # an expiry is recovered once
+    kinds = [e["kind"] for e in http.get(f"/jobs/{job['id']}/events").json()]
+    assert kinds == ["enqueued", "claimed", "lease_expired"]
 
 
 def test_server_log_has_no_traceback(server: ApiServer) -> None:

@@ -602,6 +602,7 @@ def test_one_structured_log_line_per_state_change(
     def handler(job: Job) -> str:
         if not job.payload["ok"]:
             raise ValueError("nope")
+        time.sleep(0.05)  # a duration the log must show
         return "yes"
 
     worker = make_worker(queue, handler, queues=["files"], worker_id="host:123")
@@ -621,7 +622,7 @@ def test_one_structured_log_line_per_state_change(
     assert completed["queue"] == "files"
     assert completed["attempt"] == "1/3"
     assert completed["worker"] == "host:123"
-    assert float(completed["duration"]) >= 0
+    assert 0.05 <= float(completed["duration"]) < 5  # seconds the handler ran, not a clock
     (retried,) = log_fields(caplog, "retried")
     assert retried["job"] == str(bad.id) and "ValueError: nope" in retried["error"]
     (failed,) = log_fields(caplog, "failed")
