@@ -3,7 +3,7 @@
 One ``Queue`` per process, opened by the lifespan (or handed in by tests). Every library
 call runs in FastAPI's thread pool (anyio's default limiter, 40 threads), never on the
 event loop: a call waiting for a busy database then holds only its own request (see
-``deps.Library``).
+``deps.in_thread``).
 
 A claim with ``wait`` blocks a thread for up to :data:`MAX_WAIT_SECONDS`. Those long polls
 run under their own limiter of ``max_waiting_claims`` threads (default 32), never the
@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import persistq
 from persistq.api import accesslog, errors
 from persistq.api.auth import BearerAuth, Tokens, document_bearer
-from persistq.api.deps import HealthProbe, Library
+from persistq.api.deps import HealthProbe
 from persistq.api.metrics import registry_for
 from persistq.api.routes import jobs, queues, system
 from persistq.api.schemas import MAX_WAIT_SECONDS
@@ -69,7 +69,6 @@ def create_app(
             max_payload_bytes=settings.max_payload_bytes,
         )
         app.state.queue = q
-        app.state.library = Library(q)
         app.state.waiting_claims = anyio.CapacityLimiter(max_waiting_claims)
         app.state.metrics = registry_for(q)
         app.state.health = HealthProbe(q, check_every=health_check_seconds)

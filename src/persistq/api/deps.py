@@ -1,4 +1,5 @@
-"""Dependencies the routes share: the process's queue, and the job a lease token names."""
+"""What the routes share: the process's queue, how an async route calls it, the job a lease
+token names."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Path, Request
@@ -27,25 +28,15 @@ QueueDep = Annotated[Queue, Depends(get_queue)]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Library:
-    """The process's queue, and how a route calls it: always from a thread, never on the
-    event loop. A call may wait for the database (a busy SQLite file is retried for up to a
-    minute); on the loop that wait would hold every other request, even a 401 or
-    /openapi.json. A thread hop costs about 0.1 ms (bench/bench_api.py)."""
-
-    queue: Queue
-
-    async def call(self, work: Callable[[], T]) -> T:
-        return await run_in_threadpool(work)
+async def in_thread(work: Callable[[], T]) -> T:
+    """Run a library call from an async route on FastAPI's thread pool, as FastAPI runs a
+    sync route: never on the event loop. A call may wait for the database (a busy SQLite
+    file is retried for up to a minute); on the loop that wait would hold every other
+    request, even a 401 or /openapi.json. A thread hop costs about 0.1 ms
+    (bench/bench_api.py)."""
+    return await run_in_threadpool(work)
 
 
-async def get_library(request: Request) -> Library:
-    library: Library = request.app.state.library
-    return library
-
-
-LibraryDep = Annotated[Library, Depends(get_library)]
 JobId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The job's id."), CanonicalId]
 QueuePath = Annotated[str, Path(pattern=QUEUE_NAME_PATTERN, description="The queue's name.")]
 

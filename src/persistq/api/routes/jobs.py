@@ -12,10 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from persistq.api.deps import (
     JobId,
-    Library,
-    LibraryDep,
     QueueDep,
     QueuePath,
+    in_thread,
     job_response,
     jobs_response,
     leased,
@@ -56,15 +55,15 @@ HOLDER = {**NOT_FOUND, **CONFLICT, **TOO_LARGE}
 async def enqueue(
     queue: QueuePath,
     body: JobIn,
-    lib: LibraryDep,
+    q: QueueDep,
     idempotency_key: Annotated[Key | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     """Store one job. A `key` (in the body or the Idempotency-Key header) that a job of this
     queue already has returns that job instead."""
     if idempotency_key is not None and body.key is not None and idempotency_key != body.key:
         return error_response(409, "key_conflict", "the Idempotency-Key header and key differ")
-    job = await lib.call(
-        lambda: lib.queue.enqueue(
+    job = await in_thread(
+        lambda: q.enqueue(
             body.payload,
             queue=queue,
             priority=body.priority,
@@ -82,10 +81,10 @@ async def enqueue(
     response_model=list[JobOut],
     responses=TOO_LARGE,
 )
-async def enqueue_many(queue: QueuePath, body: BatchIn, lib: LibraryDep) -> Response:
+async def enqueue_many(queue: QueuePath, body: BatchIn, q: QueueDep) -> Response:
     """Store every job in one transaction, or none (any invalid one refuses all)."""
-    jobs = await lib.call(
-        lambda: lib.queue.enqueue_many(
+    jobs = await in_thread(
+        lambda: q.enqueue_many(
             [item.payload for item in body.jobs],
             queue=queue,
             priority=body.priority,
@@ -102,10 +101,10 @@ async def enqueue_many(queue: QueuePath, body: BatchIn, lib: LibraryDep) -> Resp
     response_model=LeasedJobOut,
     responses={204: {"description": "No job became claimable in time."}, **TOO_LARGE},
 )
-async def claim(queue: QueuePath, body: ClaimIn, lib: LibraryDep, request: Request) -> Response:
+async def claim(queue: QueuePath, body: ClaimIn, q: QueueDep, request: Request) -> Response:
     """Lease the next job (its `lease_token` proves the lease), or 204. With `wait`, a long
     poll: answers as soon as a job is claimable, at the latest after `wait` seconds."""
-    jobs = await _claim(request, lib, queue, body, 1)
+    jobs = await _claim(request, q, queue, body, 1)
     if not jobs:
         return Response(status_code=204)
     return job_response(jobs[0], with_token=True)
@@ -113,32 +112,30 @@ async def claim(queue: QueuePath, body: ClaimIn, lib: LibraryDep, request: Reque
 
 @router.post("/queues/{queue}/claim/batch", response_model=list[LeasedJobOut], responses=TOO_LARGE)
 async def claim_many(
-    queue: QueuePath, body: ClaimManyIn, lib: LibraryDep, request: Request
+    queue: QueuePath, body: ClaimManyIn, q: QueueDep, request: Request
 ) -> Response:
     """Lease up to `limit` jobs at once (an empty list when none came within `wait`)."""
-    jobs = await _claim(request, lib, queue, body, body.limit)
+    jobs = await _claim(request, q, queue, body, body.limit)
     return jobs_response(jobs, with_token=True)
 
 
-async def _claim(
-    request: Request, lib: Library, queue: str, body: ClaimIn, limit: int
-) -> list[Job]:
+async def _claim(request: Request, q: Queue, queue: str, body: ClaimIn, limit: int) -> list[Job]:
     deadline = time.monotonic() + body.wait
 
     def work() -> list[Job]:
         wait = max(0.0, deadline - time.monotonic())
         queues = [queue, *body.more_queues]
-        return lib.queue.claim_many(
+        return q.claim_many(
             queue=queues, worker=body.worker, limit=limit, lease=body.lease, wait=wait
         )
 
     if body.wait <= 0:
-        return await lib.call(work)
+        return await in_thread(work)
     jobs = await _long_poll(request, work, deadline)
     # A long poll's client may have given up meanwhile: nobody would read the answer, so
     # give the jobs back rather than leave them leased until the lease expires.
     if jobs and await request.is_disconnected():
-        await lib.call(lambda: _release_all(lib.queue, jobs))
+        await in_thread(lambda: _release_all(q, jobs))
         return []
     return jobs
 
@@ -167,50 +164,47 @@ def _release_all(q: Queue, jobs: list[Job]) -> None:
 
 
 @router.post("/jobs/{id}/heartbeat", response_model=LeasedJobOut, responses=HOLDER)
-async def heartbeat(id: JobId, body: LeaseIn, lib: LibraryDep) -> Response:  # noqa: A002
+async def heartbeat(id: JobId, body: LeaseIn, q: QueueDep) -> Response:  # noqa: A002
     """Extend the lease by its length; 409 when the token no longer holds it."""
-    q = lib.queue
-    job = await lib.call(lambda: q.heartbeat(leased(q, id, body.lease_token)))
+    job = await in_thread(lambda: q.heartbeat(leased(q, id, body.lease_token)))
     return job_response(job, with_token=True)
 
 
 @router.post("/jobs/{id}/complete", response_model=JobOut, responses=HOLDER)
-async def complete(id: JobId, body: CompleteIn, lib: LibraryDep) -> Response:  # noqa: A002
+async def complete(id: JobId, body: CompleteIn, q: QueueDep) -> Response:  # noqa: A002
     """Record the result; 409 when the token no longer holds the lease."""
-    q = lib.queue
     return job_response(
-        await lib.call(lambda: q.complete(leased(q, id, body.lease_token), body.result))
+        await in_thread(lambda: q.complete(leased(q, id, body.lease_token), body.result))
     )
 
 
 @router.post("/jobs/{id}/fail", response_model=JobOut, responses=HOLDER)
-async def fail(id: JobId, body: FailIn, lib: LibraryDep) -> Response:  # noqa: A002
+async def fail(id: JobId, body: FailIn, q: QueueDep) -> Response:  # noqa: A002
     """Record a failure: retried later with backoff while attempts remain (and `retry`),
     else FAILED. Without `lease_token`, an operator fails the job at once."""
-    q, token = lib.queue, body.lease_token
+    token = body.lease_token
     if token is None:
-        return job_response(await lib.call(lambda: q.fail(id, body.error)))
-    job = await lib.call(lambda: q.fail(leased(q, id, token), body.error, retry=body.retry))
+        return job_response(await in_thread(lambda: q.fail(id, body.error)))
+    job = await in_thread(lambda: q.fail(leased(q, id, token), body.error, retry=body.retry))
     return job_response(job)
 
 
 @router.post("/jobs/{id}/release", response_model=JobOut, responses=HOLDER)
-async def release(id: JobId, body: LeaseIn, lib: LibraryDep) -> Response:  # noqa: A002
+async def release(id: JobId, body: LeaseIn, q: QueueDep) -> Response:  # noqa: A002
     """Give the job back unprocessed (worker shutting down); its attempt is refunded."""
-    q = lib.queue
-    return job_response(await lib.call(lambda: q.release(leased(q, id, body.lease_token))))
+    return job_response(await in_thread(lambda: q.release(leased(q, id, body.lease_token))))
 
 
 @router.post("/jobs/{id}/resubmit", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
-async def resubmit(id: JobId, lib: LibraryDep) -> Response:  # noqa: A002
+async def resubmit(id: JobId, q: QueueDep) -> Response:  # noqa: A002
     """FAILED, UNPROCESSABLE, CANCELLED or COMPLETED -> PENDING, attempts reset; else 409."""
-    return job_response(await lib.call(lambda: lib.queue.resubmit(id)))
+    return job_response(await in_thread(lambda: q.resubmit(id)))
 
 
 @router.post("/jobs/{id}/cancel", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
-async def cancel(id: JobId, lib: LibraryDep) -> Response:  # noqa: A002
+async def cancel(id: JobId, q: QueueDep) -> Response:  # noqa: A002
     """PENDING, FAILED, UNPROCESSABLE -> CANCELLED; PROCESSING: cancel requested; else 409."""
-    return job_response(await lib.call(lambda: lib.queue.cancel(id)))
+    return job_response(await in_thread(lambda: q.cancel(id)))
 
 
 @router.get("/jobs", response_model=list[JobOut])
@@ -227,15 +221,14 @@ def list_jobs(
 
 
 @router.get("/jobs/{id}", response_model=JobOut, responses=NOT_FOUND)
-async def get_job(id: JobId, lib: LibraryDep) -> Response:  # noqa: A002
-    return job_response(await lib.call(lambda: lib.queue.get(id)))
+async def get_job(id: JobId, q: QueueDep) -> Response:  # noqa: A002
+    return job_response(await in_thread(lambda: q.get(id)))
 
 
 @router.get("/jobs/{id}/events", responses=NOT_FOUND)
-async def events(id: JobId, lib: LibraryDep) -> list[EventOut]:  # noqa: A002
+async def events(id: JobId, q: QueueDep) -> list[EventOut]:  # noqa: A002
     """Every state change of the job, oldest first."""
-    q = lib.queue
-    return [EventOut.from_event(e) for e in await lib.call(lambda: _events(q, id))]
+    return [EventOut.from_event(e) for e in await in_thread(lambda: _events(q, id))]
 
 
 def _events(q: Queue, job_id: int) -> list[Event]:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from persistq.api.deps import LibraryDep, QueueDep, QueuePath
+from persistq.api.deps import QueueDep, QueuePath, in_thread
 from persistq.api.routes import PROTECTED, TOO_LARGE, Responses
 from persistq.api.schemas import DeletedQueueOut, ErrorOut, QueueIn, QueueOut
 
@@ -15,15 +15,15 @@ NO_QUEUE: Responses = {404: {"model": ErrorOut, "description": "No such queue."}
 
 
 @router.get("")
-async def list_queues(lib: LibraryDep) -> list[QueueOut]:
-    found = await lib.call(lib.queue.queues)
+async def list_queues(q: QueueDep) -> list[QueueOut]:
+    found = await in_thread(q.queues)
     return [QueueOut.model_validate(info, from_attributes=True) for info in found]
 
 
 @router.post("", status_code=201, responses=TOO_LARGE)
-async def create_queue(body: QueueIn, lib: LibraryDep) -> QueueOut:
+async def create_queue(body: QueueIn, q: QueueDep) -> QueueOut:
     """Create a queue (enqueueing creates one too); an existing queue is returned as is."""
-    info = await lib.call(lambda: lib.queue.create_queue(body.name))
+    info = await in_thread(lambda: q.create_queue(body.name))
     return QueueOut.model_validate(info, from_attributes=True)
 
 
@@ -45,13 +45,13 @@ def delete_queue(
 
 
 @router.post("/{queue}/pause", responses=NO_QUEUE)
-async def pause(queue: QueuePath, lib: LibraryDep) -> QueueOut:
+async def pause(queue: QueuePath, q: QueueDep) -> QueueOut:
     """Claims from a paused queue return nothing; enqueues are still accepted."""
-    info = await lib.call(lambda: lib.queue.pause(queue))
+    info = await in_thread(lambda: q.pause(queue))
     return QueueOut.model_validate(info, from_attributes=True)
 
 
 @router.post("/{queue}/resume", responses=NO_QUEUE)
-async def resume(queue: QueuePath, lib: LibraryDep) -> QueueOut:
-    info = await lib.call(lambda: lib.queue.resume(queue))
+async def resume(queue: QueuePath, q: QueueDep) -> QueueOut:
+    info = await in_thread(lambda: q.resume(queue))
     return QueueOut.model_validate(info, from_attributes=True)
