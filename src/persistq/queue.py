@@ -343,13 +343,13 @@ class Queue:
 
     def worker_seen(self, worker: str, queues: Sequence[str]) -> None:
         """A worker says it is alive (workers call this every few seconds while running)."""
-        self.backend.touch_worker(
+        self.backend.worker_seen(
             _worker_id(worker), [validate_queue_name(q) for q in queues], self._stamp()
         )
 
     def worker_gone(self, worker: str) -> None:
         """A worker says it stopped."""
-        self.backend.delete_worker(_worker_id(worker))
+        self.backend.worker_gone(_worker_id(worker))
 
     def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]:
         """Workers seen in the last ``seen_within`` seconds, with the jobs they hold."""

@@ -207,11 +207,13 @@ class Backend(Protocol):
         queue, newest first."""
         ...
 
-    def touch_worker(self, worker: str, queues: Sequence[str], now: float | None) -> None:
+    def worker_seen(self, worker: str, queues: Sequence[str], now: float | None) -> None:
         """Record that ``worker`` is alive (first call: started)."""
         ...
 
-    def delete_worker(self, worker: str) -> None: ...
+    def worker_gone(self, worker: str) -> None:
+        """Forget ``worker``: it said it stopped."""
+        ...
 
     def list_workers(self, since: float) -> list[WorkerInfo]:
         """Workers seen since ``since``, with the jobs each holds."""

@@ -443,12 +443,12 @@ class SQLBackend(ABC):
             for r in self._fetch_all("recent_events", params)
         ]
 
-    def touch_worker(self, worker: str, queues: Sequence[str], now: float | None) -> None:
+    def worker_seen(self, worker: str, queues: Sequence[str], now: float | None) -> None:
         params = {"worker": worker, "queues": ",".join(queues), "now": self._now(now)}
-        self._write(lambda conn: conn.execute(self.SQL["touch_worker"], params))
+        self._write(lambda conn: conn.execute(self.SQL["worker_seen"], params))
 
-    def delete_worker(self, worker: str) -> None:
-        self._write(lambda conn: conn.execute(self.SQL["delete_worker"], {"worker": worker}))
+    def worker_gone(self, worker: str) -> None:
+        self._write(lambda conn: conn.execute(self.SQL["worker_gone"], {"worker": worker}))
 
     def list_workers(self, since: float) -> list[WorkerInfo]:
         return [

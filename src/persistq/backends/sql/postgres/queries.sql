@@ -306,12 +306,12 @@ WHERE e.id > (SELECT coalesce(max(id), 0) FROM events) - %(scan)s
   AND e.kind = ANY(%(kinds)s)
 ORDER BY e.id DESC LIMIT %(limit)s;
 
--- name: touch_worker
+-- name: worker_seen
 INSERT INTO workers (id, queues, started_at, last_seen_at)
 VALUES (%(worker)s, %(queues)s, persistq_now(%(now)s), persistq_now(%(now)s))
 ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, last_seen_at = excluded.last_seen_at;
 
--- name: delete_worker
+-- name: worker_gone
 DELETE FROM workers WHERE id = %(worker)s;
 
 -- name: list_workers

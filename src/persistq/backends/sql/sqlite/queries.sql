@@ -284,11 +284,11 @@ WHERE e.id > (SELECT coalesce(max(id), 0) FROM events) - :scan
   AND e.kind IN (SELECT value FROM json_each(:kinds))
 ORDER BY e.id DESC LIMIT :limit;
 
--- name: touch_worker
+-- name: worker_seen
 INSERT INTO workers (id, queues, started_at, last_seen_at) VALUES (:worker, :queues, :now, :now)
 ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, last_seen_at = excluded.last_seen_at;
 
--- name: delete_worker
+-- name: worker_gone
 DELETE FROM workers WHERE id = :worker;
 
 -- name: list_workers
