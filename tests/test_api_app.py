@@ -3,6 +3,7 @@ health reporting, and metrics that count work done by other processes."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -245,3 +246,9 @@ def test_core_routes_on_every_backend(backend_url: str) -> None:
         assert http.get("/jobs/999", headers=AUTH).status_code == 404
         assert "persistq_jobs" in http.get("/metrics", headers=AUTH).text
         assert http.get("/healthz").status_code == 200
+
+
+def test_the_api_reports_the_installed_version() -> None:
+    assert persistq.__version__ == importlib.metadata.version("persistq")
+    schema = create_app(Settings(), tokens=["x" * 16]).openapi()
+    assert schema["info"]["version"] == persistq.__version__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, overload
 
 from persistq.backends import open_backend
@@ -30,6 +31,11 @@ from persistq.queue import Queue
 if TYPE_CHECKING:
     from persistq.remote import RemoteQueue
 
+try:
+    __version__ = version("persistq")  # pyproject.toml's, as installed: the one place it is set
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
     "Clock",
     "Event",
@@ -56,6 +62,7 @@ __all__ = [
     "StorageUnavailable",
     "SystemClock",
     "Unrecoverable",
+    "__version__",
     "connect",
     "get_queue",
 ]

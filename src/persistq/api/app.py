@@ -84,7 +84,7 @@ def create_app(
 
     app = FastAPI(
         title="persistq",
-        version=persistq.__dict__.get("__version__", "0.1.0"),
+        version=persistq.__version__,
         description="A persistent job queue over HTTP. Every route but /healthz needs "
         '`Authorization: Bearer <token>`. Errors are `{"detail", "code"}`.',
         lifespan=lifespan,
