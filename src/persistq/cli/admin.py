@@ -7,15 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from persistq.cli.common import echo, format_age, parse_duration, redact_url, warn
+from persistq.cli.common import JsonFlag, echo, format_age, parse_duration, redact_url, warn
 from persistq.cli.main import app, fail, open_queue, print_json, print_table, progress
 from persistq.config import DEFAULT_FILES_DIR
 from persistq.errors import JobNotFound, Unrecoverable
 from persistq.model import Job, State, validate_state
 from persistq.queue import Queue
 from persistq.tasks.files import payload_path
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 #: How far past the purge cutoff --delete-files looks for jobs the purge may reach: the
 #: purge computes its own cutoff a moment later. Only jobs confirmed gone lose their file.

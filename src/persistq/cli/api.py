@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from persistq.cli.common import HostOption, LogLevelOption, PortOption
 from persistq.cli.main import app, fail, open_queue, stdout
 from persistq.config import API_TOKEN_ENV, Settings, api_tokens
 
@@ -22,25 +24,28 @@ NO_TOKEN = (
 @app.command()
 def api(
     ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
-    max_waiting_claims: int = typer.Option(
-        32,
-        "--max-waiting-claims",
-        min=1,
-        max=1024,
-        help="Long-polling claims served at once, each holding a thread (more wait their turn).",
-    ),
-    limit_concurrency: int = typer.Option(
-        1000, "--limit-concurrency", min=1, help="Connections served at once; 503 past it."
-    ),
-    max_body_bytes: int = typer.Option(
-        4 * 1024 * 1024, "--max-body-bytes", min=1024, help="Largest request body (413 past it)."
-    ),
-    access_log: bool = typer.Option(True, "--access-log/--no-access-log"),
-    log_level: str = typer.Option(
-        "info", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
-    ),
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    max_waiting_claims: Annotated[
+        int,
+        typer.Option(
+            "--max-waiting-claims",
+            min=1,
+            max=1024,
+            help="Long-polling claims served at once, each holding a thread (more wait their "
+            "turn).",
+        ),
+    ] = 32,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option("--limit-concurrency", min=1, help="Connections served at once; 503 past it."),
+    ] = 1000,
+    max_body_bytes: Annotated[
+        int,
+        typer.Option("--max-body-bytes", min=1024, help="Largest request body (413 past it)."),
+    ] = 4 * 1024 * 1024,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log")] = True,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Serve the REST API (docs at /docs). Needs PERSISTQ_API_TOKEN."""
     from persistq.api.auth import MIN_TOKEN_LENGTH

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -18,6 +18,15 @@ from persistq.model import MAX_SECONDS, Job, State
 
 #: Acting on at least this many ids shows a progress bar.
 PROGRESS_FROM = 20
+
+# Options several commands share. Every option is declared this way, ``Annotated`` with its
+# ``typer.Option``, the default being the parameter's own.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
+LogLevelOption = Annotated[
+    str, typer.Option("--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True)
+]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)

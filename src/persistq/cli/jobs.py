@@ -14,6 +14,7 @@ from typing import IO, Annotated, Any
 import typer
 
 from persistq.cli.common import (
+    JsonFlag,
     apply_each,
     echo,
     first_line,
@@ -30,7 +31,6 @@ from persistq.queue import Queue
 #: Bulk enqueue writes this many jobs per transaction.
 BATCH_SIZE = 1000
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 JobId = Annotated[int, typer.Argument(metavar="ID", help="Job id.", show_default=False)]
 JobIds = Annotated[
     list[int], typer.Argument(metavar="ID", help="One or more job ids.", show_default=False)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -77,13 +77,15 @@ class CliState:
 @app.callback()
 def main(
     ctx: typer.Context,
-    url: str | None = typer.Option(
-        None,
-        "--url",
-        envvar="PERSISTQ_URL",
-        show_envvar=True,
-        help="Database URL [default: sqlite:///data/queue.db].",
-    ),
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar="PERSISTQ_URL",
+            show_envvar=True,
+            help="Database URL [default: sqlite:///data/queue.db].",
+        ),
+    ] = None,
 ) -> None:
     state = CliState(url)
     ctx.obj = state

@@ -6,14 +6,13 @@ from typing import Annotated
 
 import typer
 
-from persistq.cli.common import echo, format_time
+from persistq.cli.common import JsonFlag, echo, format_time
 from persistq.cli.main import app, new_app, open_queue, print_json, print_table
 from persistq.model import QueueInfo
 
 queues_app = new_app("List, create, delete, pause and resume queues.")
 app.add_typer(queues_app, name="queues")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Queue name.", show_default=False)]
 
 

@@ -7,10 +7,12 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Annotated
 
 import typer
 
 import persistq
+from persistq.cli.common import LogLevelOption
 from persistq.cli.main import app, fail, open_queue
 from persistq.config import DEFAULT_FILES_DIR
 from persistq.errors import InvalidJob, QueueError
@@ -153,19 +155,21 @@ def open_work_queue(ctx: typer.Context, url: str | None) -> WorkQueue:
 @app.command()
 def produce(
     ctx: typer.Context,
-    queue: str = typer.Option("files", "--queue", "-q", help="Queue to enqueue into."),
-    every: float = typer.Option(5.0, "--every", min=0, help="Seconds between files."),
-    directory: Path = typer.Option(
-        Path(DEFAULT_FILES_DIR),
-        "--dir",
-        envvar="PERSISTQ_FILES_DIR",
-        show_envvar=True,
-        help="Where the random text files are written.",
-    ),
-    count: int | None = typer.Option(None, "--count", min=1, help="Stop after this many jobs."),
-    log_level: str = typer.Option(
-        "INFO", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
-    ),
+    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue to enqueue into.")] = "files",
+    every: Annotated[float, typer.Option("--every", min=0, help="Seconds between files.")] = 5.0,
+    directory: Annotated[
+        Path,
+        typer.Option(
+            "--dir",
+            envvar="PERSISTQ_FILES_DIR",
+            show_envvar=True,
+            help="Where the random text files are written.",
+        ),
+    ] = Path(DEFAULT_FILES_DIR),
+    count: Annotated[
+        int | None, typer.Option("--count", min=1, help="Stop after this many jobs.")
+    ] = None,
+    log_level: LogLevelOption = "INFO",
 ) -> None:
     """Write a random text file every few seconds and enqueue {"path": file}."""
     try:

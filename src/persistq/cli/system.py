@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from supervisor.xmlrpc import SupervisorTransport
@@ -42,13 +42,15 @@ def url_of(program: str) -> str:
     return f"http://127.0.0.1:{os.environ.get(var) or default}{path}"
 
 
-HomeOption = typer.Option(
-    None,
-    "--home",
-    envvar="PERSISTQ_HOME",
-    show_envvar=True,
-    help="Directory holding data/ and logs/ [default: the current directory].",
-)
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        envvar="PERSISTQ_HOME",
+        show_envvar=True,
+        help="Directory holding data/ and logs/ [default: the current directory].",
+    ),
+]
 
 
 def config_path() -> Path:
@@ -141,8 +143,10 @@ def print_status(home: Path) -> list[dict[str, Any]]:
 @app.command()
 def up(
     ctx: typer.Context,
-    home: Path | None = HomeOption,
-    timeout: float = typer.Option(30.0, "--timeout", min=1, help="Seconds to wait for RUNNING."),
+    home: HomeOption = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait for RUNNING.")
+    ] = 30.0,
 ) -> None:
     """Start producer, consumers, API and UIs under Supervisor, in the background."""
     home = resolve_home(home)
@@ -198,8 +202,10 @@ def up(
 
 @app.command()
 def down(
-    home: Path | None = HomeOption,
-    timeout: float = typer.Option(120.0, "--timeout", min=1, help="Seconds to wait for exit."),
+    home: HomeOption = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait for exit.")
+    ] = 120.0,
 ) -> None:
     """Stop everything: consumers drain, then supervisord exits; no process is left."""
     home = resolve_home(home)
@@ -217,7 +223,7 @@ def down(
 
 
 @app.command()
-def status(home: Path | None = HomeOption) -> None:
+def status(home: HomeOption = None) -> None:
     """Show every program and its state; exit 1 when the system is not running."""
     home = resolve_home(home)
     if not is_running(home):
@@ -240,8 +246,10 @@ def _alive(pid: int) -> bool:
 
 @app.command("simulate-crash")
 def simulate_crash(
-    home: Path | None = HomeOption,
-    timeout: float = typer.Option(180.0, "--timeout", min=10, help="Seconds to wait in all."),
+    home: HomeOption = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=10, help="Seconds to wait in all.")
+    ] = 180.0,
 ) -> None:
     """SIGKILL a consumer holding a job; check it restarts and the job completes once."""
     home = resolve_home(home)

@@ -17,14 +17,13 @@ from pathlib import Path
 import typer
 
 import persistq
+from persistq.cli.common import HostOption, PortOption
 from persistq.cli.main import app, fail, new_app, stderr
 from persistq.cli.system import resolve_url
 from persistq.credentials import admin_password, data_dir
 
 ui_app = new_app("Serve a web UI: manager (jobs, queues, dead letters) or ops (read-only).")
 app.add_typer(ui_app, name="ui")
-
-HostOption = typer.Option("127.0.0.1", "--host", help="Address to listen on.")
 
 
 def streamlit_command(page: str, host: str, port: int) -> list[str]:
@@ -78,8 +77,8 @@ def serve(ctx: typer.Context, page: str, host: str, port: int) -> None:
 @ui_app.command()
 def manager(
     ctx: typer.Context,
-    host: str = HostOption,
-    port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to listen on."),
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8501,
 ) -> None:
     """The Manager: jobs (filter, resubmit, cancel, bulk), enqueue, queues, dead letters."""
     serve(ctx, "manager", host, port)
@@ -88,8 +87,8 @@ def manager(
 @ui_app.command()
 def ops(
     ctx: typer.Context,
-    host: str = HostOption,
-    port: int = typer.Option(8502, "--port", min=1, max=65535, help="Port to listen on."),
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8502,
 ) -> None:
     """The read-only Ops dashboard: counts, throughput, latency, workers, failures, disk."""
     serve(ctx, "ops", host, port)
