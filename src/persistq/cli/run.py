@@ -42,66 +42,79 @@ def setup_logging(level: str) -> None:
 @app.command()
 def worker(
     ctx: typer.Context,
-    queue: list[str] = typer.Option(
-        ["default"], "--queue", "-q", help="Queue to claim from; repeat for several, in order."
-    ),
-    handler: str = typer.Option(
-        ...,
-        "--handler",
-        envvar="PERSISTQ_HANDLER",
-        show_envvar=True,
-        help="The function that processes a job, as package.module:function.",
-    ),
-    concurrency: int = typer.Option(
-        1,
-        "--concurrency",
-        "-c",
-        min=1,
-        max=256,
-        envvar="PERSISTQ_CONCURRENCY",
-        show_envvar=True,
-        help="Jobs processed at once, each in its own thread.",
-    ),
-    lease: float | None = typer.Option(
-        None,
-        "--lease",
-        min=1,
-        envvar="PERSISTQ_LEASE_SECONDS",
-        show_envvar=True,
-        help="Lease length in seconds (heartbeat every third) [default: 300].",
-    ),
-    worker_id: str | None = typer.Option(
-        None,
-        "--worker-id",
-        envvar="PERSISTQ_WORKER_ID",
-        show_envvar=True,
-        help="Name recorded on the jobs this worker holds [default: host:pid].",
-    ),
-    grace: float = typer.Option(
-        30.0,
-        "--grace",
-        min=0,
-        envvar="PERSISTQ_WORKER_GRACE_SECONDS",
-        show_envvar=True,
-        help="On SIGTERM, seconds a running job may take before it is released.",
-    ),
-    sweep_every: float | None = typer.Option(
-        None,
-        "--sweep-every",
-        min=0.1,
-        envvar="PERSISTQ_SWEEP_SECONDS",
-        show_envvar=True,
-        help="Seconds between stalled-job sweeps [default: lease/3, at most 30].",
-    ),
-    log_level: str = typer.Option(
-        "INFO", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
-    ),
-    url: str | None = typer.Option(
-        None,
-        "--url",
-        help="Database URL, or the REST API's http(s)://host:port for a worker that reaches "
-        "only the API (token from PERSISTQ_API_TOKEN) [default: the global --url].",
-    ),
+    handler: Annotated[
+        str,
+        typer.Option(
+            "--handler",
+            envvar="PERSISTQ_HANDLER",
+            show_envvar=True,
+            help="The function that processes a job, as package.module:function.",
+        ),
+    ],
+    queue: Annotated[
+        list[str],
+        typer.Option("--queue", "-q", help="Queue to claim from; repeat for several, in order."),
+    ] = ["default"],  # noqa: B006 - Typer copies it; never mutated
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            max=256,
+            envvar="PERSISTQ_CONCURRENCY",
+            show_envvar=True,
+            help="Jobs processed at once, each in its own thread.",
+        ),
+    ] = 1,
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            "--lease",
+            min=1,
+            envvar="PERSISTQ_LEASE_SECONDS",
+            show_envvar=True,
+            help="Lease length in seconds (heartbeat every third) [default: 300].",
+        ),
+    ] = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            "--worker-id",
+            envvar="PERSISTQ_WORKER_ID",
+            show_envvar=True,
+            help="Name recorded on the jobs this worker holds [default: host:pid].",
+        ),
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            min=0,
+            envvar="PERSISTQ_WORKER_GRACE_SECONDS",
+            show_envvar=True,
+            help="On SIGTERM, seconds a running job may take before it is released.",
+        ),
+    ] = 30.0,
+    sweep_every: Annotated[
+        float | None,
+        typer.Option(
+            "--sweep-every",
+            min=0.1,
+            envvar="PERSISTQ_SWEEP_SECONDS",
+            show_envvar=True,
+            help="Seconds between stalled-job sweeps [default: lease/3, at most 30].",
+        ),
+    ] = None,
+    log_level: LogLevelOption = "INFO",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Database URL, or the REST API's http(s)://host:port for a worker that "
+            "reaches only the API (token from PERSISTQ_API_TOKEN) [default: the global --url].",
+        ),
+    ] = None,
 ) -> None:
     """Claim jobs, run the handler under a heartbeat, complete or fail them. SIGTERM drains."""
     worker_id = worker_id or default_worker_id()
