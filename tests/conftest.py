@@ -1,10 +1,9 @@
-"""Shared fixtures: real database files in tmp dirs, an injected clock, a clean environment."""
+"""Shared fixtures: real database files in tmp dirs (PostgreSQL schemas: pgserver.py), an
+injected clock, a clean environment."""
 
 from __future__ import annotations
 
 import os
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,24 +12,9 @@ import pytest
 
 import persistq
 from persistq import ManualClock, Queue
+from pgserver import new_pg_schema, require_pg
 
 BACKENDS = ["sqlite", "postgres"]
-# Read before the autouse fixture strips PERSISTQ_* from the environment.
-PG_URL = os.environ.get("PERSISTQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_PG = os.environ.get("PERSISTQ_REQUIRE_PG", "") not in ("", "0")
-
-
-def _pg_admin() -> Any:
-    """A connection to the test server, or a skip (a failure when PostgreSQL is required)."""
-    try:
-        import psycopg
-
-        return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
-    except Exception as exc:  # ImportError or any connection failure: say which
-        reason = f"PostgreSQL at {PG_URL} is not available: {exc}"
-        if REQUIRE_PG:
-            pytest.fail(reason + " (PERSISTQ_REQUIRE_PG is set)")
-        pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
@@ -47,48 +31,25 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database URL for each backend under test: a SQLite file in tmp_path,
-    or a schema of its own on the PostgreSQL server, dropped afterwards."""
+    or a schema of its own on the PostgreSQL server (``pg_url``), dropped afterwards."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'queue.db'}"
-        return
-    _pg_admin().close()
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    separator = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{separator}schema={schema}"
-    finally:
-        _drop_schema(schema)
-
-
-def _drop_schema(schema: str) -> None:
-    """Over a new connection: a test (this one or a concurrent run's) may have restarted
-    the server since the schema was made."""
-    import psycopg
-
-    for attempt in range(30):  # the server may still be coming back up
-        try:
-            with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
-                admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            return
-        except psycopg.OperationalError:
-            if attempt == 29:
-                raise
-            time.sleep(1)
+        return f"sqlite:///{tmp_path / 'queue.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """For PostgreSQL-only tests: a schema of its own on the test server (skipped, or failed
     under PERSISTQ_REQUIRE_PG, when there is none), dropped afterwards."""
-    _pg_admin().close()
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    separator = "&" if "?" in PG_URL else "?"
+    require_pg()
+    url, drop = new_pg_schema()
     try:
-        yield f"{PG_URL}{separator}schema={schema}"
+        yield url
     finally:
-        _drop_schema(schema)
+        drop()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""The local PostgreSQL server, for the tests that restart or reconfigure it.
+"""The test PostgreSQL server: its URL, whether it is there, fresh schemas on it; and, for the
+tests that restart or reconfigure it, control of the local server.
 
-They need the server on this machine (PERSISTQ_TEST_PG_URL on 127.0.0.1) and
+Those need the server on this machine (PERSISTQ_TEST_PG_URL on 127.0.0.1) and
 ``pg_ctlcluster`` (Debian's postgresql-common); else they skip and say which is missing.
 Whatever a test does, :func:`server_control` leaves the server running afterwards.
 
@@ -18,15 +19,49 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import PG_URL, REQUIRE_PG
+from procs import wait_until
 
-TIMEOUT = 60.0
-#: Read at import, before conftest strips PERSISTQ_* from the environment.
+#: Read at import (conftest imports this module), before its autouse fixture strips
+#: PERSISTQ_* from the environment.
+PG_URL = os.environ.get("PERSISTQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("PERSISTQ_REQUIRE_PG", "") not in ("", "0")
+
+
+def pg_unavailable() -> str | None:
+    """Why the test server cannot be used here (psycopg missing, no server), or None."""
+    try:
+        import psycopg
+
+        psycopg.connect(PG_URL, autocommit=True, connect_timeout=5).close()
+    except Exception as exc:  # ImportError or any connection failure: say which
+        return f"PostgreSQL at {PG_URL} is not available: {exc}"
+    return None
+
+
+def require_pg() -> None:
+    """Skip the test without the server (fail it when PostgreSQL is required)."""
+    reason = pg_unavailable()
+    if reason is not None:
+        if REQUIRE_PG:
+            pytest.fail(reason + " (PERSISTQ_REQUIRE_PG is set)")
+        pytest.skip(reason)
+
+
+def new_pg_schema(prefix: str = "test") -> tuple[str, Callable[[], None]]:
+    """The URL of a schema of its own on the test server (persistq creates it on first
+    connect), and the cleanup that drops it: for fixtures, and for each example of the
+    state machine."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{separator}schema={schema}", lambda: drop_schema(schema)
+
+
 RESTARTS_ALLOWED = REQUIRE_PG or os.environ.get("PERSISTQ_TEST_PG_RESTARTS", "") not in ("", "0")
 LOCK_FILE = "/tmp/persistq-tests-pg-restart.lock"
 
@@ -37,14 +72,6 @@ def require_restarts_allowed() -> None:
             "restarts the PostgreSQL server, cutting every other client's connections: "
             "runs under PERSISTQ_REQUIRE_PG (.ci/run) or PERSISTQ_TEST_PG_RESTARTS=1"
         )
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def server_version() -> str | None:
@@ -107,3 +134,19 @@ def ensure_running() -> None:
         with contextlib.suppress(subprocess.SubprocessError):
             pg_ctlcluster("start")
         wait_until(server_ready, "the server to come back", timeout=30)
+
+
+def drop_schema(schema: str) -> None:
+    """Over a new connection: a test (this one or a concurrent run's) may have restarted
+    the server since the schema was made."""
+    import psycopg
+
+    for attempt in range(30):  # the server may still be coming back up
+        try:
+            with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
+                admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            return
+        except psycopg.OperationalError:
+            if attempt == 29:
+                raise
+            time.sleep(1)

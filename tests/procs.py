@@ -35,6 +35,15 @@ def say(*words: object) -> None:
     sys.stdout.flush()
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
 def wait_for_file(path: Path) -> None:
     deadline = time.monotonic() + TIMEOUT_SECONDS
     while not path.exists():

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,7 +29,7 @@ from apiserver import TOKEN, ApiServer
 from handlers import log_lines
 from persistq import StorageUnavailable
 from persistq.cli.main import app
-from procs import WorkerProcess
+from procs import WorkerProcess, wait_until
 
 runner = CliRunner()
 GONE = "deleted or replaced"
@@ -242,13 +242,6 @@ def test_after_the_database_is_deleted_the_api_answers_503_and_healthz_turns_503
         assert GONE in health.json()["detail"]
     assert not db.exists()
     assert "Traceback" not in server.output()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.mark.slow

@@ -24,10 +24,8 @@ once, so the model knows its ``run_at`` exactly.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -64,14 +62,11 @@ from persistq import (
     State,
     Unrecoverable,
 )
+from pgserver import REQUIRE_PG, new_pg_schema, pg_unavailable
 
 # -- databases ---------------------------------------------------------------------------------
 #
 # Every example needs a fresh, empty database. A factory returns its URL and a cleanup.
-# Hook for the PostgreSQL issue: add a factory to DATABASES (e.g. a fresh schema or
-# database per example) and a TestCase for it at the end of this file, e.g.
-#     class PostgresQueueMachine(QueueMachine): database = "postgresql"
-#     TestPostgresQueueStateMachine = pytest.mark.postgres(PostgresQueueMachine.TestCase)
 
 DatabaseFactory = Callable[[], tuple[str, Callable[[], None]]]
 
@@ -81,35 +76,10 @@ def fresh_sqlite() -> tuple[str, Callable[[], None]]:
     return f"sqlite:///{folder / 'queue.db'}", lambda: shutil.rmtree(folder, ignore_errors=True)
 
 
-PG_URL = os.environ.get("PERSISTQ_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def fresh_postgres() -> tuple[str, Callable[[], None]]:
-    """A schema of its own on the test server, dropped afterwards."""
-    import psycopg
-
-    admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
-    schema = f"sm_{uuid.uuid4().hex[:12]}"
-
-    def cleanup() -> None:
-        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.close()
-
-    separator = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{separator}schema={schema}", cleanup
-
-
-def postgres_missing() -> str | None:
-    """Why PostgreSQL cannot be used here, or None."""
-    try:
-        _url, cleanup = fresh_postgres()
-        cleanup()
-    except Exception as exc:  # ImportError or a connection failure: say which
-        return f"PostgreSQL at {PG_URL} is not available: {exc}"
-    return None
-
-
-DATABASES: dict[str, DatabaseFactory] = {"sqlite": fresh_sqlite, "postgres": fresh_postgres}
+DATABASES: dict[str, DatabaseFactory] = {
+    "sqlite": fresh_sqlite,
+    "postgres": partial(new_pg_schema, "sm"),
+}
 
 # -- the model ---------------------------------------------------------------------------------
 
@@ -820,8 +790,8 @@ class PostgresQueueMachine(QueueMachine):
 
 # Fewer examples: each needs a schema built on the server (tens of milliseconds).
 PostgresQueueMachine.TestCase.settings = settings(SETTINGS, max_examples=40)
-_PG_MISSING = postgres_missing()
-if _PG_MISSING and os.environ.get("PERSISTQ_REQUIRE_PG", "") not in ("", "0"):
+_PG_MISSING = pg_unavailable()
+if _PG_MISSING and REQUIRE_PG:
     raise RuntimeError(_PG_MISSING + " (PERSISTQ_REQUIRE_PG is set)")
 TestPostgresQueueStateMachine = pytest.mark.skipif(
     _PG_MISSING is not None, reason=_PG_MISSING or ""

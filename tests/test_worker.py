@@ -20,16 +20,9 @@ import handlers
 from persistq import InvalidJob, Job, ManualClock, Queue, State, SystemClock, Unrecoverable
 from persistq.sweeper import Sweeper
 from persistq.worker import Heartbeat, Worker
+from procs import wait_until
 
 TIMEOUT = 10.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def kinds(q: Queue, job_id: int) -> list[str]:

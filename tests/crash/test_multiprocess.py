@@ -8,7 +8,7 @@ never surface as "database is locked" (SPEC, Python API).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,18 +21,6 @@ pytestmark = pytest.mark.slow
 PRODUCERS = 4
 CONSUMERS = 4
 JOBS_PER_PRODUCER = 500
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[Children]:
-    with Children(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def real_queue(make_queue: Callable[..., Queue]) -> Queue:
-    """The parent's own view of the database, on the clock the children use."""
-    return make_queue(clock=SystemClock())
 
 
 def test_four_producers_and_four_consumers_complete_every_job_exactly_once(

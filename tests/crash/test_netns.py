@@ -31,9 +31,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 import persistq
-from conftest import PG_URL
 from persistq import State
-from pgserver import RESTARTS_ALLOWED, require_restarts_allowed, server_control, wait_until
+from pgserver import (
+    PG_URL,
+    RESTARTS_ALLOWED,
+    require_restarts_allowed,
+    server_control,
+    wait_until,
+)
 from procs import Children
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

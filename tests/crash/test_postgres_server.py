@@ -20,10 +20,9 @@ from typing import Any
 import pytest
 
 import persistq
-from conftest import PG_URL
 from handlers import log_lines
 from persistq import ManualClock, State
-from pgserver import server_control, wait_until
+from pgserver import PG_URL, server_control, wait_until
 from procs import Children
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

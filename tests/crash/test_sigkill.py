@@ -11,13 +11,11 @@ import random
 import signal
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from persistq import LeaseLost, Queue, State, SystemClock
+from persistq import LeaseLost, Queue, State
 from procs import Child, Children
 
 pytestmark = pytest.mark.slow
@@ -25,18 +23,6 @@ pytestmark = pytest.mark.slow
 #: Acknowledged ids to wait for before each kill, and how many kill/restart rounds.
 IDS_BEFORE_KILL = 150
 ROUNDS = 5
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[Children]:
-    with Children(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def real_queue(make_queue: Callable[..., Queue]) -> Queue:
-    """The parent's own view of the database, on the clock the children use."""
-    return make_queue(clock=SystemClock())
 
 
 @pytest.mark.parametrize("batch", [1, 20], ids=["enqueue", "enqueue_many"])

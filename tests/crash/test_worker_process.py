@@ -17,20 +17,12 @@ from pathlib import Path
 import pytest
 
 from handlers import log_lines
-from persistq import Job, Queue, State, SystemClock
-from procs import WorkerProcess
+from persistq import Job, Queue, State
+from procs import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 30.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -45,12 +37,6 @@ def spawn(tmp_path: Path, backend_url: str) -> Iterator[Callable[..., WorkerProc
     yield start
     for worker in started:
         worker.kill()
-
-
-@pytest.fixture
-def real_queue(make_queue: Callable[..., Queue]) -> Queue:
-    """The test's own view of the database, on the clock the workers use."""
-    return make_queue(clock=SystemClock())
 
 
 def status_of(q: Queue, job: Job) -> State:
