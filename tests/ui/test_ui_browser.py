@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ui_support import PASSWORD, failed_job
 
 import persistq
 from persistq import State
-from ui_support import PASSWORD, failed_job
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

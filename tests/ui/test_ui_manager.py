@@ -6,42 +6,24 @@ Every action is checked in the database afterwards, not on the page alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-
-import persistq
-from persistq import ManualClock, Queue, State
-from persistq.credentials import THROTTLE_FILE
 from ui_support import (
-    PASSWORD,
     app,
     button,
     failed_job,
     login,
-    reset_streamlit,
     select_rows,
     table,
     texts,
     unprocessable_job,
 )
 
-
-@pytest.fixture
-def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    monkeypatch.setenv("PERSISTQ_URL", url)
-    monkeypatch.setenv("PERSISTQ_ADMIN_PASSWORD", PASSWORD)
-    reset_streamlit()
-    return url
-
-
-@pytest.fixture
-def queue(url: str) -> Iterator[Queue]:
-    with persistq.connect(url) as q:
-        yield q
+import persistq
+from persistq import ManualClock, Queue, State
+from persistq.credentials import THROTTLE_FILE
 
 
 @pytest.fixture

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
+from ui_support import app, failed_job, login, table, texts
 
 import persistq
 from persistq import ManualClock, Queue
-from ui_support import PASSWORD, app, failed_job, login, reset_streamlit, table, texts
-
-
-@pytest.fixture
-def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    monkeypatch.setenv("PERSISTQ_URL", url)
-    monkeypatch.setenv("PERSISTQ_ADMIN_PASSWORD", PASSWORD)
-    reset_streamlit()
-    return url
-
-
-@pytest.fixture
-def queue(url: str) -> Iterator[Queue]:
-    with persistq.connect(url) as q:
-        yield q
 
 
 def charts(at: AppTest) -> list[object]:
