@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, overload
 
+from persistq.app import App
 from persistq.backends import open_backend
 from persistq.clock import Clock, ManualClock, SystemClock
 from persistq.config import Settings
@@ -21,6 +22,7 @@ from persistq.errors import (
     StorageError,
     StorageFull,
     StorageUnavailable,
+    TaskFailed,
     Unrecoverable,
 )
 from persistq.model import Event, EventKind, Job, QueueInfo, State
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from persistq.remote import RemoteQueue
 
 __all__ = [
+    "App",
     "Clock",
     "Event",
     "EventKind",
@@ -53,6 +56,7 @@ __all__ = [
     "StorageFull",
     "StorageUnavailable",
     "SystemClock",
+    "TaskFailed",
     "Unrecoverable",
     "connect",
     "get_queue",

@@ -25,6 +25,9 @@ class Settings:
     pg_pool_size: int = 10
     #: The demo file task's simulated work, "min-max" seconds or one number.
     task_delay: str = "7-15"
+    #: How long after its enqueue a job naming a task no worker knows is still released
+    #: (a rolling deploy may bring the task); then it fails with "unknown task NAME".
+    unknown_task_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -51,4 +54,5 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("busy_timeout_seconds", "PERSISTQ_BUSY_TIMEOUT_SECONDS", float),
     ("task_delay", "PERSISTQ_TASK_DELAY", str),
     ("pg_pool_size", "PERSISTQ_PG_POOL_SIZE", int),
+    ("unknown_task_seconds", "PERSISTQ_UNKNOWN_TASK_SECONDS", float),
 )

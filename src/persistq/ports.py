@@ -35,9 +35,17 @@ class WorkQueue(Protocol):
 
     def complete(self, job: Job, result: JSON = None) -> Job: ...
 
-    def fail(self, job: Job, error: str | BaseException, *, retry: bool = True) -> Job: ...
+    def fail(
+        self,
+        job: Job,
+        error: str | BaseException,
+        *,
+        retry: bool = True,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+    ) -> Job: ...
 
-    def release(self, job: Job) -> Job: ...
+    def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job: ...
 
     def recover_stalled(self) -> int: ...
 

@@ -6,7 +6,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +39,9 @@ RECOVER_BATCH = 1000
 PURGE_BATCH = 5000
 #: A waiting claim re-checks at least this often, so a resumed queue is noticed.
 MAX_NAP_SECONDS = 1.0
+#: Waiting for a job re-reads it at least this often even without a change signal (a
+#: PostgreSQL listener that reconnected may have missed one).
+MAX_JOB_NAP_SECONDS = 5.0
 
 
 class Queue:
@@ -75,10 +78,16 @@ class Queue:
         queue: str = "default",
         priority: int = 0,
         delay: float = 0,
+        run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
     ) -> Job:
-        """Store one job. With a ``key`` that a job of this queue already has, return that job."""
+        """Store one job. With a ``key`` that a job of this queue already has, return that job.
+
+        ``run_at`` (an aware datetime) instead of ``delay``: not claimable before then; a
+        time already past makes the job due at once.
+        """
+        delay = self._delay_until(delay, run_at)
         new = self._new_job(payload, queue, priority, delay, max_attempts, key)
         return self.backend.insert_jobs([new], self._stamp())[0]
 
@@ -89,11 +98,13 @@ class Queue:
         queue: str = "default",
         priority: int = 0,
         delay: float = 0,
+        run_at: datetime | None = None,
         max_attempts: int = 3,
         keys: Sequence[str | None] | None = None,
     ) -> list[Job]:
         """Store all jobs in one transaction, or none of them (any invalid one refuses all)."""
         payloads = list(payloads)
+        delay = self._delay_until(delay, run_at)
         if keys is not None and len(keys) != len(payloads):
             raise InvalidJob(f"{len(keys)} keys for {len(payloads)} payloads")
         key_list = list(keys) if keys is not None else [None] * len(payloads)
@@ -109,6 +120,20 @@ class Queue:
             for i, (p, k) in enumerate(zip(payloads, key_list, strict=True))
         ]
         return self.backend.insert_jobs(new, self._stamp())
+
+    def _delay_until(self, delay: float, run_at: datetime | None) -> float:
+        """``run_at`` as a delay from now on the queue's clock (the database's, unless one
+        was injected), so a job is timed on the same clock as every other."""
+        if run_at is None:
+            return delay
+        if not isinstance(run_at, datetime) or run_at.utcoffset() is None:
+            raise InvalidJob(
+                f"run_at must be an aware datetime (e.g. datetime(..., tzinfo=UTC)), got {run_at!r}"
+            )
+        if delay != 0:
+            raise InvalidJob("give delay or run_at, not both")
+        seconds = max(0.0, run_at.timestamp() - self.now())
+        return validate_seconds(seconds, what="run_at (seconds from now)")
 
     def _new_job(
         self,
@@ -194,12 +219,22 @@ class Queue:
         encoded = None if result is None else encode_json(result, what="result")
         return self.backend.complete_job(job.id, _token(job), encoded, self._stamp())
 
-    def fail(self, job: Job | int, error: str | BaseException, *, retry: bool = True) -> Job:
+    def fail(
+        self,
+        job: Job | int,
+        error: str | BaseException,
+        *,
+        retry: bool = True,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+    ) -> Job:
         """Record a handler failure: retry later with backoff while attempts remain, else FAILED.
 
         An exception is stored with its traceback; ``Unrecoverable`` skips the retries.
-        Given a job id instead of a claimed job, an operator fails a PENDING or PROCESSING
-        job at once (no retry); its lease holder, if any, gets ``LeaseLost`` from then on.
+        ``backoff_base``/``backoff_max`` override the queue's settings for this retry (a
+        task's own policy). Given a job id instead of a claimed job, an operator fails a
+        PENDING or PROCESSING job at once (no retry); its lease holder, if any, gets
+        ``LeaseLost`` from then on.
         """
         text = _error_text(error)
         if not isinstance(job, Job):
@@ -209,17 +244,48 @@ class Queue:
         token = _token(job)
         now = self._stamp()
         if retry and job.attempts < job.max_attempts:
+            base = self.settings.backoff_base_seconds if backoff_base is None else backoff_base
+            cap = self.settings.backoff_max_seconds if backoff_max is None else backoff_max
             delay = backoff_seconds(
                 job.attempts,
-                base=self.settings.backoff_base_seconds,
-                cap=self.settings.backoff_max_seconds,
+                base=validate_seconds(base, what="backoff_base"),
+                cap=validate_seconds(cap, what="backoff_max"),
             )
             return self.backend.retry_job(job.id, token, text, delay, now)
         return self.backend.fail_job(job.id, token, text, now)
 
-    def release(self, job: Job) -> Job:
-        """Give the job back unprocessed (worker shutting down); its attempt is refunded."""
-        return self.backend.release_job(job.id, _token(job), self._stamp())
+    def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job:
+        """Give the job back unprocessed (worker shutting down); its attempt is refunded.
+
+        With ``delay`` it is not claimable again for that many seconds; ``reason`` is
+        recorded on the ``released`` event.
+        """
+        seconds = validate_seconds(delay, what="delay")
+        detail = None if reason is None else _error_text(reason)
+        return self.backend.release_job(job.id, _token(job), self._stamp(), seconds, detail)
+
+    def wait(self, id: int, *, timeout: float | None = None) -> Job:  # noqa: A002
+        """The job once it is finished (COMPLETED, FAILED, UNPROCESSABLE or CANCELLED), or
+        as it is when ``timeout`` seconds (None: no limit) pass first.
+
+        Blocks on the backend's change signal (SQLite's data version, PostgreSQL's NOTIFY
+        of finished jobs) and reads the job again only when it may have changed.
+        """
+        job_id = _job_id(id)
+        limit = None if timeout is None else validate_seconds(timeout, what="timeout")
+        deadline = None if limit is None else time.monotonic() + limit
+        # Watching starts before the first read, so a finish in between is not missed.
+        with self.backend.watch_job(job_id) as changed:
+            while True:
+                job = self.backend.get_job(job_id)
+                if job.status in TERMINAL:
+                    return job
+                nap = MAX_JOB_NAP_SECONDS
+                if deadline is not None:
+                    nap = min(nap, deadline - time.monotonic())
+                    if nap <= 0:
+                        return job
+                changed(nap)
 
     def recover_stalled(self) -> int:
         """Recover every PROCESSING job whose lease has expired; returns how many."""

@@ -49,7 +49,7 @@ from persistq.errors import (
     StorageUnavailable,
     Unrecoverable,
 )
-from persistq.model import JSON, Event, EventKind, Job, QueueInfo, State, WorkerInfo
+from persistq.model import JSON, TERMINAL, Event, EventKind, Job, QueueInfo, State, WorkerInfo
 
 TOKEN_ENV = "PERSISTQ_API_TOKEN"
 #: The server bounds a long poll to 30 s; longer waits are several polls.
@@ -137,6 +137,7 @@ class RemoteQueue:
         queue: str = "default",
         priority: int = 0,
         delay: float = 0,
+        run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
     ) -> Job:
@@ -144,6 +145,7 @@ class RemoteQueue:
             "payload": payload,
             "priority": priority,
             "delay": delay,
+            "run_at": _iso(run_at),
             "max_attempts": max_attempts,
             "key": key,
         }
@@ -157,6 +159,7 @@ class RemoteQueue:
         queue: str = "default",
         priority: int = 0,
         delay: float = 0,
+        run_at: datetime | None = None,
         max_attempts: int = 3,
         keys: Sequence[str | None] | None = None,
     ) -> list[Job]:
@@ -168,6 +171,7 @@ class RemoteQueue:
             "jobs": [{"payload": p, "key": k} for p, k in zip(payloads, key_list, strict=True)],
             "priority": priority,
             "delay": delay,
+            "run_at": _iso(run_at),
             "max_attempts": max_attempts,
         }
         safe = all(k is not None for k in key_list)
@@ -229,11 +233,23 @@ class RemoteQueue:
         body = {**_lease(job), "result": result}
         return job_from_json(self._call("POST", f"/jobs/{job.id}/complete", body, safe=False))
 
-    def fail(self, job: Job | int, error: str | BaseException, *, retry: bool = True) -> Job:
+    def fail(
+        self,
+        job: Job | int,
+        error: str | BaseException,
+        *,
+        retry: bool = True,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+    ) -> Job:
         """As ``Queue.fail``; given a job id, an operator fails the job at once."""
         if isinstance(error, Unrecoverable):
             retry = False
         body: dict[str, Any] = {"error": _error_text(error), "retry": retry}
+        if backoff_base is not None:
+            body["backoff_base"] = backoff_base
+        if backoff_max is not None:
+            body["backoff_max"] = backoff_max
         if isinstance(job, Job):
             body.update(_lease(job))
             job_id = job.id
@@ -241,8 +257,28 @@ class RemoteQueue:
             job_id = job
         return job_from_json(self._call("POST", f"/jobs/{job_id}/fail", body, safe=False))
 
-    def release(self, job: Job) -> Job:
-        return job_from_json(self._call("POST", f"/jobs/{job.id}/release", _lease(job), safe=False))
+    def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job:
+        body: dict[str, Any] = dict(_lease(job))
+        if delay:
+            body["delay"] = delay
+        if reason is not None:
+            body["reason"] = reason
+        return job_from_json(self._call("POST", f"/jobs/{job.id}/release", body, safe=False))
+
+    def wait(self, id: int, *, timeout: float | None = None) -> Job:  # noqa: A002
+        """As ``Queue.wait``: long polls of ``GET /jobs/{id}?wait=S`` (at most 30 s each)."""
+        job_id = _id(id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            poll = MAX_POLL_SECONDS
+            if deadline is not None:
+                poll = min(poll, max(0.0, deadline - time.monotonic()))
+            data = self._call(
+                "GET", f"/jobs/{job_id}", params={"wait": poll}, timeout=self.timeout + poll
+            )
+            job = job_from_json(data)
+            if job.status in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
+                return job
 
     def recover_stalled(self) -> int:
         """Sweep on the server; safe to repeat (an expiry is recovered once)."""
@@ -414,6 +450,11 @@ def _error_text(error: str | BaseException) -> str:
     if len(text) > MAX_ERROR_CHARS:
         text = "…" + text[-(MAX_ERROR_CHARS - 1) :]
     return text or "error"
+
+
+def _iso(value: datetime | None) -> str | None:
+    """A time for the API; a naive one goes as it is, for the server to refuse clearly."""
+    return None if value is None else value.isoformat()
 
 
 def _time(value: str | None) -> datetime | None:

@@ -21,31 +21,42 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from persistq.errors import InvalidJob, LeaseLost, QueueError
+from persistq.errors import InvalidJob, LeaseLost, QueueError, ReleaseJob
 from persistq.model import Job, State
 from persistq.ports import WorkQueue
+from persistq.retry import RetryPolicy
 from persistq.sweeper import Sweeper, default_sweep_seconds
 
 log = logging.getLogger("persistq.worker")
 
 Handler = Callable[[Job], Any]
+#: How a handler's error settles its job (retried or not, which backoff); the default
+#: retries every error but Unrecoverable with the queue's backoff.
+PolicyFor = Callable[[Job, BaseException], RetryPolicy]
+DEFAULT_POLICY = RetryPolicy()
 
 
 class HandlerNotFound(QueueError):
     """The handler named by ``module:function`` cannot be imported."""
 
 
-def resolve_handler(spec: str) -> Handler:
-    """``package.module:function`` -> the callable."""
+def import_object(spec: str, what: str = "handler") -> Any:
+    """``package.module:attribute`` -> the object; HandlerNotFound saying why not."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise HandlerNotFound(f"handler {spec!r} must look like package.module:function")
+        raise HandlerNotFound(f"{what} {spec!r} must look like package.module:name")
     try:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
-        raise HandlerNotFound(f"cannot load handler {spec!r}: {exc}") from None
+        raise HandlerNotFound(f"cannot load {what} {spec!r}: {exc}") from None
+    return target
+
+
+def resolve_handler(spec: str) -> Handler:
+    """``package.module:function`` -> the callable."""
+    target = import_object(spec)
     if not callable(target):
         raise HandlerNotFound(f"handler {spec!r} is not callable")
     handler: Handler = target
@@ -121,6 +132,8 @@ class Worker:
     #: On SIGTERM, how long running jobs may take before they are released.
     grace_seconds: float = 30.0
     stop_event: threading.Event = field(default_factory=threading.Event)
+    #: Per-job retry policy of a handler's error (a task app's ``retry_on`` and backoff).
+    retry_policy: PolicyFor | None = None
     _resolved: Handler | None = field(default=None, init=False, repr=False)
     _running: dict[int, Job] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -137,6 +150,18 @@ class Worker:
             queue=list(self.queues), worker=self.worker_id, lease=self.lease, wait=wait
         )
         return None if job is None else self.process(job)
+
+    def drain(self, max_jobs: int | None = None) -> int:
+        """Claim and process due jobs in this thread until none is left (or ``max_jobs``
+        ran); returns how many ran. Jobs retried or released for later are not due."""
+        ran = 0
+        while max_jobs is None or ran < max_jobs:
+            job = self.queue.claim(queue=list(self.queues), worker=self.worker_id, lease=self.lease)
+            if job is None:
+                break
+            self.process(job)
+            ran += 1
+        return ran
 
     def process(self, job: Job) -> Job | None:
         """Run the handler for a claimed job and settle it; None when the lease was lost."""
@@ -172,7 +197,7 @@ class Worker:
             return None
         event = {
             State.COMPLETED: "completed",
-            State.PENDING: "retried",
+            State.PENDING: "released" if isinstance(error, ReleaseJob) else "retried",
             State.FAILED: "failed",
             State.CANCELLED: "cancelled",
         }.get(settled.status, settled.status.lower())
@@ -183,12 +208,21 @@ class Worker:
         return settled
 
     def _settle(self, job: Job, result: Any, error: BaseException | None) -> Job:
-        if error is not None:
-            return self.queue.fail(job, error)
-        try:
-            return self.queue.complete(job, result)
-        except InvalidJob as exc:  # the handler returned something JSON cannot hold
-            return self.queue.fail(job, exc)
+        if isinstance(error, ReleaseJob):
+            return self.queue.release(job, delay=error.delay_seconds, reason=error.reason)
+        if error is None:
+            try:
+                return self.queue.complete(job, result)
+            except InvalidJob as exc:  # the handler returned something JSON cannot hold
+                error = exc
+        policy = DEFAULT_POLICY if self.retry_policy is None else self.retry_policy(job, error)
+        return self.queue.fail(
+            job,
+            error,
+            retry=policy.retry,
+            backoff_base=policy.backoff_base,
+            backoff_max=policy.backoff_max,
+        )
 
     def _handler(self) -> Handler:
         # Resolved on first use, so a handler that cannot be imported fails jobs (and says

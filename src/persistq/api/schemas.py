@@ -62,10 +62,20 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+RunAt = Annotated[
+    datetime | None,
+    Field(
+        description="Not claimable before this time (ISO 8601 with a UTC offset, e.g. "
+        "2026-12-01T12:00:00Z), instead of `delay`.",
+    ),
+]
+
+
 class JobIn(RequestModel):
     payload: Any = Field(description="Any JSON value; at most 1 MiB encoded by default.")
     priority: Priority = 0
     delay: Delay = 0
+    run_at: RunAt = None
     max_attempts: MaxAttempts = 3
     key: Key | None = None
 
@@ -81,6 +91,7 @@ class BatchIn(RequestModel):
     jobs: list[BatchItemIn] = Field(min_length=1, max_length=MAX_BATCH)
     priority: Priority = 0
     delay: Delay = 0
+    run_at: RunAt = None
     max_attempts: MaxAttempts = 3
 
 
@@ -121,6 +132,19 @@ class FailIn(RequestModel):
     )
     error: str = Field(min_length=1, max_length=MAX_ERROR_CHARS)
     retry: bool = Field(True, description="False skips the remaining attempts.")
+    backoff_base: Delay | None = Field(
+        None, description="This retry's backoff base in seconds (the server's when absent)."
+    )
+    backoff_max: Delay | None = Field(
+        None, description="This retry's backoff cap in seconds (the server's when absent)."
+    )
+
+
+class ReleaseIn(LeaseIn):
+    delay: Delay = 0
+    reason: str | None = Field(
+        None, min_length=1, max_length=MAX_ERROR_CHARS, description="Recorded on the event."
+    )
 
 
 class QueueIn(RequestModel):

@@ -17,7 +17,8 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,6 +80,14 @@ class Backend(Protocol):
         May wake early without a change; returns whether it saw one."""
         ...
 
+    def watch_job(self, job_id: int) -> AbstractContextManager[Callable[[float], bool]]:
+        """Watch for changes that may have finished this job. The context gives a function
+        that blocks until such a change happened since the watch began (or since its last
+        return), or ``timeout`` seconds pass, and says whether it saw one. Enter the watch
+        *before* reading the job, so a change in between is not missed. It may wake for
+        changes to other jobs (SQLite: any commit); it never reads the job itself."""
+        ...
+
     def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
         """Move ``lease_expires_at`` to ``now`` + the lease length chosen at claim."""
         ...
@@ -100,8 +109,16 @@ class Backend(Protocol):
         """PROCESSING -> FAILED (dead letter)."""
         ...
 
-    def release_job(self, job_id: int, lease_token: str, now: float | None) -> Job:
-        """PROCESSING -> PENDING unprocessed, refunding the attempt."""
+    def release_job(
+        self,
+        job_id: int,
+        lease_token: str,
+        now: float | None,
+        delay_seconds: float = 0.0,
+        detail: str | None = None,
+    ) -> Job:
+        """PROCESSING -> PENDING unprocessed, refunding the attempt; with ``delay_seconds``
+        not claimable before ``now + delay_seconds``. ``detail`` goes on the event."""
         ...
 
     def recover_expired(self, now: float | None, limit: int) -> int:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 from persistq.backends.base import NewJob
 from persistq.backends.rows import Row, row_to_event, row_to_job
 from persistq.errors import InvalidTransition, JobNotFound, LeaseLost, QueueNotEmpty, QueueNotFound
-from persistq.model import Event, EventKind, Job, QueueInfo, State, Timing, WorkerInfo
+from persistq.model import TERMINAL, Event, EventKind, Job, QueueInfo, State, Timing, WorkerInfo
 
 T = TypeVar("T")
 Conn = Any  # sqlite3.Connection or psycopg.Connection: both offer execute() -> cursor
@@ -56,6 +56,10 @@ class SQLBackend(ABC):
     def _many(self, conn: Conn, name: str, rows: Sequence[dict[str, Any]]) -> None:
         for params in rows:
             conn.execute(self.SQL[name], params)
+
+    def _finished(self, conn: Conn, job_ids: Sequence[int]) -> None:  # noqa: B027 - optional
+        """Jobs this transaction finished, for those waiting on them (PostgreSQL: a NOTIFY
+        sent at commit); SQLite's waiters see every commit, so it needs nothing."""
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -164,11 +168,12 @@ class SQLBackend(ABC):
                 if conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone() is None:
                     raise JobNotFound(job_id)
                 raise LeaseLost(job_id)
-            kind = FINISH_EVENT.get((name, State(row["status"])))
+            status = State(row["status"])
+            if status in TERMINAL:
+                self._finished(conn, [job_id])
+            kind = FINISH_EVENT.get((name, status))
             if kind is not None:
-                detail = (
-                    params.get("error") if kind in (EventKind.RETRIED, EventKind.FAILED) else None
-                )
+                detail = params.get("error") if kind in DETAILED_EVENTS else None
                 conn.execute(
                     self.SQL["insert_event"], event(job_id, kind, now, row["worker"], detail)
                 )
@@ -195,8 +200,17 @@ class SQLBackend(ABC):
     def fail_job(self, job_id: int, lease_token: str, error: str, now: float | None) -> Job:
         return self._owner_write("fail_job", job_id, lease_token, now, error=error)
 
-    def release_job(self, job_id: int, lease_token: str, now: float | None) -> Job:
-        return self._owner_write("release_job", job_id, lease_token, now)
+    def release_job(
+        self,
+        job_id: int,
+        lease_token: str,
+        now: float | None,
+        delay_seconds: float = 0.0,
+        detail: str | None = None,
+    ) -> Job:
+        return self._owner_write(
+            "release_job", job_id, lease_token, now, delay_seconds=delay_seconds, error=detail
+        )
 
     # -- recovery and manual transitions ------------------------------------------------
 
@@ -221,6 +235,7 @@ class SQLBackend(ABC):
                     for r in rows
                 ],
             )
+            self._finished(conn, [r["id"] for r in rows if r["status"] in TERMINAL])
             return len(rows)
 
         return self._write(work, wakes=True)
@@ -244,6 +259,8 @@ class SQLBackend(ABC):
                 if row is not None:
                     kind = MANUAL_EVENT[name]
                     conn.execute(self.SQL["insert_event"], event(job_id, kind, now, None, detail))
+                    if row["status"] in TERMINAL:
+                        self._finished(conn, [job_id])
                     return self._job(row)
             row = conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone()
             if row is None:
@@ -432,6 +449,8 @@ FINISH_EVENT: dict[tuple[str, State], EventKind] = {
         for name in ("complete_job", "retry_job", "fail_job", "release_job")
     },
 }
+#: Events that carry the write's ``error`` parameter as their detail.
+DETAILED_EVENTS = frozenset({EventKind.RETRIED, EventKind.FAILED, EventKind.RELEASED})
 MANUAL_EVENT = {
     "fail_job_by_hand": EventKind.FAILED,
     "cancel_job": EventKind.CANCELLED,

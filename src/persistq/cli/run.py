@@ -7,10 +7,12 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import typer
 
 import persistq
+from persistq.app import resolve_app
 from persistq.cli.main import app, open_queue
 from persistq.errors import QueueError
 from persistq.ports import WorkQueue
@@ -32,15 +34,28 @@ def setup_logging(level: str) -> None:
 @app.command()
 def worker(
     ctx: typer.Context,
-    queue: list[str] = typer.Option(
-        ["default"], "--queue", "-q", help="Queue to claim from; repeat for several, in order."
+    queue: list[str] | None = typer.Option(
+        None,
+        "--queue",
+        "-q",
+        help="Queue to claim from; repeat for several, in order [default: default; with "
+        "--app, the queues its tasks use].",
+        show_default=False,
     ),
-    handler: str = typer.Option(
-        ...,
+    handler: str | None = typer.Option(
+        None,
         "--handler",
         envvar="PERSISTQ_HANDLER",
         show_envvar=True,
         help="The function that processes a job, as package.module:function.",
+    ),
+    app_spec: str | None = typer.Option(
+        None,
+        "--app",
+        envvar="PERSISTQ_APP",
+        show_envvar=True,
+        metavar="MODULE:APP",
+        help="Run the tasks of this persistq.App, as package.module:app (instead of --handler).",
     ),
     concurrency: int = typer.Option(
         1,
@@ -93,25 +108,39 @@ def worker(
         "only the API (token from PERSISTQ_API_TOKEN) [default: the global --url].",
     ),
 ) -> None:
-    """Claim jobs, run the handler under a heartbeat, complete or fail them. SIGTERM drains."""
+    """Claim jobs, run the handler (or the app's tasks) under a heartbeat, complete or fail
+    them. SIGTERM drains."""
+    if (handler is None) == (app_spec is None):
+        raise typer.BadParameter("give --handler or --app (one of them)")
     setup_logging(log_level)
-    q = open_work_queue(ctx, url)
+    if app_spec is None:
+        tasks, q = None, open_work_queue(ctx, url)
+    else:
+        tasks = resolve_app(app_spec)  # cannot be imported: one error line, exit 1
+        given = url or ctx.find_root().obj.url
+        if given is not None:  # the command line's URL (or PERSISTQ_URL) wins
+            tasks.reconnect(given)
+        ctx.call_on_close(tasks.close)
+        q = tasks.queue
     lease_seconds = lease or q.settings.lease_seconds
+    options: dict[str, Any] = {
+        "worker_id": worker_id or default_worker_id(),
+        "concurrency": concurrency,
+        "lease_seconds": lease_seconds,
+        "sweep_seconds": sweep_every or default_sweep_seconds(lease_seconds),
+        "grace_seconds": grace,
+    }
+    if tasks is not None:
+        runner = tasks.worker(queue=q, queues=queue, **options)
+        log.info("event=tasks app=%s tasks=%s", app_spec, ",".join(tasks.tasks) or "-")
+        raise typer.Exit(runner.run())
+    assert handler is not None
     try:
         resolve_handler(handler)
     except HandlerNotFound as exc:
         # Keep running: each job it claims fails with this reason instead of looping a crash.
         log.error("event=handler_unavailable error=%r", str(exc))
-    runner = Worker(
-        queue=q,
-        handler=handler,
-        queues=queue,
-        worker_id=worker_id or default_worker_id(),
-        concurrency=concurrency,
-        lease_seconds=lease_seconds,
-        sweep_seconds=sweep_every or default_sweep_seconds(lease_seconds),
-        grace_seconds=grace,
-    )
+    runner = Worker(queue=q, handler=handler, queues=queue or ["default"], **options)
     raise typer.Exit(runner.run())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -24,6 +24,7 @@ from persistq.api.errors import error_response
 from persistq.api.routes import CONFLICT, NOT_FOUND, PROTECTED, TOO_LARGE
 from persistq.api.schemas import (
     INT64_MAX,
+    MAX_WAIT_SECONDS,
     QUEUE_NAME_PATTERN,
     BatchIn,
     ClaimIn,
@@ -37,10 +38,12 @@ from persistq.api.schemas import (
     Key,
     LeasedJobOut,
     LeaseIn,
+    ReleaseIn,
 )
 from persistq.model import Event, Job, State
 from persistq.queue import Queue
 
+T = TypeVar("T")
 router = APIRouter(tags=["jobs"], **PROTECTED)
 HOLDER = {**NOT_FOUND, **CONFLICT, **TOO_LARGE}
 
@@ -70,6 +73,7 @@ async def enqueue(
             queue=queue,
             priority=body.priority,
             delay=body.delay,
+            run_at=body.run_at,
             max_attempts=body.max_attempts,
             key=body.key or idempotency_key,
         )
@@ -91,6 +95,7 @@ async def enqueue_many(queue: QueuePath, body: BatchIn, lib: LibraryDep) -> Resp
             queue=queue,
             priority=body.priority,
             delay=body.delay,
+            run_at=body.run_at,
             max_attempts=body.max_attempts,
             keys=[item.key for item in body.jobs],
         )
@@ -144,7 +149,7 @@ async def _claim(
     return jobs
 
 
-async def _long_poll(request: Request, work: Callable[[], list[Job]], deadline: float) -> list[Job]:
+async def _long_poll(request: Request, work: Callable[[], T], deadline: float) -> T:
     """Run ``work`` on one of the long-poll threads (see api/app.py). A poll that finds them
     all busy waits for one without holding a thread, at most until its own deadline, and
     then looks once without waiting."""
@@ -191,15 +196,27 @@ async def fail(id: JobId, body: FailIn, lib: LibraryDep) -> Response:  # noqa: A
     q, token = lib.queue, body.lease_token
     if token is None:
         return job_response(await lib.call(lambda: q.fail(id, body.error)))
-    job = await lib.call(lambda: q.fail(leased(q, id, token), body.error, retry=body.retry))
+    job = await lib.call(
+        lambda: q.fail(
+            leased(q, id, token),
+            body.error,
+            retry=body.retry,
+            backoff_base=body.backoff_base,
+            backoff_max=body.backoff_max,
+        )
+    )
     return job_response(job)
 
 
 @router.post("/jobs/{id}/release", response_model=JobOut, responses=HOLDER)
-async def release(id: JobId, body: LeaseIn, lib: LibraryDep) -> Response:  # noqa: A002
-    """Give the job back unprocessed (worker shutting down); its attempt is refunded."""
+async def release(id: JobId, body: ReleaseIn, lib: LibraryDep) -> Response:  # noqa: A002
+    """Give the job back unprocessed (worker shutting down); its attempt is refunded. With
+    `delay`, not claimable again for that many seconds; `reason` goes on the event."""
     q = lib.queue
-    return job_response(await lib.call(lambda: q.release(leased(q, id, body.lease_token))))
+    job = await lib.call(
+        lambda: q.release(leased(q, id, body.lease_token), delay=body.delay, reason=body.reason)
+    )
+    return job_response(job)
 
 
 @router.post("/jobs/{id}/resubmit", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
@@ -228,8 +245,29 @@ def list_jobs(
 
 
 @router.get("/jobs/{id}", response_model=JobOut, responses=NOT_FOUND)
-async def get_job(id: JobId, lib: LibraryDep) -> Response:  # noqa: A002
-    return job_response(await lib.call(lambda: lib.queue.get(id)))
+async def get_job(
+    id: JobId,  # noqa: A002
+    lib: LibraryDep,
+    request: Request,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            allow_inf_nan=False,
+            description="Long poll: answer as soon as the job is finished, at the latest "
+            "after this many seconds, with its state then.",
+        ),
+    ] = None,
+) -> Response:
+    if not wait:
+        return job_response(await lib.call(lambda: lib.queue.get(id)))
+    deadline = time.monotonic() + wait
+
+    def work() -> Job:
+        return lib.queue.wait(id, timeout=max(0.0, deadline - time.monotonic()))
+
+    return job_response(await _long_poll(request, work, deadline))
 
 
 @router.get("/jobs/{id}/events", responses=NOT_FOUND)

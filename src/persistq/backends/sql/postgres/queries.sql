@@ -143,7 +143,8 @@ WITH done AS (
            CASE status WHEN 'CANCELLED' THEN 'cancelled' ELSE 'completed' END, worker
     FROM done
 )
-SELECT * FROM done;
+-- The NOTIFY wakes whoever waits for this job (Queue.wait), on the channel of finished jobs.
+SELECT *, pg_notify(%(done_channel)s, id::text) AS notified FROM done;
 
 -- name: retry_job
 -- The database, not the caller's copy of the job, decides whether an attempt is left.
@@ -174,6 +175,9 @@ RETURNING *;
 UPDATE jobs
 SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'PENDING' END,
     attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+    run_at = CASE WHEN %(delay_seconds)s::double precision > 0
+                  THEN persistq_now(%(now)s) + make_interval(secs => %(delay_seconds)s)
+                  ELSE run_at END,
     finished_at = CASE WHEN cancel_requested THEN persistq_now(%(now)s) END,
     updated_at = persistq_now(%(now)s)
 WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s

@@ -123,10 +123,12 @@ WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
 RETURNING *;
 
 -- name: release_job
--- Given back unprocessed (worker shutdown): the attempt is refunded.
+-- Given back unprocessed (worker shutdown, a task this worker does not know): the attempt is
+-- refunded; with a delay, not claimable before it (run_at kept otherwise: the job's age).
 UPDATE jobs
 SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'PENDING' END,
     attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+    run_at = CASE WHEN :delay_seconds > 0 THEN :now + :delay_seconds ELSE run_at END,
     finished_at = CASE WHEN cancel_requested = 1 THEN :now END, updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
