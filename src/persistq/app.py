@@ -236,6 +236,8 @@ class App:
         the queue supports it (enforced by the worker once job timeouts exist, issue 12).
         Priority and max_attempts are checked at each enqueue, as the queue checks them.
         """
+        if isinstance(name, str):
+            validate_task_name(name)
         options = Options(
             queue=validate_queue_name(queue),
             priority=priority,

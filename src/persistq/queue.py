@@ -276,16 +276,17 @@ class Queue:
         deadline = None if limit is None else time.monotonic() + limit
         # Watching starts before the first read, so a finish in between is not missed.
         with self.backend.watch_job(job_id) as changed:
-            while True:
-                job = self.backend.get_job(job_id)
-                if job.status in TERMINAL:
-                    return job
+            job = self.backend.get_job(job_id)
+            while job.status not in TERMINAL:
                 nap = MAX_JOB_NAP_SECONDS
                 if deadline is not None:
-                    nap = min(nap, deadline - time.monotonic())
-                    if nap <= 0:
-                        return job
-                changed(nap)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break  # nothing changed since the last read: that is its state
+                    nap = min(nap, remaining)
+                if changed(nap) or nap == MAX_JOB_NAP_SECONDS:
+                    job = self.backend.get_job(job_id)
+        return job
 
     def recover_stalled(self) -> int:
         """Recover every PROCESSING job whose lease has expired; returns how many."""
