@@ -62,12 +62,22 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+def _iso_text(value: Any) -> Any:
+    """A time as ISO 8601 text (strict models take no strings for datetimes otherwise, and
+    a bare number would pass for epoch seconds); the queue refuses one without an offset."""
+    if value is None or isinstance(value, str | datetime):
+        return value
+    raise ValueError("must be an ISO 8601 time, e.g. 2026-12-01T12:00:00Z")
+
+
 RunAt = Annotated[
     datetime | None,
     Field(
+        strict=False,
         description="Not claimable before this time (ISO 8601 with a UTC offset, e.g. "
         "2026-12-01T12:00:00Z), instead of `delay`.",
     ),
+    BeforeValidator(_iso_text),
 ]
 
 
