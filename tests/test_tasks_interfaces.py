@@ -153,9 +153,12 @@ def test_an_app_runs_its_tasks_over_the_rest_api(server: ApiServer) -> None:
 
 
 def test_the_remote_client_refuses_a_naive_run_at_as_the_library_does(server: ApiServer) -> None:
-    with persistq.connect(server.url, token=TOKEN) as remote:
-        with pytest.raises(persistq.InvalidJob, match="aware"):
-            remote.enqueue(1, queue=queue_name(), run_at=datetime(2030, 1, 1))  # naive on purpose
+    naive = datetime(2030, 1, 1)  # no offset: the case under test
+    with (
+        persistq.connect(server.url, token=TOKEN) as remote,
+        pytest.raises(persistq.InvalidJob, match="aware"),
+    ):
+        remote.enqueue(1, queue=queue_name(), run_at=naive)
 
 
 # -- CLI --------------------------------------------------------------------------------------
