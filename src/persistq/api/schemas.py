@@ -75,13 +75,20 @@ RunAt = Annotated[
     Field(
         strict=False,
         description="Not claimable before this time (ISO 8601 with a UTC offset, e.g. "
-        "2026-12-01T12:00:00Z), instead of `delay`.",
+        "2026-12-01T12:00:00Z; a past time is due at once, at most ten years ahead), instead "
+        "of `delay`.",
     ),
     BeforeValidator(_iso_text),
 ]
 
 
+#: What the schema can say of "delay or run_at, not both" (the queue checks it too).
+DELAY_OR_RUN_AT = ConfigDict(json_schema_extra={"not": {"required": ["delay", "run_at"]}})
+
+
 class JobIn(RequestModel):
+    model_config = {**RequestModel.model_config, **DELAY_OR_RUN_AT}
+
     payload: Any = Field(description="Any JSON value; at most 1 MiB encoded by default.")
     priority: Priority = 0
     delay: Delay = 0
@@ -97,6 +104,8 @@ class BatchItemIn(RequestModel):
 
 class BatchIn(RequestModel):
     """Jobs stored in one transaction (all or none); the options apply to every job."""
+
+    model_config = {**RequestModel.model_config, **DELAY_OR_RUN_AT}
 
     jobs: list[BatchItemIn] = Field(min_length=1, max_length=MAX_BATCH)
     priority: Priority = 0
