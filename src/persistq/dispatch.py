@@ -28,6 +28,9 @@ MAX_TASK_NAME_LENGTH = 255
 UNKNOWN_TASK_MIN_DELAY_SECONDS = 1.0
 UNKNOWN_TASK_MAX_DELAY_SECONDS = 60.0
 _PAYLOAD_KEYS = frozenset({"task", "args", "kwargs"})
+#: Each thread's event loop for async tasks, made once and shared by every Dispatcher (so
+#: repeated drains in one thread do not pile up loops).
+_LOOPS = threading.local()
 
 
 def validate_task_name(name: object) -> str:
@@ -114,7 +117,6 @@ class Dispatcher:
     def __init__(self, tasks: Mapping[str, TaskSpec], *, unknown_task_seconds: float) -> None:
         self.tasks = tasks
         self.unknown_task_seconds = unknown_task_seconds
-        self._local = threading.local()
 
     def __call__(self, job: Job) -> Any:
         try:
@@ -151,10 +153,10 @@ class Dispatcher:
     def _loop(self) -> asyncio.AbstractEventLoop:
         """This thread's event loop, made once: async tasks of one worker thread share it,
         and no other thread (the heartbeat's) ever runs on it."""
-        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        loop: asyncio.AbstractEventLoop | None = getattr(_LOOPS, "loop", None)
         if loop is None or loop.is_closed():
             loop = asyncio.new_event_loop()
-            self._local.loop = loop
+            _LOOPS.loop = loop
         return loop
 
 
