@@ -1,6 +1,7 @@
 """A real ``persistq api`` (uvicorn) in a subprocess on a free port, for the HTTP tests.
 
-The server gets its own SQLite file and a token; :meth:`ApiServer.start` returns once
+The server gets its own SQLite file (created first, as ``persistq init`` would: the API
+opens only a database that exists) and a token; :meth:`ApiServer.start` returns once
 ``/healthz`` answers, and :meth:`stop` SIGTERMs it (SIGKILL if it lingers). Its output goes
 to a file, read back when a test wants to show why it failed.
 """
@@ -18,6 +19,8 @@ from types import TracebackType
 
 import httpx
 
+import persistq
+
 TOKEN = "test-token-0123456789abcdef"
 STARTUP_SECONDS = 30.0
 
@@ -30,7 +33,14 @@ def free_port() -> int:
 
 
 class ApiServer:
-    def __init__(self, directory: Path, *, token: str = TOKEN, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        token: str = TOKEN,
+        args: tuple[str, ...] = (),
+        access_log: bool = False,
+    ) -> None:
         self.directory = directory
         self.db_url = f"sqlite:///{directory / 'queue.db'}"
         self.token = token
@@ -38,13 +48,16 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = directory / "api.log"
         self.args = args
+        self.access_log = access_log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ApiServer:
+        persistq.connect(self.db_url).close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
         env["PERSISTQ_API_TOKEN"] = self.token
         command = [sys.executable, "-m", "persistq", "--url", self.db_url, "api"]
-        command += ["--port", str(self.port), "--no-access-log", *self.args]
+        command += ["--port", str(self.port), *self.args]
+        command.append("--access-log" if self.access_log else "--no-access-log")
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.directory

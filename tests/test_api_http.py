@@ -478,3 +478,27 @@ def test_a_long_poll_waiting_for_a_thread_still_ends_at_its_deadline(
             thread.join(30)
         assert len(elapsed) == 3
         assert max(elapsed) < 1.8  # not 3 s: the two without a thread gave up at 1 s
+
+
+def test_no_token_reaches_the_access_log(tmp_path: Path) -> None:
+    """A token in the query string (or the path) is refused, and not written down either;
+    parameters the API declares keep their values."""
+    other = "some-other-secret-0123456789"
+    with ApiServer(tmp_path, access_log=True) as logged:
+        token, base, auth = logged.token, logged.url, logged.headers()
+        sent = [
+            httpx.get(f"{base}/stats?token={token}"),
+            httpx.get(f"{base}/stats", params={"access_token": token, "api_key": other}),
+            httpx.get(f"{base}/jobs?{token}"),
+            httpx.get(f"{base}/jobs/{token}"),
+            httpx.get(f"{base}/jobs", params={"queue": token, "limit": 3}, headers=auth),
+            httpx.get(f"{base}/jobs?status=FAILED&limit=3", headers=auth),
+        ]
+        assert [r.status_code for r in sent] == [401, 401, 401, 401, 200, 200]
+    log = logged.output()
+    lines = [line for line in log.splitlines() if '"GET /' in line]
+    print("\n".join(lines))
+    assert len(lines) >= len(sent), log
+    assert token not in log
+    assert other not in log
+    assert "/jobs?status=FAILED&limit=3" in log  # what the API reads stays readable

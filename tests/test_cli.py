@@ -34,11 +34,14 @@ runner = CliRunner(env={"COLUMNS": "200"})
 
 @pytest.fixture
 def cli(sqlite_url: str) -> Callable[..., Result]:
-    """Run ``persistq --url <test db> ARGS...`` in-process."""
+    """Run ``persistq --url <test db> ARGS...`` in-process, on a database ``init`` made
+    (no other command creates one)."""
 
     def invoke(*args: str, input: str | None = None) -> Result:  # noqa: A002 - CliRunner's name
         return runner.invoke(app, ["--url", sqlite_url, *args], input=input)
 
+    created = invoke("init")
+    assert created.exit_code == 0, created.stderr
     return invoke
 
 
@@ -301,18 +304,18 @@ def test_enqueue_file_with_a_bad_line_names_the_line_and_enqueues_nothing(
     cli: Callable[..., Result], api: Queue
 ) -> None:
     result = cli("enqueue", "--file", "-", input='{"a": 1}\n{"b": \n')
-    assert_one_error(result, says="stdin line 2 is not valid JSON")
+    assert_one_error(result, says="stdin:2: not valid JSON: Expecting value (column 7)")
     assert api.jobs() == []
 
 
-def test_enqueue_file_refused_in_a_later_batch_says_how_many_were_enqueued(
+def test_enqueue_file_refused_in_a_later_batch_enqueues_nothing(
     cli: Callable[..., Result], api: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PERSISTQ_MAX_PAYLOAD_BYTES", "100")
     lines = ["1\n"] * 1500 + ['"' + "x" * 200 + '"\n']
     result = cli("enqueue", "--file", "-", input="".join(lines))
-    assert_one_error(result, says="in payloads 1001-1501; the 1000 before them were enqueued")
-    assert api.stats()["queues"]["default"]["PENDING"] == 1000
+    assert_one_error(result, says="stdin:1501: payload is 202 bytes encoded; the limit is 100")
+    assert api.jobs() == []
 
 
 def test_enqueue_file_that_does_not_exist_gives_one_error_line(
@@ -734,10 +737,42 @@ def test_purge_delete_files_removes_only_purged_jobs_files_inside_the_files_dir(
         "status": "COMPLETED",
         "files_deleted": 1,
         "files_outside_dir": 1,
+        "files_invalid_path": 0,
     }
     assert result.stderr.startswith("warning: kept 1 file(s) outside")
     assert not purged_file.exists()
     assert kept_file.exists() and outside.exists()
+
+
+def test_purge_delete_files_counts_as_outside_only_real_paths_and_invalid_ones_apart(
+    cli: Callable[..., Result], at: Callable[[float], Queue], tmp_path: Path
+) -> None:
+    """The root, the files directory itself, a NUL byte, an empty or non-text path are no
+    file anyone kept: they are counted as invalid, not as files kept outside."""
+    files = tmp_path / "data" / "files"
+    files.mkdir(parents=True)
+    inside, outside = files / "old.txt", tmp_path / "precious.txt"
+    for path in (inside, outside):
+        path.write_text("x")
+    old = at(10 * DAY)
+    invalid: list[Any] = ["/", str(files), f"{files}/", "a\x00b", f"{files}/x\x00.txt", "", 12]
+    for path in [str(inside), str(outside), str(files / ".." / "precious.txt"), *invalid]:
+        finished(old, State.COMPLETED, {"path": path})
+    args = ["purge", "--status", "COMPLETED", "--older-than", "1w", "--delete-files"]
+    result = cli(*args, "--files-dir", str(files), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "purged": 10,
+        "status": "COMPLETED",
+        "files_deleted": 1,
+        "files_outside_dir": 2,
+        "files_invalid_path": 7,
+    }
+    assert result.stderr.splitlines() == [
+        f"warning: kept 2 file(s) outside {files}",
+        "warning: skipped 7 invalid path(s) (empty, NUL byte, not text, or a directory)",
+    ]
+    assert not inside.exists() and outside.exists() and files.is_dir()
 
 
 def test_purge_refuses_a_bad_duration_and_deletes_nothing(
@@ -830,18 +865,29 @@ def test_every_spec_command_is_registered() -> None:
 
 
 def persistq_cmd(
-    url: str, *args: str, stdin: str | None = None
+    url: str,
+    *args: str,
+    stdin: str | bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m persistq --url URL ARGS`` with no PERSISTQ_* from the developer's shell."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
-    return subprocess.run(
+    """``python -m persistq --url URL ARGS`` with no PERSISTQ_* from the developer's shell
+    (``env`` adds some). An argument is passed as the bytes ``os.fsencode`` makes of it, so
+    ``os.fsdecode(b"\\xff")`` reaches the command as the byte 0xFF."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+    proc = subprocess.run(
         [sys.executable, "-m", "persistq", "--url", url, *args],
-        input=stdin,
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
         capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
+        env={**clean, **(env or {})},
+        timeout=timeout,
         check=False,
+    )
+    return subprocess.CompletedProcess(
+        proc.args,
+        proc.returncode,
+        proc.stdout.decode(errors="backslashreplace"),
+        proc.stderr.decode(errors="backslashreplace"),
     )
 
 
@@ -858,7 +904,9 @@ def test_process_enqueue_prints_the_id_on_stdout_and_exits_0(sqlite_url: str, ap
     assert api.get(int(proc.stdout)).payload == {"path": "data/files/x.txt"}
 
 
-def test_process_errors_are_exactly_one_stderr_line_with_exit_1(sqlite_url: str) -> None:
+def test_process_errors_are_exactly_one_stderr_line_with_exit_1(
+    sqlite_url: str, api: Queue
+) -> None:
     for args, says in (
         (["show", "12345"], "error: job 12345 not found"),
         (["enqueue", "{oops"], "error: PAYLOAD_JSON is not valid JSON"),
@@ -895,3 +943,209 @@ def test_process_bulk_enqueue_from_stdin_and_json_output_parses(
     assert len(json.loads(proc.stdout)) == 1500
     stats = json.loads(persistq_cmd(sqlite_url, "stats", "--json").stdout)
     assert stats["queues"]["default"]["PENDING"] == 1500
+
+
+def assert_one_line(proc: subprocess.CompletedProcess[str], code: int, says: str) -> None:
+    """Exit ``code`` with exactly one stderr line, ``error: ...`` saying ``says``."""
+    assert_process_error(proc, code, says)
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: "), proc.stderr
+
+
+def pending(url: str) -> int:
+    with persistq.connect(url) as q:
+        return sum(row["PENDING"] for row in q.stats()["queues"].values())
+
+
+# Unencodable text: lone surrogates come from JSON escapes and from argv bytes that are not
+# UTF-8 (Python decodes those to surrogates); each used to end in a UnicodeEncodeError
+# traceback from inside the write.
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["enqueue", '"\\ud800"'], "payload is not valid Unicode: lone surrogate '\\ud800'"),
+        (["enqueue", '{"k": ["x\\udcff"]}'], "payload is not valid Unicode"),
+        (["enqueue", "{}", "--key", os.fsdecode(b"\xff")], "key cannot be stored: '\\udcff'"),
+        (["enqueue", "{}", "--queue", os.fsdecode(b"q\xff")], "invalid queue name"),
+        (["queues", "create", os.fsdecode(b"\xff")], "invalid queue name"),
+    ],
+)
+def test_process_unencodable_text_is_one_error_line_and_stores_nothing(
+    sqlite_url: str, api: Queue, args: list[str], says: str
+) -> None:
+    assert_one_line(persistq_cmd(sqlite_url, *args), 1, says)
+    assert api.jobs() == [] and api.queues() == []
+
+
+def test_process_fail_with_an_unencodable_error_text_changes_nothing(
+    sqlite_url: str, api: Queue
+) -> None:
+    job = api.enqueue({"n": 1})
+    proc = persistq_cmd(sqlite_url, "fail", str(job.id), "--error", os.fsdecode(b"bad \xff"))
+    assert_one_line(proc, 1, "error cannot be stored")
+    assert api.get(job.id).status == State.PENDING
+
+
+def damaged(tmp_path: Path) -> str:
+    """A persistq database whose header was overwritten: SQLite cannot open it."""
+    path = tmp_path / "damaged.db"
+    with persistq.connect(f"sqlite:///{path}") as q:
+        q.enqueue({"n": 1})
+    with path.open("r+b") as handle:
+        handle.write(b"garbage garbage!")
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["api", "--port", "1"],  # the database is opened first: no port is ever bound
+        ["ui", "ops", "--port", "1"],
+        ["ui", "manager", "--port", "1"],
+        ["worker", "--handler", "persistq.tasks.files:stamp_file"],
+        ["stats"],
+    ],
+)
+def test_process_on_a_damaged_database_is_one_error_line_with_exit_1(
+    tmp_path: Path, args: list[str]
+) -> None:
+    env = {"PERSISTQ_API_TOKEN": "a-token-of-enough-characters", "PERSISTQ_ADMIN_PASSWORD": "pw"}
+    proc = persistq_cmd(damaged(tmp_path), *args, env=env, timeout=30)
+    assert_one_line(proc, 1, "the database file is damaged or not a database")
+
+
+# enqueue --file checks every line before the first commit: a bad line anywhere stores
+# nothing and is named by its line number.
+
+
+def jsonl(tmp_path: Path, lines: list[bytes]) -> Path:
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        (b"NaN", "jobs.jsonl:1500: payload is not JSON"),  # parses, but JSON cannot hold it
+        (b'{"n": ', "jobs.jsonl:1500: not valid JSON: Expecting value (column 7)"),
+        (b'"\\ud800"', "jobs.jsonl:1500: payload is not valid Unicode: lone surrogate"),
+        (b'{"n": "\xff"}', "jobs.jsonl:1500: not UTF-8: byte 0xff at column 8"),
+    ],
+)
+def test_process_enqueue_file_with_a_bad_line_stores_nothing_and_names_the_line(
+    sqlite_url: str, tmp_path: Path, bad: bytes, says: str
+) -> None:
+    lines = [b'{"n": %d}' % n for n in range(2000)]
+    lines[1499] = bad
+    proc = persistq_cmd(sqlite_url, "enqueue", "--file", str(jsonl(tmp_path, lines)))
+    assert_one_line(proc, 1, says)
+    assert proc.stdout == ""
+    assert pending(sqlite_url) == 0
+
+
+def test_process_enqueue_file_from_stdin_names_the_line_of_a_byte_that_is_not_utf8(
+    sqlite_url: str,
+) -> None:
+    proc = persistq_cmd(sqlite_url, "enqueue", "--file", "-", stdin=b"1\n\n\xff\n")
+    assert_one_line(proc, 1, "stdin:3: not UTF-8: byte 0xff at column 1")
+    assert pending(sqlite_url) == 0
+
+
+def test_process_enqueue_file_stores_every_line_skipping_blank_ones(
+    sqlite_url: str, tmp_path: Path, api: Queue
+) -> None:
+    lines = [b'{"n": %d, "text": "h\xc3\xa9"}' % n for n in range(2500)]
+    lines[10:10] = [b"", b"   \t"]
+    path = jsonl(tmp_path, [b"\xef\xbb\xbf" + lines[0], *lines[1:]])  # a BOM is allowed
+    proc = persistq_cmd(sqlite_url, "enqueue", "--file", str(path), "--queue", "bulk")
+    assert (proc.returncode, proc.stderr, proc.stdout) == (0, "", "2500\n")
+    stored = api.jobs(queue="bulk", limit=2500)
+    assert sorted(job.payload["n"] for job in stored) == list(range(2500))
+    assert {job.payload["text"] for job in stored} == {"hé"}
+
+
+def test_process_enqueue_file_with_bad_options_stores_nothing(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    path = jsonl(tmp_path, [b"1", b"2"])
+    proc = persistq_cmd(sqlite_url, "enqueue", "--file", str(path), "--queue", "bad name")
+    assert_one_line(proc, 1, "error: invalid queue name 'bad name'")
+    assert pending(sqlite_url) == 0
+
+
+# Bad worker and producer options stop the command at start (exit 2), before it touches the
+# database: they used to start and then log a failed claim or enqueue every second, forever.
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--queue", "bad name"], "error: invalid queue name 'bad name'"),
+        (["--queue", "files", "--queue", ""], "error: invalid queue name ''"),
+        (["--worker-id", os.fsdecode(b"w\xff")], "error: worker id cannot be stored"),
+        (["--worker-id", "w" * 256], "error: worker id must be a string of 1-255 characters"),
+        (["--lease", "inf"], "error: lease must be between"),
+        (["--grace", "inf"], "error: grace must be between"),
+        (["--sweep-every", "inf"], "error: sweep interval must be between"),
+        (["--handler", "no_such_module_for_persistq_tests:handle"], "cannot load handler"),
+        (["--handler", "persistq.tasks.files:no_such_function"], "cannot load handler"),
+        (["--handler", "persistq.tasks.files"], "must look like package.module:function"),
+        (["--handler", "persistq.worker:MAX_CONCURRENCY"], "is not callable"),
+    ],
+)
+def test_process_worker_with_a_bad_option_exits_2_at_start(
+    sqlite_url: str, api: Queue, args: list[str], says: str
+) -> None:
+    job = api.enqueue({"n": 1})
+    if "--handler" not in args:
+        args = [*args, "--handler", "persistq.tasks.files:stamp_file"]
+    proc = persistq_cmd(sqlite_url, "worker", *args, timeout=10)
+    assert_one_line(proc, 2, says)
+    assert api.get(job.id).status == State.PENDING
+    assert api.workers() == []
+
+
+def test_process_worker_whose_handler_module_raises_on_import_exits_2(
+    sqlite_url: str, api: Queue, tmp_path: Path
+) -> None:
+    (tmp_path / "broken_handler_module.py").write_text("raise RuntimeError('half deployed')\n")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    proc = persistq_cmd(
+        sqlite_url,
+        "worker",
+        "--handler",
+        "broken_handler_module:handle",
+        env={"PYTHONPATH": path},
+        timeout=10,
+    )
+    assert_one_line(proc, 2, "RuntimeError('half deployed')")
+
+
+@pytest.mark.parametrize("args", [["--concurrency", "0"], ["--lease", "0"], ["--grace", "-1"]])
+def test_process_worker_with_an_option_out_of_range_is_a_usage_error(
+    sqlite_url: str, args: list[str]
+) -> None:
+    proc = persistq_cmd(sqlite_url, "worker", "--handler", "persistq.tasks.files:stamp_file", *args)
+    assert_process_error(proc, 2, "Invalid value for")
+
+
+def test_process_produce_with_a_bad_queue_name_exits_2_at_start(
+    sqlite_url: str, api: Queue, tmp_path: Path
+) -> None:
+    files = tmp_path / "files"
+    proc = persistq_cmd(
+        sqlite_url,
+        "produce",
+        "--queue",
+        "bad name",
+        "--every",
+        "0",
+        "--dir",
+        str(files),
+        timeout=10,
+    )
+    assert_one_line(proc, 2, "error: invalid queue name 'bad name'")
+    assert api.jobs() == [] and not files.exists()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from persistq.credentials import (
     HASH_FILE,
+    THROTTLE_FILE,
     CredentialsError,
     LoginThrottle,
     admin_password,
@@ -96,23 +101,142 @@ class FakeClock:
         return self.now
 
 
-def test_throttle_doubles_the_wait_after_each_failure_up_to_the_cap() -> None:
-    clock = FakeClock()
-    throttle = LoginThrottle(base=1, cap=10, clock=clock)
-    assert throttle.wait_seconds("ip:a") == 0
-    assert [throttle.failed("ip:a") for _ in range(6)] == [1, 2, 4, 8, 10, 10]
-    assert throttle.wait_seconds("ip:a") == 10
-    assert throttle.wait_seconds("ip:b") == 0  # per client
-    clock.now += 10
-    assert throttle.wait_seconds("ip:a") == 0
-    throttle.succeeded("ip:a")
-    assert throttle.failed("ip:a") == 1
+def wrong() -> bool:
+    return False
 
 
-def test_throttle_forgets_a_client_that_stayed_quiet() -> None:
+def test_throttle_doubles_the_wait_after_each_failure_up_to_the_cap(tmp_path: Path) -> None:
     clock = FakeClock()
-    throttle = LoginThrottle(base=1, cap=300, forget_after=3600, clock=clock)
+    throttle = LoginThrottle(tmp_path, base=1, cap=10, clock=clock)
+    assert throttle.wait_seconds() == 0
+    waits = []
+    for _ in range(6):
+        attempt = throttle.attempt(wrong)
+        assert attempt.checked and not attempt.ok
+        waits.append(attempt.wait)
+        clock.now += attempt.wait  # each try once its wait is over
+    assert waits == [1, 2, 4, 8, 10, 10]
+    assert throttle.failures() == 6
+    assert throttle.attempt(lambda: True).ok  # the right password, once the wait is over
+    assert throttle.failures() == 0 and throttle.wait_seconds() == 0
+    assert throttle.attempt(wrong).wait == 1
+
+
+def test_inside_the_wait_the_password_is_not_checked_at_all(tmp_path: Path) -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(tmp_path, clock=clock)
+    throttle.attempt(wrong)
+    clock.now += 0.5
+    checked: list[str] = []
+    refused = throttle.attempt(lambda: checked.append("checked") or True)
+    assert (refused.ok, refused.checked, refused.wait) == (False, False, 0.5)
+    assert checked == [] and throttle.failures() == 1  # a refusal is not another failure
+    clock.now += 0.5
+    assert throttle.attempt(lambda: True).ok
+
+
+def test_throttle_forgets_an_account_that_stayed_quiet(tmp_path: Path) -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(tmp_path, base=1, cap=300, forget_after=3600, clock=clock)
     for _ in range(5):
-        throttle.failed("ip:a")
+        clock.now += throttle.attempt(wrong).wait
     clock.now += 3600
-    assert throttle.failed("ip:a") == 1
+    assert throttle.attempt(wrong).wait == 1
+
+
+def test_a_clock_set_back_does_not_lengthen_the_wait(tmp_path: Path) -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(tmp_path, clock=clock)
+    throttle.attempt(wrong)
+    clock.now -= 86400
+    assert throttle.wait_seconds() == 1  # never more than the backoff itself
+
+
+def test_the_throttle_keeps_its_state_owner_only_beside_the_hash(tmp_path: Path) -> None:
+    LoginThrottle(tmp_path).attempt(wrong)
+    state = tmp_path / THROTTLE_FILE
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert LoginThrottle(tmp_path).failures() == 1  # a new object (a restarted UI) knows
+    names = sorted(p.name for p in tmp_path.iterdir())  # no temporary file left
+    assert names == ["ui-login-throttle.json", "ui-login-throttle.lock"]
+
+
+def test_a_damaged_throttle_file_counts_as_a_failure_not_as_a_fresh_start(tmp_path: Path) -> None:
+    (tmp_path / THROTTLE_FILE).write_text("{not json")
+    throttle = LoginThrottle(tmp_path)
+    assert throttle.failures() == 1 and throttle.wait_seconds() > 0
+    (tmp_path / THROTTLE_FILE).write_text('{"admin": {"failures": "x"}}')
+    assert throttle.failures() == 1
+
+
+def test_an_unwritable_throttle_refuses_logins_rather_than_check_unthrottled(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "file").write_text("")
+    throttle = LoginThrottle(tmp_path / "file" / "data")
+    checked: list[str] = []
+    with pytest.raises(CredentialsError, match="cannot record login attempts"):
+        throttle.attempt(lambda: checked.append("checked") or True)
+    assert checked == []
+
+
+# -- across processes: the throttle holds for the account, not for one UI process --------
+
+ATTEMPT = """
+import json, sys, time
+from pathlib import Path
+from persistq.credentials import LoginThrottle
+
+directory, answer, go = Path(sys.argv[1]), sys.argv[2] == "right", Path(sys.argv[3])
+while not go.exists():  # start together: every process is ready before the first try
+    time.sleep(0.005)
+checked = []
+
+def check() -> bool:
+    checked.append(True)
+    time.sleep(0.3)  # as slow as argon2 on a busy machine: the others arrive meanwhile
+    return answer
+
+attempt = LoginThrottle(directory, base=30).attempt(check)
+print(json.dumps({"ok": attempt.ok, "checked": attempt.checked, "ran": bool(checked),
+                  "wait": attempt.wait}))
+"""
+
+
+def _attempts(tmp_path: Path, answers: list[str]) -> list[dict[str, object]]:
+    """One process per answer, all trying at once; their results."""
+    go = tmp_path / "go"
+    go.unlink(missing_ok=True)
+    data = tmp_path / "data"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ATTEMPT, str(data), answer, str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for answer in answers
+    ]
+    time.sleep(0.5)  # interpreters up and polling
+    go.touch()
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        results.append(json.loads(out))
+    return results
+
+
+def test_one_process_failing_makes_another_wait_without_checking(tmp_path: Path) -> None:
+    (first,) = _attempts(tmp_path, ["wrong"])
+    assert first == {"ok": False, "checked": True, "ran": True, "wait": 30}
+    (second,) = _attempts(tmp_path, ["right"])  # the right password, inside the wait
+    assert second["checked"] is False and second["ran"] is False and second["ok"] is False
+    assert 0 < float(second["wait"]) <= 30  # type: ignore[arg-type]
+    assert LoginThrottle(tmp_path / "data").failures() == 1
+
+
+def test_processes_trying_at_once_get_one_check_between_them(tmp_path: Path) -> None:
+    results = _attempts(tmp_path, ["wrong"] * 6)
+    assert sum(bool(r["ran"]) for r in results) == 1, results
+    assert sum(bool(r["checked"]) for r in results) == 1
+    assert not any(r["ok"] for r in results)

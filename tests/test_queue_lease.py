@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -152,3 +153,31 @@ def test_release_gives_the_job_back_and_refunds_the_attempt(queue: Queue) -> Non
     assert released.attempts == 0
     again = queue.claim(worker="w2")
     assert again is not None and again.attempts == 1
+
+
+def test_every_way_back_to_pending_leaves_the_job_without_a_worker(
+    make_queue: Callable[..., Queue], clock: ManualClock
+) -> None:
+    """SPEC: ``worker`` is the worker holding the lease; a PENDING job is held by no one.
+    The events still say which worker let go of it."""
+    queue = make_queue(backoff_base=0)
+
+    def claimed(name: str) -> Job:
+        queue.enqueue("x", queue=name)
+        job = queue.claim(queue=name, worker="w1")
+        assert job is not None
+        return job
+
+    released = queue.release(claimed("released"))
+    retried = queue.fail(claimed("retried"), "try again")
+    expired = claimed("expired")
+    clock.advance(31)
+    assert queue.recover_stalled() == 1
+    finished = queue.complete(claimed("resubmitted"))
+    resubmitted = queue.resubmit(finished.id)
+    for job in (released, retried, queue.get(expired.id), resubmitted):
+        assert job.status == State.PENDING
+        assert job.worker is None, f"job {job.id} still names worker {job.worker!r}"
+        assert queue.get(job.id).worker is None
+    for job, kind in ((released, "released"), (retried, "retried"), (expired, "lease_expired")):
+        assert [e.worker for e in queue.events(job.id) if e.kind == kind] == ["w1"]

@@ -130,6 +130,20 @@ def test_heartbeat_extends_and_keeps_the_token(remote: RemoteQueue, name: str) -
     assert beat.lease_expires_at is not None and beat.lease_expires_at > leased.lease_expires_at
 
 
+def test_the_fence_travels_in_job_json_and_grows_with_every_claim(
+    remote: RemoteQueue, name: str
+) -> None:
+    job = remote.enqueue(1, queue=name)
+    assert job.fence == 0
+    leased = remote.claim(queue=name, worker="w")
+    assert leased is not None and leased.fence == 1
+    assert remote.release(leased).fence == 1
+    again = remote.claim(queue=name, worker="w")
+    assert again is not None and again.fence == 2
+    remote.complete(again)
+    assert remote.resubmit(job.id).fence == remote.get(job.id).fence == 2
+
+
 def test_stale_token_raises_lease_lost_and_changes_nothing(remote: RemoteQueue, name: str) -> None:
     remote.enqueue(1, queue=name)
     leased = remote.claim(queue=name, worker="w")
@@ -351,7 +365,16 @@ def test_remote_worker_with_a_wrong_token_exits_1_with_one_line(server: ApiServe
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
     env["PERSISTQ_API_TOKEN"] = "wrong-token-0123456789"
     done = subprocess.run(
-        [sys.executable, "-m", "persistq", "worker", "--url", server.url, "--handler", "x:y"],
+        [
+            sys.executable,
+            "-m",
+            "persistq",
+            "worker",
+            "--url",
+            server.url,
+            "--handler",
+            "persistq.tasks.files:stamp_file",
+        ],
         env=env,
         capture_output=True,
         text=True,

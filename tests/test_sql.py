@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sqlite3
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import persistq
-from persistq import StorageBusy, StorageUnavailable
+from persistq import ManualClock, State, StorageBusy, StorageUnavailable
 from persistq.backends import sqlite as sqlite_backend
 from persistq.backends.sql import migrations, queries
 
@@ -52,6 +53,102 @@ def test_migrate_twice_is_a_no_op(sqlite_url: str) -> None:
         version = q.backend.migrate()
         assert version == q.backend.migrate() == migrations("sqlite")[-1].version
         assert len(q.jobs()) == 1
+
+
+# -- moving a database forward ----------------------------------------------------------------
+# Jobs as the schema before fence left them: (status, attempts, lease_token, result, last_error).
+OLD_JOBS = [
+    ("PENDING", 0, None, None, None),  # never claimed
+    ("PROCESSING", 1, "held-before-the-upgrade", None, None),  # leased right now
+    ("COMPLETED", 2, None, '{"ok": true}', "boom"),
+    ("PENDING", 0, None, None, "boom"),  # resubmitted once: attempts were reset
+    ("FAILED", 3, None, None, "boom"),
+]
+
+
+def _migration_version(dialect: str, name: str) -> int:
+    (version,) = [m.version for m in migrations(dialect) if m.name == name]
+    return version
+
+
+def _build_before_fence(url: str, now: float) -> None:
+    """A database at the last schema version before ``fence``, holding OLD_JOBS and one
+    ``enqueued`` event each, written with the SQL of that time (no persistq code)."""
+    dialect = "sqlite" if url.startswith("sqlite") else "postgres"
+    previous = [m for m in migrations(dialect) if m.version < _migration_version(dialect, "fence")]
+    insert_job = (
+        "INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts,"
+        " worker, lease_token, lease_seconds, lease_expires_at, last_error, result, created_at,"
+        " updated_at, started_at) VALUES ({p}, {p}, {p}, 0, {t}, {p}, 3, {p}, {p}, {p}, {t},"
+        " {p}, {p}, {t}, {t}, {t})"
+    )
+    insert_event = "INSERT INTO events (job_id, at, kind) VALUES ({p}, {t}, 'enqueued')"
+
+    def rows(n: int) -> tuple[object, ...]:
+        status, attempts, token, result, error = OLD_JOBS[n]
+        held = token is not None
+        return (
+            *("default", f'{{"n": {n}}}', status, now, attempts, "old-worker" if held else None),
+            *(token, 300.0 if held else None, now + 300 if held else None, error, result),
+            *(now, now, now if attempts else None),
+        )
+
+    if dialect == "sqlite":
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        for migration in previous:
+            db.executescript(migration.sql)
+            db.execute(f"PRAGMA user_version = {migration.version}")
+        for n in range(len(OLD_JOBS)):
+            db.execute(insert_job.format(p="?", t="?"), rows(n))
+            db.execute(insert_event.format(p="?", t="?"), (n + 1, now))
+        db.commit()
+        db.close()
+        return
+    import psycopg
+
+    from persistq.backends.postgres import parse_postgres_url
+
+    server, schema = parse_postgres_url(url)
+    with psycopg.connect(server, autocommit=True) as db:
+        db.execute(f'CREATE SCHEMA "{schema}"')
+        db.execute(f'SET search_path TO "{schema}"')
+        db.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        for migration in previous:
+            db.execute(migration.sql)
+            db.execute("INSERT INTO schema_version VALUES (%s)", (migration.version,))
+        t = "to_timestamp(%s)"
+        for n in range(len(OLD_JOBS)):
+            db.execute(insert_job.format(p="%s", t=t), rows(n))
+            db.execute(insert_event.format(p="%s", t=t), (n + 1, now))
+
+
+def test_a_database_from_before_fence_moves_forward_with_nothing_lost(
+    backend_url: str, clock: ManualClock
+) -> None:
+    """Existing jobs get fence = attempts (no fence was handed out before, and attempts never
+    overcounts the claims); the lease held across the upgrade still completes."""
+    _build_before_fence(backend_url, clock.now())
+
+    with persistq.connect(backend_url, clock=clock, lease=30) as q:
+        report = q.check()
+        assert report["schema_version"] == report["latest_schema_version"], report
+        jobs = sorted(q.jobs(limit=100), key=lambda job: job.id)
+        assert [(j.payload, j.status, j.attempts, j.last_error) for j in jobs] == [
+            ({"n": n}, State(status), attempts, error)
+            for n, (status, attempts, _, _, error) in enumerate(OLD_JOBS)
+        ]
+        assert [j.fence for j in jobs] == [attempts for _, attempts, *_ in OLD_JOBS]
+        assert jobs[2].result == {"ok": True}
+        assert all([e.kind for e in q.events(j.id)][:1] == ["enqueued"] for j in jobs)
+
+        held = dataclasses.replace(jobs[1], lease_token="held-before-the-upgrade")
+        assert q.complete(held, "done").status == State.COMPLETED
+        claimed = q.claim(worker="new")
+        assert claimed is not None and (claimed.id, claimed.fence) == (jobs[0].id, 1)
+        q.resubmit(jobs[2].id)
+        q.resubmit(jobs[4].id)
+        fences = {j.id: j.fence for j in q.claim_many(worker="new", limit=3)}
+        assert fences == {jobs[2].id: 3, jobs[3].id: 1, jobs[4].id: 4}
 
 
 def test_the_schema_has_the_tables_and_columns_the_model_needs(sqlite_url: str) -> None:

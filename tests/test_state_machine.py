@@ -254,6 +254,7 @@ class QueueMachine(RuleBasedStateMachine):
         if want.status is State.PENDING:
             assert _ts(got.run_at) == want.run_at, f"job {want.id}: run_at"
             assert want.attempts < want.max_attempts  # the model's own sanity
+            assert got.worker is None, f"job {want.id}: PENDING but held by {got.worker}"
         if want.status is State.PROCESSING:
             assert got.worker == want.worker
         if want.status is State.COMPLETED:

@@ -76,6 +76,7 @@ class Served:
     url: str
     database: str
     failed_id: int
+    data: Path  # where the password's hash and the login throttle live
 
 
 def free_port() -> int:
@@ -131,7 +132,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serve
                     command, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT
                 )
             processes.append(process)
-            servers[page] = Served(f"http://127.0.0.1:{port}", database, failed_id)
+            url = f"http://127.0.0.1:{port}"
+            servers[page] = Served(url, database, failed_id, home / "data")
         for (page, server), process in zip(servers.items(), processes, strict=True):
             wait_healthy(server.url, process, home / f"ui-{page}.log")
         yield servers
@@ -222,3 +224,67 @@ def test_ops_draws_its_charts_and_refreshes_itself(page: Any, served: dict[str, 
     expect(pending).to_have_text(re.compile(f"^PENDING{before + 5}$"), timeout=15_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ops.png"), full_page=True)
+
+
+def _fresh_login_page(browser: Any, url: str, opened: list[Any]) -> Any:
+    """The login form in a new browser context: a session (websocket) of its own."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context()
+    context.set_default_timeout(30_000)
+    opened.append(context)
+    page = context.new_page()
+    page.goto(url)
+    expect(page.get_by_label("Password", exact=True)).to_be_visible()
+    return page
+
+
+def _try(page: Any, password: str) -> str:
+    """Submit ``password`` on a fresh login page; the answer: the error, or "logged in"."""
+    from playwright.sync_api import expect
+
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+    error = page.get_by_text(re.compile("^(Wrong password|Too many failed attempts)"))
+    logged_in = page.get_by_role("button", name="Log out")
+    expect(error.or_(logged_in)).to_be_visible()
+    return "logged in" if logged_in.is_visible() else str(error.inner_text())
+
+
+def test_failed_logins_slow_down_every_new_session_of_both_uis(
+    browser: Any, served: dict[str, Served]
+) -> None:
+    """The throttle counts for the admin account, not per browser session or UI process:
+    on 127.0.0.1 Streamlit knows no client address, and a new session must not get a new
+    allowance of tries."""
+    from persistq.credentials import THROTTLE_FILE, LoginThrottle
+
+    manager, ops = served["manager"].url, served["ops"].url
+    state = served["manager"].data / THROTTLE_FILE
+    state.unlink(missing_ok=True)
+    opened: list[Any] = []
+    try:
+        # Opened now, tried after the third failure: well inside its 4 s wait.
+        waiting = [_fresh_login_page(browser, url, opened) for url in (manager, manager, ops)]
+        # A wrong password from a new session each time, once the last wait is over: the
+        # wait still doubles, because every session and process counts for the account.
+        for wait in (1, 2, 4):
+            answer = _try(_fresh_login_page(browser, manager, opened), "wrong")
+            assert answer == f"Wrong password. You may try again in {wait} s.", answer
+            if wait < 4:
+                time.sleep(wait + 0.1)
+        refused_at = time.monotonic()
+        # Inside the wait, new sessions of the Manager and of the Ops UI (another process)
+        # are refused even with the right password: it is not checked at all.
+        answers = [_try(page, PASSWORD) for page in waiting]
+        assert time.monotonic() - refused_at < 4, "too slow to land inside the wait"
+        assert all(a.startswith("Too many failed attempts. Try again in") for a in answers), answers
+        assert LoginThrottle(served["manager"].data).failures() == 3  # refusals are not tries
+        time.sleep(max(0.0, refused_at + 4.1 - time.monotonic()))
+        ops_again = _fresh_login_page(browser, ops, opened)
+        assert _try(ops_again, PASSWORD) == "logged in"  # once the wait is over
+        assert LoginThrottle(served["manager"].data).failures() == 0
+    finally:
+        for context in opened:
+            context.close()
+        state.unlink(missing_ok=True)  # the module's other tests log in without waiting

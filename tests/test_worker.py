@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import handlers
-from persistq import Job, ManualClock, Queue, State, SystemClock, Unrecoverable
+from persistq import InvalidJob, Job, ManualClock, Queue, State, SystemClock, Unrecoverable
 from persistq.sweeper import Sweeper
 from persistq.worker import Heartbeat, Worker
 
@@ -64,6 +64,27 @@ def make_worker(q: Queue, handler: Callable[[Job], Any] | str, **options: Any) -
     options.setdefault("worker_id", "w-1")
     options.setdefault("wait_seconds", 0.05)
     return Worker(queue=q, handler=handler, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"queues": ["bad name"]}, "invalid queue name 'bad name'"),
+        ({"queues": []}, "one or more queues"),
+        ({"queues": "files"}, "one or more queues"),
+        ({"worker_id": "w\udcff"}, "worker id cannot be stored"),
+        ({"worker_id": ""}, "worker id must be a string"),
+        ({"concurrency": 0}, "concurrency must be between 1 and 256"),
+        ({"lease_seconds": float("nan")}, "lease must be between"),
+        ({"grace_seconds": -1}, "grace must be between"),
+        ({"sweep_seconds": 0}, "sweep interval must be between"),
+    ],
+)
+def test_a_worker_with_options_it_cannot_run_with_is_refused_at_construction(
+    queue: Queue, options: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(InvalidJob, match=says):
+        make_worker(queue, handlers.act, **options)
 
 
 # -- run_once: settling one job -------------------------------------------------------------------
@@ -266,11 +287,13 @@ def test_stamp_file_on_a_directory_fails_the_job_at_once(
     queue: Queue, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PERSISTQ_TASK_DELAY", "0")
-    job = queue.enqueue({"path": str(tmp_path)})
+    monkeypatch.setenv("PERSISTQ_FILES_DIR", str(tmp_path))
+    (tmp_path / "sub").mkdir()
+    job = queue.enqueue({"path": str(tmp_path / "sub")})
     make_worker(queue, "persistq.tasks.files:stamp_file").run_once()
     stored = queue.get(job.id)
     assert (stored.status, stored.attempts) == (State.FAILED, 1)
-    assert "no such file" in (stored.last_error or "")
+    assert "not a regular file" in (stored.last_error or "")
 
 
 def test_a_job_cancelled_while_running_ends_cancelled_keeping_its_result(

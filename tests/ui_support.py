@@ -21,7 +21,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def reset_streamlit() -> None:
-    """Streamlit's caches are per process: every test starts with no queue, no throttle."""
+    """Streamlit's caches are per process: every test starts with no queue open."""
     st.cache_resource.clear()
     st.cache_data.clear()
 

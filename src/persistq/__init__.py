@@ -21,6 +21,7 @@ from persistq.errors import (
     StorageCorrupt,
     StorageError,
     StorageFull,
+    StorageReplaced,
     StorageUnavailable,
     TaskFailed,
     Unrecoverable,
@@ -54,6 +55,7 @@ __all__ = [
     "StorageCorrupt",
     "StorageError",
     "StorageFull",
+    "StorageReplaced",
     "StorageUnavailable",
     "SystemClock",
     "TaskFailed",
@@ -72,6 +74,7 @@ def connect(
     backoff_max: float | None = None,
     max_payload_bytes: int | None = None,
     clock: Clock | None = None,
+    create: bool = True,
 ) -> Queue: ...
 
 
@@ -94,11 +97,16 @@ def connect(
     backoff_max: float | None = None,
     max_payload_bytes: int | None = None,
     clock: Clock | None = None,
+    create: bool = True,
     token: str | None = None,
     timeout: float = 30.0,
     retries: int = 3,
 ) -> Queue | RemoteQueue:
     """Open (creating or migrating) the queue at ``url``.
+
+    ``create=False`` opens only a database that already exists (what the CLI, API, UIs and
+    workers do): a missing SQLite file, or a PostgreSQL schema persistq never set up,
+    raises ``StorageUnavailable`` ("no database at ...") and nothing is created.
 
     Unset arguments come from ``PERSISTQ_*`` environment variables, then the defaults:
     ``sqlite:///data/queue.db``, a 300 s lease, backoff 2 s doubling up to 300 s.
@@ -120,9 +128,9 @@ def connect(
         return RemoteQueue(
             settings.url, token=token, settings=settings, timeout=timeout, retries=retries
         )
-    backend = open_backend(settings)
+    backend = open_backend(settings, create=create)
     try:
-        backend.migrate()
+        backend.migrate(create=create)
     except BaseException:
         backend.close()
         raise

@@ -10,6 +10,10 @@ from typing import Any
 from persistq.errors import QueueError
 
 DEFAULT_URL = "sqlite:///data/queue.db"
+#: The demo files' directory: `produce` writes there, `stamp_file` touches nothing outside it,
+#: `purge --delete-files` deletes nothing outside it. Relative to the current directory (the
+#: home under `persistq up`, which also sets PERSISTQ_FILES_DIR for every program it starts).
+DEFAULT_FILES_DIR = "data/files"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,8 @@ class Settings:
     #: How long after its enqueue a job naming a task no worker knows is still released
     #: (a rolling deploy may bring the task); then it fails with "unknown task NAME".
     unknown_task_seconds: float = 3600.0
+    #: The only directory the demo file task may stamp files in (see DEFAULT_FILES_DIR).
+    files_dir: str = DEFAULT_FILES_DIR
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -53,6 +59,7 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("max_payload_bytes", "PERSISTQ_MAX_PAYLOAD_BYTES", int),
     ("busy_timeout_seconds", "PERSISTQ_BUSY_TIMEOUT_SECONDS", float),
     ("task_delay", "PERSISTQ_TASK_DELAY", str),
+    ("files_dir", "PERSISTQ_FILES_DIR", str),
     ("pg_pool_size", "PERSISTQ_PG_POOL_SIZE", int),
     ("unknown_task_seconds", "PERSISTQ_UNKNOWN_TASK_SECONDS", float),
 )

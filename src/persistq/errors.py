@@ -114,6 +114,16 @@ class StorageUnavailable(StorageError):
     code = "storage_unavailable"
 
 
+class StorageReplaced(StorageUnavailable):
+    """The database file was deleted or replaced while this process had it open.
+
+    Writing on would go into a file no one can open again, so every call refuses; the
+    process must be restarted once the file is back (restored, or made by ``persistq init``).
+    """
+
+    code = "storage_replaced"
+
+
 class StorageBusy(StorageError):
     """The database stayed locked by other writers for longer than the bounded wait."""
 

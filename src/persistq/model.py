@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -92,6 +93,10 @@ class Job:
     lease_token: str | None = None
     #: Someone asked to cancel this PROCESSING job; it ends CANCELLED when its holder lets go.
     cancel_requested: bool = False
+    #: One more with every claim of this job, never reset (resubmit and release keep it): a
+    #: handler tags downstream writes with it, so a store can refuse a stale holder's write
+    #: (``... WHERE fence < :fence``). 0 until the first claim.
+    fence: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (times as ISO 8601 UTC); the lease token is left out."""
@@ -131,10 +136,17 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_KEY_LENGTH = 255
 MAX_WORKER_LENGTH = 255
 INT64_MAX = 2**63 - 1
+#: Longest error text stored with a job; tracebacks past it keep their end (the cause).
+MAX_ERROR_CHARS = 64 * 1024
+#: Characters no backend can store in a text column: lone surrogates have no UTF-8 form
+#: (Python makes them of bytes that are not UTF-8 in argv, or of "\ud800" in JSON), and
+#: PostgreSQL's text type refuses NUL.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def validate_queue_name(name: object) -> str:
-    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+    # fullmatch: "$" alone would let a trailing newline through.
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
         raise InvalidJob(
             f"invalid queue name {name!r}: 1-64 characters of letters, digits, '_.:-', "
             "starting with a letter or digit"
@@ -146,13 +158,21 @@ def encode_json(value: JSON, *, what: str, max_bytes: int | None = None) -> str:
     """Encode ``value`` as compact JSON, refusing what JSON cannot hold (NaN, objects)."""
     try:
         text = _ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidJob(f"{what} is not JSON: {exc}") from None
-    # A str is at most 4 bytes a character: only long texts need the exact count.
-    if max_bytes is not None and len(text) * 4 > max_bytes:
-        size = len(text.encode())
-        if size > max_bytes:
-            raise InvalidJob(f"{what} is {size} bytes encoded; the limit is {max_bytes}")
+    # NUL is escaped by JSON; a lone surrogate is not, and only non-ASCII text can hold one.
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError as exc:
+            raise InvalidJob(
+                f"{what} is not valid Unicode: lone surrogate {text[exc.start]!r} "
+                f"at character {exc.start} of its JSON"
+            ) from None
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidJob(f"{what} is {size} bytes encoded; the limit is {max_bytes}")
     return text
 
 
@@ -178,7 +198,34 @@ def validate_text(value: object, *, what: str, max_length: int, optional: bool) 
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= max_length:
         raise InvalidJob(f"{what} must be a string of 1-{max_length} characters, got {value!r}")
-    return value
+    return _storable(value, what=what)
+
+
+def _storable(text: str, *, what: str) -> str:
+    found = _UNSTORABLE.search(text)
+    if found is not None:
+        kind = "NUL" if found.group() == "\x00" else "a lone surrogate (not UTF-8)"
+        raise InvalidJob(
+            f"{what} cannot be stored: {found.group()!r} at character {found.start()} is {kind}"
+        )
+    return text
+
+
+def error_text(error: str | BaseException) -> str:
+    """The ``last_error`` to store for ``error``: an exception's traceback, or the text given.
+
+    Given text that cannot be stored is refused (InvalidJob). A traceback is the worker's
+    to record, whatever the handler put in its message, so its unstorable characters are
+    escaped instead: refusing it would leave the job held until its lease expired.
+    """
+    if isinstance(error, BaseException):
+        text = "".join(traceback.format_exception(error)).rstrip()
+        text = text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+    else:
+        text = _storable(str(error), what="error")
+    if len(text) > MAX_ERROR_CHARS:
+        text = "…" + text[-(MAX_ERROR_CHARS - 1) :]
+    return text or "error"
 
 
 def validate_state(value: object) -> State:
@@ -197,6 +244,16 @@ class QueueInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "paused": self.paused, "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What :meth:`persistq.Queue.health` found: ``ok``, or ``reason`` (for people) says why
+    not; ``schema_version`` as the database reports it (None when it did not answer)."""
+
+    ok: bool
+    reason: str | None
+    schema_version: int | None
 
 
 @dataclass(frozen=True, slots=True)

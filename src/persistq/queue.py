@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -13,18 +13,20 @@ from typing import Any
 from persistq.backends import Backend, NewJob
 from persistq.clock import Clock
 from persistq.config import Settings
-from persistq.errors import InvalidJob, LeaseLost, Unrecoverable
+from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
 from persistq.model import (
     JSON,
     MAX_KEY_LENGTH,
     MAX_WORKER_LENGTH,
     TERMINAL,
     Event,
+    Health,
     Job,
     QueueInfo,
     State,
     WorkerInfo,
     encode_json,
+    error_text,
     validate_int,
     validate_queue_name,
     validate_seconds,
@@ -33,8 +35,6 @@ from persistq.model import (
 )
 from persistq.retry import backoff_seconds
 
-#: Longest error text stored with a job; tracebacks past it keep their end (the cause).
-MAX_ERROR_CHARS = 64 * 1024
 RECOVER_BATCH = 1000
 PURGE_BATCH = 5000
 #: A waiting claim re-checks at least this often, so a resumed queue is noticed.
@@ -53,6 +53,8 @@ class Queue:
         #: None: every statement uses the database's clock (on PostgreSQL, one clock for all
         #: machines); tests inject a ManualClock.
         self.clock: Clock | None = clock
+        self._health_lock = threading.Lock()
+        self._checked: tuple[float, dict[str, Any]] | None = None
 
     @property
     def url(self) -> str:
@@ -90,6 +92,24 @@ class Queue:
         delay = self._delay_until(delay, run_at)
         new = self._new_job(payload, queue, priority, delay, max_attempts, key)
         return self.backend.insert_jobs([new], self._stamp())[0]
+
+    def validate(
+        self,
+        payload: JSON,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        run_at: datetime | None = None,
+        max_attempts: int = 3,
+        key: str | None = None,
+    ) -> None:
+        """Raise ``InvalidJob`` where ``enqueue`` with these arguments would; stores nothing.
+
+        A bulk loader checks every job of a file this way before its first commit.
+        """
+        delay = self._delay_until(delay, run_at)
+        self._new_job(payload, queue, priority, delay, max_attempts, key)
 
     def enqueue_many(
         self,
@@ -181,10 +201,7 @@ class Queue:
         wait: float = 0,
     ) -> list[Job]:
         queues = _queue_list(queue)
-        worker_id = validate_text(
-            worker, what="worker", max_length=MAX_WORKER_LENGTH, optional=False
-        )
-        assert worker_id is not None
+        worker_id = _worker_id(worker)
         limit = validate_int(limit, what="limit", minimum=1, maximum=10_000)
         lease_seconds = validate_seconds(
             self.settings.lease_seconds if lease is None else lease, what="lease", minimum=0.001
@@ -236,7 +253,7 @@ class Queue:
         PENDING or PROCESSING job at once (no retry); its lease holder, if any, gets
         ``LeaseLost`` from then on.
         """
-        text = _error_text(error)
+        text = error_text(error)
         if not isinstance(job, Job):
             return self.backend.fail_job_by_hand(_job_id(job), text, self._stamp())
         if isinstance(error, Unrecoverable):
@@ -261,7 +278,7 @@ class Queue:
         recorded on the ``released`` event.
         """
         seconds = validate_seconds(delay, what="delay")
-        detail = None if reason is None else _error_text(reason)
+        detail = None if reason is None else error_text(reason)
         return self.backend.release_job(job.id, _token(job), self._stamp(), seconds, detail)
 
     def wait(self, id: int, *, timeout: float | None = None) -> Job:  # noqa: A002
@@ -388,11 +405,13 @@ class Queue:
 
     def worker_seen(self, worker: str, queues: Sequence[str]) -> None:
         """A worker says it is alive (workers call this every few seconds while running)."""
-        self.backend.touch_worker(worker, [validate_queue_name(q) for q in queues], self._stamp())
+        self.backend.touch_worker(
+            _worker_id(worker), [validate_queue_name(q) for q in queues], self._stamp()
+        )
 
     def worker_gone(self, worker: str) -> None:
         """A worker says it stopped."""
-        self.backend.delete_worker(worker)
+        self.backend.delete_worker(_worker_id(worker))
 
     def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]:
         """Workers seen in the last ``seen_within`` seconds, with the jobs they hold."""
@@ -410,12 +429,44 @@ class Queue:
         """Integrity, schema version and sizes of the database (``full`` reads every page)."""
         return self.backend.check(full=full)
 
+    def health(self, *, check_every: float = 5.0) -> Health:
+        """Whether this process can read and write the database now, for a health probe.
+
+        Writes nothing. The database's quick check (integrity and schema version; it reads
+        every page) runs at most every ``check_every`` seconds, its last result counting in
+        between; writability is looked at on every call, by the backend's cheap checks and
+        the outcome of this process's last write (see ``Backend.write_problem``).
+        """
+        with self._health_lock:
+            if self._checked is None or time.monotonic() - self._checked[0] >= check_every:
+                self._checked = (time.monotonic(), self.backend.check())
+            report = self._checked[1]
+        version = report.get("schema_version")
+        if report.get("integrity") != "ok":
+            return Health(False, f"database check failed: {report.get('integrity')}", version)
+        if not report.get("ok"):
+            latest = report.get("latest_schema_version")
+            return Health(False, f"schema version {version}, expected {latest}", version)
+        try:
+            problem = self.backend.write_problem()
+        except StorageError as exc:
+            problem = str(exc)
+        if problem:
+            return Health(False, f"writes would fail: {problem}", version)
+        return Health(True, None, version)
+
 
 def _queue_list(queue: str | Sequence[str]) -> list[str]:
     names = [queue] if isinstance(queue, str) else list(queue)
     if not names:
         raise InvalidJob("claim needs at least one queue")
     return list(dict.fromkeys(validate_queue_name(n) for n in names))
+
+
+def _worker_id(value: object) -> str:
+    worker = validate_text(value, what="worker", max_length=MAX_WORKER_LENGTH, optional=False)
+    assert worker is not None
+    return worker
 
 
 def _job_id(value: object) -> int:
@@ -426,13 +477,3 @@ def _token(job: Job) -> str:
     if not job.lease_token:
         raise LeaseLost(job.id)  # not a copy from claim/heartbeat: the caller holds no lease
     return job.lease_token
-
-
-def _error_text(error: str | BaseException) -> str:
-    if isinstance(error, BaseException):
-        text = "".join(traceback.format_exception(error)).rstrip()
-    else:
-        text = str(error)
-    if len(text) > MAX_ERROR_CHARS:
-        text = "…" + text[-MAX_ERROR_CHARS:]
-    return text or "error"

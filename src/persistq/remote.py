@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -46,15 +45,25 @@ from persistq.errors import (
     StorageCorrupt,
     StorageError,
     StorageFull,
+    StorageReplaced,
     StorageUnavailable,
     Unrecoverable,
 )
-from persistq.model import JSON, TERMINAL, Event, EventKind, Job, QueueInfo, State, WorkerInfo
+from persistq.model import (
+    JSON,
+    TERMINAL,
+    Event,
+    EventKind,
+    Job,
+    QueueInfo,
+    State,
+    WorkerInfo,
+    error_text,
+)
 
 TOKEN_ENV = "PERSISTQ_API_TOKEN"
 #: The server bounds a long poll to 30 s; longer waits are several polls.
 MAX_POLL_SECONDS = 30.0
-MAX_ERROR_CHARS = 64 * 1024
 
 
 class Unauthorized(QueueError):
@@ -81,6 +90,7 @@ ERRORS: dict[str, Callable[[dict[str, Any]], QueueError]] = {
     StorageBusy.code: _simple(StorageBusy),
     StorageFull.code: _simple(StorageFull),
     StorageCorrupt.code: _simple(StorageCorrupt),
+    StorageReplaced.code: _simple(StorageReplaced),
     StorageUnavailable.code: _simple(StorageUnavailable),
     StorageError.code: _simple(StorageError),
 }
@@ -245,7 +255,7 @@ class RemoteQueue:
         """As ``Queue.fail``; given a job id, an operator fails the job at once."""
         if isinstance(error, Unrecoverable):
             retry = False
-        body: dict[str, Any] = {"error": _error_text(error), "retry": retry}
+        body: dict[str, Any] = {"error": error_text(error), "retry": retry}
         if backoff_base is not None:
             body["backoff_base"] = backoff_base
         if backoff_max is not None:
@@ -442,16 +452,6 @@ def _id(value: object) -> int:
     return value
 
 
-def _error_text(error: str | BaseException) -> str:
-    if isinstance(error, BaseException):
-        text = "".join(traceback.format_exception(error)).rstrip()
-    else:
-        text = str(error)
-    if len(text) > MAX_ERROR_CHARS:
-        text = "…" + text[-(MAX_ERROR_CHARS - 1) :]
-    return text or "error"
-
-
 def _iso(value: datetime | None) -> str | None:
     """A time for the API; a naive one goes as it is, for the server to refuse clearly."""
     return None if value is None else value.isoformat()
@@ -487,6 +487,9 @@ def job_from_json(data: dict[str, Any]) -> Job:
         finished_at=_time(data["finished_at"]),
         lease_token=data.get("lease_token"),
         cancel_requested=bool(data.get("cancel_requested", False)),
+        # An older server sends none: 0 is the never-claimed value, which no fence guard
+        # (`WHERE fence < :fence`) lets through, so the default cannot admit a stale write.
+        fence=int(data.get("fence", 0)),
     )
 
 

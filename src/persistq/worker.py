@@ -21,8 +21,16 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from persistq.errors import InvalidJob, LeaseLost, QueueError, ReleaseJob
-from persistq.model import Job, State
+from persistq.errors import InvalidJob, LeaseLost, QueueError, ReleaseJob, StorageReplaced
+from persistq.model import (
+    MAX_WORKER_LENGTH,
+    Job,
+    State,
+    validate_int,
+    validate_queue_name,
+    validate_seconds,
+    validate_text,
+)
 from persistq.ports import WorkQueue
 from persistq.retry import RetryPolicy
 from persistq.sweeper import Sweeper, default_sweep_seconds
@@ -34,6 +42,8 @@ Handler = Callable[[Job], Any]
 #: retries every error but Unrecoverable with the queue's backoff.
 PolicyFor = Callable[[Job, BaseException], RetryPolicy]
 DEFAULT_POLICY = RetryPolicy()
+#: Most handler threads one worker process runs.
+MAX_CONCURRENCY = 256
 
 
 class HandlerNotFound(QueueError):
@@ -49,8 +59,9 @@ def import_object(spec: str, what: str = "handler") -> Any:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise HandlerNotFound(f"cannot load {what} {spec!r}: {exc}") from None
+    except Exception as exc:  # a module may raise anything while it is imported
+        reason = str(exc) if isinstance(exc, ImportError | AttributeError) else repr(exc)
+        raise HandlerNotFound(f"cannot load {what} {spec!r}: {reason}") from None
     return target
 
 
@@ -61,6 +72,30 @@ def resolve_handler(spec: str) -> Handler:
         raise HandlerNotFound(f"handler {spec!r} is not callable")
     handler: Handler = target
     return handler
+
+
+def check_options(
+    queues: Sequence[str],
+    *,
+    worker_id: str,
+    concurrency: int,
+    lease_seconds: float | None,
+    grace_seconds: float,
+    sweep_seconds: float | None,
+) -> None:
+    """Raise ``InvalidJob`` for options no worker can run with, before it starts: a bad
+    queue name or worker id would otherwise fail every claim, logged once a second forever."""
+    if isinstance(queues, str) or not queues:
+        raise InvalidJob(f"a worker needs a list of one or more queues, got {queues!r}")
+    for name in queues:
+        validate_queue_name(name)
+    validate_text(worker_id, what="worker id", max_length=MAX_WORKER_LENGTH, optional=False)
+    validate_int(concurrency, what="concurrency", minimum=1, maximum=MAX_CONCURRENCY)
+    if lease_seconds is not None:
+        validate_seconds(lease_seconds, what="lease", minimum=0.001)
+    validate_seconds(grace_seconds, what="grace")
+    if sweep_seconds is not None:
+        validate_seconds(sweep_seconds, what="sweep interval", minimum=0.001)
 
 
 def default_worker_id() -> str:
@@ -136,7 +171,19 @@ class Worker:
     retry_policy: PolicyFor | None = None
     _resolved: Handler | None = field(default=None, init=False, repr=False)
     _running: dict[int, Job] = field(default_factory=dict, init=False, repr=False)
+    #: Set when the database file was deleted or replaced: the worker stops, exit code 1.
+    _storage_gone: StorageReplaced | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_options(
+            self.queues,
+            worker_id=self.worker_id,
+            concurrency=self.concurrency,
+            lease_seconds=self.lease_seconds,
+            grace_seconds=self.grace_seconds,
+            sweep_seconds=self.sweep_seconds,
+        )
 
     @property
     def lease(self) -> float:
@@ -236,7 +283,9 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Work until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code, 0."""
+        """Work until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code: 0, or 1 when
+        the database file was deleted or replaced under the worker (nothing it does could
+        be kept, so it stops rather than retry forever)."""
         self._install_signal_handlers()
         sweeper = Sweeper(self.queue, self.sweep_seconds or default_sweep_seconds(self.lease))
         threads = [
@@ -263,7 +312,7 @@ class Worker:
         with contextlib.suppress(QueueError):
             self.queue.worker_gone(self.worker_id)
         log.info("event=stopped worker=%s", self.worker_id)
-        return 0
+        return 0 if self._storage_gone is None else 1
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -283,6 +332,10 @@ class Worker:
                     self.queue.release(job)
                     continue
                 self.process(job)
+            except StorageReplaced as exc:
+                log.error("event=database_gone worker=%s error=%r", self.worker_id, str(exc))
+                self._storage_gone = exc
+                self.stop_event.set()
             except QueueError as exc:  # the database is unwell; back off and retry
                 log.warning("event=claim_failed worker=%s error=%r", self.worker_id, str(exc))
                 self.stop_event.wait(1.0)

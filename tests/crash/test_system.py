@@ -160,3 +160,50 @@ def test_status_down_and_simulate_crash_say_when_nothing_runs(home: Path) -> Non
         assert "Traceback" not in result.stderr
     result = persistq(home, "down")
     assert result.returncode == 0 and "not running" in result.stdout
+
+
+GENERATED = "persistq: generated the admin password of the web UIs: "
+
+
+def test_up_makes_the_ui_password_before_the_uis_start_and_prints_it_once(home: Path) -> None:
+    from argon2 import PasswordHasher
+
+    started = persistq(home, "up")
+    assert started.returncode == 0, started.stderr
+    hash_file = home / "data" / "ui-admin-password.argon2"
+    said = [line for line in started.stdout.splitlines() if line.startswith(GENERATED)]
+    assert len(said) == 1, started.stdout
+    password = said[0].removeprefix(GENERATED)
+    assert PasswordHasher().verify(hash_file.read_text().strip(), password)
+    assert password not in hash_file.read_text()
+    assert f"its argon2 hash is in {hash_file}" in started.stdout  # where it is kept
+    assert "ui-manager.log" not in started.stdout and "ui-ops.log" not in started.stdout
+    # Both UIs found the hash when they started: neither generated one nor shows it.
+    logs = [home / "logs" / f"ui-{page}.log" for page in ("manager", "ops")]
+    assert _wait(lambda: all(f"password {hash_file}" in p.read_text() for p in logs), 20)
+    for log in logs:
+        assert "generated" not in log.read_text() and password not in log.read_text()
+    assert persistq(home, "down").returncode == 0
+
+    again = persistq(home, "up")  # a second start shows no password, only where its hash is
+    assert again.returncode == 0, again.stderr
+    assert GENERATED not in again.stdout and password not in again.stdout
+    assert f"printed by the first `persistq up`; only its hash is kept, in {hash_file}" in (
+        again.stdout
+    )
+    assert PasswordHasher().verify(hash_file.read_text().strip(), password)
+    assert persistq(home, "down").returncode == 0
+
+
+def test_a_later_up_whose_database_is_gone_refuses_instead_of_starting_an_empty_one(
+    home: Path,
+) -> None:
+    """Only the first `up` of a home creates its database: after that, a missing one was
+    lost, and an empty one in its place would hide it (and reuse its job ids)."""
+    (home / "data").mkdir()  # a home that ran before; its queue.db* were deleted
+    result = persistq(home, "up")
+    assert result.returncode == 1, result.stdout + result.stderr
+    db = home / "data" / "queue.db"
+    assert result.stderr.splitlines() == [f"error: no database at {db}; run `persistq init`"]
+    assert not db.exists()
+    assert not (home / "data" / "supervisord.pid").exists()

@@ -197,14 +197,16 @@ def test_a_job_that_raises_ends_failed_after_three_attempts_and_the_worker_keeps
     assert "RuntimeError: boom" in worker.log()
 
 
-def test_a_worker_whose_handler_cannot_be_imported_fails_jobs_and_keeps_running(
+def test_a_worker_whose_handler_cannot_be_imported_exits_2_and_leaves_the_jobs_alone(
     real_queue: Queue, spawn: Callable[..., WorkerProcess]
 ) -> None:
+    """The handler is the worker's configuration: a typo must not dead-letter the queue."""
     job = real_queue.enqueue({"n": 1}, max_attempts=1)
     worker = spawn("w", "--handler", "no_such_module_for_persistq_tests:handle")
-    wait_until(lambda: status_of(real_queue, job) == State.FAILED, "the job to fail")
-
-    assert "no_such_module_for_persistq_tests:handle" in (real_queue.get(job.id).last_error or "")
-    assert worker.alive()
-    assert "event=handler_unavailable" in worker.log()
-    worker.stop()
+    assert worker.wait() == 2
+    assert worker.log().splitlines() == [
+        "error: cannot load handler 'no_such_module_for_persistq_tests:handle': "
+        "No module named 'no_such_module_for_persistq_tests'"
+    ]
+    assert status_of(real_queue, job) == State.PENDING
+    assert kinds(real_queue, job) == ["enqueued"]

@@ -1,9 +1,9 @@
 """The FastAPI application: ``create_app(settings, tokens=...)``.
 
-One ``Queue`` per process, opened by the lifespan (or handed in by tests). Short library
-calls run inline on SQLite and in the thread pool on PostgreSQL (see ``deps.Library``);
-calls that can take long (stats, listing, metrics, health, deleting a queue) always run in
-FastAPI's thread pool (anyio's default limiter, 40 threads).
+One ``Queue`` per process, opened by the lifespan (or handed in by tests). Every library
+call runs in FastAPI's thread pool (anyio's default limiter, 40 threads), never on the
+event loop: a call waiting for a busy database then holds only its own request (see
+``deps.Library``).
 
 A claim with ``wait`` blocks a thread for up to :data:`MAX_WAIT_SECONDS`. Those long polls
 run under their own limiter of ``max_waiting_claims`` threads (default 32), never the
@@ -15,6 +15,7 @@ bounds the connections themselves, answering 503 past it.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,10 +27,10 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import persistq
-from persistq.api import errors
+from persistq.api import accesslog, errors
 from persistq.api.auth import BearerAuth, Tokens, document_bearer
-from persistq.api.deps import Library
-from persistq.api.metrics import Cached, registry_for
+from persistq.api.deps import HealthProbe, Library
+from persistq.api.metrics import registry_for
 from persistq.api.routes import jobs, queues, system
 from persistq.api.schemas import MAX_WAIT_SECONDS
 from persistq.config import Settings
@@ -38,7 +39,8 @@ from persistq.queue import Queue
 #: Default body limit: a 1 MiB payload with room for JSON escaping, or a batch of small jobs.
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_WAITING_CLAIMS = 32
-#: /healthz runs the database's quick check at most this often (it reads every page).
+#: /healthz runs the database's quick check at most this often (it reads every page);
+#: writability is looked at on every probe (see ``Queue.health``).
 HEALTH_CHECK_SECONDS = 5.0
 
 __all__ = ["MAX_WAIT_SECONDS", "create_app"]
@@ -60,19 +62,24 @@ def create_app(
         owned = queue is None
         q = queue or persistq.connect(
             settings.url,
+            create=False,  # a missing database is an error, not a fresh empty one
             lease=settings.lease_seconds,
             backoff_base=settings.backoff_base_seconds,
             backoff_max=settings.backoff_max_seconds,
             max_payload_bytes=settings.max_payload_bytes,
         )
         app.state.queue = q
-        app.state.library = Library(q, inline=q.url.startswith("sqlite"))
+        app.state.library = Library(q)
         app.state.waiting_claims = anyio.CapacityLimiter(max_waiting_claims)
         app.state.metrics = registry_for(q)
-        app.state.health = Cached(q.check, health_check_seconds)
+        app.state.health = HealthProbe(q, check_every=health_check_seconds)
+        # Built once now, not by the first request on the event loop.
+        redact = accesslog.install(tokens, app.openapi())
         try:
             yield
         finally:
+            accesslog.uninstall(redact)
+            app.state.health.close()
             if owned:
                 q.close()
 
@@ -102,8 +109,18 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body over {max_bytes} bytes")
 
 
+class BodyNotUTF8(HTTPException):
+    """Every body of this API is JSON, which RFC 8259 requires to be UTF-8 between systems;
+    json.loads would otherwise guess UTF-16 or UTF-32 from the first bytes."""
+
+    def __init__(self, error: UnicodeDecodeError, offset: int) -> None:
+        at = offset + error.start
+        super().__init__(422, f"the body is not valid JSON: it must be UTF-8 (byte {at} is not)")
+
+
 class BodyLimit:
-    """413 for a request body over ``max_bytes``, by Content-Length or as it streams in."""
+    """413 for a request body over ``max_bytes``, by Content-Length or as it streams in;
+    422 for a body that is not UTF-8, checked as it streams in."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -119,13 +136,20 @@ class BodyLimit:
                 return
         received = 0
         started = False
+        utf8 = codecs.getincrementaldecoder("utf-8-sig")()  # a leading BOM may be ignored
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            chunk = message.get("body", b"")
+            if received + len(chunk) > self.max_bytes:
                 raise BodyTooLarge(self.max_bytes)
+            if message["type"] == "http.request":
+                try:
+                    utf8.decode(chunk, final=not message.get("more_body", False))
+                except UnicodeDecodeError as exc:
+                    raise BodyNotUTF8(exc, received) from None
+            received += len(chunk)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -135,16 +159,16 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyNotUTF8) as exc:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, exc)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"request body over {self.max_bytes} bytes", "code": "too_large"}
-        ).encode()
+    async def _refuse(self, send: Send, exc: HTTPException | None = None) -> None:
+        exc = exc or BodyTooLarge(self.max_bytes)
+        code = "too_large" if isinstance(exc, BodyTooLarge) else "invalid"
+        body = json.dumps({"detail": exc.detail, "code": code}).encode()
         headers: list[Any] = [(b"content-type", b"application/json")]
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Annotated, TypeVar
 
@@ -10,8 +13,8 @@ from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from persistq.api.schemas import INT64_MAX, QUEUE_NAME_PATTERN
-from persistq.model import Job
+from persistq.api.schemas import INT64_MAX, QUEUE_NAME_PATTERN, CanonicalId
+from persistq.model import Health, Job
 from persistq.queue import Queue
 
 
@@ -26,21 +29,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Library:
-    """The process's queue, and how a route calls it.
-
-    On SQLite every call goes through the process's one connection, one at a time, so a hop
-    to a pool thread buys no parallelism and costs more than most calls (plus a GIL handoff
-    back to the event loop): short calls then run inline. On PostgreSQL a pool of
-    connections runs calls in parallel, so they go to the thread pool. Calls that can take
-    long (counting every job, integrity checks, long polls) always run in threads.
-    """
+    """The process's queue, and how a route calls it: always from a thread, never on the
+    event loop. A call may wait for the database (a busy SQLite file is retried for up to a
+    minute); on the loop that wait would hold every other request, even a 401 or
+    /openapi.json. A thread hop costs about 0.1 ms (bench/bench_api.py)."""
 
     queue: Queue
-    inline: bool
 
     async def call(self, work: Callable[[], T]) -> T:
-        if self.inline:
-            return work()
         return await run_in_threadpool(work)
 
 
@@ -50,8 +46,48 @@ async def get_library(request: Request) -> Library:
 
 
 LibraryDep = Annotated[Library, Depends(get_library)]
-JobId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The job's id.")]
+JobId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The job's id."), CanonicalId]
 QueuePath = Annotated[str, Path(pattern=QUEUE_NAME_PATTERN, description="The queue's name.")]
+
+
+class HealthProbe:
+    """``Queue.health()`` for /healthz, without a probe ever waiting long on the database.
+
+    One call at a time runs, on a thread of its own: probes neither pile threads up nor
+    take the pool's. A probe waits for the call at most ``wait`` seconds. Past that, the
+    previous answer stands while the call is younger than ``stale_after`` (a quick check
+    of a large database takes seconds); an older call means the database is not answering,
+    and the probe gets None.
+    """
+
+    def __init__(
+        self, queue: Queue, *, check_every: float, wait: float = 0.5, stale_after: float = 10.0
+    ) -> None:
+        self.queue = queue
+        self.check_every = check_every
+        self.wait = wait
+        self.stale_after = stale_after
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="persistq-health")
+        self._running: Future[Health] | None = None
+        self._started = 0.0
+        self._last: Health | None = None
+
+    async def get(self) -> Health | None:
+        running = self._running
+        if running is None or running.done():
+            if running is not None and running.exception() is None:
+                self._last = running.result()
+            running = self._executor.submit(self.queue.health, check_every=self.check_every)
+            self._running, self._started = running, time.monotonic()
+        try:
+            waited = asyncio.shield(asyncio.wrap_future(running))
+            self._last = await asyncio.wait_for(waited, self.wait)
+        except TimeoutError:
+            return self._last if time.monotonic() - self._started < self.stale_after else None
+        return self._last
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def leased(q: Queue, job_id: int, token: str) -> Job:

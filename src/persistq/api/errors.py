@@ -92,9 +92,13 @@ def http_error(request: Request, exc: Exception) -> JSONResponse:
         cause = exc.__cause__
         reason = f": {type(cause).__name__}: {str(cause)[:200]}" if cause else ""
         return error_response(422, "invalid", f"the body is not valid JSON{reason}")
-    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-        exc.status_code, "http_error"
-    )
+    code = {
+        400: "bad_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+        422: "invalid",
+    }.get(exc.status_code, "http_error")
     response = error_response(exc.status_code, code, str(exc.detail))
     response.headers.update(exc.headers or {})
     return response

@@ -2,45 +2,63 @@
 
 Bounds are declared here, so the OpenAPI schema tells clients what is accepted; the queue
 library validates again (names, payload size, JSON-ness), and its ``InvalidJob`` becomes a
-422 too. Request models are strict (no ``"5"`` for 5) and refuse unknown fields, so a typo
-such as ``max_attempt`` is an error rather than silently ignored.
+422 too. Request models are strict and refuse unknown fields, so a typo such as ``max_attempt``
+is an error rather than silently ignored. Strict means an integer field takes JSON
+integers only: neither ``"5"`` nor ``5.0`` (which JSON Schema would count as an integer:
+a client that sends floats for counts has a bug worth hearing about). A job id in a path
+is canonical decimal only (:data:`JOB_ID_PATTERN`): ``/jobs/+1``, ``/jobs/01`` and
+``/jobs/1_0`` are 422, not job 1 or job 10.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from persistq.model import MAX_KEY_LENGTH, MAX_WORKER_LENGTH, Event, EventKind, Job, State
+from persistq.model import (
+    MAX_ERROR_CHARS,
+    MAX_KEY_LENGTH,
+    MAX_WORKER_LENGTH,
+    QUEUE_NAME,
+    Event,
+    EventKind,
+    Job,
+    State,
+)
 
-QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+QUEUE_NAME_PATTERN = QUEUE_NAME.pattern
 TEN_YEARS = 10 * 365 * 86400.0
 INT32 = 2**31
 INT64_MAX = 2**63 - 1
 #: A long-polling claim holds a server thread; this bounds how long (see api/app.py).
 MAX_WAIT_SECONDS = 30.0
 MAX_BATCH = 1000
-MAX_ERROR_CHARS = 64 * 1024
 
 
-def _integral(value: Any) -> Any:
-    """JSON Schema counts 3.0 as an integer; strict pydantic would not. Strings stay refused."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+#: A job id as a path gives it: digits, no sign, no leading zero (at most 19: int64).
+JOB_ID_PATTERN = r"^[1-9][0-9]{0,18}$"
+
+
+def _canonical_id(value: Any) -> Any:
+    """Refuse what int() would take but is not how an id is written (+1, 01, 1_0, " 1")."""
+    if isinstance(value, str) and not re.fullmatch(JOB_ID_PATTERN, value):
+        raise ValueError("a job id is a decimal number without sign, spaces or leading zeros")
     return value
 
 
-Integral = BeforeValidator(_integral)
+CanonicalId = BeforeValidator(_canonical_id)
 QueueName = Annotated[str, Field(pattern=QUEUE_NAME_PATTERN, examples=["default"])]
-Priority = Annotated[
-    int, Field(ge=-INT32, le=INT32 - 1, description="Higher is claimed first."), Integral
-]
+Priority = Annotated[int, Field(ge=-INT32, le=INT32 - 1, description="Higher is claimed first.")]
 Delay = Annotated[
     float, Field(ge=0, le=TEN_YEARS, allow_inf_nan=False, description="Seconds before claimable.")
 ]
-MaxAttempts = Annotated[int, Field(ge=1, le=1000), Integral]
+MaxAttempts = Annotated[int, Field(ge=1, le=1000)]
+#: Documents, for clients and the schema fuzzer, that text fields refuse NUL (the library
+#: enforces it with its own message, persistq.model; lone surrogates are not JSON text).
+NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
 Key = Annotated[
     str,
     Field(
@@ -48,9 +66,10 @@ Key = Annotated[
         max_length=MAX_KEY_LENGTH,
         description="Idempotency key: an enqueue with a key a job of the queue already has "
         "returns that job instead of adding one.",
+        json_schema_extra=NO_NUL,
     ),
 ]
-Worker = Annotated[str, Field(min_length=1, max_length=MAX_WORKER_LENGTH)]
+Worker = Annotated[str, Field(min_length=1, max_length=MAX_WORKER_LENGTH, json_schema_extra=NO_NUL)]
 LeaseToken = Annotated[str, Field(min_length=1, max_length=255)]
 Lease = Annotated[
     float,
@@ -132,7 +151,7 @@ class ClaimIn(RequestModel):
 
 
 class ClaimManyIn(ClaimIn):
-    limit: Annotated[int, Field(ge=1, le=MAX_BATCH), Integral] = 1
+    limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
 
 
 class LeaseIn(RequestModel):
@@ -149,7 +168,7 @@ class FailIn(RequestModel):
         description="The claim's token. Without one, an operator fails a PENDING or "
         "PROCESSING job at once, with no retry; its lease holder gets 409 from then on.",
     )
-    error: str = Field(min_length=1, max_length=MAX_ERROR_CHARS)
+    error: str = Field(min_length=1, max_length=MAX_ERROR_CHARS, json_schema_extra=NO_NUL)
     retry: bool = Field(True, description="False skips the remaining attempts.")
     backoff_base: Delay | None = Field(
         None, description="This retry's backoff base in seconds (the server's when absent)."
@@ -201,6 +220,8 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     cancel_requested: bool
+    #: Grows by one with every claim, never reset: pass it to downstream writes (SPEC).
+    fence: int
 
     @classmethod
     def from_job(cls, job: Job) -> JobOut:
@@ -269,7 +290,10 @@ class RecoveredOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str = Field(examples=["ok"])
+    """``ok`` (200); ``unhealthy`` (503: the database fails its check, or writes would fail)
+    or ``busy`` (503: the database did not answer in time); ``detail`` says why."""
+
+    status: Literal["ok", "unhealthy", "busy"] = Field(examples=["ok"])
     detail: str | None = None
     schema_version: int | None = None
 

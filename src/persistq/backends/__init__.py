@@ -9,12 +9,14 @@ from persistq.errors import StorageUnavailable
 __all__ = ["Backend", "NewJob", "open_backend"]
 
 
-def open_backend(settings: Settings) -> Backend:
+def open_backend(settings: Settings, *, create: bool = True) -> Backend:
+    """The backend for ``settings.url``; ``create=False``: a missing SQLite file is an error
+    (PostgreSQL's missing schema is found by ``migrate(create=False)``)."""
     url = settings.url
     if url.startswith("sqlite:"):
         from persistq.backends.sqlite import SQLiteBackend
 
-        return SQLiteBackend(url, busy_timeout_seconds=settings.busy_timeout_seconds)
+        return SQLiteBackend(url, busy_timeout_seconds=settings.busy_timeout_seconds, create=create)
     if url.startswith(("postgresql:", "postgres:")):
         try:
             from persistq.backends.postgres import PostgresBackend

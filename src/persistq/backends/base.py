@@ -13,6 +13,8 @@ Rules every implementation keeps:
   (or ``JobNotFound`` when there is no such job).
 * Driver errors leave as :class:`persistq.errors.StorageError` subclasses, never as driver
   exceptions; a busy database is waited on, within a bound, not reported.
+* A database is created only when asked (``create=True``); otherwise a missing one raises
+  :func:`no_database`'s error and nothing is created.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from persistq.errors import StorageUnavailable
 from persistq.model import Event, Job, QueueInfo, State, Timing, WorkerInfo
+
+
+def no_database(where: object) -> StorageUnavailable:
+    """The error for a database that was never created, where one is expected."""
+    return StorageUnavailable(f"no database at {where}; run `persistq init`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +51,10 @@ class Backend(Protocol):
     #: (PostgreSQL's NOTIFY); False when any commit wakes it (SQLite's data_version).
     wakes_only_for_claimable_jobs: bool
 
-    def migrate(self) -> int:
-        """Create or upgrade the schema; returns the schema version. Re-running is a no-op."""
+    def migrate(self, *, create: bool = True) -> int:
+        """Create or upgrade the schema; returns the schema version. Re-running is a no-op.
+        ``create=False``: a database persistq never set up raises :func:`no_database`'s
+        error and is left as it was."""
         ...
 
     def close(self) -> None: ...
@@ -182,6 +192,15 @@ class Backend(Protocol):
     def check(self, *, full: bool = False) -> dict[str, Any]:
         """Health of the database: ``ok``, ``integrity``, ``schema_version`` and
         dialect-specific sizes. Never raises for a damaged database; reports it."""
+        ...
+
+    def write_problem(self) -> str | None:
+        """Why a write would fail now, found without writing (cheap enough for every health
+        probe): the last write of this process failed with a storage error (remembered
+        until a later write succeeds, at most ``FAILED_WRITE_SECONDS``), or a cheap check
+        fails (SQLite: the file, its WAL or its directory not writable, a read-only file
+        system, free space below a floor; PostgreSQL: a read-only server or session).
+        None when nothing is seen."""
         ...
 
     # -- read models for insights (Ops UI, /metrics) and worker presence ---------------

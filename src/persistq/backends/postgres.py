@@ -35,9 +35,9 @@ import psycopg.errors
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from persistq.backends.base import NewJob
+from persistq.backends.base import NewJob, no_database
 from persistq.backends.sql import migrations, queries
-from persistq.backends.sqlbase import SQLBackend
+from persistq.backends.sqlbase import LastWrite, SQLBackend
 from persistq.errors import (
     JobNotFound,
     LeaseLost,
@@ -122,6 +122,7 @@ class PostgresBackend(SQLBackend):
         except (PoolTimeout, psycopg.Error) as exc:
             self._pool.close()
             raise translate(exc, self._where) from None
+        self._writes = LastWrite()
         self._changed = threading.Condition()
         self._notifications = 0
         #: Times the listener (re)started listening: a watcher must look again, since a
@@ -187,7 +188,10 @@ class PostgresBackend(SQLBackend):
                         sent()  # the COMMIT goes out as this block ends
                 return result
 
-        return self._retrying(attempt)
+        if not write:
+            return self._retrying(attempt)
+        with self._writes.watch():
+            return self._retrying(attempt)
 
     def _statement(self, name: str, params: dict[str, Any], *, unknown_is_retried: bool) -> Any:
         """Run one named statement on its own (autocommit: it is its own transaction)."""
@@ -197,7 +201,8 @@ class PostgresBackend(SQLBackend):
                 sent()
                 return conn.execute(SQL[name], params).fetchall()
 
-        return self._retrying(attempt, retry_unknown=unknown_is_retried)
+        with self._writes.watch():  # every single statement run this way writes
+            return self._retrying(attempt, retry_unknown=unknown_is_retried)
 
     def _write(self, work: Callable[[Any], T], *, wakes: bool = False) -> T:
         return self._attempt(work, write=True, wakes=wakes)
@@ -323,10 +328,9 @@ class PostgresBackend(SQLBackend):
 
     # -- schema ------------------------------------------------------------------------
 
-    def migrate(self) -> int:
+    def migrate(self, *, create: bool = True) -> int:
         def work(conn: Any) -> int:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             found = conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                 (self.schema,),
@@ -337,6 +341,9 @@ class PostgresBackend(SQLBackend):
                     f"{self._where}: schema {self.schema!r} holds tables persistq did not "
                     f"create ({', '.join(sorted(tables)[:5])}); refusing to change it"
                 )
+            if not tables and not create:
+                raise no_database(self._where)
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
             row = conn.execute("SELECT max(version) AS v FROM schema_version").fetchone()
             version = int(row["v"] or 0)
@@ -428,6 +435,23 @@ class PostgresBackend(SQLBackend):
             self._changed.notify_all()
 
     # -- health ----------------------------------------------------------------------------
+
+    def _unwritable(self) -> str | None:
+        """A standby (in recovery) or a read-only default refuses every write."""
+        try:
+            row = self._read(
+                lambda conn: conn.execute(
+                    "SELECT pg_is_in_recovery() AS standby,"
+                    " current_setting('transaction_read_only') AS read_only"
+                ).fetchone()
+            )
+        except StorageError as exc:
+            return str(exc)
+        if row["standby"]:
+            return f"{self._where}: the server is a standby (in recovery): read-only"
+        if row["read_only"] == "on":
+            return f"{self._where}: transactions are read-only (default_transaction_read_only)"
+        return None
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": "postgres", "server": self._where}

@@ -51,6 +51,7 @@ def row_to_job(
         finished_at=_optional(row["finished_at"], convert),
         lease_token=row["lease_token"] if with_token else None,
         cancel_requested=bool(row["cancel_requested"]),
+        fence=row["fence"],
     )
 
 

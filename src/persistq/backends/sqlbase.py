@@ -9,23 +9,69 @@ method is documented once, on :class:`persistq.backends.base.Backend`.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from persistq.backends.base import NewJob
 from persistq.backends.rows import Row, row_to_event, row_to_job
-from persistq.errors import InvalidTransition, JobNotFound, LeaseLost, QueueNotEmpty, QueueNotFound
+from persistq.errors import (
+    InvalidTransition,
+    JobNotFound,
+    LeaseLost,
+    QueueNotEmpty,
+    QueueNotFound,
+    StorageError,
+)
 from persistq.model import TERMINAL, Event, EventKind, Job, QueueInfo, State, Timing, WorkerInfo
 
 T = TypeVar("T")
 Conn = Any  # sqlite3.Connection or psycopg.Connection: both offer execute() -> cursor
 
 
+#: How long a failed write keeps ``write_problem`` reporting it when no write follows: long
+#: enough for every probe to see it, short enough that a process nobody writes through (a
+#: load balancer took it out of service) comes back once the cheap checks pass again.
+FAILED_WRITE_SECONDS = 60.0
+
+
+class LastWrite:
+    """The outcome of this process's last write: a storage error, until a later write
+    succeeds (or ``FAILED_WRITE_SECONDS`` pass). Other errors (a lost lease, an unknown
+    job) say nothing about the storage and change nothing here."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failed: tuple[float, str] | None = None
+
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageError as exc:
+            with self._lock:
+                self._failed = (time.monotonic(), str(exc))
+            raise
+        with self._lock:
+            self._failed = None
+
+    def problem(self) -> str | None:
+        with self._lock:
+            failed = self._failed
+        if failed is None or time.monotonic() - failed[0] > FAILED_WRITE_SECONDS:
+            return None
+        return f"the last write, {time.monotonic() - failed[0]:.0f} s ago, failed: {failed[1]}"
+
+
 class SQLBackend(ABC):
     url: str
     SQL: ClassVar[dict[str, str]]
+    #: Each dialect makes its own in ``__init__`` and runs every write under ``watch()``.
+    _writes: LastWrite
 
     # -- what a dialect supplies ----------------------------------------------------------
 
@@ -48,6 +94,13 @@ class SQLBackend(ABC):
     @abstractmethod
     def _list(self, values: Sequence[Any]) -> Any:
         """A list as one query parameter."""
+
+    @abstractmethod
+    def _unwritable(self) -> str | None:
+        """The cheap checks of ``write_problem``: why a write would fail, without writing."""
+
+    def write_problem(self) -> str | None:
+        return self._writes.problem() or self._unwritable()
 
     def _now(self, now: float | None) -> float | None:
         """``now`` as the statements get it; None lets the database use its own clock."""
@@ -174,9 +227,8 @@ class SQLBackend(ABC):
             kind = FINISH_EVENT.get((name, status))
             if kind is not None:
                 detail = params.get("error") if kind in DETAILED_EVENTS else None
-                conn.execute(
-                    self.SQL["insert_event"], event(job_id, kind, now, row["worker"], detail)
-                )
+                holder = row["holder"] if name in HANDS_BACK else row["worker"]
+                conn.execute(self.SQL["insert_event"], event(job_id, kind, now, holder, detail))
             return row
 
         written = self._write(work, wakes=name in ("retry_job", "release_job"))
@@ -229,7 +281,7 @@ class SQLBackend(ABC):
                         r["id"],
                         EventKind.LEASE_EXPIRED,
                         now,
-                        r["worker"],
+                        r["holder"],
                         f"attempt {r['attempts']} of {r['max_attempts']}: now {r['status']}",
                     )
                     for r in rows
@@ -438,6 +490,9 @@ class SQLBackend(ABC):
         )
 
 
+#: Owner writes that may hand the job back to PENDING: they clear ``worker`` and return the
+#: lease's holder as ``holder``, for the event.
+HANDS_BACK = frozenset({"retry_job", "release_job"})
 FINISH_EVENT: dict[tuple[str, State], EventKind] = {
     ("complete_job", State.COMPLETED): EventKind.COMPLETED,
     ("retry_job", State.PENDING): EventKind.RETRIED,

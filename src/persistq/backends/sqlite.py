@@ -3,10 +3,17 @@
 SQLite has a single writer, so a guarded ``UPDATE ... RETURNING`` inside an immediate
 transaction is atomic across processes without row locks. A busy file is retried within
 ``busy_timeout_seconds`` and surfaces as :class:`StorageBusy`, never "database is locked".
+
+The file is created only with ``create=True`` (owner and group only, as are its
+directories), and SQLite is never left to create it. Before each use the backend checks
+that the file at the path is still the one it opened (device and inode, one ``stat``): an
+open connection to a deleted or replaced file would go on committing into a file no one
+can open again, so it raises :class:`StorageReplaced` instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -17,16 +24,18 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
-from persistq.backends.base import NewJob
+from persistq.backends.base import NewJob, no_database
 from persistq.backends.rows import epoch_to_datetime
 from persistq.backends.sql import migrations, queries
-from persistq.backends.sqlbase import SQLBackend, job_params
+from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
 from persistq.errors import (
     StorageBusy,
     StorageCorrupt,
     StorageError,
     StorageFull,
+    StorageReplaced,
     StorageUnavailable,
 )
 from persistq.model import (
@@ -40,7 +49,20 @@ _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 #: How often a waiting claim looks for commits of other processes (PRAGMA data_version
 #: reads shared memory, so this costs no disk I/O).
 POLL_SECONDS = 0.005
+#: How long one attempt waits inside SQLite for a lock held by another process. Short: the
+#: attempt holds this process's connection meanwhile, and the wait continues between attempts
+#: in :meth:`SQLiteBackend._retrying`, where other threads' calls can use the connection.
+ATTEMPT_BUSY_SECONDS = 0.05
+#: Less free space than this on the database's file system makes ``write_problem`` report
+#: it: room for a commit of 16 pages (each changed page is appended to the WAL). A floor that
+#: says "writes are about to fail", not a capacity alert (metrics and the Ops UI show free
+#: disk for that).
+MIN_FREE_BYTES = 64 * 1024
 _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_SNAPSHOT"}
+#: New database files and directories: owner and group only, whatever the umask allows
+#: beyond that. SQLite gives the -wal and -shm files the database file's mode.
+FILE_MODE = 0o640
+DIRECTORY_MODE = 0o750
 
 
 def parse_sqlite_url(url: str) -> tuple[Path, str]:
@@ -100,9 +122,16 @@ class SQLiteBackend(SQLBackend):
     SQL = SQL
     wakes_only_for_claimable_jobs = False
 
-    def __init__(self, url: str, *, busy_timeout_seconds: float = 60.0) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout_seconds: float = 60.0, create: bool = True
+    ) -> None:
         self.url = url
         self.path, self._synchronous = parse_sqlite_url(url)
+        # Absolute once: a later chdir must not point the checks at another file.
+        self._absolute = os.path.abspath(self.path)
+        self._create = create
+        #: (st_dev, st_ino) of the file the first connection opened.
+        self._identity: tuple[int, int] | None = None
         self._busy_timeout = busy_timeout_seconds
         self._lock = threading.RLock()
         self._changed = threading.Condition()
@@ -111,6 +140,7 @@ class SQLiteBackend(SQLBackend):
         #: Every write of this process (what waiting for a job watches): PRAGMA data_version
         #: counts only other connections' commits, and the process has one connection.
         self._local_commits = 0
+        self._writes = LastWrite()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._connection()  # fail now, with the cause, if the file cannot be used
@@ -120,27 +150,69 @@ class SQLiteBackend(SQLBackend):
     def _connection(self) -> sqlite3.Connection:
         # A connection must not cross fork(): the child opens its own.
         if self._conn is not None and self._pid == os.getpid():
+            if self._file_identity() != self._identity:
+                raise self._replaced()
             return self._conn
+        if self._identity is None and self._create:
+            self._create_file()
+        elif self._file_identity() is None:
+            raise no_database(self.path) if self._identity is None else self._replaced()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageUnavailable(
-                f"{self.path.parent}: cannot create directory ({exc})"
-            ) from None
-        try:
+            # mode=rw: SQLite never creates the file (it would, with the umask's mode).
             conn = sqlite3.connect(
-                self.path, timeout=1.0, isolation_level=None, check_same_thread=False
+                f"file:{quote(self._absolute)}?mode=rw",
+                uri=True,
+                timeout=ATTEMPT_BUSY_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
             )
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         conn.row_factory = sqlite3.Row
         try:
             self._retrying(lambda: self._configure(conn))
+            identity = self._file_identity()
+            if identity is None or self._identity not in (None, identity):
+                raise self._replaced()  # e.g. a forked child finding another file there
         except BaseException:
             conn.close()
             raise
+        self._identity = identity
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the file now at the path; None when there is none."""
+        try:
+            found = os.stat(self._absolute)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageUnavailable(f"{self.path}: cannot look at the file ({exc})") from None
+        return found.st_dev, found.st_ino
+
+    def _replaced(self) -> StorageReplaced:
+        return StorageReplaced(
+            f"the database file {self.path} was deleted or replaced after this process "
+            "opened it; refusing to read or write the old one: restore the file (or run "
+            "`persistq init`), then restart this process"
+        )
+
+    def _create_file(self) -> None:
+        """An empty database file, and its missing directories, owner and group only."""
+        missing = []
+        folder = Path(self._absolute).parent
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        try:
+            for folder in reversed(missing):  # mkdir -p would give parents the umask's mode
+                folder.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"{folder}: cannot create directory ({exc})") from None
+        # There already, or not creatable (read-only, a directory): connecting names the cause.
+        with contextlib.suppress(OSError):
+            os.close(os.open(self._absolute, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -162,21 +234,26 @@ class SQLiteBackend(SQLBackend):
             pause = min(pause * 2, 0.05)
 
     def _write(self, work: Callable[[sqlite3.Connection], T], *, wakes: bool = False) -> T:
-        """Run ``work`` in one immediate transaction, retried whole while the file is busy."""
+        """Run ``work`` in one immediate transaction, retried whole while the file is busy.
+
+        The connection is held per attempt, not across the retries: while another process
+        holds the write lock, this process's reads (WAL readers are not blocked by a writer)
+        and other calls still get through between attempts."""
 
         def attempt() -> T:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
+            with self._lock:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
 
-        with self._lock:
+        with self._writes.watch():
             result = self._retrying(attempt)
         # Other processes notice through PRAGMA data_version; this one's waiters here.
         with self._changed:
@@ -187,8 +264,11 @@ class SQLiteBackend(SQLBackend):
         return result
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            return self._retrying(lambda: work(self._connection()))
+        def attempt() -> T:
+            with self._lock:
+                return work(self._connection())
+
+        return self._retrying(attempt)
 
     def close(self) -> None:
         with self._lock:
@@ -228,7 +308,7 @@ class SQLiteBackend(SQLBackend):
 
     # -- schema ------------------------------------------------------------------------
 
-    def migrate(self) -> int:
+    def migrate(self, *, create: bool = True) -> int:
         def work(conn: sqlite3.Connection) -> int:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             latest = migrations("sqlite")[-1].version
@@ -244,6 +324,8 @@ class SQLiteBackend(SQLBackend):
                         f"{self.path}: not a persistq database (it has tables: "
                         f"{', '.join(foreign[:5])}); refusing to change it"
                     )
+                if not create:  # an empty file, e.g. left by a tool: set up only on purpose
+                    raise no_database(self.path)
             for migration in migrations("sqlite"):
                 if migration.version <= version:
                     continue
@@ -292,6 +374,21 @@ class SQLiteBackend(SQLBackend):
     def _data_version(self) -> int:
         row = self._read(lambda conn: conn.execute("PRAGMA data_version").fetchone())
         return int(row[0])
+
+    def _unwritable(self) -> str | None:
+        if not self.path.exists():
+            return f"{self.path}: the database file is missing"
+        problem = _access_problem(self.path)
+        if problem:
+            return f"{self.path}: {problem}"
+        try:
+            stats = os.statvfs(self.path)
+        except OSError as exc:
+            return f"{self.path}: {exc.strerror}"
+        free = stats.f_bavail * stats.f_frsize
+        if free < MIN_FREE_BYTES:
+            return f"{self.path}: the disk is full ({free:,} bytes free)"
+        return None
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": "sqlite", "path": str(self.path.resolve())}

@@ -9,9 +9,11 @@ import typer
 
 from persistq.cli.common import echo, format_age, parse_duration, redact_url, warn
 from persistq.cli.main import app, fail, open_queue, print_json, print_table, progress
-from persistq.errors import JobNotFound
+from persistq.config import DEFAULT_FILES_DIR
+from persistq.errors import JobNotFound, Unrecoverable
 from persistq.model import Job, State, validate_state
 from persistq.queue import Queue
+from persistq.tasks.files import payload_path
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
@@ -28,7 +30,7 @@ def _where(q: Queue, report: dict[str, Any]) -> str:
 @app.command()
 def init(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Create the database, or migrate it to the latest schema."""
-    q = open_queue(ctx)  # opening creates and migrates
+    q = open_queue(ctx, create=True)  # opening creates and migrates
     report = q.check()
     if as_json:
         print_json(report)
@@ -108,36 +110,43 @@ def _candidates(q: Queue, state: State, older_than: float) -> list[Job]:
             return found
 
 
-def _payload_file(job: Job, root: Path) -> Path | None:
-    """The file named by the payload's "path", when it lies under ``root`` (else None)."""
+def _payload_file(job: Job, root: Path) -> Path | str | None:
+    """The file the payload's "path" names when it lies under ``root``; else "outside" or
+    "invalid" (no usable path: empty, a NUL byte, not text, or a directory such as ``root``
+    itself or ``/``), or None when the payload has no "path" at all."""
     payload = job.payload
-    if not isinstance(payload, dict) or not isinstance(payload.get("path"), str):
+    if not isinstance(payload, dict) or "path" not in payload:
         return None
     try:
-        path = Path(payload["path"]).resolve()
-    except (OSError, RuntimeError, ValueError):
-        return None
-    return path if path.is_relative_to(root) and path != root else None
+        path = Path(payload_path(payload)).resolve()
+    except (Unrecoverable, OSError, RuntimeError, ValueError):
+        return "invalid"
+    if path == root or path.is_dir():
+        return "invalid"
+    return path if path.is_relative_to(root) else "outside"
 
 
-def _delete_files(q: Queue, candidates: list[Job], root: Path) -> tuple[int, int]:
-    """Delete the files of purged jobs; returns (deleted, refused as outside ``root``)."""
-    deleted = outside = 0
+def _delete_files(q: Queue, candidates: list[Job], root: Path) -> dict[str, int]:
+    """Delete the files of purged jobs under ``root``; count those kept outside it and the
+    payloads whose "path" names no file at all."""
+    counts = {"files_deleted": 0, "files_outside_dir": 0, "files_invalid_path": 0}
     for job in candidates:
         try:
             q.get(job.id)
             continue  # not purged (resubmitted meanwhile, or within the slack): keep its file
         except JobNotFound:
             pass
-        path = _payload_file(job, root)
-        if path is None:
-            if isinstance(job.payload, dict) and "path" in job.payload:
-                outside += 1
-            continue
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            deleted += 1
-    return deleted, outside
+        match _payload_file(job, root):
+            case None:
+                pass
+            case "outside":
+                counts["files_outside_dir"] += 1
+            case "invalid":
+                counts["files_invalid_path"] += 1
+            case Path() as path if path.is_file():
+                path.unlink(missing_ok=True)
+                counts["files_deleted"] += 1
+    return counts
 
 
 @app.command()
@@ -177,7 +186,7 @@ def purge(
             show_envvar=True,
             help="The demo files' directory; --delete-files never deletes outside it.",
         ),
-    ] = Path("data/files"),
+    ] = Path(DEFAULT_FILES_DIR),
     as_json: JsonFlag = False,
 ) -> None:
     """Delete finished jobs (and their events) that finished more than --older-than ago."""
@@ -187,16 +196,16 @@ def purge(
     candidates = _candidates(q, state, seconds) if delete_files else []
     with progress(f"purge {state}", len(candidates) or None) as update:
         purged = q.purge(status=state, older_than=seconds, on_progress=update)
-    deleted = outside = 0
-    if delete_files:
-        deleted, outside = _delete_files(q, candidates, files_dir.resolve())
+    counts = _delete_files(q, candidates, files_dir.resolve()) if delete_files else {}
     if as_json:
-        out: dict[str, Any] = {"purged": purged, "status": str(state)}
-        if delete_files:
-            out.update(files_deleted=deleted, files_outside_dir=outside)
-        print_json(out)
+        print_json({"purged": purged, "status": str(state), **counts})
     else:
-        files = f", deleted {deleted} file(s)" if delete_files else ""
+        files = f", deleted {counts['files_deleted']} file(s)" if delete_files else ""
         echo(f"purged {purged} {state} job(s) finished more than {older_than} ago{files}")
-    if outside:
+    if outside := counts.get("files_outside_dir"):
         warn(f"warning: kept {outside} file(s) outside {files_dir.resolve()}")
+    if invalid := counts.get("files_invalid_path"):
+        warn(
+            f"warning: skipped {invalid} invalid path(s) (empty, NUL byte, not text, "
+            "or a directory)"
+        )

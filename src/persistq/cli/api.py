@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from persistq.cli.main import app, fail, stdout
+from persistq.cli.main import app, fail, open_queue, stdout
 from persistq.config import Settings
 
 TOKEN_ENV = "PERSISTQ_API_TOKEN"
@@ -59,6 +59,9 @@ def api(
     settings = Settings.from_env(url=url)
     application = create_app(
         settings,
+        # Opened here, so a missing or unusable database is one error line, not a failed
+        # server startup; closed when the command ends.
+        queue=open_queue(ctx),
         tokens=tokens,
         max_body_bytes=max_body_bytes,
         max_waiting_claims=max_waiting_claims,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -22,8 +25,9 @@ from persistq.cli.common import (
 )
 from persistq.cli.main import app, fail, open_queue, print_json, print_table, progress
 from persistq.dispatch import task_payload
-from persistq.errors import QueueError, StorageError
+from persistq.errors import InvalidJob, QueueError, StorageError
 from persistq.model import Job, State
+from persistq.queue import Queue
 
 #: Bulk enqueue writes this many jobs per transaction.
 BATCH_SIZE = 1000
@@ -36,12 +40,15 @@ JobIds = Annotated[
 
 
 def _parse_payload(text: str, where: str) -> Any:
+    """``text`` as JSON, or one error line "<where> not valid JSON: <why>"."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise QueueError(
-            f"{where} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
+        at = f"line {exc.lineno}, column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        why = f"{exc.msg} ({at})"
+    except RecursionError:
+        why = "nested too deeply"
+    raise QueueError(f"{where} not valid JSON: {why}")
 
 
 def _parse_time(text: str, where: str) -> datetime:
@@ -54,8 +61,8 @@ def _parse_time(text: str, where: str) -> datetime:
 
 
 def _task_payload(name: str, args_json: str | None, kwargs_json: str | None) -> Any:
-    args = [] if args_json is None else _parse_payload(args_json, "--args")
-    kwargs = {} if kwargs_json is None else _parse_payload(kwargs_json, "--kwargs")
+    args = [] if args_json is None else _parse_payload(args_json, "--args is")
+    kwargs = {} if kwargs_json is None else _parse_payload(kwargs_json, "--kwargs is")
     if not isinstance(args, list):
         raise typer.BadParameter("--args must be a JSON array, e.g. '[1, \"a\"]'")
     if not isinstance(kwargs, dict):
@@ -63,24 +70,71 @@ def _task_payload(name: str, args_json: str | None, kwargs_json: str | None) -> 
     return task_payload(name, args, kwargs)
 
 
-def _read_payloads(source: str) -> list[Any]:
-    """One JSON payload per non-blank line of ``source`` (``-`` is stdin); all parsed first."""
+@contextmanager
+def _open_lines(source: str) -> Iterator[tuple[str, IO[bytes]]]:
+    """``source``'s name for messages and its bytes (``-`` is stdin)."""
     if source == "-":
-        name, lines = "stdin", list(sys.stdin)
-    else:
-        name = source
-        with Path(source).open(encoding="utf-8") as handle:
-            lines = list(handle)
-    return [
-        _parse_payload(line, f"{name} line {number}")
-        for number, line in enumerate(lines, 1)
-        if line.strip()
-    ]
+        yield "stdin", sys.stdin.buffer
+        return
+    with Path(source).open("rb") as handle:
+        yield source, handle
 
 
-def _batches(items: list[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
-    for start in range(0, len(items), size):
-        yield start, items[start : start + size]
+def _payload_lines(name: str, lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, Any]]:
+    """(line number, line, payload) for every non-blank line; a bad one names its line."""
+    for number, raw in enumerate(lines, 1):
+        line = raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw
+        line = line.rstrip(b"\r\n")
+        try:
+            text = line.decode()
+        except UnicodeDecodeError as exc:
+            byte = f"0x{line[exc.start]:02x}"
+            raise QueueError(
+                f"{name}:{number}: not UTF-8: byte {byte} at column {exc.start + 1}"
+            ) from None
+        if text.strip():
+            yield number, line, _parse_payload(text, f"{name}:{number}:")
+
+
+def _checked_copy(q: Queue, source: str, options: dict[str, Any]) -> tuple[IO[bytes], int]:
+    """Check every line of ``source`` as ``enqueue`` would; a copy of the good lines, and
+    how many.
+
+    Nothing is stored until the whole file passed, so a bad line 1,500 leaves no jobs of
+    lines 1-1,499 behind. Lines are checked one at a time and copied to a temporary file,
+    so memory stays bounded, stdin can be read twice, and the file cannot change between
+    the check and the enqueue.
+    """
+    q.validate(None, **options)  # bad options are the command's error, not line 1's
+    copy = tempfile.TemporaryFile()  # noqa: SIM115 - returned open, closed by the caller
+    count = 0
+    try:
+        with _open_lines(source) as (name, lines), progress("check", None) as update:
+            for number, line, payload in _payload_lines(name, lines):
+                try:
+                    q.validate(payload, **options)
+                except InvalidJob as exc:
+                    raise QueueError(f"{name}:{number}: {exc}") from None
+                copy.write(line + b"\n")
+                count += 1
+                if count % BATCH_SIZE == 0:
+                    update(count)
+    except BaseException:
+        copy.close()
+        raise
+    copy.seek(0)
+    return copy, count
+
+
+def _batches(lines: IO[bytes], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for line in lines:
+        batch.append(json.loads(line))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @app.command()
@@ -181,27 +235,27 @@ def enqueue(
             payload = _task_payload(task, args_json, kwargs_json)
         else:
             assert payload_json is not None
-            payload = _parse_payload(payload_json, "PAYLOAD_JSON")
+            payload = _parse_payload(payload_json, "PAYLOAD_JSON is")
         job = open_queue(ctx).enqueue(payload, key=key, **options)
         if as_json:
             print_json(job.to_dict())
         else:
             echo(str(job.id))
         return
-    payloads = _read_payloads(file)
+    assert file is not None
     q = open_queue(ctx)
+    copy, total = _checked_copy(q, file, options)
     ids: list[int] = []
-    with progress("enqueue", len(payloads)) as update:
-        for start, batch in _batches(payloads, BATCH_SIZE):
+    with copy, progress("enqueue", total) as update:
+        for batch in _batches(copy, BATCH_SIZE):
             try:
                 ids.extend(job.id for job in q.enqueue_many(batch, **options))
-            except StorageError:
-                raise
-            except QueueError as exc:
-                fail(
-                    f"{exc} (in payloads {start + 1}-{start + len(batch)}; "
-                    f"the {start} before them were enqueued)"
-                )
+            except StorageError as exc:
+                if not ids:
+                    raise
+                # Only a failing database gets here (every job was checked): the batches
+                # before this one are committed, so say how many.
+                fail(f"{exc} ({len(ids)} of the {total} jobs were enqueued before it)")
             update(len(ids))
     if as_json:
         print_json(ids)

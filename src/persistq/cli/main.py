@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -40,11 +40,11 @@ class ErrorBoundary(TyperGroup):
             fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
-def fail(message: str) -> None:
-    """Print one error line and exit 1; never a traceback."""
+def fail(message: str, *, code: int = 1) -> NoReturn:
+    """Print one error line and exit ``code`` (2: a usage error); never a traceback."""
     line = message.splitlines()[0] if message else "failed"
     stderr.print(f"error: {line}", markup=False, emoji=False)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def new_app(help_text: str) -> typer.Typer:
@@ -66,9 +66,11 @@ class CliState:
     url: str | None
     _queue: Queue | None = None
 
-    def queue(self) -> Queue:
+    def queue(self, *, create: bool = False) -> Queue:
+        # Only `init` creates a missing database: any other command making an empty one
+        # where one is expected would hide that the real one is gone (and reuse its ids).
         if self._queue is None:
-            self._queue = persistq.connect(self.url)
+            self._queue = persistq.connect(self.url, create=create)
         return self._queue
 
 
@@ -88,9 +90,10 @@ def main(
     ctx.call_on_close(lambda: state._queue.close() if state._queue else None)
 
 
-def open_queue(ctx: typer.Context) -> Queue:
+def open_queue(ctx: typer.Context, *, create: bool = False) -> Queue:
+    """The queue of ``--url``; a missing database is an error unless ``create``."""
     state: CliState = ctx.find_root().obj
-    return state.queue()
+    return state.queue(create=create)
 
 
 def print_json(data: Any) -> None:

@@ -13,12 +13,20 @@ import typer
 
 import persistq
 from persistq.app import resolve_app
-from persistq.cli.main import app, open_queue
-from persistq.errors import QueueError
+from persistq.cli.main import app, fail, open_queue
+from persistq.config import DEFAULT_FILES_DIR
+from persistq.errors import InvalidJob, QueueError
+from persistq.model import validate_queue_name
 from persistq.ports import WorkQueue
 from persistq.sweeper import default_sweep_seconds
 from persistq.tasks.files import make_random_file
-from persistq.worker import HandlerNotFound, Worker, default_worker_id, resolve_handler
+from persistq.worker import (
+    HandlerNotFound,
+    Worker,
+    check_options,
+    default_worker_id,
+    resolve_handler,
+)
 
 log = logging.getLogger("persistq.cli")
 
@@ -111,7 +119,27 @@ def worker(
     """Claim jobs, run the handler (or the app's tasks) under a heartbeat, complete or fail
     them. SIGTERM drains."""
     if (handler is None) == (app_spec is None):
-        raise typer.BadParameter("give --handler or --app (one of them)")
+        fail("give --handler or --app (one of them)", code=2)
+    worker_id = worker_id or default_worker_id()
+    # Bad options stop the worker here, before it touches the database: each would fail
+    # every claim (or every job) while the worker looked alive. A handler that cannot be
+    # loaded is one of them: it is the worker's configuration, not a job's data, and
+    # running on would dead-letter the whole queue; Supervisor retries the start and then
+    # shows the program FATAL with this line in its log.
+    resolved = None
+    try:
+        check_options(
+            queue or ["default"],  # with --app, its tasks' queues are checked as it builds
+            worker_id=worker_id,
+            concurrency=concurrency,
+            lease_seconds=lease,
+            grace_seconds=grace,
+            sweep_seconds=sweep_every,
+        )
+        if handler is not None:
+            resolved = resolve_handler(handler)
+    except (InvalidJob, HandlerNotFound) as exc:
+        fail(str(exc), code=2)
     setup_logging(log_level)
     if app_spec is None:
         tasks, q = None, open_work_queue(ctx, url)
@@ -124,7 +152,7 @@ def worker(
         q = tasks.queue
     lease_seconds = lease or q.settings.lease_seconds
     options: dict[str, Any] = {
-        "worker_id": worker_id or default_worker_id(),
+        "worker_id": worker_id,
         "concurrency": concurrency,
         "lease_seconds": lease_seconds,
         "sweep_seconds": sweep_every or default_sweep_seconds(lease_seconds),
@@ -134,13 +162,8 @@ def worker(
         runner = tasks.worker(queue=q, queues=queue, **options)
         log.info("event=tasks app=%s tasks=%s", app_spec, ",".join(tasks.tasks) or "-")
         raise typer.Exit(runner.run())
-    assert handler is not None
-    try:
-        resolve_handler(handler)
-    except HandlerNotFound as exc:
-        # Keep running: each job it claims fails with this reason instead of looping a crash.
-        log.error("event=handler_unavailable error=%r", str(exc))
-    runner = Worker(queue=q, handler=handler, queues=queue or ["default"], **options)
+    assert resolved is not None
+    runner = Worker(queue=q, handler=resolved, queues=queue or ["default"], **options)
     raise typer.Exit(runner.run())
 
 
@@ -164,7 +187,7 @@ def produce(
     queue: str = typer.Option("files", "--queue", "-q", help="Queue to enqueue into."),
     every: float = typer.Option(5.0, "--every", min=0, help="Seconds between files."),
     directory: Path = typer.Option(
-        Path("data/files"),
+        Path(DEFAULT_FILES_DIR),
         "--dir",
         envvar="PERSISTQ_FILES_DIR",
         show_envvar=True,
@@ -176,6 +199,10 @@ def produce(
     ),
 ) -> None:
     """Write a random text file every few seconds and enqueue {"path": file}."""
+    try:
+        validate_queue_name(queue)  # else every enqueue would fail, logged forever
+    except InvalidJob as exc:
+        fail(str(exc), code=2)
     setup_logging(log_level)
     q = open_queue(ctx)
     stop = threading.Event()

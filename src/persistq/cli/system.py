@@ -22,7 +22,8 @@ from supervisor.xmlrpc import SupervisorTransport
 import persistq
 from persistq.cli.api import ensure_api_token
 from persistq.cli.main import app, fail, print_table, stderr, stdout
-from persistq.config import DEFAULT_URL
+from persistq.config import DEFAULT_URL, Settings
+from persistq.credentials import PASSWORD_ENV, CredentialsError, admin_password, data_dir
 from persistq.model import Job, State
 from persistq.queue import Queue
 from persistq.tasks.files import make_random_file, stamps
@@ -68,6 +69,36 @@ def resolve_url(home: Path, url: str | None) -> str:
     if url.startswith(prefix) and not url.startswith(prefix + "/"):
         return f"{prefix}{home / url[len(prefix) :]}"
     return url
+
+
+def ensure_ui_password(url: str, env: dict[str, str]) -> str:
+    """Make the UIs' admin password before they start, so they find its hash and make none.
+
+    A new one is printed here, once, on ``up``'s own output (as the API token is), and only
+    its hash is stored: no copy of it in any file or log. Returns the "UI login" line.
+    """
+    if env.get(PASSWORD_ENV):
+        return f"UI login: the password is the value of {PASSWORD_ENV}"
+    shown: list[str] = []
+    try:
+        password = admin_password(data_dir(url, env), env, announce=shown.append)
+    except (CredentialsError, OSError) as exc:
+        fail(f"the UIs' admin password: {exc}")
+        raise AssertionError("unreachable") from None
+    for text in shown:
+        stdout.print(text, markup=False)
+    if shown:
+        return "UI login: the password printed above (shown only this once)"
+    return (
+        f"UI login: the password printed by the first `persistq up`; only its hash is kept, "
+        f"in {password.path} (for a new one: persistq down, delete that file, persistq up)"
+    )
+
+
+def resolve_files_dir(home: Path) -> Path:
+    """The demo files' directory under ``home`` (PERSISTQ_FILES_DIR, default data/files): the
+    one the producer writes to and the only one the consumers' stamp_file may touch."""
+    return home / Settings.from_env().files_dir
 
 
 def supervisor(home: Path) -> Any:
@@ -122,23 +153,30 @@ def up(
     """Start producer, consumers, API and UIs under Supervisor, in the background."""
     home = resolve_home(home)
     os.umask(0o027)  # database, logs and files: owner and group only, never world
-    for folder in ("data", "data/files", "logs"):
-        (home / folder).mkdir(mode=0o750, parents=True, exist_ok=True)
+    files_dir = resolve_files_dir(home)
+    # The first start of a home creates its database; a later one needs it there: a fresh
+    # empty database in place of a lost one would hide the loss and reuse its job ids.
+    first_start = not (home / "data").exists()
+    for folder in (home / "data", files_dir, home / "logs"):
+        folder.mkdir(mode=0o750, parents=True, exist_ok=True)
     if is_running(home):
         stdout.print(f"persistq is already running in {home}")
         print_status(home)
         return
     url = resolve_url(home, ctx.find_root().obj.url)
-    with persistq.connect(url) as q:  # create or migrate now, so a bad URL fails here
+    with persistq.connect(url, create=first_start) as q:  # so a bad URL fails here
         q.check()
     env = {**os.environ, "PERSISTQ_HOME": str(home), "PERSISTQ_PYTHON": sys.executable}
     env["PERSISTQ_URL"] = url
+    # The producer writes there and the consumers' stamp_file is confined to it: one value.
+    env["PERSISTQ_FILES_DIR"] = str(files_dir)
     # The demo's consumers recover a crashed job in about 40 s rather than 300 s.
     env.setdefault("PERSISTQ_LEASE_SECONDS", "30")
     for var, default, _ in PORTS.values():  # the config reads them; set, they move a port
         os.environ[var] = env[var] = env.get(var) or default
     # `persistq api` refuses to start without a token: made at the first start, kept in data/.
     env["PERSISTQ_API_TOKEN"] = ensure_api_token(home)
+    ui_login = ensure_ui_password(url, env) if _ui_installed() else None
     started = subprocess.run(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())],
         env=env,
@@ -151,7 +189,7 @@ def up(
         fail(f"supervisord did not start: {(started.stderr or started.stdout).strip()[:300]}")
     rpc = supervisor(home)
     for program, module in OPTIONAL_PROGRAMS.items():
-        if importlib.util.find_spec(module) is not None:
+        if _installed(module):
             with suppress(xmlrpc.client.Fault):
                 rpc.startProcess(program, False)
 
@@ -165,15 +203,18 @@ def up(
     stdout.print(f"data:     {home / 'data'}  (database {url})")
     stdout.print(f"logs:     {home / 'logs'}  (e.g. tail -f {home / 'logs' / 'consumer-0.log'})")
     stdout.print("status:   persistq status    stop: persistq down")
-    if importlib.util.find_spec("persistq.ui") is not None and not os.environ.get(
-        "PERSISTQ_ADMIN_PASSWORD"
-    ):
-        stdout.print(
-            f"UI login: the password generated at the first start is in "
-            f"{home / 'logs' / 'ui-manager.log'} (or set PERSISTQ_ADMIN_PASSWORD)"
-        )
+    if ui_login:
+        stdout.print(ui_login, markup=False)
     if broken:
         fail(f"not running: {', '.join(broken)}; see {home / 'logs'}")
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _ui_installed() -> bool:
+    return _installed(OPTIONAL_PROGRAMS["ui-manager"])
 
 
 @app.command()
@@ -228,7 +269,8 @@ def simulate_crash(
     if not is_running(home):
         fail(f"persistq is not running in {home} (start it with: persistq up)")
     rpc = supervisor(home)
-    with persistq.connect(resolve_url(home, os.environ.get("PERSISTQ_URL"))) as q:
+    url = resolve_url(home, os.environ.get("PERSISTQ_URL"))
+    with persistq.connect(url, create=False) as q:
         before = _all_ids(q)
         victim, job = _consumer_holding_a_job(home, q, timeout / 3)
         say = stdout.print
@@ -252,7 +294,7 @@ def simulate_crash(
         done = q.get(job.id)
         kinds = [e.kind for e in q.events(job.id)]
         lost = sorted(before - after)
-        twice = _stamped_twice(home / "data" / "files")
+        twice = _stamped_twice(resolve_files_dir(home))
         say(f"job {job.id}: {' -> '.join(kinds)} (attempts {done.attempts}, by {done.worker})")
         say(f"after: {len(after)} jobs; lost: {len(lost)}; stamped twice: {len(twice)}")
         ok = not lost and not twice and "lease_expired" in kinds
@@ -285,7 +327,7 @@ def _consumer_holding_a_job(home: Path, q: Queue, timeout: float) -> tuple[dict[
             if job.worker in consumers:
                 return consumers[job.worker], job
         if not nudged and not q.jobs(status=State.PENDING, limit=1):
-            q.enqueue({"path": str(make_random_file(home / "data" / "files"))}, queue="files")
+            q.enqueue({"path": str(make_random_file(resolve_files_dir(home)))}, queue="files")
             nudged = True
         time.sleep(0.2)
     fail(f"no consumer picked up a job within {timeout:.0f}s")

@@ -1,7 +1,8 @@
 """``persistq ui manager|ops``: serve a web UI with Streamlit.
 
-The command checks the database and the admin password first (a generated password is
-printed here, once, so it lands in the UI's log), then replaces itself with
+The command checks the database and the admin password first (under ``persistq up`` the
+password exists already: ``up`` made it; a UI started on its own with none makes it and
+prints it here, once, to its stderr), then replaces itself with
 ``streamlit run <packaged script>``: the server gets the process's pid, so Supervisor's
 SIGTERM reaches it directly and Streamlit shuts down cleanly.
 """
@@ -61,7 +62,7 @@ def streamlit_command(page: str, host: str, port: int) -> list[str]:
 
 def serve(ctx: typer.Context, page: str, host: str, port: int) -> None:
     url = resolve_url(Path.cwd(), ctx.find_root().obj.url)
-    with persistq.connect(url):  # create or migrate now: a bad URL fails here, in one line
+    with persistq.connect(url, create=False):  # a bad URL or no database: one line, here
         pass
     password = admin_password(data_dir(url), announce=lambda text: stderr.print(text, markup=False))
     where = "PERSISTQ_ADMIN_PASSWORD" if password.source == "environment" else password.path

@@ -2,14 +2,14 @@
 
 One :class:`~persistq.queue.Queue` per process and database URL (``st.cache_resource``),
 shared by every browser session; it is thread-safe. The login checks the admin password
-of :mod:`persistq.credentials`; a session lives in Streamlit's per-tab session state, so
-a reload or a new tab asks again, and it expires.
+of :mod:`persistq.credentials` through its throttle, which counts failures for the account
+across sessions and both UI processes; a session lives in Streamlit's per-tab session
+state, so a reload or a new tab asks again, and it expires.
 """
 
 from __future__ import annotations
 
 import math
-import secrets
 import sys
 import time
 from collections.abc import Iterable
@@ -31,7 +31,6 @@ SESSION_SECONDS = 8 * 3600
 #: which is not a person being there, so only the first limit applies to it).
 IDLE_SECONDS = 30 * 60
 _AUTH = "_persistq_auth"
-_CLIENT = "_persistq_client"
 
 
 def database_url() -> str:
@@ -40,17 +39,12 @@ def database_url() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _open_queue(url: str) -> Queue:
-    return persistq.connect(url)
+    return persistq.connect(url, create=False)
 
 
 def queue() -> Queue:
     """This process's queue for ``PERSISTQ_URL`` (opened once, shared by all sessions)."""
     return _open_queue(database_url())
-
-
-@st.cache_resource(show_spinner=False)
-def _throttle() -> LoginThrottle:
-    return LoginThrottle()
 
 
 def setup_page(app: str) -> None:
@@ -59,16 +53,6 @@ def setup_page(app: str) -> None:
 
 def _announce(text: str) -> None:
     print(text, file=sys.stderr, flush=True)  # the UI's log, under Supervisor
-
-
-def _client() -> str:
-    """Who the throttle counts failures for: the browser's address, else this session."""
-    address = st.context.ip_address
-    if isinstance(address, str) and address:  # not known in every runtime (AppTest)
-        return f"ip:{address}"
-    if _CLIENT not in st.session_state:
-        st.session_state[_CLIENT] = f"session:{secrets.token_hex(8)}"
-    return str(st.session_state[_CLIENT])
 
 
 def session_expired(idle_seconds: float | None) -> bool:
@@ -93,8 +77,9 @@ def require_login(app: str, *, idle_seconds: float | None = IDLE_SECONDS) -> Non
 
 
 def _login_form(app: str, expired: bool) -> None:
+    directory = data_dir(database_url())
     try:
-        password = admin_password(data_dir(database_url()), announce=_announce)
+        password = admin_password(directory, announce=_announce)
     except (QueueError, OSError) as exc:
         st.error(f"The admin password cannot be used: {exc}")
         return
@@ -108,24 +93,28 @@ def _login_form(app: str, expired: bool) -> None:
         st.caption("The password is the value of PERSISTQ_ADMIN_PASSWORD.")
     else:
         st.caption(
-            "The password was generated when a UI first started and printed once to its log "
-            "(logs/ui-manager.log or logs/ui-ops.log under `persistq up`). Only its hash is "
-            f"kept, in `{password.path}`: delete that file and restart the UI for a new one."
+            "The password was generated once and printed by the command that made it: "
+            "`persistq up` (on its output), or `persistq ui` started on its own (on its log). "
+            f"Only its hash is kept, in `{password.path}`: delete that file and start again "
+            "for a new one."
         )
     if not submitted:
         return
-    throttle, client = _throttle(), _client()
-    wait = throttle.wait_seconds(client)
-    if wait > 0:
-        st.error(f"Too many failed attempts. Try again in {math.ceil(wait)} s.")
+    # Counted for the account in a file shared by both UIs, never per session or address
+    # (on 127.0.0.1 Streamlit knows no address): a new session gets no new allowance.
+    try:
+        attempt = LoginThrottle(directory).attempt(lambda: password.verify(given))
+    except QueueError as exc:
+        st.error(f"The login cannot be checked: {exc}")
         return
-    if given and password.verify(given):
-        throttle.succeeded(client)
+    if attempt.ok:
         now = time.time()
         st.session_state[_AUTH] = {"since": now, "seen": now}
         st.rerun()
-    delay = throttle.failed(client)
-    st.error(f"Wrong password. You may try again in {math.ceil(delay)} s.")
+    if not attempt.checked:
+        st.error(f"Too many failed attempts. Try again in {math.ceil(attempt.wait)} s.")
+    else:
+        st.error(f"Wrong password. You may try again in {math.ceil(attempt.wait)} s.")
 
 
 def account_box() -> None:

@@ -38,7 +38,7 @@ class IntegrityWatch:
     def _run(self) -> None:
         while True:
             try:
-                with persistq.connect(self.url) as queue:
+                with persistq.connect(self.url, create=False) as queue:
                     self.latest = insights.database(queue)
             except (QueueError, OSError) as exc:
                 self.latest = {"ok": False, "integrity": f"cannot check: {exc}"}

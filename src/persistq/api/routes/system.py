@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from persistq import insights
-from persistq.api.deps import QueueDep
+from persistq.api.deps import HealthProbe, QueueDep
 from persistq.api.routes import PROTECTED, TOO_LARGE
 from persistq.api.schemas import (
     HealthOut,
@@ -19,7 +19,6 @@ from persistq.api.schemas import (
     WorkerOut,
     WorkerSeenIn,
 )
-from persistq.errors import StorageError
 
 router = APIRouter(tags=["system"], **PROTECTED)
 public = APIRouter(tags=["system"])
@@ -72,22 +71,31 @@ def worker_gone(body: WorkerGoneIn, q: QueueDep) -> Response:
     return Response(status_code=204)
 
 
-@public.get("/healthz", responses={503: {"model": HealthOut, "description": "Unhealthy: why."}})
-def healthz(request: Request) -> JSONResponse:
-    """No token needed. 200 when the database answers and passes its quick check."""
-    try:
-        report = request.app.state.health.get()
-    except StorageError as exc:
-        return _health(503, "unhealthy", f"database unavailable: {exc}")
-    if report.get("ok"):
-        return _health(200, "ok", None, report.get("schema_version"))
-    reason = report.get("integrity")
-    if reason == "ok":
-        reason = f"schema version {report.get('schema_version')}, expected "
-        reason += str(report.get("latest_schema_version"))
-    return _health(503, "unhealthy", f"database check failed: {reason}")
+@public.get(
+    "/healthz",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "Unhealthy or busy: why."}},
+)
+async def healthz(request: Request) -> JSONResponse:
+    """No token needed. 200 when the database answers, passes its quick check and this
+    process's writes would succeed; 503 with the reason otherwise, or when the database did
+    not answer within half a second (``busy``)."""
+    probe: HealthProbe = request.app.state.health
+    health = await probe.get()
+    if health is None:
+        detail = f"the database did not answer within {probe.wait:g} s"
+        return _health(503, "busy", detail, headers={"Retry-After": "1"})
+    if health.ok:
+        return _health(200, "ok", None, health.schema_version)
+    return _health(503, "unhealthy", health.reason, health.schema_version)
 
 
-def _health(status: int, word: str, detail: str | None, version: int | None = None) -> JSONResponse:
+def _health(
+    status: int,
+    word: Literal["ok", "unhealthy", "busy"],
+    detail: str | None,
+    version: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = HealthOut(status=word, detail=detail, schema_version=version)
-    return JSONResponse(body.model_dump(), status_code=status)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)

@@ -67,6 +67,7 @@ SET status = 'PROCESSING',
     lease_seconds = %(lease_seconds)s,
     lease_expires_at = persistq_now(%(now)s) + make_interval(secs => %(lease_seconds)s),
     attempts = attempts + 1,
+    fence = fence + 1,  -- every claim, never reset: see Job.fence
     cancel_requested = false,
     started_at = persistq_now(%(now)s),
     finished_at = NULL,
@@ -86,6 +87,7 @@ WITH claimed AS (
         lease_seconds = %(lease_seconds)s,
         lease_expires_at = persistq_now(%(now)s) + make_interval(secs => %(lease_seconds)s),
         attempts = attempts + 1,
+        fence = fence + 1,  -- every claim, never reset: see Job.fence
         cancel_requested = false,
         started_at = persistq_now(%(now)s),
         finished_at = NULL,
@@ -154,13 +156,18 @@ SET status = CASE
         WHEN attempts < max_attempts THEN 'PENDING'
         ELSE 'FAILED' END,
     run_at = persistq_now(%(now)s) + make_interval(secs => %(delay_seconds)s),
-    last_error = %(error)s, lease_token = NULL, lease_expires_at = NULL,
+    last_error = %(error)s,
+    worker = CASE WHEN cancel_requested OR attempts >= max_attempts THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
     finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
                        THEN persistq_now(%(now)s) END,
     updated_at = persistq_now(%(now)s)
 WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
   AND lease_expires_at > persistq_now(%(now)s)
-RETURNING *;
+RETURNING *, 
+    -- PENDING: held by no one; the events name the worker of the latest claim (see SQLite).
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
 
 -- name: fail_job
 UPDATE jobs
@@ -174,7 +181,8 @@ RETURNING *;
 -- name: release_job
 UPDATE jobs
 SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'PENDING' END,
-    attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+    attempts = attempts - 1, worker = CASE WHEN cancel_requested THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
     run_at = CASE WHEN %(delay_seconds)s::double precision > 0
                   THEN persistq_now(%(now)s) + make_interval(secs => %(delay_seconds)s)
                   ELSE run_at END,
@@ -182,7 +190,10 @@ SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'PENDING' END,
     updated_at = persistq_now(%(now)s)
 WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
   AND lease_expires_at > persistq_now(%(now)s)
-RETURNING *;
+RETURNING *, 
+    -- PENDING: held by no one; the events name the worker of the latest claim (see SQLite).
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
 
 -- name: recover_expired
 -- Differs from SQLite: SKIP LOCKED, so sweepers on several machines split the work and
@@ -192,7 +203,9 @@ SET status = CASE
         WHEN cancel_requested THEN 'CANCELLED'
         WHEN attempts < max_attempts THEN 'PENDING'
         ELSE 'UNPROCESSABLE' END,
-    last_error = 'lease expired', lease_token = NULL, lease_expires_at = NULL,
+    last_error = 'lease expired',
+    worker = CASE WHEN cancel_requested OR attempts >= max_attempts THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
     finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
                        THEN persistq_now(%(now)s) END,
     updated_at = persistq_now(%(now)s)
@@ -202,7 +215,10 @@ WHERE id IN (
         ORDER BY lease_expires_at
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED)
-RETURNING id, status, worker, attempts, max_attempts;
+RETURNING id, status, attempts, max_attempts, 
+    -- PENDING: held by no one; the events name the worker of the latest claim (see SQLite).
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
 
 -- name: cancel_job
 UPDATE jobs

@@ -56,6 +56,7 @@ SET status = 'PROCESSING',
     lease_seconds = :lease_seconds,
     lease_expires_at = :now + :lease_seconds,
     attempts = attempts + 1,
+    fence = fence + 1,  -- every claim, never reset: see Job.fence
     cancel_requested = 0,
     started_at = :now,
     finished_at = NULL,
@@ -106,12 +107,17 @@ SET status = CASE
         WHEN attempts < max_attempts THEN 'PENDING'
         ELSE 'FAILED' END,
     run_at = :now + :delay_seconds, last_error = :error,
+    worker = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN worker END,
     lease_token = NULL, lease_expires_at = NULL,
     finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
     updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
-RETURNING *;
+RETURNING *, 
+    -- A job back in PENDING is held by no one (worker NULL); its events still name the
+    -- worker that let go of it, the one its latest claim recorded.
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
 
 -- name: fail_job
 UPDATE jobs
@@ -127,12 +133,17 @@ RETURNING *;
 -- refunded; with a delay, not claimable before it (run_at kept otherwise: the job's age).
 UPDATE jobs
 SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'PENDING' END,
-    attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+    attempts = attempts - 1, worker = CASE WHEN cancel_requested = 1 THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
     run_at = CASE WHEN :delay_seconds > 0 THEN :now + :delay_seconds ELSE run_at END,
     finished_at = CASE WHEN cancel_requested = 1 THEN :now END, updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
-RETURNING *;
+RETURNING *, 
+    -- A job back in PENDING is held by no one (worker NULL); its events still name the
+    -- worker that let go of it, the one its latest claim recorded.
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
 
 -- name: recover_expired
 -- Expired leases: back to PENDING while attempts remain, else UNPROCESSABLE (the job keeps
@@ -143,7 +154,9 @@ SET status = CASE
         WHEN cancel_requested = 1 THEN 'CANCELLED'
         WHEN attempts < max_attempts THEN 'PENDING'
         ELSE 'UNPROCESSABLE' END,
-    last_error = 'lease expired', lease_token = NULL, lease_expires_at = NULL,
+    last_error = 'lease expired',
+    worker = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
     finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
     updated_at = :now
 WHERE id IN (
@@ -151,7 +164,11 @@ WHERE id IN (
         WHERE status = 'PROCESSING' AND lease_expires_at <= :now
         ORDER BY lease_expires_at
         LIMIT :limit)
-RETURNING id, status, worker, attempts, max_attempts;
+RETURNING id, status, attempts, max_attempts, 
+    -- A job back in PENDING is held by no one (worker NULL); its events still name the
+    -- worker that let go of it, the one its latest claim recorded.
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
 
 -- name: cancel_job
 UPDATE jobs
