@@ -1038,6 +1038,7 @@ def jsonl(tmp_path: Path, lines: list[bytes]) -> Path:
 def test_process_enqueue_file_with_a_bad_line_stores_nothing_and_names_the_line(
     sqlite_url: str, tmp_path: Path, bad: bytes, says: str
 ) -> None:
+    persistq.connect(sqlite_url).close()  # `persistq init`
     lines = [b'{"n": %d}' % n for n in range(2000)]
     lines[1499] = bad
     proc = persistq_cmd(sqlite_url, "enqueue", "--file", str(jsonl(tmp_path, lines)))
@@ -1049,6 +1050,7 @@ def test_process_enqueue_file_with_a_bad_line_stores_nothing_and_names_the_line(
 def test_process_enqueue_file_from_stdin_names_the_line_of_a_byte_that_is_not_utf8(
     sqlite_url: str,
 ) -> None:
+    persistq.connect(sqlite_url).close()  # `persistq init`
     proc = persistq_cmd(sqlite_url, "enqueue", "--file", "-", stdin=b"1\n\n\xff\n")
     assert_one_line(proc, 1, "stdin:3: not UTF-8: byte 0xff at column 1")
     assert pending(sqlite_url) == 0
@@ -1070,6 +1072,7 @@ def test_process_enqueue_file_stores_every_line_skipping_blank_ones(
 def test_process_enqueue_file_with_bad_options_stores_nothing(
     sqlite_url: str, tmp_path: Path
 ) -> None:
+    persistq.connect(sqlite_url).close()  # `persistq init`
     path = jsonl(tmp_path, [b"1", b"2"])
     proc = persistq_cmd(sqlite_url, "enqueue", "--file", str(path), "--queue", "bad name")
     assert_one_line(proc, 1, "error: invalid queue name 'bad name'")

@@ -166,6 +166,8 @@ def test_the_remote_client_refuses_a_naive_run_at_as_the_library_does(server: Ap
 
 @pytest.fixture
 def cli(sqlite_url: str) -> Callable[..., Result]:
+    persistq.connect(sqlite_url).close()  # `persistq init`: other commands need a database
+
     def invoke(*args: str) -> Result:
         return runner.invoke(cli_app, ["--url", sqlite_url, *args])
 

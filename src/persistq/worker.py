@@ -54,7 +54,8 @@ def import_object(spec: str, what: str = "handler") -> Any:
     """``package.module:attribute`` -> the object; HandlerNotFound saying why not."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise HandlerNotFound(f"{what} {spec!r} must look like package.module:name")
+        shape = "function" if what == "handler" else what
+        raise HandlerNotFound(f"{what} {spec!r} must look like package.module:{shape}")
     try:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
