@@ -1,56 +1,55 @@
 """Read models for every frontend: the Ops UI, the API's /metrics, the CLI's stats.
 
 Each function queries what it shows and no more, so it stays cheap on a large queue: counts
-come from indexes, timings from the jobs finished in the window asked for.
+come from indexes, timings from the jobs finished in the window asked for. They read through
+the public queue API only (:class:`~persistq.ports.ReadQueue`), so each works on a local
+``Queue`` and on a ``RemoteQueue`` alike.
 """
 
 from __future__ import annotations
 
-import shutil
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from persistq.model import DEAD_LETTER, Job, State, Timing, WorkerInfo, encode_json
-from persistq.queue import Queue
+from persistq.ports import ReadQueue
 
 #: Workers announce themselves at least every 10 s; silence for longer than this is stalled.
 STALLED_WORKER_SECONDS = 60.0
 LOW_DISK_BYTES = 1024**3
-FAILURE_KINDS = ("failed", "retried", "lease_expired")
 
 
-def stats(queue: Queue) -> dict[str, Any]:
+def stats(q: ReadQueue) -> dict[str, Any]:
     """Counts per queue and state, paused flag and oldest pending age (see Queue.stats)."""
-    return queue.stats()
+    return q.stats()
 
 
-def totals(queue: Queue) -> dict[str, int]:
+def totals(q: ReadQueue) -> dict[str, int]:
     """Jobs per state over all queues."""
     out = {str(s): 0 for s in State}
-    for row in queue.stats()["queues"].values():
+    for row in q.stats()["queues"].values():
         for state in State:
             out[str(state)] += row[str(state)]
     return out
 
 
 def throughput(
-    queue: Queue, *, window_seconds: int = 3600, bucket_seconds: int = 60
+    q: ReadQueue, *, window_seconds: int = 3600, bucket_seconds: int = 60
 ) -> list[dict[str, Any]]:
     """Jobs finished per bucket (``{"at": epoch, "COMPLETED": n, "FAILED": n, ...}``),
     every bucket of the window present, oldest first."""
-    now = queue.now()
+    now = q.now()
     start = int((now - window_seconds) // bucket_seconds) * bucket_seconds
     buckets: dict[float, dict[str, Any]] = {
         float(at): {"at": float(at), **{str(s): 0 for s in TERMINAL_ORDER}}
         for at in range(start, int(now) + 1, bucket_seconds)
     }
-    for at, state, count in queue.backend.count_finished(start, bucket_seconds):
-        buckets.setdefault(float(at), {"at": float(at), **{str(s): 0 for s in TERMINAL_ORDER}})
-        buckets[float(at)][str(state)] = count
+    for row in q.throughput(since=start, bucket=bucket_seconds):
+        buckets.setdefault(row.at, {"at": row.at, **{str(s): 0 for s in TERMINAL_ORDER}})
+        buckets[row.at][str(row.status)] = row.count
     return [buckets[at] for at in sorted(buckets)]
 
 
@@ -77,19 +76,12 @@ def percentiles(samples: list[float]) -> Percentiles:
     return Percentiles(len(samples), cuts[49], cuts[94], cuts[98])
 
 
-def finished_timings(queue: Queue, *, since: float, limit: int) -> list[Timing]:
-    """When each job finished since ``since`` became due, started and finished, newest
-    first (at most ``limit``): the raw samples behind latency() and /metrics histograms."""
-    return queue.backend.finished_since(since, limit)
-
-
 def latency(
-    queue: Queue, *, window_seconds: int = 3600, bucket_seconds: int = 300, limit: int = 20_000
+    q: ReadQueue, *, window_seconds: int = 3600, bucket_seconds: int = 300, limit: int = 20_000
 ) -> dict[str, Any]:
     """Wait (due -> started) and run (started -> finished) time percentiles, in seconds,
     over the window and per bucket, from the newest ``limit`` jobs finished in it."""
-    now = queue.now()
-    timings = queue.backend.finished_since(now - window_seconds, limit)
+    timings: list[Timing] = q.finished(since=max(0.0, q.now() - window_seconds), limit=limit)
     waits = [max(0.0, t.started_at - t.run_at) for t in timings]
     runs = [max(0.0, t.finished_at - t.started_at) for t in timings]
     per_bucket: dict[float, tuple[list[float], list[float]]] = {}
@@ -109,11 +101,11 @@ def latency(
     }
 
 
-def workers(queue: Queue, *, seen_within: float = 3600.0) -> list[dict[str, Any]]:
+def workers(q: ReadQueue, *, seen_within: float = 3600.0) -> list[dict[str, Any]]:
     """Workers seen recently, with their last heartbeat age and the jobs they hold."""
-    now = queue.now()
+    now = q.now()
     out = []
-    for info in queue.workers(seen_within=seen_within):
+    for info in q.workers(seen_within=seen_within):
         row = info.to_dict()
         row["seconds_since_seen"] = max(0.0, now - info.last_seen_at.timestamp())
         row["stalled"] = row["seconds_since_seen"] > STALLED_WORKER_SECONDS
@@ -121,38 +113,46 @@ def workers(queue: Queue, *, seen_within: float = 3600.0) -> list[dict[str, Any]
     return out
 
 
-def recent_failures(queue: Queue, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest failures (handler errors, retries, expired leases), newest first."""
+def recent_failures(q: ReadQueue, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest failures (handler errors, retries, expired leases), newest first, each
+    with its queue and the last line of its error."""
     rows = []
-    for event, queue_name in queue.backend.recent_events(FAILURE_KINDS, limit):
-        row = event.to_dict()
-        row["queue"] = queue_name
-        row["error"] = (event.detail or "").strip().splitlines()[-1:] or [""]
-        row["error"] = row["error"][0]
+    for failure in q.recent_failures(limit=limit):
+        row = failure.event.to_dict()
+        row["queue"] = failure.queue
+        lines = (failure.event.detail or "").strip().splitlines()
+        row["error"] = lines[-1] if lines else ""
         rows.append(row)
     return rows
 
 
-def dead_letters(queue: Queue) -> dict[str, int]:
-    counts = totals(queue)
+def dead_letters(q: ReadQueue) -> dict[str, int]:
+    counts = totals(q)
     return {str(s): counts[str(s)] for s in DEAD_LETTER}
 
 
-def database(queue: Queue) -> dict[str, Any]:
-    """Size of the database (and its WAL) and free space on its disk, where it has a file."""
-    report = dict(queue.check())
-    path = report.get("path")
-    report["free_disk_bytes"] = None
-    report["total_disk_bytes"] = None
-    if path:
-        usage = shutil.disk_usage(Path(path).parent)
-        report["free_disk_bytes"] = usage.free
-        report["total_disk_bytes"] = usage.total
+def database(q: ReadQueue) -> dict[str, Any]:
+    """The database check (integrity, schema version, sizes) with the free space on its
+    disk, where it has local files."""
+    report = dict(q.check())
+    files = q.storage()
+    report["free_disk_bytes"] = files.free_disk_bytes
+    report["total_disk_bytes"] = files.total_disk_bytes
     return report
 
 
+def storage(q: ReadQueue) -> dict[str, Any]:
+    """Database and WAL size and free disk, without the integrity check of :func:`database`.
+
+    ``database`` runs ``quick_check``, which reads every page (about 4 s at 1,000,000 jobs):
+    right for an occasional health check, too slow for a page that refreshes every few
+    seconds. Sizes are ``None`` where the database has no local file (PostgreSQL).
+    """
+    return q.storage().to_dict()
+
+
 def alerts(
-    queue: Queue,
+    q: ReadQueue,
     *,
     backlog_age_seconds: float = 300.0,
     worker_rows: list[dict[str, Any]] | None = None,
@@ -160,16 +160,16 @@ def alerts(
 ) -> list[str]:
     """Things a person should look at now, as sentences; empty when all is well."""
     found = []
-    for name, row in queue.stats()["queues"].items():
+    for name, row in q.stats()["queues"].items():
         if row["paused"]:
             found.append(f"queue {name!r} is paused ({row['PENDING']} pending)")
         age = row["oldest_pending_age"]
         if age is not None and age > backlog_age_seconds:
             found.append(f"queue {name!r}: oldest pending job has waited {age:.0f} s")
-    for worker in worker_rows if worker_rows is not None else workers(queue):
+    for worker in worker_rows if worker_rows is not None else workers(q):
         if worker["stalled"]:
             found.append(f"worker {worker['id']} silent for {worker['seconds_since_seen']:.0f} s")
-    report = database_report if database_report is not None else database(queue)
+    report = database_report if database_report is not None else database(q)
     if not report.get("ok", False):
         found.append(f"database check failed: {report.get('integrity')}")
     free = report.get("free_disk_bytes")
@@ -198,43 +198,6 @@ __all__ = [
     "totals",
     "workers",
 ]
-
-
-# -- storage sizes, cheap enough to poll (the Ops UI) ---------------------------------------
-
-
-def storage(queue: Queue) -> dict[str, Any]:
-    """Database and WAL size and free disk, without the integrity check of :func:`database`.
-
-    ``database`` runs ``quick_check``, which reads every page (about 4 s at 1,000,000 jobs):
-    right for an occasional health check, too slow for a page that refreshes every few
-    seconds. Sizes are ``None`` where the database has no local file (PostgreSQL).
-    """
-    path = getattr(queue.backend, "path", None)  # file backends only
-    report: dict[str, Any] = {
-        "path": None,
-        "size_bytes": None,
-        "wal_bytes": None,
-        "free_disk_bytes": None,
-        "total_disk_bytes": None,
-    }
-    if path is None:
-        return report
-    path = Path(path).resolve()
-    report["path"] = str(path)
-    report["size_bytes"] = _size(path)
-    report["wal_bytes"] = _size(Path(f"{path}-wal"))
-    usage = shutil.disk_usage(path.parent)
-    report["free_disk_bytes"] = usage.free
-    report["total_disk_bytes"] = usage.total
-    return report
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
 
 
 # -- job search (the Manager UI's jobs table and its bulk actions) --------------------------
@@ -317,7 +280,7 @@ def candidate_count(stats_report: dict[str, Any], flt: JobFilter) -> int:
 
 
 def find_jobs(
-    queue: Queue,
+    queue: ReadQueue,
     flt: JobFilter,
     *,
     limit: int = 50,
@@ -354,7 +317,7 @@ def find_jobs(
 
 
 def matching_ids(
-    queue: Queue,
+    queue: ReadQueue,
     flt: JobFilter,
     *,
     on_progress: Callable[[int, int], None] | None = None,
@@ -379,12 +342,12 @@ def matching_ids(
     return ids
 
 
-def _list(queue: Queue, flt: JobFilter, limit: int, offset: int) -> list[Job]:
+def _list(queue: ReadQueue, flt: JobFilter, limit: int, offset: int) -> list[Job]:
     return queue.jobs(status=flt.status, queue=flt.queue, limit=limit, offset=offset)
 
 
 def _plain_page(
-    queue: Queue, flt: JobFilter, limit: int, offset: int, oldest_first: bool, candidates: int
+    queue: ReadQueue, flt: JobFilter, limit: int, offset: int, oldest_first: bool, candidates: int
 ) -> list[Job]:
     if not oldest_first:
         return _list(queue, flt, limit, offset)
@@ -407,7 +370,7 @@ def _scope(flt: JobFilter) -> JobFilter:
 
 
 def _walk(
-    queue: Queue,
+    queue: ReadQueue,
     flt: JobFilter,
     oldest_first: bool,
     stats_report: dict[str, Any],
@@ -459,7 +422,7 @@ def _walk(
 
 
 def _first_offset(
-    queue: Queue, flt: JobFilter, candidates: int, past: Callable[[Job], bool]
+    queue: ReadQueue, flt: JobFilter, candidates: int, past: Callable[[Job], bool]
 ) -> int:
     """The first offset of the newest-first list whose job is ``past`` the bound (``past``
     is False then True along the list, as enqueue times fall): a binary search."""
