@@ -140,3 +140,13 @@ def test_the_queue_reads_refuse_bad_arguments(
 ) -> None:
     with pytest.raises(InvalidJob, match=message):
         call(queue)
+
+
+def test_storage_reports_file_sizes_and_free_disk(queue: Queue) -> None:
+    report = insights.storage(queue)
+    if not queue.url.startswith("sqlite:"):  # no local file: database() reports the sizes
+        assert set(report.values()) == {None}
+        return
+    assert report["size_bytes"] > 0
+    assert report["free_disk_bytes"] > 0
+    assert report["path"].endswith("queue.db")
