@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 
 import persistq
 from apiserver import ApiServer
-from persistq import InvalidJob, Queue, insights
+from persistq import InvalidJob, Job, Queue, insights
 from persistq.api.metrics import registry_for
 from persistq.ports import ReadQueue
 from persistq.remote import RemoteQueue
@@ -32,18 +32,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
 
 def _activity(q: Queue) -> None:
     """Completions, a retry, a final failure, an expired lease, a worker and a backlog."""
-    for i in range(4):
-        q.enqueue({"n": i}, queue="reads-a")
-    for _ in range(2):
-        job = q.claim(queue="reads-a", worker="w-1")
-        assert job is not None
-        q.complete(job, {"ok": True})
-    job = q.claim(queue="reads-a", worker="w-1")
-    assert job is not None
-    q.fail(job, "Traceback ...\nValueError: retried")
-    job = q.claim(queue="reads-a", worker="w-1")
-    assert job is not None
-    q.fail(job, "KeyError: final", retry=False)
+    q.enqueue_many([{"n": i} for i in range(5)], queue="reads-a")
+    settles: list[Callable[[Job], object]] = [
+        q.complete,
+        q.complete,
+        lambda job: q.fail(job, "Traceback ...\nValueError: retried"),
+        lambda job: q.fail(job, "KeyError: final", retry=False),
+    ]
+    for settle in settles:
+        claimed = q.claim(queue="reads-a", worker="w-1")
+        assert claimed is not None
+        settle(claimed)
     q.enqueue("stalls", queue="reads-b", max_attempts=1)
     job = q.claim(queue="reads-b", worker="w-2", lease=0.05)
     assert job is not None
@@ -127,7 +126,7 @@ def test_cli_stats_over_the_api_prints_the_local_numbers(
 
     over_http = stats(server.url)
     assert over_http == stats(server.db_url)
-    assert over_http["reads-a"]["PENDING"] == 1 and over_http["reads-b"]["paused"] is True
+    assert over_http["reads-a"]["PENDING"] == 2 and over_http["reads-b"]["paused"] is True
 
 
 @pytest.mark.parametrize(
