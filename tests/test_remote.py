@@ -7,7 +7,9 @@ raised as the same exception the local library raises. Left out, and why:
 - everything driven by ``ManualClock`` (exact lease expiry and backoff times, purge by
   age, the state-machine model test): the server runs on the real clock, and a client
   cannot inject one. Lease recovery is checked once with a short real lease instead;
-- ``purge``, ``check`` and ``now``: operator and storage calls the API does not expose.
+- ``purge``: an operator call the API does not expose. The reads behind the read models
+  (``now``, ``check``, ``storage``, ``finished``, ...) are compared with the local ones in
+  test_insights_remote.py.
 
 Then a real ``persistq worker --url http://…`` subprocess completes jobs, and the CLI's
 token handling (``persistq api`` without one, ``persistq up``'s generated one).

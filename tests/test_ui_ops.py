@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import persistq
+from apiserver import ApiServer
 from persistq import ManualClock, Queue
 from ui_support import PASSWORD, app, failed_job, login, reset_streamlit, table, texts
 
@@ -100,3 +101,26 @@ def test_ops_never_writes(queue: Queue, url: str) -> None:
     at.run()
     assert [j.to_dict() for j in queue.jobs()] == before
     assert not [b for b in at.button if b.label != "Log out"]
+
+
+def test_ops_renders_over_the_rest_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ApiServer(tmp_path / "server") as server:
+        with persistq.connect(server.db_url, create=False) as q:
+            for i in range(3):
+                q.enqueue({"n": i}, queue="files")
+            job = q.claim(queue="files", worker="host:1")
+            assert job is not None
+            q.complete(job)
+            failed_job(q, queue_name="mail", error="Traceback ...\nSMTPError: relay refused")
+        monkeypatch.setenv("PERSISTQ_URL", server.url)
+        monkeypatch.setenv("PERSISTQ_API_TOKEN", server.token)
+        monkeypatch.setenv("PERSISTQ_HOME", str(tmp_path))  # the login throttle's file
+        monkeypatch.setenv("PERSISTQ_ADMIN_PASSWORD", PASSWORD)
+        reset_streamlit()
+        at = login(app("ops"))
+        assert not at.exception, at.exception
+        shown = metrics(at)
+        assert (shown["PENDING"], shown["COMPLETED"], shown["FAILED"]) == ("2", "1", "1")
+        assert shown["Database size"].endswith("KiB") and shown["Free disk"] != "n/a"
+        assert len(charts(at)) == 2  # throughput and latency, read over HTTP
+        assert "SMTPError: relay refused" in list(table(at, 2)["error"])

@@ -285,3 +285,40 @@ class Timing:
     run_at: float
     started_at: float
     finished_at: float
+
+
+#: The events the read models count as failures: a handler error (retried or final) and an
+#: expired lease.
+FAILURE_KINDS = (EventKind.FAILED, EventKind.RETRIED, EventKind.LEASE_EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedCount:
+    """How many jobs finished in ``status`` in the bucket that starts at ``at`` (epoch s)."""
+
+    at: float
+    status: State
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailureEvent:
+    """An event of :data:`FAILURE_KINDS` with the queue of its job."""
+
+    event: Event
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorageInfo:
+    """The database's files and the free space on their disk, where it has local files
+    (SQLite); every field None otherwise (a PostgreSQL server's disk is not visible)."""
+
+    path: str | None
+    size_bytes: int | None
+    wal_bytes: int | None
+    free_disk_bytes: int | None
+    total_disk_bytes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}

@@ -1,17 +1,29 @@
-"""What a worker needs from a queue, so it can run on a local ``Queue`` or over HTTP.
+"""What a worker and the read models need from a queue, so they run on a local ``Queue``
+or over HTTP.
 
 :class:`persistq.queue.Queue` (a database) and :class:`persistq.remote.RemoteQueue` (the
-REST API) both satisfy :class:`WorkQueue` structurally; neither imports this module. The
-worker and the sweeper are typed with it, which keeps them free of either transport.
+REST API) both satisfy :class:`WorkQueue` and :class:`ReadQueue` structurally; neither
+imports this module. The worker and the sweeper are typed with ``WorkQueue``, the read
+models (:mod:`persistq.insights`, :mod:`persistq.search`, ``/metrics``) with
+``ReadQueue``, which keeps them free of either transport.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from persistq.config import Settings
-from persistq.model import JSON, Job
+from persistq.model import (
+    JSON,
+    FailureEvent,
+    FinishedCount,
+    Job,
+    State,
+    StorageInfo,
+    Timing,
+    WorkerInfo,
+)
 
 
 class WorkQueue(Protocol):
@@ -52,3 +64,37 @@ class WorkQueue(Protocol):
     def worker_seen(self, worker: str, queues: Sequence[str]) -> None: ...
 
     def worker_gone(self, worker: str) -> None: ...
+
+
+class ReadQueue(Protocol):
+    """The reads of the SPEC's queue API that the read models make; nothing here writes."""
+
+    @property
+    def url(self) -> str: ...
+
+    def now(self) -> float:
+        """The queue's clock (the database's, for a remote queue the server's)."""
+        ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def jobs(
+        self,
+        *,
+        status: State | str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]: ...
+
+    def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]: ...
+
+    def finished(self, *, since: float, limit: int = 1000) -> list[Timing]: ...
+
+    def throughput(self, *, since: float, bucket: int = 60) -> list[FinishedCount]: ...
+
+    def recent_failures(self, *, limit: int = 20) -> list[FailureEvent]: ...
+
+    def storage(self) -> StorageInfo: ...
+
+    def check(self, *, full: bool = False) -> dict[str, Any]: ...

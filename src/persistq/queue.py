@@ -15,15 +15,20 @@ from persistq.clock import Clock
 from persistq.config import Settings
 from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
 from persistq.model import (
+    FAILURE_KINDS,
     JSON,
     MAX_KEY_LENGTH,
     MAX_WORKER_LENGTH,
     TERMINAL,
     Event,
+    FailureEvent,
+    FinishedCount,
     Health,
     Job,
     QueueInfo,
     State,
+    StorageInfo,
+    Timing,
     WorkerInfo,
     encode_json,
     error_text,
@@ -42,6 +47,12 @@ MAX_NAP_SECONDS = 1.0
 #: Waiting for a job re-reads it at least this often even without a change signal (a
 #: PostgreSQL listener that reconnected may have missed one).
 MAX_JOB_NAP_SECONDS = 5.0
+#: Most rows one read of finished jobs or failures returns (a bound on a response's size).
+MAX_READ_ROWS = 100_000
+#: The widest throughput bucket: a day.
+MAX_BUCKET_SECONDS = 86_400
+#: The latest instant a ``since`` may name: the last second a ``datetime`` holds (9999).
+MAX_INSTANT = 253_402_300_799.0
 
 
 class Queue:
@@ -417,6 +428,40 @@ class Queue:
         """Workers seen in the last ``seen_within`` seconds, with the jobs they hold."""
         return self.backend.list_workers(self.now() - seen_within)
 
+    # -- what happened: the reads behind persistq.insights -------------------------------
+
+    def finished(self, *, since: float, limit: int = 1000) -> list[Timing]:
+        """When each job that finished at or after ``since`` (epoch seconds on the queue's
+        clock, :meth:`now`) became due, started and finished: newest first, at most ``limit``."""
+        return self.backend.finished_since(
+            _instant(since, what="since"),
+            validate_int(limit, what="limit", minimum=1, maximum=MAX_READ_ROWS),
+        )
+
+    def throughput(self, *, since: float, bucket: int = 60) -> list[FinishedCount]:
+        """Jobs finished at or after ``since``, counted per final state and ``bucket``-second
+        bucket (buckets start at multiples of ``bucket`` since the epoch), oldest first. A
+        bucket or state in which nothing finished is left out."""
+        rows = self.backend.count_finished(
+            _instant(since, what="since"),
+            validate_int(bucket, what="bucket", minimum=1, maximum=MAX_BUCKET_SECONDS),
+        )
+        return [FinishedCount(at, state, count) for at, state, count in rows]
+
+    def recent_failures(self, *, limit: int = 20) -> list[FailureEvent]:
+        """The newest failures (events of :data:`~persistq.model.FAILURE_KINDS`) with their
+        job's queue, newest first, at most ``limit``."""
+        limit = validate_int(limit, what="limit", minimum=1, maximum=MAX_READ_ROWS)
+        return [
+            FailureEvent(event, queue)
+            for event, queue in self.backend.recent_events(FAILURE_KINDS, limit)
+        ]
+
+    def storage(self) -> StorageInfo:
+        """Database and WAL file sizes and free disk, cheap enough to poll (``check`` reads
+        every page); None where the database has no local files (PostgreSQL)."""
+        return self.backend.storage()
+
     def now(self) -> float:
         """The queue's clock: the injected one, else the database's."""
         return self.clock.now() if self.clock is not None else self.backend.now()
@@ -454,6 +499,16 @@ class Queue:
         if problem:
             return Health(False, f"writes would fail: {problem}", version)
         return Health(True, None, version)
+
+
+def _instant(value: object, *, what: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_INSTANT
+    ):
+        raise InvalidJob(f"{what} must be epoch seconds from 0 to {MAX_INSTANT:.0f}, got {value!r}")
+    return float(value)
 
 
 def _queue_list(queue: str | Sequence[str]) -> list[str]:

@@ -54,9 +54,13 @@ from persistq.model import (
     TERMINAL,
     Event,
     EventKind,
+    FailureEvent,
+    FinishedCount,
     Job,
     QueueInfo,
     State,
+    StorageInfo,
+    Timing,
     WorkerInfo,
     error_text,
 )
@@ -357,6 +361,33 @@ class RemoteQueue:
         rows = self._call("GET", "/workers", params={"seen_within": seen_within})
         return [worker_from_json(row) for row in rows]
 
+    # -- what happened: the reads behind persistq.insights -------------------------------
+
+    def now(self) -> float:
+        """The server's queue clock: ``since`` and ages are measured on it, not on ours."""
+        return float(self._call("GET", "/clock")["now"])
+
+    def finished(self, *, since: float, limit: int = 1000) -> list[Timing]:
+        rows = self._call("GET", "/finished", params={"since": since, "limit": limit})
+        return [timing_from_json(row) for row in rows]
+
+    def throughput(self, *, since: float, bucket: int = 60) -> list[FinishedCount]:
+        rows = self._call("GET", "/throughput", params={"since": since, "bucket": bucket})
+        return [FinishedCount(float(r["at"]), State(r["status"]), int(r["count"])) for r in rows]
+
+    def recent_failures(self, *, limit: int = 20) -> list[FailureEvent]:
+        rows = self._call("GET", "/failures", params={"limit": limit})
+        return [FailureEvent(event_from_json(row), row["queue"]) for row in rows]
+
+    def storage(self) -> StorageInfo:
+        data = self._call("GET", "/storage")
+        return StorageInfo(**{name: data[name] for name in StorageInfo.__slots__})
+
+    def check(self, *, full: bool = False) -> dict[str, Any]:
+        """The server's database check (``full`` reads every page)."""
+        report: dict[str, Any] = self._call("GET", "/check", params={"full": full})
+        return report
+
     # -- HTTP ----------------------------------------------------------------------------
 
     def _call(
@@ -490,6 +521,16 @@ def job_from_json(data: dict[str, Any]) -> Job:
         # An older server sends none: 0 is the never-claimed value, which no fence guard
         # (`WHERE fence < :fence`) lets through, so the default cannot admit a stale write.
         fence=int(data.get("fence", 0)),
+    )
+
+
+def timing_from_json(data: dict[str, Any]) -> Timing:
+    return Timing(
+        queue=data["queue"],
+        status=State(data["status"]),
+        run_at=float(data["run_at"]),
+        started_at=float(data["started_at"]),
+        finished_at=float(data["finished_at"]),
     )
 
 

@@ -289,6 +289,56 @@ class RecoveredOut(BaseModel):
     recovered: int
 
 
+class TimingOut(BaseModel):
+    """When a finished job became due, started and finished, in epoch seconds."""
+
+    queue: str
+    status: State
+    run_at: float
+    started_at: float
+    finished_at: float
+
+
+class FinishedCountOut(BaseModel):
+    """Jobs that finished in ``status`` in the bucket starting at ``at`` (epoch seconds)."""
+
+    at: float
+    status: State
+    count: int
+
+
+class FailureOut(EventOut):
+    """A failure event (``failed``, ``retried``, ``lease_expired``) and its job's queue."""
+
+    queue: str
+
+
+class StorageOut(BaseModel):
+    """The database's local files and their disk; every field null without local files."""
+
+    path: str | None
+    size_bytes: int | None
+    wal_bytes: int | None
+    free_disk_bytes: int | None
+    total_disk_bytes: int | None
+
+
+class CheckOut(BaseModel):
+    """The database check; further fields depend on the backend (sizes, journal mode...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ok: bool
+    backend: str
+    integrity: str
+    schema_version: int | None
+    latest_schema_version: int
+
+
+class ClockOut(BaseModel):
+    now: float = Field(description="The queue's clock, epoch seconds (the database's).")
+
+
 class HealthOut(BaseModel):
     """``ok`` (200); ``unhealthy`` (503: the database fails its check, or writes would fail)
     or ``busy`` (503: the database did not answer in time); ``detail`` says why."""

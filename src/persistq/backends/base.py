@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from persistq.errors import StorageUnavailable
-from persistq.model import Event, Job, QueueInfo, State, Timing, WorkerInfo
+from persistq.model import Event, Job, QueueInfo, State, StorageInfo, Timing, WorkerInfo
 
 
 def no_database(where: object) -> StorageUnavailable:
@@ -192,6 +192,12 @@ class Backend(Protocol):
     def check(self, *, full: bool = False) -> dict[str, Any]:
         """Health of the database: ``ok``, ``integrity``, ``schema_version`` and
         dialect-specific sizes. Never raises for a damaged database; reports it."""
+        ...
+
+    def storage(self) -> StorageInfo:
+        """Sizes of the database's local files and the free space on their disk, found
+        without reading the database (cheap enough to poll, unlike ``check``); every field
+        None where the database has no local files."""
         ...
 
     def write_problem(self) -> str | None:

@@ -47,7 +47,7 @@ from persistq.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from persistq.model import Job, State
+from persistq.model import Job, State, StorageInfo
 
 T = TypeVar("T")
 SQL = queries("postgres")
@@ -452,6 +452,9 @@ class PostgresBackend(SQLBackend):
         if row["read_only"] == "on":
             return f"{self._where}: transactions are read-only (default_transaction_read_only)"
         return None
+
+    def storage(self) -> StorageInfo:
+        return StorageInfo(None, None, None, None, None)  # the files are the server's
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": "postgres", "server": self._where}

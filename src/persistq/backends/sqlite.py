@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -41,6 +42,7 @@ from persistq.errors import (
 from persistq.model import (
     Job,
     State,
+    StorageInfo,
 )
 
 T = TypeVar("T")
@@ -389,6 +391,17 @@ class SQLiteBackend(SQLBackend):
         if free < MIN_FREE_BYTES:
             return f"{self.path}: the disk is full ({free:,} bytes free)"
         return None
+
+    def storage(self) -> StorageInfo:
+        path = Path(self._absolute).resolve()
+        try:
+            usage = shutil.disk_usage(path.parent)
+        except OSError:
+            free = total = None
+        else:
+            free, total = usage.free, usage.total
+        size, wal = _file_size(path), _file_size(Path(f"{path}-wal"))
+        return StorageInfo(str(path), size, wal, free, total)
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": "sqlite", "path": str(self.path.resolve())}

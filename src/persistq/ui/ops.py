@@ -2,7 +2,9 @@
 
 The dashboard is one ``st.fragment(run_every=...)``: each refresh reruns only it, and the
 elements are replaced in place, so the page does not flicker. Everything comes from the
-read models of :mod:`persistq.insights`; nothing here writes.
+read models of :mod:`persistq.insights`; nothing here writes. They read through the queue
+API only, so with ``PERSISTQ_URL=http://…`` (and ``PERSISTQ_API_TOKEN``) the page shows a
+queue behind the REST API.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import persistq
 from persistq import insights
 from persistq.errors import QueueError
 from persistq.model import State
+from persistq.ports import ReadQueue
 from persistq.ui import common
 
 REFRESH_SECONDS = 5
@@ -50,7 +53,7 @@ def _integrity(url: str) -> IntegrityWatch:
     return IntegrityWatch(url)
 
 
-def database_report(queue: persistq.Queue) -> dict[str, Any]:
+def database_report(queue: ReadQueue) -> dict[str, Any]:
     """Sizes read now; integrity from the last background check (assumed fine until then)."""
     checked = _integrity(common.database_url()).latest
     report: dict[str, Any] = dict(checked or {"ok": True, "integrity": "checking"})
@@ -108,7 +111,7 @@ def _chart(rows: list[dict[str, Any]], series: list[str], title: str, colors: li
     )
 
 
-def show_charts(queue: persistq.Queue) -> None:
+def show_charts(queue: ReadQueue) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Finished per minute, last hour** (UTC)")
@@ -186,7 +189,7 @@ def show_workers(workers: list[dict[str, Any]]) -> None:
     )
 
 
-def show_failures(queue: persistq.Queue) -> None:
+def show_failures(queue: ReadQueue) -> None:
     failures = insights.recent_failures(queue, limit=20)
     st.markdown("**Recent failures**")
     st.dataframe(

@@ -1,4 +1,4 @@
-"""Stats, Prometheus metrics, health, recovery and worker presence."""
+"""Stats, Prometheus metrics, health, recovery, worker presence, the database and its clock."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from persistq import insights
 from persistq.api.deps import HealthProbe, QueueDep
 from persistq.api.routes import PROTECTED, TOO_LARGE
 from persistq.api.schemas import (
+    CheckOut,
+    ClockOut,
     HealthOut,
     RecoveredOut,
     StatsOut,
+    StorageOut,
     WorkerGoneIn,
     WorkerOut,
     WorkerSeenIn,
@@ -69,6 +72,27 @@ def worker_gone(body: WorkerGoneIn, q: QueueDep) -> Response:
     """A worker says it stopped."""
     q.worker_gone(body.worker)
     return Response(status_code=204)
+
+
+@router.get("/clock", operation_id="clock")
+def clock(q: QueueDep) -> ClockOut:
+    """The queue's clock: what `since` and the ages of the other reads are measured on."""
+    return ClockOut(now=q.now())
+
+
+@router.get("/storage", operation_id="storage")
+def storage(q: QueueDep) -> StorageOut:
+    """Database and WAL file sizes and free disk, cheap enough to poll (no integrity check)."""
+    return StorageOut.model_validate(q.storage(), from_attributes=True)
+
+
+@router.get("/check", operation_id="check")
+def check(
+    q: QueueDep,
+    full: Annotated[bool, Query(description="Read every page (slow on a large database).")] = False,
+) -> CheckOut:
+    """The database check: integrity, schema version and sizes (`persistq check`)."""
+    return CheckOut.model_validate(q.check(full=full))
 
 
 @public.get(
