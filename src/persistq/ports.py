@@ -2,23 +2,28 @@
 or over HTTP.
 
 :class:`persistq.queue.Queue` (a database) and :class:`persistq.remote.RemoteQueue` (the
-REST API) both satisfy :class:`WorkQueue` and :class:`ReadQueue` structurally; neither
-imports this module. The worker and the sweeper are typed with ``WorkQueue``, the read
-models (:mod:`persistq.insights`, :mod:`persistq.search`, ``/metrics``) with
-``ReadQueue``, which keeps them free of either transport.
+REST API) both satisfy :class:`QueueAPI` (and so its parts :class:`WorkQueue` and
+:class:`ReadQueue`) structurally; neither imports this module, and
+``tests/test_ports.py`` holds them to it signature by signature. The worker and the
+sweeper are typed with ``WorkQueue``, the read models (:mod:`persistq.insights`,
+:mod:`persistq.search`, ``/metrics``) with ``ReadQueue``, which keeps them free of either
+transport.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from persistq.config import Settings
 from persistq.model import (
     JSON,
+    Event,
     FailureEvent,
     FinishedCount,
     Job,
+    QueueInfo,
     State,
     StorageInfo,
     Timing,
@@ -49,7 +54,7 @@ class WorkQueue(Protocol):
 
     def fail(
         self,
-        job: Job,
+        job: Job | int,
         error: str | BaseException,
         *,
         retry: bool = True,
@@ -98,3 +103,64 @@ class ReadQueue(Protocol):
     def storage(self) -> StorageInfo: ...
 
     def check(self, *, full: bool = False) -> dict[str, Any]: ...
+
+
+class QueueAPI(WorkQueue, ReadQueue, Protocol):
+    """Every call both queues offer: a method that one of them gains goes here too (the
+    signature test fails on a shared public method this Protocol does not declare)."""
+
+    def close(self) -> None: ...
+
+    def enqueue(
+        self,
+        payload: JSON,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        run_at: datetime | None = None,
+        max_attempts: int = 3,
+        key: str | None = None,
+    ) -> Job: ...
+
+    def enqueue_many(
+        self,
+        payloads: Iterable[JSON],
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        run_at: datetime | None = None,
+        max_attempts: int = 3,
+        keys: Sequence[str | None] | None = None,
+    ) -> list[Job]: ...
+
+    def claim_many(
+        self,
+        *,
+        queue: str | Sequence[str] = "default",
+        worker: str,
+        limit: int,
+        lease: float | None = None,
+        wait: float = 0,
+    ) -> list[Job]: ...
+
+    def get(self, id: int) -> Job: ...  # noqa: A002 - the SPEC's name
+
+    def events(self, id: int) -> list[Event]: ...  # noqa: A002
+
+    def wait(self, id: int, *, timeout: float | None = None) -> Job: ...  # noqa: A002
+
+    def resubmit(self, id: int) -> Job: ...  # noqa: A002
+
+    def cancel(self, id: int) -> Job: ...  # noqa: A002
+
+    def queues(self) -> list[QueueInfo]: ...
+
+    def create_queue(self, name: str) -> QueueInfo: ...
+
+    def delete_queue(self, name: str, *, force: bool = False) -> int: ...
+
+    def pause(self, name: str) -> QueueInfo: ...
+
+    def resume(self, name: str) -> QueueInfo: ...
