@@ -152,4 +152,6 @@ def test_wait_wakes_when_another_thread_of_the_process_finishes_the_job(queue: Q
     assert queue.wait(job.id, timeout=10).status == State.COMPLETED
     woke = time.monotonic()
     thread.join()
-    assert woke - finished_at[0] < 0.05
+    # Woken by the commit, not by the 5 s safety nap; the 50 ms target is measured as a
+    # median in test_tasks_processes.py (one sample on a loaded machine may take longer).
+    assert woke - finished_at[0] < 1.0

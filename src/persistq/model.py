@@ -236,6 +236,70 @@ def validate_state(value: object) -> State:
         raise InvalidJob(f"unknown state {value!r}; one of {allowed}") from None
 
 
+MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
+MAX_ATTEMPTS_CAP = 1000
+#: The most rows one listing returns.
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """A job's options as ``enqueue`` takes them, checked: what both queues refuse, with
+    the same words, before anything is stored or sent."""
+
+    queue: str
+    priority: int
+    delay: float
+    max_attempts: int
+    key: str | None
+
+    @classmethod
+    def check(
+        cls, *, queue: object, priority: object, delay: object, max_attempts: object, key: object
+    ) -> JobOptions:
+        return cls(
+            queue=validate_queue_name(queue),
+            priority=validate_int(
+                priority, what="priority", minimum=MIN_PRIORITY, maximum=MAX_PRIORITY
+            ),
+            delay=validate_seconds(delay, what="delay"),
+            max_attempts=validate_int(
+                max_attempts, what="max_attempts", minimum=1, maximum=MAX_ATTEMPTS_CAP
+            ),
+            key=validate_key(key),
+        )
+
+
+def validate_key(value: object) -> str | None:
+    return validate_text(value, what="key", max_length=MAX_KEY_LENGTH, optional=True)
+
+
+def validate_worker(value: object) -> str:
+    worker = validate_text(value, what="worker", max_length=MAX_WORKER_LENGTH, optional=False)
+    assert worker is not None
+    return worker
+
+
+def validate_run_at(run_at: object, delay: float) -> datetime | None:
+    """``run_at`` as ``enqueue`` takes it: an aware datetime, never together with a delay."""
+    if run_at is None:
+        return None
+    if not isinstance(run_at, datetime) or run_at.utcoffset() is None:
+        raise InvalidJob(
+            f"run_at must be an aware datetime (e.g. datetime(..., tzinfo=UTC)), got {run_at!r}"
+        )
+    if delay != 0:
+        raise InvalidJob("give delay or run_at, not both")
+    return run_at
+
+
+def validate_page(limit: object, offset: object) -> tuple[int, int]:
+    return (
+        validate_int(limit, what="limit", minimum=1, maximum=MAX_PAGE),
+        validate_int(offset, what="offset", minimum=0),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
     name: str

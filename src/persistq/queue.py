@@ -17,14 +17,13 @@ from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
 from persistq.model import (
     FAILURE_KINDS,
     JSON,
-    MAX_KEY_LENGTH,
-    MAX_WORKER_LENGTH,
     TERMINAL,
     Event,
     FailureEvent,
     FinishedCount,
     Health,
     Job,
+    JobOptions,
     QueueInfo,
     State,
     StorageInfo,
@@ -33,10 +32,13 @@ from persistq.model import (
     encode_json,
     error_text,
     validate_int,
+    validate_key,
+    validate_page,
     validate_queue_name,
+    validate_run_at,
     validate_seconds,
     validate_state,
-    validate_text,
+    validate_worker,
 )
 from persistq.retry import backoff_seconds
 
@@ -146,7 +148,7 @@ class Queue:
             replace(
                 template,
                 payload=encode_json(p, what=f"payload {i}", max_bytes=limit),
-                key=validate_text(k, what="key", max_length=MAX_KEY_LENGTH, optional=True),
+                key=validate_key(k),
             )
             for i, (p, k) in enumerate(zip(payloads, key_list, strict=True))
         ]
@@ -155,14 +157,9 @@ class Queue:
     def _delay_until(self, delay: float, run_at: datetime | None) -> float:
         """``run_at`` as a delay from now on the queue's clock (the database's, unless one
         was injected), so a job is timed on the same clock as every other."""
-        if run_at is None:
+        if validate_run_at(run_at, delay) is None:
             return delay
-        if not isinstance(run_at, datetime) or run_at.utcoffset() is None:
-            raise InvalidJob(
-                f"run_at must be an aware datetime (e.g. datetime(..., tzinfo=UTC)), got {run_at!r}"
-            )
-        if delay != 0:
-            raise InvalidJob("give delay or run_at, not both")
+        assert run_at is not None
         seconds = max(0.0, run_at.timestamp() - self.now())
         return validate_seconds(seconds, what="run_at (seconds from now)")
 
@@ -175,13 +172,16 @@ class Queue:
         max_attempts: int,
         key: str | None,
     ) -> NewJob:
+        options = JobOptions.check(
+            queue=queue, priority=priority, delay=delay, max_attempts=max_attempts, key=key
+        )
         return NewJob(
-            queue=validate_queue_name(queue),
+            queue=options.queue,
             payload=encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes),
-            priority=validate_int(priority, what="priority", minimum=-(2**31), maximum=2**31 - 1),
-            delay_seconds=validate_seconds(delay, what="delay"),
-            max_attempts=validate_int(max_attempts, what="max_attempts", minimum=1, maximum=1000),
-            key=validate_text(key, what="key", max_length=MAX_KEY_LENGTH, optional=True),
+            priority=options.priority,
+            delay_seconds=options.delay,
+            max_attempts=options.max_attempts,
+            key=options.key,
         )
 
     # -- consuming ---------------------------------------------------------------------
@@ -342,8 +342,7 @@ class Queue:
         return self.backend.list_jobs(
             None if status is None else validate_state(status),
             None if queue is None else validate_queue_name(queue),
-            validate_int(limit, what="limit", minimum=1, maximum=10_000),
-            validate_int(offset, what="offset", minimum=0),
+            *validate_page(limit, offset),
         )
 
     def events(self, id: int) -> list[Event]:  # noqa: A002
@@ -519,9 +518,7 @@ def _queue_list(queue: str | Sequence[str]) -> list[str]:
 
 
 def _worker_id(value: object) -> str:
-    worker = validate_text(value, what="worker", max_length=MAX_WORKER_LENGTH, optional=False)
-    assert worker is not None
-    return worker
+    return validate_worker(value)
 
 
 def _job_id(value: object) -> int:

@@ -57,12 +57,21 @@ from persistq.model import (
     FailureEvent,
     FinishedCount,
     Job,
+    JobOptions,
     QueueInfo,
     State,
     StorageInfo,
     Timing,
     WorkerInfo,
+    encode_json,
     error_text,
+    validate_key,
+    validate_page,
+    validate_queue_name,
+    validate_run_at,
+    validate_seconds,
+    validate_state,
+    validate_worker,
 )
 
 TOKEN_ENV = "PERSISTQ_API_TOKEN"
@@ -155,6 +164,13 @@ class RemoteQueue:
         max_attempts: int = 3,
         key: str | None = None,
     ) -> Job:
+        # Checked here as the local queue checks it: the same refusal, in the same words,
+        # without a round trip (the server checks again).
+        JobOptions.check(
+            queue=queue, priority=priority, delay=delay, max_attempts=max_attempts, key=key
+        )
+        validate_run_at(run_at, delay)
+        encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
         body = {
             "payload": payload,
             "priority": priority,
@@ -181,6 +197,16 @@ class RemoteQueue:
         if keys is not None and len(keys) != len(payloads):
             raise InvalidJob(f"{len(keys)} keys for {len(payloads)} payloads")
         key_list = list(keys) if keys is not None else [None] * len(payloads)
+        JobOptions.check(
+            queue=queue, priority=priority, delay=delay, max_attempts=max_attempts, key=None
+        )
+        validate_run_at(run_at, delay)
+        limit = self.settings.max_payload_bytes
+        for i, (p, k) in enumerate(zip(payloads, key_list, strict=True)):
+            encode_json(p, what=f"payload {i}", max_bytes=limit)
+            validate_key(k)
+        if not payloads:
+            return []
         body = {
             "jobs": [{"payload": p, "key": k} for p, k in zip(payloads, key_list, strict=True)],
             "priority": priority,
@@ -217,6 +243,9 @@ class RemoteQueue:
         names = [queue] if isinstance(queue, str) else list(queue)
         if not names:
             raise InvalidJob("claim needs at least one queue")
+        for name in names:
+            validate_queue_name(name)
+        validate_worker(worker)
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
             raise InvalidJob(f"wait must be a number of seconds, got {wait!r}")
         deadline = time.monotonic() + wait
@@ -244,6 +273,7 @@ class RemoteQueue:
         return job_from_json(data)
 
     def complete(self, job: Job, result: JSON = None) -> Job:
+        encode_json(result, what="result")
         body = {**_lease(job), "result": result}
         return job_from_json(self._call("POST", f"/jobs/{job.id}/complete", body, safe=False))
 
@@ -282,6 +312,8 @@ class RemoteQueue:
     def wait(self, id: int, *, timeout: float | None = None) -> Job:  # noqa: A002
         """As ``Queue.wait``: long polls of ``GET /jobs/{id}?wait=S`` (at most 30 s each)."""
         job_id = _id(id)
+        if timeout is not None:
+            validate_seconds(timeout, what="timeout")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             poll = MAX_POLL_SECONDS
@@ -311,11 +343,12 @@ class RemoteQueue:
         limit: int = 100,
         offset: int = 0,
     ) -> list[Job]:
+        limit, offset = validate_page(limit, offset)
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status is not None:
-            params["status"] = str(status).upper()
+            params["status"] = validate_state(status).value
         if queue is not None:
-            params["queue"] = queue
+            params["queue"] = validate_queue_name(queue)
         return [job_from_json(row) for row in self._call("GET", "/jobs", params=params)]
 
     def events(self, id: int) -> list[Event]:  # noqa: A002
@@ -335,7 +368,8 @@ class RemoteQueue:
         return [queue_from_json(row) for row in self._call("GET", "/queues")]
 
     def create_queue(self, name: str) -> QueueInfo:
-        return queue_from_json(self._call("POST", "/queues", {"name": name}, safe=True))
+        body = {"name": validate_queue_name(name)}
+        return queue_from_json(self._call("POST", "/queues", body, safe=True))
 
     def delete_queue(self, name: str, *, force: bool = False) -> int:
         params = {"force": "true" if force else "false"}
@@ -351,10 +385,14 @@ class RemoteQueue:
     # -- worker presence ---------------------------------------------------------------
 
     def worker_seen(self, worker: str, queues: Sequence[str]) -> None:
+        validate_worker(worker)
+        for name in queues:
+            validate_queue_name(name)
         body = {"worker": worker, "queues": list(queues)}
         self._call("POST", "/workers/seen", body, safe=True)
 
     def worker_gone(self, worker: str) -> None:
+        validate_worker(worker)
         self._call("POST", "/workers/gone", {"worker": worker}, safe=True)
 
     def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]:
@@ -472,9 +510,7 @@ def _lease(job: Job) -> dict[str, Any]:
 
 
 def _name(queue: str) -> str:
-    if not isinstance(queue, str) or not queue:
-        raise InvalidJob(f"invalid queue name {queue!r}")
-    return quote(queue, safe="")
+    return quote(validate_queue_name(queue), safe="")
 
 
 def _id(value: object) -> int:
