@@ -319,6 +319,13 @@ class Queue:
     def get(self, id: int) -> Job:  # noqa: A002 - the SPEC's name
         return self.backend.get_job(_job_id(id))
 
+    def last_keyed_job(self, prefix: str, *, queue: str = "default") -> Job | None:
+        """The newest job of ``queue`` whose idempotency key starts with ``prefix`` (a
+        periodic schedule's last tick: keys ``periodic:NAME:TICK``), or None."""
+        text = validate_text(prefix, what="key prefix", max_length=MAX_KEY_LENGTH, optional=False)
+        assert text is not None
+        return self.backend.last_job_with_key_prefix(validate_queue_name(queue), text)
+
     def jobs(
         self,
         *,
