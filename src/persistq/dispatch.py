@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from persistq.errors import InvalidJob, ReleaseJob, Unrecoverable
-from persistq.model import JSON, Job, encode_json, validate_text
+from persistq.model import JSON, TASK_PAYLOAD_KEYS, Job, encode_json, validate_text
 from persistq.retry import RetryPolicy
 
 MAX_TASK_NAME_LENGTH = 255
@@ -28,7 +28,6 @@ MAX_TASK_NAME_LENGTH = 255
 #: while a deploy is likely under way, rarely once it has waited long.
 UNKNOWN_TASK_MIN_DELAY_SECONDS = 1.0
 UNKNOWN_TASK_MAX_DELAY_SECONDS = 60.0
-_PAYLOAD_KEYS = frozenset({"task", "args", "kwargs"})
 #: Each thread's event loop for async tasks, made once and shared by every Dispatcher (so
 #: repeated drains in one thread do not pile up loops).
 _LOOPS = threading.local()
@@ -68,7 +67,7 @@ def parse_task_payload(payload: JSON) -> tuple[str, list[JSON], dict[str, JSON]]
         raise InvalidJob(
             'not a task payload: expected {"task": NAME, "args": [...], "kwargs": {...}}'
         )
-    unknown = set(payload) - _PAYLOAD_KEYS
+    unknown = set(payload) - TASK_PAYLOAD_KEYS
     if unknown:
         raise InvalidJob(f"task payload has unknown field(s): {', '.join(sorted(unknown))}")
     args = payload.get("args", [])

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from persistq.model import DEAD_LETTER, Job, State, Timing, WorkerInfo, encode_json
+from persistq.model import DEAD_LETTER, Job, State, Timing, WorkerInfo, encode_json, task_call
 from persistq.queue import Queue
 
 #: Workers announce themselves at least every 10 s; silence for longer than this is stalled.
@@ -259,7 +259,8 @@ class JobFilter:
     """Which jobs a view shows: all of the given conditions hold.
 
     ``text`` is a case-insensitive substring of the payload (as JSON) or of the last
-    error; ``created_from`` is inclusive and ``created_to`` exclusive (aware datetimes).
+    error; ``created_from`` is inclusive and ``created_to`` exclusive (aware datetimes);
+    ``task``: the job runs the task of that name (``{"task": NAME, ...}`` payloads).
     """
 
     queue: str | None = None
@@ -267,11 +268,17 @@ class JobFilter:
     text: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    task: str | None = None
 
     @property
     def needs_scan(self) -> bool:
         """Whether jobs must be read to know if they match (the database filters the rest)."""
-        return bool(self.text) or self.created_from is not None or self.created_to is not None
+        return (
+            bool(self.text)
+            or bool(self.task)
+            or self.created_from is not None
+            or self.created_to is not None
+        )
 
     def matches(self, job: Job) -> bool:
         if self.queue is not None and job.queue != self.queue:
@@ -282,6 +289,10 @@ class JobFilter:
             return False
         if self.created_to is not None and job.created_at >= self.created_to:
             return False
+        if self.task:
+            call = task_call(job.payload)
+            if call is None or call[0] != self.task:
+                return False
         if self.text:
             needle = self.text.casefold()
             payload = encode_json(job.payload, what="payload")

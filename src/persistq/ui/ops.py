@@ -7,6 +7,7 @@ read models of :mod:`persistq.insights`; nothing here writes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import datetime
@@ -17,7 +18,7 @@ import streamlit as st
 
 import persistq
 from persistq import insights
-from persistq.errors import QueueError
+from persistq.errors import JobNotFound, QueueError
 from persistq.model import State
 from persistq.ui import common
 
@@ -188,6 +189,7 @@ def show_workers(workers: list[dict[str, Any]]) -> None:
 
 def show_failures(queue: persistq.Queue) -> None:
     failures = insights.recent_failures(queue, limit=20)
+    payloads = _payloads(queue, {f["job_id"] for f in failures})
     st.markdown("**Recent failures**")
     st.dataframe(
         [
@@ -195,6 +197,8 @@ def show_failures(queue: persistq.Queue) -> None:
                 "at (UTC)": common.when(datetime.fromisoformat(f["at"])),
                 "job": f["job_id"],
                 "queue": f["queue"],
+                "task": common.task_name(payloads.get(f["job_id"])),
+                "arguments": common.clip(common.task_arguments(payloads.get(f["job_id"])), 80),
                 "event": f["kind"],
                 "worker": f["worker"] or "",
                 "error": common.clip(f["error"], 160),
@@ -204,6 +208,15 @@ def show_failures(queue: persistq.Queue) -> None:
         hide_index=True,
         placeholder="no failures",
     )
+
+
+def _payloads(queue: persistq.Queue, ids: set[int]) -> dict[int, Any]:
+    """The payloads of these jobs (at most a screenful), for their task and arguments."""
+    found = {}
+    for job_id in ids:
+        with contextlib.suppress(JobNotFound):  # purged since its failure
+            found[job_id] = queue.get(job_id).payload
+    return found
 
 
 def show_database(report: dict[str, Any]) -> None:
