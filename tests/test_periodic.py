@@ -177,3 +177,6 @@ def test_periodic_list_shows_last_and_next_tick(tmp_path: Path) -> None:
         assert "2026-01-01T12:07:00+00:00" in table.stdout
         bad = runner.invoke(cli, ["--url", url, "periodic", "list", "--app", "nowhere:app"])
         assert bad.exit_code == 1 and "cannot load app" in bad.stderr
+    api = ["--url", "http://127.0.0.1:1", "periodic", "list", "--app", "periodic_apps:app"]
+    remote = runner.invoke(cli, api, env={"PERSISTQ_API_TOKEN": "t"})
+    assert remote.exit_code == 2 and "give its URL" in remote.stderr

@@ -8,8 +8,9 @@ import typer
 
 from persistq.app import resolve_app
 from persistq.cli.common import echo
-from persistq.cli.main import app, new_app, open_queue, print_json, print_table
+from persistq.cli.main import app, fail, new_app, open_queue, print_json, print_table
 from persistq.clock import SystemClock
+from persistq.queue import Queue
 
 periodic_app = new_app("Periodic tasks (@app.periodic) and their ticks.")
 app.add_typer(periodic_app, name="periodic")
@@ -34,6 +35,8 @@ def list_periodic(
     its next tick."""
     tasks = resolve_app(app_spec)
     q = open_queue(ctx)  # the global --url (or PERSISTQ_URL), as every command
+    if not isinstance(q, Queue):  # the REST API has no read of a key prefix
+        fail("periodic list reads the last ticks from the database: give its URL", code=2)
     now = (tasks.periodic_clock or SystemClock()).now()
     rows: list[dict[str, Any]] = []
     for schedule in tasks.schedules.values():
