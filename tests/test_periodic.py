@@ -111,6 +111,11 @@ def minutes(ticks: list[str]) -> list[int]:
 
 
 def stop_all(workers: list[WorkerProcess]) -> None:
+    deadline = time.monotonic() + 60
+    for worker in workers:  # a SIGTERM before its handler is installed would kill it
+        while "event=scheduler_started" not in worker.log():
+            assert worker.alive() and time.monotonic() < deadline, worker.log()
+            time.sleep(0.05)
     for worker in workers:  # all signalled first: they drain at the same time
         worker.proc.send_signal(signal.SIGTERM)
     for worker in workers:  # no second signal: one landing as it exits would kill it
