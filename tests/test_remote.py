@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ from persistq import (
     InvalidTransition,
     JobNotFound,
     LeaseLost,
+    ManualClock,
     QueueNotEmpty,
     QueueNotFound,
     State,
@@ -46,6 +48,7 @@ from persistq import (
 )
 from persistq.cli.api import ensure_api_token
 from persistq.cli.main import app
+from persistq.periodic import Schedule, Scheduler
 from persistq.remote import RemoteQueue, Unauthorized
 
 TESTS = Path(__file__).resolve().parent
@@ -418,3 +421,22 @@ def test_up_token_is_generated_once_owner_only_and_printed_once(
     assert token not in capsys.readouterr().out
     monkeypatch.setenv("PERSISTQ_API_TOKEN", "from-the-environment-123")
     assert ensure_api_token(tmp_path) == "from-the-environment-123"
+
+
+def test_a_scheduler_over_the_api_enqueues_each_due_tick_once(
+    remote: RemoteQueue, name: str
+) -> None:
+    # No read of the last tick over HTTP: a starting scheduler enqueues the latest due tick,
+    # and the key keeps it to one job however many schedulers do so.
+    clock = ManualClock(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC).timestamp())
+    schedule = Schedule("remote.tick", "* * * * *", queue=name)
+    schedulers = [Scheduler(remote, [schedule], clock=clock) for _ in range(3)]
+    firsts = [s.run_once() for s in schedulers]
+    assert len({jobs[0].id for jobs in firsts}) == 1
+    clock.advance(60)
+    assert all(len(s.run_once()) == 1 for s in schedulers)
+    keys = sorted(j.key or "" for j in remote.jobs(queue=name))
+    assert keys == [
+        "periodic:remote.tick:2026-01-01T12:00:00Z",
+        "periodic:remote.tick:2026-01-01T12:01:00Z",
+    ]

@@ -443,3 +443,27 @@ def test_wait_reads_the_database_only_when_something_changed(
     print(f"\n{dialect}: {len(statements)} statements in 1 s of waiting, {len(table_reads)} reads")
     assert len(table_reads) <= 2, table_reads
     assert len(statements) <= 250  # at most one every 4 ms, never one per millisecond
+
+
+def test_current_job_is_the_running_job_in_sync_and_async_tasks_and_unset_after(
+    app: App,
+) -> None:
+    @app.task("whoami")
+    def whoami() -> list[int]:
+        job = persistq.current_job()
+        return [job.id, job.fence, job.attempts]
+
+    @app.task("whoami_async")
+    async def whoami_async() -> list[int]:
+        await asyncio.sleep(0)
+        job = persistq.current_job()
+        return [job.id, job.fence, job.attempts]
+
+    first, second = whoami.delay(), whoami_async.delay()
+    assert app.drain() == 2
+    assert app.wait(first, timeout=0) == [first.id, 1, 1]
+    assert app.wait(second, timeout=0) == [second.id, 1, 1]
+    with pytest.raises(LookupError):
+        persistq.current_job()  # reset once the task returned
+    with pytest.raises(LookupError):
+        whoami()  # a plain call runs no job

@@ -92,6 +92,8 @@ def test_ops_renders_a_busy_database_with_alerts(queue: Queue, url: str) -> None
     assert workers.loc["host:2", "state"] == "STALLED"
     failures = table(at, 2)
     assert "SMTPError: relay refused" in list(failures["error"])
+    assert list(failures["task"]) == ["fails"]  # failed_job's payload is {"task": "fails"}
+    assert list(failures["arguments"]) == [""]
 
 
 def test_ops_never_writes(queue: Queue, url: str) -> None:

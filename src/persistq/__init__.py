@@ -8,6 +8,7 @@ from persistq.app import App
 from persistq.backends import open_backend
 from persistq.clock import Clock, ManualClock, SystemClock
 from persistq.config import Settings
+from persistq.dispatch import current_job
 from persistq.errors import (
     InvalidJob,
     InvalidTransition,
@@ -61,6 +62,7 @@ __all__ = [
     "TaskFailed",
     "Unrecoverable",
     "connect",
+    "current_job",
     "get_queue",
 ]
 

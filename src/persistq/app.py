@@ -6,8 +6,9 @@ underneath (``app.queue``, opened at first use). ``task.delay(...)`` enqueues th
 (or :meth:`App.drain`, in this thread) runs them through the worker's own claim -> run ->
 settle code; :meth:`App.wait` blocks on the backend's change signal for the result.
 
-The worker gets everything it needs from :meth:`App.worker`, which reads the registry: a
-scheduler for periodic tasks can be handed to it there, beside the dispatcher.
+The worker gets everything it needs from :meth:`App.worker`, which reads the registry: the
+dispatcher, and the scheduler of the app's periodic tasks (``@app.periodic``) as a service
+it runs beside its slots.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 import persistq
+from persistq.clock import Clock
 from persistq.dispatch import (
     Dispatcher,
     bind_arguments,
@@ -36,6 +38,7 @@ from persistq.dispatch import (
 )
 from persistq.errors import InvalidJob, TaskFailed
 from persistq.model import TERMINAL, Job, State, validate_queue_name, validate_seconds
+from persistq.periodic import DEFAULT_POLL_SECONDS, Schedule, Scheduler
 from persistq.ports import WorkQueue
 from persistq.queue import Queue
 from persistq.worker import HandlerNotFound, Worker, import_object
@@ -160,6 +163,12 @@ class App:
         self.connect_kwargs = connect_kwargs
         #: name -> task, in registration order; a worker dispatches from it.
         self.tasks: dict[str, Task[Any, Any]] = {}
+        #: name -> periodic schedule (each also a task in ``tasks``).
+        self.schedules: dict[str, Schedule] = {}
+        #: Where the scheduler reads the time (None: the system clock); tests inject a
+        #: fast one, with a short ``periodic_poll_seconds``.
+        self.periodic_clock: Clock | None = None
+        self.periodic_poll_seconds = DEFAULT_POLL_SECONDS
         self._queue: Queue | RemoteQueue | None = None
         self._lock = threading.Lock()
 
@@ -265,6 +274,32 @@ class App:
             return register(name)
         return register
 
+    def periodic(
+        self, cron: str, name: str | None = None, *, queue: str = "default", tz: str = "UTC"
+    ) -> Callable[[Callable[[], R]], Task[[], R]]:
+        """Register a function taking no arguments as a task that runs at the ticks of
+        ``cron`` (standard 5 fields, in time zone ``tz``, DST as cronsim defines it): every
+        worker running this app enqueues each tick, exactly once between them."""
+
+        def register(function: Callable[[], R]) -> Task[[], R]:
+            task_name = name if name is not None else default_name(function)
+            schedule = Schedule(task_name, cron, queue=queue, tz=tz)  # InvalidJob when bad
+            made: Task[[], R] = self.task(task_name, queue=queue)(function)
+            with self._lock:
+                self.schedules[task_name] = schedule
+            return made
+
+        return register
+
+    def scheduler(self, queue: Any = None) -> Scheduler:
+        """The scheduler of this app's periodic tasks, on ``queue`` (default: the app's)."""
+        return Scheduler(
+            self.queue if queue is None else queue,
+            list(self.schedules.values()),
+            clock=self.periodic_clock,
+            poll_seconds=self.periodic_poll_seconds,
+        )
+
     def queue_names(self) -> list[str]:
         """The queues the tasks use, in registration order (``default`` when there are none)."""
         return list(dict.fromkeys(t.queue for t in self.tasks.values())) or ["default"]
@@ -335,11 +370,13 @@ class App:
         dispatcher = Dispatcher(
             self.tasks, unknown_task_seconds=work_queue.settings.unknown_task_seconds
         )
+        services = [self.scheduler(work_queue).run] if self.schedules else []
         return Worker(
             queue=work_queue,
             handler=dispatcher,
             queues=list(queues) if queues else self.queue_names(),
             retry_policy=dispatcher.retry_policy,
+            services=services,
             **options,
         )
 

@@ -12,6 +12,7 @@ retry policy. A name it does not know is released for later, not failed, until
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from persistq.errors import InvalidJob, ReleaseJob, Unrecoverable
-from persistq.model import JSON, Job, encode_json, validate_text
+from persistq.model import JSON, TASK_PAYLOAD_KEYS, Job, encode_json, validate_text
 from persistq.retry import RetryPolicy
 
 MAX_TASK_NAME_LENGTH = 255
@@ -27,10 +28,24 @@ MAX_TASK_NAME_LENGTH = 255
 #: while a deploy is likely under way, rarely once it has waited long.
 UNKNOWN_TASK_MIN_DELAY_SECONDS = 1.0
 UNKNOWN_TASK_MAX_DELAY_SECONDS = 60.0
-_PAYLOAD_KEYS = frozenset({"task", "args", "kwargs"})
 #: Each thread's event loop for async tasks, made once and shared by every Dispatcher (so
 #: repeated drains in one thread do not pile up loops).
 _LOOPS = threading.local()
+#: The job whose task is running in this context (each worker thread, and the tasks an
+#: async task spawns, see their own).
+_CURRENT_JOB: contextvars.ContextVar[Job | None] = contextvars.ContextVar(
+    "persistq_current_job", default=None
+)
+
+
+def current_job() -> Job:
+    """The job whose task is running here: its ``id``, ``fence``, ``attempts``, ``key``...
+    Set by the worker's dispatcher (``worker --app``, ``app.drain``) around each task call;
+    ``LookupError`` outside one (a plain call of the function runs no job)."""
+    job = _CURRENT_JOB.get()
+    if job is None:
+        raise LookupError("current_job() is called outside a task run by a worker")
+    return job
 
 
 def validate_task_name(name: object) -> str:
@@ -52,7 +67,7 @@ def parse_task_payload(payload: JSON) -> tuple[str, list[JSON], dict[str, JSON]]
         raise InvalidJob(
             'not a task payload: expected {"task": NAME, "args": [...], "kwargs": {...}}'
         )
-    unknown = set(payload) - _PAYLOAD_KEYS
+    unknown = set(payload) - TASK_PAYLOAD_KEYS
     if unknown:
         raise InvalidJob(f"task payload has unknown field(s): {', '.join(sorted(unknown))}")
     args = payload.get("args", [])
@@ -126,9 +141,13 @@ class Dispatcher:
         task = self.tasks.get(name)
         if task is None:
             raise self._unknown(job, name)
-        result = task.function(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = self._loop().run_until_complete(_awaited(result))
+        token = _CURRENT_JOB.set(job)
+        try:
+            result = task.function(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = self._loop().run_until_complete(_awaited(result))
+        finally:
+            _CURRENT_JOB.reset(token)
         encode_json(result, what=f"result of task {name}")  # InvalidJob: fails the attempt
         return result
 

@@ -154,6 +154,25 @@ def validate_queue_name(name: object) -> str:
     return name
 
 
+#: The fields of a task payload, ``{"task": NAME, "args": [...], "kwargs": {...}}``.
+TASK_PAYLOAD_KEYS = frozenset({"task", "args", "kwargs"})
+
+
+def task_call(payload: JSON) -> tuple[str, list[JSON], dict[str, JSON]] | None:
+    """``(name, args, kwargs)`` when ``payload`` is a well-formed task payload, else None
+    (a plain payload). For display and filtering; the worker's dispatcher says what is
+    wrong with a malformed one."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("task"), str):
+        return None
+    args = payload.get("args", [])
+    kwargs = payload.get("kwargs", {})
+    if set(payload) - TASK_PAYLOAD_KEYS or not isinstance(args, list):
+        return None
+    if not isinstance(kwargs, dict):
+        return None
+    return payload["task"], args, kwargs
+
+
 def encode_json(value: JSON, *, what: str, max_bytes: int | None = None) -> str:
     """Encode ``value`` as compact JSON, refusing what JSON cannot hold (NaN, objects)."""
     try:

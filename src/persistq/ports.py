@@ -83,6 +83,8 @@ class ReadQueue(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def get(self, id: int) -> Job: ...  # noqa: A002 - the SPEC's name
+
     def jobs(
         self,
         *,
@@ -144,8 +146,6 @@ class QueueAPI(WorkQueue, ReadQueue, Protocol):
         lease: float | None = None,
         wait: float = 0,
     ) -> list[Job]: ...
-
-    def get(self, id: int) -> Job: ...  # noqa: A002 - the SPEC's name
 
     def events(self, id: int) -> list[Event]: ...  # noqa: A002
 

@@ -17,6 +17,7 @@ from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
 from persistq.model import (
     FAILURE_KINDS,
     JSON,
+    MAX_KEY_LENGTH,
     TERMINAL,
     Event,
     FailureEvent,
@@ -38,6 +39,7 @@ from persistq.model import (
     validate_run_at,
     validate_seconds,
     validate_state,
+    validate_text,
     validate_worker,
 )
 from persistq.retry import backoff_seconds
@@ -329,6 +331,13 @@ class Queue:
 
     def get(self, id: int) -> Job:  # noqa: A002 - the SPEC's name
         return self.backend.get_job(_job_id(id))
+
+    def last_keyed_job(self, prefix: str, *, queue: str = "default") -> Job | None:
+        """The newest job of ``queue`` whose idempotency key starts with ``prefix`` (a
+        periodic schedule's last tick: keys ``periodic:NAME:TICK``), or None."""
+        text = validate_text(prefix, what="key prefix", max_length=MAX_KEY_LENGTH, optional=False)
+        assert text is not None
+        return self.backend.last_job_with_key_prefix(validate_queue_name(queue), text)
 
     def jobs(
         self,

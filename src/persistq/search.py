@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from persistq.model import Job, State, encode_json
+from persistq.model import Job, State, encode_json, task_call
 from persistq.ports import ReadQueue
 
 __all__ = ["JobFilter", "JobPage", "candidate_count", "find_jobs", "matching_ids"]
@@ -35,7 +35,8 @@ class JobFilter:
     """Which jobs a view shows: all of the given conditions hold.
 
     ``text`` is a case-insensitive substring of the payload (as JSON) or of the last
-    error; ``created_from`` is inclusive and ``created_to`` exclusive (aware datetimes).
+    error; ``created_from`` is inclusive and ``created_to`` exclusive (aware datetimes);
+    ``task``: the job runs the task of that name (``{"task": NAME, ...}`` payloads).
     """
 
     queue: str | None = None
@@ -43,11 +44,17 @@ class JobFilter:
     text: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    task: str | None = None
 
     @property
     def needs_scan(self) -> bool:
         """Whether jobs must be read to know if they match (the database filters the rest)."""
-        return bool(self.text) or self.created_from is not None or self.created_to is not None
+        return (
+            bool(self.text)
+            or bool(self.task)
+            or self.created_from is not None
+            or self.created_to is not None
+        )
 
     def matches(self, job: Job) -> bool:
         if self.queue is not None and job.queue != self.queue:
@@ -58,6 +65,10 @@ class JobFilter:
             return False
         if self.created_to is not None and job.created_at >= self.created_to:
             return False
+        if self.task:
+            call = task_call(job.payload)
+            if call is None or call[0] != self.task:
+                return False
         if self.text:
             needle = self.text.casefold()
             payload = encode_json(job.payload, what="payload")

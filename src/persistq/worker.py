@@ -170,6 +170,9 @@ class Worker:
     stop_event: threading.Event = field(default_factory=threading.Event)
     #: Per-job retry policy of a handler's error (a task app's ``retry_on`` and backoff).
     retry_policy: PolicyFor | None = None
+    #: Background services run beside the slots until stop, each ``service(stop_event)``
+    #: in a thread of its own (an app's periodic scheduler).
+    services: Sequence[Callable[[threading.Event], None]] = ()
     _resolved: Handler | None = field(default=None, init=False, repr=False)
     _running: dict[int, Job] = field(default_factory=dict, init=False, repr=False)
     #: Set when the database file was deleted or replaced: the worker stops, exit code 1.
@@ -295,6 +298,10 @@ class Worker:
         ]
         threads.append(threading.Thread(target=sweeper.run, args=(self.stop_event,), daemon=True))
         threads.append(threading.Thread(target=self._announce, daemon=True))
+        threads += [
+            threading.Thread(target=service, args=(self.stop_event,), daemon=True)
+            for service in self.services
+        ]
         log.info(
             "event=started worker=%s queues=%s concurrency=%d lease=%.0f",
             self.worker_id,

@@ -153,6 +153,10 @@ class Backend(Protocol):
 
     def get_job(self, job_id: int) -> Job: ...
 
+    def last_job_with_key_prefix(self, queue: str, prefix: str) -> Job | None:
+        """The newest job (highest id) of ``queue`` whose key starts with ``prefix``."""
+        ...
+
     def list_jobs(
         self, status: State | None, queue: str | None, limit: int, offset: int
     ) -> list[Job]:

@@ -349,6 +349,10 @@ class SQLBackend(ABC):
             raise JobNotFound(job_id)
         return self._job(row)
 
+    def last_job_with_key_prefix(self, queue: str, prefix: str) -> Job | None:
+        row = self._fetch_one("last_job_with_key_prefix", {"queue": queue, "prefix": prefix})
+        return None if row is None else self._job(row)
+
     def list_jobs(
         self, status: State | None, queue: str | None, limit: int, offset: int
     ) -> list[Job]:

@@ -19,7 +19,7 @@ from persistq.errors import InvalidJob, QueueError
 from persistq.model import validate_queue_name
 from persistq.ports import WorkQueue
 from persistq.sweeper import default_sweep_seconds
-from persistq.tasks.files import make_random_file
+from persistq.tasks.files import FILES_QUEUE, make_random_file, stamp_payload
 from persistq.worker import (
     HandlerNotFound,
     Worker,
@@ -184,7 +184,7 @@ def open_work_queue(ctx: typer.Context, url: str | None) -> WorkQueue:
 @app.command()
 def produce(
     ctx: typer.Context,
-    queue: str = typer.Option("files", "--queue", "-q", help="Queue to enqueue into."),
+    queue: str = typer.Option(FILES_QUEUE, "--queue", "-q", help="Queue to enqueue into."),
     every: float = typer.Option(5.0, "--every", min=0, help="Seconds between files."),
     directory: Path = typer.Option(
         Path(DEFAULT_FILES_DIR),
@@ -198,7 +198,8 @@ def produce(
         "INFO", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
     ),
 ) -> None:
-    """Write a random text file every few seconds and enqueue {"path": file}."""
+    """Write a random text file every few seconds and enqueue the stamp_file task for it
+    ({"task": "stamp_file", "args": [file]}; run by worker --app persistq.tasks.files:app)."""
     try:
         validate_queue_name(queue)  # else every enqueue would fail, logged forever
     except InvalidJob as exc:
@@ -217,7 +218,7 @@ def produce(
     while not stop.is_set() and (count is None or produced < count):
         path = make_random_file(directory)
         try:
-            job = q.enqueue({"path": str(path)}, queue=queue)
+            job = q.enqueue(stamp_payload(path), queue=queue)
         except QueueError as exc:  # the database may come back; keep producing
             log.warning("event=enqueue_failed path=%s error=%r", path, str(exc))
         else:

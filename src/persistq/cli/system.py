@@ -26,7 +26,7 @@ from persistq.config import DEFAULT_URL, Settings
 from persistq.credentials import PASSWORD_ENV, CredentialsError, admin_password, data_dir
 from persistq.model import Job, State
 from persistq.queue import Queue
-from persistq.tasks.files import make_random_file, stamps
+from persistq.tasks.files import FILES_QUEUE, make_random_file, stamp_payload, stamps
 
 #: Programs that start only when this installation has their command (later issues).
 OPTIONAL_PROGRAMS = {"api": "persistq.api", "ui-manager": "persistq.ui", "ui-ops": "persistq.ui"}
@@ -327,7 +327,8 @@ def _consumer_holding_a_job(home: Path, q: Queue, timeout: float) -> tuple[dict[
             if job.worker in consumers:
                 return consumers[job.worker], job
         if not nudged and not q.jobs(status=State.PENDING, limit=1):
-            q.enqueue({"path": str(make_random_file(resolve_files_dir(home)))}, queue="files")
+            path = make_random_file(resolve_files_dir(home))
+            q.enqueue(stamp_payload(path), queue=FILES_QUEUE)
             nudged = True
         time.sleep(0.2)
     fail(f"no consumer picked up a job within {timeout:.0f}s")

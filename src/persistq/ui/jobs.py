@@ -17,7 +17,7 @@ import streamlit as st
 
 from persistq import search
 from persistq.errors import InvalidTransition, JobNotFound, QueueError
-from persistq.model import CANCELLABLE, RESUBMITTABLE, Job, State, encode_json
+from persistq.model import CANCELLABLE, RESUBMITTABLE, Job, State, encode_json, task_call
 from persistq.queue import Queue
 from persistq.search import JobFilter, JobPage
 from persistq.ui import common
@@ -116,7 +116,7 @@ def filter_bar(
 ) -> tuple[JobFilter, bool, int]:
     """The filter widgets; ``status`` fixes the state (the dead-letter tabs)."""
     names = sorted(report["queues"])
-    columns = st.columns([2, 2, 3, 2, 2, 1] if status is None else [2, 4, 2, 2, 1])
+    columns = st.columns([2, 2, 2, 3, 2, 2, 1] if status is None else [2, 2, 4, 2, 2, 1])
     it = iter(columns)
     chosen_queue = next(it).selectbox("Queue", [ALL, *names], key=f"{key}_queue")
     if status is None:
@@ -124,6 +124,9 @@ def filter_bar(
             "State", [ALL, *(s.value for s in State)], key=f"{key}_state"
         )
         status = None if chosen_state == ALL else State(chosen_state)
+    task = next(it).text_input(
+        "Task", key=f"{key}_task", placeholder="e.g. stamp_file", help="Jobs of this task name"
+    )
     text = next(it).text_input(
         "Text in payload or error", key=f"{key}_text", placeholder="e.g. report-42 or KeyError"
     )
@@ -137,6 +140,7 @@ def filter_bar(
         text=text.strip() or None,
         created_from=created_from,
         created_to=created_to,
+        task=task.strip() or None,
     )
     return flt, order == "oldest first", int(page_size)
 
@@ -164,6 +168,8 @@ def describe(flt: JobFilter) -> str:
         f"queue `{flt.queue}`" if flt.queue else "every queue",
         f"state {flt.status}" if flt.status else "every state",
     ]
+    if flt.task:
+        parts.append(f"task `{common.clip(flt.task, 40)}`")
     if flt.text:
         parts.append(f"text “{common.clip(flt.text, 40)}”")
     if flt.created_from or flt.created_to:
@@ -355,6 +361,10 @@ def job_detail(q: Queue, job_id: int, key: str) -> None:
         st.warning(f"There is no job {job_id}.")
         return
     st.subheader(f"Job {job.id}")
+    call = task_call(job.payload)
+    if call is not None:
+        st.markdown(f"**Task** {common.plain(call[0])}")
+        st.code(f"{call[0]}({common.task_arguments(job.payload)})", language="python")
     cells = st.columns(5)
     cells[0].metric("Status", str(job.status))
     cells[1].metric("Queue", job.queue)

@@ -9,6 +9,7 @@ queue behind the REST API.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import datetime
@@ -19,7 +20,7 @@ import streamlit as st
 
 import persistq
 from persistq import insights
-from persistq.errors import QueueError
+from persistq.errors import JobNotFound, QueueError
 from persistq.model import State
 from persistq.ports import ReadQueue
 from persistq.ui import common
@@ -191,6 +192,7 @@ def show_workers(workers: list[dict[str, Any]]) -> None:
 
 def show_failures(queue: ReadQueue) -> None:
     failures = insights.recent_failures(queue, limit=20)
+    payloads = _payloads(queue, {f["job_id"] for f in failures})
     st.markdown("**Recent failures**")
     st.dataframe(
         [
@@ -198,6 +200,8 @@ def show_failures(queue: ReadQueue) -> None:
                 "at (UTC)": common.when(datetime.fromisoformat(f["at"])),
                 "job": f["job_id"],
                 "queue": f["queue"],
+                "task": common.task_name(payloads.get(f["job_id"])),
+                "arguments": common.clip(common.task_arguments(payloads.get(f["job_id"])), 80),
                 "event": f["kind"],
                 "worker": f["worker"] or "",
                 "error": common.clip(f["error"], 160),
@@ -207,6 +211,15 @@ def show_failures(queue: ReadQueue) -> None:
         hide_index=True,
         placeholder="no failures",
     )
+
+
+def _payloads(queue: ReadQueue, ids: set[int]) -> dict[int, Any]:
+    """The payloads of these jobs (at most a screenful), for their task and arguments."""
+    found = {}
+    for job_id in ids:
+        with contextlib.suppress(JobNotFound):  # purged since its failure
+            found[job_id] = queue.get(job_id).payload
+    return found
 
 
 def show_database(report: dict[str, Any]) -> None:

@@ -57,6 +57,11 @@ SELECT * FROM jobs WHERE id = %(id)s;
 -- name: get_job_by_key
 SELECT * FROM jobs WHERE queue = %(queue)s AND key = %(key)s;
 
+-- name: last_job_with_key_prefix
+-- left(), not LIKE or a range: no escaping, and no dependence on the column's collation.
+SELECT * FROM jobs WHERE queue = %(queue)s AND left(key, length(%(prefix)s)) = %(prefix)s
+ORDER BY id DESC LIMIT 1;
+
 -- name: claim_jobs
 -- Differs from SQLite: SKIP LOCKED lets concurrent claimers pass over rows another
 -- transaction is taking, instead of waiting for it.

@@ -46,6 +46,11 @@ SELECT * FROM jobs WHERE id = :id;
 -- name: get_job_by_key
 SELECT * FROM jobs WHERE queue = :queue AND key = :key;
 
+-- name: last_job_with_key_prefix
+-- substr, not LIKE: a prefix holding % or _ needs no escaping.
+SELECT * FROM jobs WHERE queue = :queue AND substr(key, 1, length(:prefix)) = :prefix
+ORDER BY id DESC LIMIT 1;
+
 -- name: claim_jobs
 -- One statement: pick the best claimable rows of one queue and lease them. A fresh random
 -- token per row fences every later write of this lease.
