@@ -118,7 +118,7 @@ CONTRACT_MODULES = "test_queue_"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "queue" not in metafunc.fixturenames:
+    if "queue_kind" not in metafunc.fixturenames:  # the `queue` below, not a module's own
         return
     contract = metafunc.module.__name__.rpartition(".")[2].startswith(CONTRACT_MODULES)
     remote = contract and metafunc.definition.get_closest_marker("local_only") is None
