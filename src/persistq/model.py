@@ -68,6 +68,10 @@ class EventKind(StrEnum):
     CANCEL_REQUESTED = "cancel_requested"
     CANCELLED = "cancelled"
     RESUBMITTED = "resubmitted"
+    #: The attempt ran past the job's timeout and was stopped; a handler error follows.
+    TIMED_OUT = "timed_out"
+    #: The process running the handler died (process pool); the job is back at once.
+    CRASHED = "crashed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,8 @@ class Job:
     #: handler tags downstream writes with it, so a store can refuse a stale holder's write
     #: (``... WHERE fence < :fence``). 0 until the first claim.
     fence: int = 0
+    #: Seconds an attempt may run before the worker stops it; None: no limit.
+    timeout: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (times as ISO 8601 UTC); the lease token is left out."""
@@ -191,6 +197,11 @@ def validate_seconds(value: object, *, what: str, minimum: float = 0.0) -> float
     if not math.isfinite(seconds) or seconds < minimum or seconds > 10 * 365 * 86400:
         raise InvalidJob(f"{what} must be between {minimum} and ten years in seconds, got {value}")
     return seconds
+
+
+def validate_timeout(value: object) -> float | None:
+    """A job's or task's ``timeout``: None (no limit) or a positive number of seconds."""
+    return None if value is None else validate_seconds(value, what="timeout", minimum=0.001)
 
 
 def validate_text(value: object, *, what: str, max_length: int, optional: bool) -> str | None:

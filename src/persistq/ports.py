@@ -43,7 +43,10 @@ class WorkQueue(Protocol):
         retry: bool = True,
         backoff_base: float | None = None,
         backoff_max: float | None = None,
+        timed_out: str | None = None,
     ) -> Job: ...
+
+    def crashed(self, job: Job, detail: str) -> Job: ...
 
     def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job: ...
 

@@ -150,6 +150,7 @@ class RemoteQueue:
         run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
+        timeout: float | None = None,
     ) -> Job:
         body = {
             "payload": payload,
@@ -158,6 +159,7 @@ class RemoteQueue:
             "run_at": _iso(run_at),
             "max_attempts": max_attempts,
             "key": key,
+            "timeout": timeout,
         }
         data = self._call("POST", f"/queues/{_name(queue)}/jobs", body, safe=key is not None)
         return job_from_json(data)
@@ -172,6 +174,7 @@ class RemoteQueue:
         run_at: datetime | None = None,
         max_attempts: int = 3,
         keys: Sequence[str | None] | None = None,
+        timeout: float | None = None,
     ) -> list[Job]:
         payloads = list(payloads)
         if keys is not None and len(keys) != len(payloads):
@@ -183,6 +186,7 @@ class RemoteQueue:
             "delay": delay,
             "run_at": _iso(run_at),
             "max_attempts": max_attempts,
+            "timeout": timeout,
         }
         safe = all(k is not None for k in key_list)
         data = self._call("POST", f"/queues/{_name(queue)}/jobs/batch", body, safe=safe)
@@ -251,6 +255,7 @@ class RemoteQueue:
         retry: bool = True,
         backoff_base: float | None = None,
         backoff_max: float | None = None,
+        timed_out: str | None = None,
     ) -> Job:
         """As ``Queue.fail``; given a job id, an operator fails the job at once."""
         if isinstance(error, Unrecoverable):
@@ -260,12 +265,18 @@ class RemoteQueue:
             body["backoff_base"] = backoff_base
         if backoff_max is not None:
             body["backoff_max"] = backoff_max
+        if timed_out is not None:
+            body["timed_out"] = timed_out
         if isinstance(job, Job):
             body.update(_lease(job))
             job_id = job.id
         else:
             job_id = job
         return job_from_json(self._call("POST", f"/jobs/{job_id}/fail", body, safe=False))
+
+    def crashed(self, job: Job, detail: str) -> Job:
+        body = {**_lease(job), "detail": detail}
+        return job_from_json(self._call("POST", f"/jobs/{job.id}/crashed", body, safe=False))
 
     def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job:
         body: dict[str, Any] = dict(_lease(job))
@@ -490,6 +501,7 @@ def job_from_json(data: dict[str, Any]) -> Job:
         # An older server sends none: 0 is the never-claimed value, which no fence guard
         # (`WHERE fence < :fence`) lets through, so the default cannot admit a stale write.
         fence=int(data.get("fence", 0)),
+        timeout=data.get("timeout"),
     )
 
 

@@ -209,9 +209,17 @@ class SQLBackend(ABC):
     # -- the lease holder's writes -------------------------------------------------------
 
     def _owner_write(
-        self, name: str, job_id: int, lease_token: str, now: float | None, **params: Any
+        self,
+        name: str,
+        job_id: int,
+        lease_token: str,
+        now: float | None,
+        *,
+        timed_out: str | None = None,
+        **params: Any,
     ) -> Job:
-        """An owner-only transition: guarded on state, token and expiry; a miss is explained."""
+        """An owner-only transition: guarded on state, token and expiry; a miss is explained.
+        ``timed_out``: the detail of a ``timed_out`` event written before the transition's."""
         now = self._now(now)
 
         def work(conn: Conn) -> Any:
@@ -224,6 +232,10 @@ class SQLBackend(ABC):
             status = State(row["status"])
             if status in TERMINAL:
                 self._finished(conn, [job_id])
+            if timed_out is not None:
+                holder = row["holder"] if name in HANDS_BACK else row["worker"]
+                args = event(job_id, EventKind.TIMED_OUT, now, holder, timed_out)
+                conn.execute(self.SQL["insert_event"], args)
             kind = FINISH_EVENT.get((name, status))
             if kind is not None:
                 detail = params.get("error") if kind in DETAILED_EVENTS else None
@@ -231,7 +243,7 @@ class SQLBackend(ABC):
                 conn.execute(self.SQL["insert_event"], event(job_id, kind, now, holder, detail))
             return row
 
-        written = self._write(work, wakes=name in ("retry_job", "release_job"))
+        written = self._write(work, wakes=name in HANDS_BACK)
         return self._job(written, with_token=True)
 
     def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
@@ -243,14 +255,35 @@ class SQLBackend(ABC):
         return self._owner_write("complete_job", job_id, lease_token, now, result=result)
 
     def retry_job(
-        self, job_id: int, lease_token: str, error: str, delay_seconds: float, now: float | None
+        self,
+        job_id: int,
+        lease_token: str,
+        error: str,
+        delay_seconds: float,
+        now: float | None,
+        timed_out: str | None = None,
     ) -> Job:
         return self._owner_write(
-            "retry_job", job_id, lease_token, now, error=error, delay_seconds=delay_seconds
+            "retry_job",
+            job_id,
+            lease_token,
+            now,
+            timed_out=timed_out,
+            error=error,
+            delay_seconds=delay_seconds,
         )
 
-    def fail_job(self, job_id: int, lease_token: str, error: str, now: float | None) -> Job:
-        return self._owner_write("fail_job", job_id, lease_token, now, error=error)
+    def fail_job(
+        self,
+        job_id: int,
+        lease_token: str,
+        error: str,
+        now: float | None,
+        timed_out: str | None = None,
+    ) -> Job:
+        return self._owner_write(
+            "fail_job", job_id, lease_token, now, timed_out=timed_out, error=error
+        )
 
     def release_job(
         self,
@@ -263,6 +296,9 @@ class SQLBackend(ABC):
         return self._owner_write(
             "release_job", job_id, lease_token, now, delay_seconds=delay_seconds, error=detail
         )
+
+    def crash_job(self, job_id: int, lease_token: str, detail: str, now: float | None) -> Job:
+        return self._owner_write("crash_job", job_id, lease_token, now, error=detail)
 
     # -- recovery and manual transitions ------------------------------------------------
 
@@ -492,20 +528,23 @@ class SQLBackend(ABC):
 
 #: Owner writes that may hand the job back to PENDING: they clear ``worker`` and return the
 #: lease's holder as ``holder``, for the event.
-HANDS_BACK = frozenset({"retry_job", "release_job"})
+HANDS_BACK = frozenset({"retry_job", "release_job", "crash_job"})
 FINISH_EVENT: dict[tuple[str, State], EventKind] = {
     ("complete_job", State.COMPLETED): EventKind.COMPLETED,
     ("retry_job", State.PENDING): EventKind.RETRIED,
     ("retry_job", State.FAILED): EventKind.FAILED,
     ("fail_job", State.FAILED): EventKind.FAILED,
     ("release_job", State.PENDING): EventKind.RELEASED,
+    **{("crash_job", s): EventKind.CRASHED for s in (State.PENDING, State.UNPROCESSABLE)},
     **{
         (name, State.CANCELLED): EventKind.CANCELLED
-        for name in ("complete_job", "retry_job", "fail_job", "release_job")
+        for name in ("complete_job", "retry_job", "fail_job", "release_job", "crash_job")
     },
 }
 #: Events that carry the write's ``error`` parameter as their detail.
-DETAILED_EVENTS = frozenset({EventKind.RETRIED, EventKind.FAILED, EventKind.RELEASED})
+DETAILED_EVENTS = frozenset(
+    {EventKind.RETRIED, EventKind.FAILED, EventKind.RELEASED, EventKind.CRASHED}
+)
 MANUAL_EVENT = {
     "fail_job_by_hand": EventKind.FAILED,
     "cancel_job": EventKind.CANCELLED,
@@ -528,6 +567,7 @@ def job_params(job: NewJob) -> dict[str, Any]:
         "delay_seconds": job.delay_seconds,
         "max_attempts": job.max_attempts,
         "key": job.key,
+        "timeout": job.timeout,
     }
 
 

@@ -439,6 +439,7 @@ def _new_jobs(jobs: Sequence[NewJob], first_id: int, now: float) -> list[Job]:
             updated_at=at,
             started_at=None,
             finished_at=None,
+            timeout=job.timeout,
         )
         for i, job in enumerate(jobs)
     ]

@@ -15,9 +15,9 @@ ON CONFLICT (name) DO NOTHING;
 
 -- name: insert_job
 INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
-                  created_at, updated_at)
+                  timeout, created_at, updated_at)
 VALUES (:queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts, :key,
-        :now, :now)
+        :timeout, :now, :now)
 ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -25,9 +25,9 @@ RETURNING *;
 -- The batch path of enqueue_many when no job has a key: no RETURNING, so executemany can
 -- run it; ids are contiguous because the transaction holds the only write lock.
 INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
-                  created_at, updated_at)
+                  timeout, created_at, updated_at)
 VALUES (:queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts, NULL,
-        :now, :now);
+        :timeout, :now, :now);
 
 -- name: last_insert_id
 SELECT last_insert_rowid() AS id;
@@ -167,6 +167,26 @@ WHERE id IN (
 RETURNING id, status, attempts, max_attempts, 
     -- A job back in PENDING is held by no one (worker NULL); its events still name the
     -- worker that let go of it, the one its latest claim recorded.
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
+
+-- name: crash_job
+-- The holder saw the process running the handler die (process pool): as a lease expiry,
+-- but at once. PENDING while attempts remain, else UNPROCESSABLE; guarded like every owner
+-- write, so a crash reported after the lease was lost changes nothing.
+UPDATE jobs
+SET status = CASE
+        WHEN cancel_requested = 1 THEN 'CANCELLED'
+        WHEN attempts < max_attempts THEN 'PENDING'
+        ELSE 'UNPROCESSABLE' END,
+    last_error = :error,
+    worker = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
+    finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
+    updated_at = :now
+WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
+  AND lease_expires_at > :now
+RETURNING *,
     (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
      ORDER BY e.id DESC LIMIT 1) AS holder;
 
