@@ -12,20 +12,19 @@ stays locked forever in the child), while the fork server is a single-threaded p
 started once, from which each child forks cheaply (``spawn`` would start a fresh
 interpreter and import everything again for every replacement child).
 
-A child dies with its worker: it sets ``PR_SET_PDEATHSIG`` (Linux), so the kernel kills it
-when its parent, the fork server, dies, and the fork server exits as soon as the worker's
-end of its pipe closes, which a SIGKILL of the worker does too. An idle child also exits on
-end-of-file of its job pipe.
+A child dies with its worker, even one SIGKILLed mid-job: a thread of the child waits on a
+"lifeline" pipe whose only write end the worker holds, and exits the child when it reads
+end-of-file (the kernel closes the worker's end whatever killed it). ``PR_SET_PDEATHSIG``
+would not do: a child's parent is the fork server, and the fork server lives on while any
+child does (each holds its "alive" pipe).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -38,7 +37,6 @@ from persistq.model import Job
 
 #: After SIGTERM, how long a child may take to exit before it gets SIGKILL.
 KILL_GRACE_SECONDS = 1.0
-PR_SET_PDEATHSIG = 1
 #: ``forkserver``: safe with the worker's threads (see the module docstring).
 START_METHOD = "forkserver"
 
@@ -69,18 +67,14 @@ class RemoteTraceback(Exception):
         return self.text
 
 
-def _die_with_parent() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the parent died before the prctl: nobody will reap our work
-        os._exit(0)
+def _watch_lifeline(lifeline: Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv()  # nothing is ever sent: this returns when the worker is gone
+    os._exit(1)
 
 
-def _child_main(conn: Connection, make_handler: HandlerFactory) -> None:
-    _die_with_parent()
+def _child_main(conn: Connection, lifeline: Connection, make_handler: HandlerFactory) -> None:
+    threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
     # Ctrl-C reaches the whole process group: the worker decides what its children do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -123,11 +117,13 @@ class Child:
     def __init__(self, make_handler: HandlerFactory, name: str) -> None:
         context: Any = multiprocessing.get_context(START_METHOD)
         self.conn, theirs = context.Pipe()
+        lifeline, self._lifeline = context.Pipe(duplex=False)
         self.process: multiprocessing.process.BaseProcess = context.Process(
-            target=_child_main, args=(theirs, make_handler), name=name, daemon=True
+            target=_child_main, args=(theirs, lifeline, make_handler), name=name, daemon=True
         )
         self.process.start()
         theirs.close()
+        lifeline.close()
 
     @property
     def pid(self) -> int:
@@ -177,6 +173,7 @@ class Child:
                 self.process.kill()
         self.process.join()
         self.conn.close()
+        self._lifeline.close()
 
     def alive(self) -> bool:
         return bool(self.process.is_alive())
