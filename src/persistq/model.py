@@ -247,14 +247,48 @@ def validate_state(value: object) -> State:
         raise InvalidJob(f"unknown state {value!r}; one of {allowed}") from None
 
 
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE = re.compile(r"^([1-9][0-9]{0,8})/([smh])$")
+MAX_CONCURRENCY_LIMIT = 1_000_000
+
+
+def parse_rate(text: object) -> tuple[int, float]:
+    """``"N/s"``, ``"N/m"`` or ``"N/h"`` -> (N claims, per window seconds)."""
+    match = _RATE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidJob(f"rate must look like N/s, N/m or N/h (N >= 1), got {text!r}")
+    return int(match.group(1)), RATE_UNITS[match.group(2)]
+
+
+def format_rate(count: int, window: float) -> str:
+    unit = next((u for u, s in RATE_UNITS.items() if s == window), None)
+    return f"{count}/{unit}" if unit is not None else f"{count}/{window:g}s"
+
+
+def validate_concurrency_limit(value: object) -> int | None:
+    if value is None:
+        return None
+    return validate_int(value, what="concurrency", minimum=0, maximum=MAX_CONCURRENCY_LIMIT)
+
+
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
     name: str
     paused: bool
     created_at: datetime
+    #: Most jobs of the queue PROCESSING at once, across every worker; None: no limit.
+    concurrency: int | None = None
+    #: Most claims per window, as "N/s", "N/m" or "N/h"; None: no limit.
+    rate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "paused": self.paused, "created_at": self.created_at.isoformat()}
+        return {
+            "name": self.name,
+            "paused": self.paused,
+            "created_at": self.created_at.isoformat(),
+            "concurrency": self.concurrency,
+            "rate": self.rate,
+        }
 
 
 @dataclass(frozen=True, slots=True)

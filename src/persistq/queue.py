@@ -27,6 +27,8 @@ from persistq.model import (
     WorkerInfo,
     encode_json,
     error_text,
+    parse_rate,
+    validate_concurrency_limit,
     validate_int,
     validate_queue_name,
     validate_seconds,
@@ -390,6 +392,19 @@ class Queue:
 
     def resume(self, name: str) -> QueueInfo:
         return self.backend.set_queue_paused(validate_queue_name(name), False)
+
+    def set_limits(
+        self, queue: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> QueueInfo:
+        """Limit the queue across every worker and machine, checked inside the claim:
+        ``concurrency`` jobs PROCESSING under an unexpired lease at once, ``rate`` claims
+        per window ("N/s", "N/m", "N/h"). None lifts that limit."""
+        return self.backend.set_queue_limits(
+            validate_queue_name(queue),
+            validate_concurrency_limit(concurrency),
+            None if rate is None else parse_rate(rate),
+            self._stamp(),
+        )
 
     def purge(
         self,

@@ -206,6 +206,18 @@ class Backend(Protocol):
 
     def set_queue_paused(self, name: str, paused: bool) -> QueueInfo: ...
 
+    def set_queue_limits(
+        self,
+        name: str,
+        concurrency: int | None,
+        rate: tuple[int, float] | None,
+        now: float | None,
+    ) -> QueueInfo:
+        """Set (None: lift) the queue's global limits, creating the queue if need be:
+        ``concurrency`` jobs PROCESSING under an unexpired lease, ``rate`` = (N claims,
+        per window seconds). ``claim_jobs`` and ``has_claimable`` honour them."""
+        ...
+
     def purge_jobs(self, status: State, before: float, limit: int) -> int:
         """Delete at most ``limit`` jobs in terminal ``status`` finished before ``before``,
         with their events; returns how many."""

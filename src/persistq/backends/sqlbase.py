@@ -27,7 +27,17 @@ from persistq.errors import (
     QueueNotFound,
     StorageError,
 )
-from persistq.model import TERMINAL, Event, EventKind, Job, QueueInfo, State, Timing, WorkerInfo
+from persistq.model import (
+    TERMINAL,
+    Event,
+    EventKind,
+    Job,
+    QueueInfo,
+    State,
+    Timing,
+    WorkerInfo,
+    format_rate,
+)
 
 T = TypeVar("T")
 Conn = Any  # sqlite3.Connection or psycopg.Connection: both offer execute() -> cursor
@@ -110,6 +120,10 @@ class SQLBackend(ABC):
         for params in rows:
             conn.execute(self.SQL[name], params)
 
+    def _claimed(self, conn: Conn, queue: str, count: int, now: float | None) -> None:  # noqa: B027
+        """``count`` jobs of ``queue`` were just claimed in this transaction: SQLite spends
+        rate tokens here; PostgreSQL's pick did already."""
+
     def _finished(self, conn: Conn, job_ids: Sequence[int]) -> None:  # noqa: B027 - optional
         """Jobs this transaction finished, for those waiting on them (PostgreSQL: a NOTIFY
         sent at commit); SQLite's waiters see every commit, so it needs nothing."""
@@ -126,10 +140,13 @@ class SQLBackend(ABC):
         return list(self._read(lambda conn: conn.execute(self.SQL[name], params).fetchall()))
 
     def _queue_info(self, row: Row) -> QueueInfo:
+        rate = row["rate_limit"]
         return QueueInfo(
             name=row["name"],
             paused=bool(row["paused"]),
             created_at=self._datetime(row["created_at"]),
+            concurrency=row["concurrency_limit"],
+            rate=None if rate is None else format_rate(rate, float(row["rate_window"])),
         )
 
     # -- producing ---------------------------------------------------------------------
@@ -181,6 +198,8 @@ class SQLBackend(ABC):
                     "now": now,
                 }
                 rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
+                if rows:
+                    self._claimed(conn, queue, len(rows), now)
                 rows.sort(key=lambda r: (-r["priority"], r["id"]))
                 self._many(
                     conn,
@@ -454,6 +473,28 @@ class SQLBackend(ABC):
             return row
 
         return self._queue_info(self._write(work, wakes=not paused))
+
+    def set_queue_limits(
+        self,
+        name: str,
+        concurrency: int | None,
+        rate: tuple[int, float] | None,
+        now: float | None,
+    ) -> QueueInfo:
+        now = self._now(now)
+
+        def work(conn: Conn) -> Any:
+            conn.execute(self.SQL["ensure_queue"], {"queue": name, "now": now})
+            params = {
+                "queue": name,
+                "concurrency": concurrency,
+                "rate_limit": None if rate is None else rate[0],
+                "rate_window": None if rate is None else rate[1],
+                "now": now,
+            }
+            return conn.execute(self.SQL["set_queue_limits"], params).fetchone()
+
+        return self._queue_info(self._write(work, wakes=True))
 
     # -- maintenance ---------------------------------------------------------------------
 

@@ -290,6 +290,10 @@ class SQLiteBackend(SQLBackend):
     def _many(self, conn: sqlite3.Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
         conn.executemany(SQL[name], rows)
 
+    def _claimed(self, conn: sqlite3.Connection, queue: str, count: int, now: float | None) -> None:
+        params = {"queue": queue, "claimed": count, "now": now}
+        conn.execute(SQL["spend_rate_tokens"], params)
+
     def _insert_batch(
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
     ) -> list[Job]:

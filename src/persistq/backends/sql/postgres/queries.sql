@@ -103,9 +103,17 @@ WITH claimed AS (
 SELECT * FROM claimed ORDER BY priority DESC, id;
 
 -- name: has_claimable
+-- A queue at its concurrency limit or out of rate tokens has nothing claimable either.
 SELECT 1 AS found FROM jobs
 WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
-  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
+  AND NOT EXISTS (
+      SELECT 1 FROM queues AS q WHERE q.name = %(queue)s AND (q.paused
+          OR q.concurrency_limit <= (
+              SELECT count(*) FROM jobs AS r
+              WHERE r.queue = %(queue)s AND r.status = 'PROCESSING'
+                AND r.lease_expires_at > persistq_now(%(now)s))
+          OR q.rate_tokens + greatest(0, extract(epoch FROM persistq_now(%(now)s) - q.rate_at))
+             * q.rate_limit / q.rate_window < 1))
 LIMIT 1;
 
 -- name: next_run_at
@@ -308,6 +316,15 @@ RETURNING *;
 
 -- name: set_queue_paused
 UPDATE queues SET paused = (%(paused)s <> 0) WHERE name = %(queue)s RETURNING *;
+
+-- name: set_queue_limits
+-- The rate bucket starts empty (see SQLite).
+UPDATE queues
+SET concurrency_limit = %(concurrency)s, rate_limit = %(rate_limit)s,
+    rate_window = %(rate_window)s,
+    rate_tokens = CASE WHEN %(rate_limit)s::integer IS NULL THEN NULL ELSE 0 END,
+    rate_at = CASE WHEN %(rate_limit)s::integer IS NULL THEN NULL ELSE persistq_now(%(now)s) END
+WHERE name = %(queue)s RETURNING *;
 
 -- name: count_unfinished
 SELECT count(*) AS n FROM jobs WHERE queue = %(queue)s AND status IN ('PENDING', 'PROCESSING');

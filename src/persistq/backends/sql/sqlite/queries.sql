@@ -67,14 +67,40 @@ WHERE id IN (
         SELECT id FROM jobs INDEXED BY jobs_claim
         WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
         ORDER BY priority DESC, id
-        LIMIT :limit)
+        LIMIT coalesce((
+            -- Global limits (migration 0005), read in this write transaction: SQLite's
+            -- single writer makes the count and the claim one atomic step.
+            SELECT max(0, min(:limit,
+                coalesce(q.concurrency_limit - (
+                    SELECT count(*) FROM jobs AS r INDEXED BY jobs_queue_status
+                    WHERE r.queue = :queue AND r.status = 'PROCESSING'
+                      AND r.lease_expires_at > :now), :limit),
+                coalesce(CAST(min(q.rate_limit, q.rate_tokens
+                    + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window) AS INTEGER),
+                    :limit)))
+            FROM queues AS q WHERE q.name = :queue), :limit))
   AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
 RETURNING *;
 
+-- name: spend_rate_tokens
+-- After a claim of :claimed jobs from a rate-limited queue, in the same transaction.
+UPDATE queues
+SET rate_tokens = min(rate_limit, rate_tokens + max(0, :now - rate_at) * rate_limit / rate_window)
+                  - :claimed,
+    rate_at = max(:now, rate_at)
+WHERE name = :queue AND rate_limit IS NOT NULL;
+
 -- name: has_claimable
+-- A queue at its concurrency limit or out of rate tokens has nothing claimable either.
 SELECT 1 FROM jobs INDEXED BY jobs_claim
 WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
-  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
+  AND NOT EXISTS (
+      SELECT 1 FROM queues AS q WHERE q.name = :queue AND (q.paused = 1
+          OR q.concurrency_limit <= (
+              SELECT count(*) FROM jobs AS r INDEXED BY jobs_queue_status
+              WHERE r.queue = :queue AND r.status = 'PROCESSING'
+                AND r.lease_expires_at > :now)
+          OR q.rate_tokens + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window < 1))
 LIMIT 1;
 
 -- name: next_run_at
@@ -260,6 +286,14 @@ RETURNING *;
 
 -- name: set_queue_paused
 UPDATE queues SET paused = :paused WHERE name = :queue RETURNING *;
+
+-- name: set_queue_limits
+-- The rate bucket starts empty: no burst of a full window's claims when a limit is set.
+UPDATE queues
+SET concurrency_limit = :concurrency, rate_limit = :rate_limit, rate_window = :rate_window,
+    rate_tokens = CASE WHEN :rate_limit IS NULL THEN NULL ELSE 0 END,
+    rate_at = CASE WHEN :rate_limit IS NULL THEN NULL ELSE :now END
+WHERE name = :queue RETURNING *;
 
 -- name: count_unfinished
 SELECT count(*) AS n FROM jobs WHERE queue = :queue AND status IN ('PENDING', 'PROCESSING');
