@@ -352,6 +352,12 @@ class RemoteQueue:
     def pause(self, name: str) -> QueueInfo:
         return queue_from_json(self._call("POST", f"/queues/{_name(name)}/pause", None, safe=True))
 
+    def set_limits(
+        self, queue: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> QueueInfo:
+        body = {"concurrency": concurrency, "rate": rate}
+        return queue_from_json(self._call("PUT", f"/queues/{_name(queue)}/limits", body, safe=True))
+
     def resume(self, name: str) -> QueueInfo:
         return queue_from_json(self._call("POST", f"/queues/{_name(name)}/resume", None, safe=True))
 
@@ -521,7 +527,13 @@ def event_from_json(data: dict[str, Any]) -> Event:
 def queue_from_json(data: dict[str, Any]) -> QueueInfo:
     created = _time(data["created_at"])
     assert created is not None
-    return QueueInfo(name=data["name"], paused=bool(data["paused"]), created_at=created)
+    return QueueInfo(
+        name=data["name"],
+        paused=bool(data["paused"]),
+        created_at=created,
+        concurrency=data.get("concurrency"),
+        rate=data.get("rate"),
+    )
 
 
 def worker_from_json(data: dict[str, Any]) -> WorkerInfo:

@@ -215,6 +215,19 @@ class QueueIn(RequestModel):
     name: QueueName
 
 
+class LimitsIn(RequestModel):
+    """The queue's global limits; a field left out or null lifts that limit."""
+
+    concurrency: int | None = Field(
+        None, ge=0, le=1_000_000, description="Most jobs of the queue PROCESSING at once."
+    )
+    rate: str | None = Field(
+        None,
+        pattern=r"^[1-9][0-9]{0,8}/[smh]$",
+        description='Most claims per window: "N/s", "N/m" or "N/h".',
+    )
+
+
 class WorkerSeenIn(RequestModel):
     worker: Worker
     queues: list[QueueName] = Field(min_length=1, max_length=64)
@@ -282,6 +295,8 @@ class QueueOut(BaseModel):
     name: str
     paused: bool
     created_at: datetime
+    concurrency: int | None = None
+    rate: str | None = None
 
 
 class DeletedQueueOut(BaseModel):
