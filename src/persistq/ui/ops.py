@@ -18,7 +18,7 @@ import streamlit as st
 import persistq
 from persistq import insights
 from persistq.errors import QueueError
-from persistq.model import State
+from persistq.model import QueueInfo, State
 from persistq.ui import common
 
 REFRESH_SECONDS = 5
@@ -150,13 +150,14 @@ def _secs(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} s"
 
 
-def show_queues(report: dict[str, Any]) -> None:
+def show_queues(report: dict[str, Any], limits: dict[str, QueueInfo]) -> None:
     st.markdown("**Queues**")
     st.dataframe(
         [
             {
                 "queue": name,
                 "paused": "paused" if row["paused"] else "",
+                **common.limit_cells(row[State.PROCESSING], limits.get(name)),
                 **{str(s): row[str(s)] for s in State},
                 "oldest pending": common.duration(row["oldest_pending_age"]),
             }
@@ -228,7 +229,7 @@ def dashboard() -> None:
     show_charts(queue)
     left, right = st.columns(2)
     with left:
-        show_queues(report)
+        show_queues(report, common.queue_limits(queue))
     with right:
         show_workers(workers)
     show_failures(queue)
