@@ -14,10 +14,11 @@ import typer
 
 import persistq
 from persistq.app import AppHandler, resolve_app
+from persistq.cli.common import parse_duration
 from persistq.cli.main import app, fail, open_queue
 from persistq.config import DEFAULT_FILES_DIR
 from persistq.errors import InvalidJob, QueueError
-from persistq.model import validate_queue_name
+from persistq.model import validate_queue_name, validate_timeout
 from persistq.ports import WorkQueue
 from persistq.sweeper import default_sweep_seconds
 from persistq.tasks.files import make_random_file
@@ -215,6 +216,12 @@ def produce(
         help="Where the random text files are written.",
     ),
     count: int | None = typer.Option(None, "--count", min=1, help="Stop after this many jobs."),
+    timeout: str | None = typer.Option(
+        None,
+        "--timeout",
+        metavar="DURATION",
+        help="Each job's timeout (e.g. 60s): the worker stops an attempt that runs longer.",
+    ),
     log_level: str = typer.Option(
         "INFO", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
     ),
@@ -223,6 +230,12 @@ def produce(
     try:
         validate_queue_name(queue)  # else every enqueue would fail, logged forever
     except InvalidJob as exc:
+        fail(str(exc), code=2)
+    try:
+        seconds = (
+            None if timeout is None else validate_timeout(parse_duration(timeout, what="--timeout"))
+        )
+    except QueueError as exc:
         fail(str(exc), code=2)
     setup_logging(log_level)
     q = open_queue(ctx)
@@ -238,7 +251,7 @@ def produce(
     while not stop.is_set() and (count is None or produced < count):
         path = make_random_file(directory)
         try:
-            job = q.enqueue({"path": str(path)}, queue=queue)
+            job = q.enqueue({"path": str(path)}, queue=queue, timeout=seconds)
         except QueueError as exc:  # the database may come back; keep producing
             log.warning("event=enqueue_failed path=%s error=%r", path, str(exc))
         else:
