@@ -190,3 +190,41 @@ def test_a_sigkilled_worker_leaves_no_child_behind(sqlite_url: str, tmp_path: Pa
             10,
         )
         assert q.get(job.id).status == State.PENDING
+
+
+def test_an_app_runs_in_the_process_pool_and_an_unknown_task_is_released_not_failed(
+    backend_url: str, tmp_path: Path
+) -> None:
+    """The child imports the app by its spec; ReleaseJob (the unknown task's answer)
+    crosses the pipe whole, so the job is released, its attempt refunded."""
+    import deploy_apps
+    from persistq.dispatch import task_payload
+
+    deploy_apps.new.reconnect(backend_url)
+    try:
+        app = deploy_apps.new
+        q = app.queue
+        q.stats()
+        unknown = q.enqueue(task_payload("deploy.missing"), queue="default")
+        job = deploy_apps.greet.delay("ada")
+        with Children(tmp_path) as children:
+            worker = children.worker(
+                "app-pool",
+                backend_url,
+                "--app",
+                "deploy_apps:new",
+                "--queue",
+                "default",
+                "--pool",
+                "process",
+            )
+            result = app.wait(job, timeout=30)
+            assert result["greeting"] == "hello ada!"
+            assert result["pid"] != worker.pid  # ran in a child
+            wait_until(lambda: "released" in kinds(q, unknown.id), "the release", 15)
+            left = q.get(unknown.id)
+            assert left.status == State.PENDING and left.attempts == 0
+            assert worker.alive()
+            worker.stop()
+    finally:
+        deploy_apps.new.reconnect(None)

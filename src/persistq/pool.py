@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
@@ -90,13 +91,24 @@ def _child_main(conn: Connection, lifeline: Connection, make_handler: HandlerFac
                 handler = make_handler()
             reply = ("ok", handler(job))
         except (Exception, SystemExit) as exc:  # a handler error fails the job, not us
-            reply = ("error", exc, traceback.format_exc())
+            reply = ("error", _sendable(exc), traceback.format_exc())
         try:
             conn.send(reply)
         except Exception as exc:  # the result or the error cannot be pickled
             text = f"{type(exc).__name__}: {exc}"
             kind = "result" if reply[0] == "ok" else "error"
             conn.send(("error", RuntimeError(f"the handler's {kind} cannot be sent: {text}"), ""))
+
+
+def _sendable(error: BaseException) -> BaseException:
+    """The error itself when it survives pickling (its type decides the retry policy),
+    else a RuntimeError naming it: an exception whose __init__ does not take its args
+    back cannot be rebuilt in the worker."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__qualname__}: {error}")
+    return error
 
 
 def describe_exit(code: int | None) -> str:
@@ -146,6 +158,8 @@ class Child:
                     reply = self.conn.recv()
                 except (EOFError, OSError):
                     return self._crashed()
+                except Exception as exc:  # a reply that cannot be rebuilt here
+                    return Outcome(error=RuntimeError(f"the child's reply is unreadable: {exc!r}"))
                 if reply[0] == "ok":
                     return Outcome(result=reply[1])
                 error: BaseException = reply[1]
