@@ -147,8 +147,13 @@ def test_sigterm_lets_a_child_finish_within_the_grace_then_releases_what_is_left
 ) -> None:
     with Children(tmp_path) as children:
         short = q.enqueue({"sleep": 1, "log": str(tmp_path / "short.log")})
-        worker = children.worker("drain", backend_url, "--pool", "process", "-c", "1")
+        # setsid: a process group of its own, signalled whole as Supervisor's stopasgroup
+        # does; the children must still finish their job.
+        worker = children.worker(
+            "drain", backend_url, "--pool", "process", "-c", "1", prefix=["setsid"]
+        )
         wait_until(lambda: (tmp_path / "short.log").exists(), "the first job to start")
+        os.killpg(worker.pid, signal.SIGTERM)
         took = worker.stop(timeout=20)
         assert q.get(short.id).status == State.COMPLETED
         assert took < 5

@@ -76,7 +76,8 @@ def _watch_lifeline(lifeline: Connection) -> None:
 
 def _child_main(conn: Connection, lifeline: Connection, make_handler: HandlerFactory) -> None:
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
-    # Ctrl-C reaches the whole process group: the worker decides what its children do.
+    # The fork server's process group (persistq.poolserver), not the worker's: a signal to
+    # the worker's group is the worker's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     handler: Handler | None = None
@@ -128,6 +129,8 @@ class Child:
 
     def __init__(self, make_handler: HandlerFactory, name: str) -> None:
         context: Any = multiprocessing.get_context(START_METHOD)
+        # Read when the fork server starts (the first child): see persistq.poolserver.
+        context.set_forkserver_preload(["persistq.poolserver"])
         self.conn, theirs = context.Pipe()
         lifeline, self._lifeline = context.Pipe(duplex=False)
         self.process: multiprocessing.process.BaseProcess = context.Process(
