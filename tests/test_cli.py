@@ -565,6 +565,30 @@ def test_queues_create_pause_resume_and_list(cli: Callable[..., Result], api: Qu
     assert api.queues()[0].paused is False
 
 
+def test_queues_limit_sets_lists_and_clears_limits(cli: Callable[..., Result], api: Queue) -> None:
+    result = cli("queues", "limit", "mail", "--concurrency", "3", "--rate", "20/m")
+    assert result.stdout == "queue 'mail': concurrency 3, rate 20/m\n", result.stderr
+    assert [(q.concurrency, q.rate) for q in api.queues()] == [(3, "20/m")]
+    listed = json.loads(cli("queues", "list", "--json").stdout)
+    assert [(q["concurrency"], q["rate"]) for q in listed] == [(3, "20/m")]
+    assert_one_error(cli("queues", "limit", "mail", "--rate", "20/d"), says="N/s, N/m or N/h")
+    assert [(q.concurrency, q.rate) for q in api.queues()] == [(3, "20/m")]  # unchanged
+    assert cli("queues", "limit", "mail").exit_code == 2
+    assert cli("queues", "limit", "mail", "--clear", "--rate", "1/s").exit_code == 2
+    assert cli("queues", "limit", "mail", "--clear").stdout == "queue 'mail': no limits\n"
+    assert [(q.concurrency, q.rate) for q in api.queues()] == [(None, None)]
+
+
+def test_enqueue_timeout_is_stored_and_a_bad_one_refused(
+    cli: Callable[..., Result], api: Queue
+) -> None:
+    job_id = int(cli("enqueue", "{}", "--timeout", "90s").stdout)
+    assert api.get(job_id).timeout == 90.0
+    assert "timeout" in cli("show", str(job_id)).stdout
+    assert_one_error(cli("enqueue", "{}", "--timeout", "0"), says="timeout must be between")
+    assert len(api.jobs()) == 1
+
+
 def test_queues_delete_refuses_unfinished_jobs_unless_forced(
     cli: Callable[..., Result], api: Queue
 ) -> None:

@@ -91,6 +91,27 @@ def test_enqueue_claim_complete(remote: RemoteQueue, name: str) -> None:
     assert remote.get(job.id).finished_at is not None
 
 
+def test_timeouts_crashes_and_limits_travel_over_rest(remote: RemoteQueue, name: str) -> None:
+    job = remote.enqueue({}, queue=name, timeout=2.5, max_attempts=2)
+    assert job.timeout == 2.5
+    assert [j.timeout for j in remote.enqueue_many([{}], queue=name, timeout=4)] == [4.0]
+    leased = remote.claim(queue=name, worker="w1")
+    assert leased is not None and leased.id == job.id
+    back = remote.crashed(leased, "child 42 killed by SIGKILL (signal 9)")
+    assert back.status == State.PENDING
+    leased = remote.claim(queue=name, worker="w1")
+    assert leased is not None and leased.id == job.id
+    failed = remote.fail(leased, "TimeoutError: timed out after 2.5 s", timed_out="after 2.5 s")
+    assert failed.status == State.FAILED
+    kinds = [str(e.kind) for e in remote.events(job.id)]
+    assert kinds == ["enqueued", "claimed", "crashed", "claimed", "timed_out", "failed"], kinds
+    info = remote.set_limits(name, concurrency=1, rate="10/m")
+    assert (info.concurrency, info.rate) == (1, "10/m")
+    assert [(q.concurrency, q.rate) for q in remote.queues() if q.name == name] == [(1, "10/m")]
+    assert remote.claim(queue=name, worker="w1") is None  # the rate bucket starts empty
+    assert remote.set_limits(name).rate is None
+
+
 def test_claim_order_is_priority_then_fifo_and_queues_in_order(
     remote: RemoteQueue, name: str
 ) -> None:

@@ -286,7 +286,10 @@ def test_queues_create_pause_resume_and_delete_only_when_forced(
     manager: AppTest, queue: Queue
 ) -> None:
     queue.enqueue({"n": 1}, queue="busy")
+    queue.set_limits("busy", concurrency=2)
     go(manager, "Queues")
+    shown = manager.dataframe[0].value
+    assert list(shown["running / limit"]) == ["0 / 2"]
     manager.text_input(key="queue_new").input("spare")
     button(manager, "Create").click()
     manager.run()

@@ -69,6 +69,7 @@ def test_ops_renders_a_busy_database_with_alerts(queue: Queue, url: str) -> None
     failed_job(queue, queue_name="mail", error="Traceback ...\nSMTPError: relay refused")
     queue.enqueue({"n": 1}, queue="reports")
     queue.pause("reports")
+    queue.set_limits("files", concurrency=3, rate="20/m")
     queue.worker_seen("host:1", ["files"])
     with persistq.connect(url, clock=ManualClock(start=time.time() - 600)) as past:
         past.worker_seen("host:2", ["mail"])  # silent for 10 minutes: stalled
@@ -87,6 +88,8 @@ def test_ops_renders_a_busy_database_with_alerts(queue: Queue, url: str) -> None
     queues = table(at, 0)
     assert list(queues["queue"]) == ["files", "mail", "reports"]
     assert list(queues["paused"]) == ["", "", "paused"]
+    assert list(queues["running / limit"]) == ["1 / 3", "0 / -", "0 / -"]
+    assert list(queues["rate"]) == ["20/m", "-", "-"]
     workers = table(at, 1).set_index("worker")
     assert workers.loc["host:1", "current job"] == str(held.id)
     assert workers.loc["host:2", "state"] == "STALLED"

@@ -37,7 +37,14 @@ from persistq.dispatch import (
     validate_task_name,
 )
 from persistq.errors import InvalidJob, TaskFailed
-from persistq.model import TERMINAL, Job, State, validate_queue_name, validate_seconds
+from persistq.model import (
+    TERMINAL,
+    Job,
+    State,
+    validate_queue_name,
+    validate_seconds,
+    validate_timeout,
+)
 from persistq.periodic import DEFAULT_POLL_SECONDS, Schedule, Scheduler
 from persistq.ports import WorkQueue
 from persistq.queue import Queue
@@ -96,8 +103,7 @@ class Task(Generic[P, R]):
 
     @property
     def timeout(self) -> float | None:
-        """Seconds an attempt may run; stored on the job where the queue supports it (the
-        worker's enforcement comes with job timeouts, issue 12)."""
+        """Seconds an attempt may run (Job.timeout of its jobs; the worker stops it then)."""
         return self.defaults.timeout
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -241,8 +247,8 @@ class App:
 
         ``retry_on``: the exceptions that are retried (others, and Unrecoverable, fail the
         job at once); ``backoff_base``/``backoff_max``: this task's retry backoff (None: the
-        queue's settings); ``timeout``: seconds an attempt may run, stored on its jobs where
-        the queue supports it (enforced by the worker once job timeouts exist, issue 12).
+        queue's settings); ``timeout``: seconds an attempt may run, stored on its jobs (the worker
+        stops the attempt at the deadline: a ``timed_out`` handler error).
         Priority and max_attempts are checked at each enqueue, as the queue checks them.
         """
         if isinstance(name, str):
@@ -251,9 +257,7 @@ class App:
             queue=validate_queue_name(queue),
             priority=priority,
             max_attempts=max_attempts,
-            timeout=None
-            if timeout is None
-            else validate_seconds(timeout, what="timeout", minimum=0.001),
+            timeout=validate_timeout(timeout),
         )
         errors = _exception_types(retry_on)
         base = None if backoff_base is None else validate_seconds(backoff_base, what="backoff_base")
@@ -313,9 +317,6 @@ class App:
         bound = bind_arguments(task.name, task.signature, args, kwargs)
         payload = task_payload(task.name, args, kwargs)
         queue = self.queue
-        extra: dict[str, Any] = {}
-        if chosen.timeout is not None and _accepts(queue.enqueue, "timeout"):
-            extra["timeout"] = chosen.timeout
         try:
             return queue.enqueue(
                 payload,
@@ -325,7 +326,7 @@ class App:
                 run_at=chosen.run_at,
                 max_attempts=chosen.max_attempts,
                 key=chosen.key,
-                **extra,
+                timeout=chosen.timeout,
             )
         except InvalidJob:
             # Name the argument at fault, when one is; else the queue's reason stands.
@@ -389,6 +390,20 @@ class App:
         return self.worker(queues=queues, worker_id=worker_id).drain(max_jobs)
 
 
+@dataclass(frozen=True)
+class AppHandler:
+    """The handler of a process-pool child for an app: the app imported again in the
+    child, by its ``module:app`` spec, and a dispatcher of its tasks (a Task cannot be
+    pickled to the child: its module attribute is the Task, not the function)."""
+
+    spec: str
+    unknown_task_seconds: float
+
+    def __call__(self) -> Dispatcher:
+        found = resolve_app(self.spec)
+        return Dispatcher(found.tasks, unknown_task_seconds=self.unknown_task_seconds)
+
+
 def resolve_app(spec: str) -> App:
     """``package.module:app`` -> the App (HandlerNotFound saying why not)."""
     found = import_object(spec, "app")
@@ -428,14 +443,3 @@ def _exception_types(
         if not (isinstance(kind, type) and issubclass(kind, BaseException)):
             raise InvalidJob(f"retry_on must hold exception classes, got {kind!r}")
     return found
-
-
-_ACCEPTS: dict[tuple[type, str, str], bool] = {}
-
-
-def _accepts(bound_method: Any, parameter: str) -> bool:
-    """Whether the queue's method takes ``parameter`` (``timeout`` arrives with issue 12)."""
-    key = (type(bound_method.__self__), bound_method.__name__, parameter)
-    if key not in _ACCEPTS:
-        _ACCEPTS[key] = parameter in inspect.signature(bound_method).parameters
-    return _ACCEPTS[key]

@@ -125,6 +125,9 @@ class UnknownTask(Unrecoverable):
         self.name = name
         super().__init__(f"unknown task {name}")
 
+    def __reduce__(self) -> tuple[type[UnknownTask], tuple[str]]:
+        return (type(self), (self.name,))
+
 
 class Dispatcher:
     """A worker handler that runs the task a job names, from ``tasks`` (read live)."""

@@ -161,3 +161,7 @@ class ReleaseJob(Exception):
         self.reason = reason
         self.delay_seconds = delay_seconds
         super().__init__(reason)
+
+    def __reduce__(self) -> tuple[type[ReleaseJob], tuple[str, float]]:
+        # Pickled from a process-pool child to its worker: both arguments, not just args.
+        return (type(self), (self.reason, self.delay_seconds))

@@ -68,6 +68,10 @@ class EventKind(StrEnum):
     CANCEL_REQUESTED = "cancel_requested"
     CANCELLED = "cancelled"
     RESUBMITTED = "resubmitted"
+    #: The attempt ran past the job's timeout and was stopped; a handler error follows.
+    TIMED_OUT = "timed_out"
+    #: The process running the handler died (process pool); the job is back at once.
+    CRASHED = "crashed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,8 @@ class Job:
     #: handler tags downstream writes with it, so a store can refuse a stale holder's write
     #: (``... WHERE fence < :fence``). 0 until the first claim.
     fence: int = 0
+    #: Seconds an attempt may run before the worker stops it; None: no limit.
+    timeout: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (times as ISO 8601 UTC); the lease token is left out."""
@@ -212,6 +218,11 @@ def validate_seconds(value: object, *, what: str, minimum: float = 0.0) -> float
     return seconds
 
 
+def validate_timeout(value: object) -> float | None:
+    """A job's or task's ``timeout``: None (no limit) or a positive number of seconds."""
+    return None if value is None else validate_seconds(value, what="timeout", minimum=0.001)
+
+
 def validate_text(value: object, *, what: str, max_length: int, optional: bool) -> str | None:
     if value is None and optional:
         return None
@@ -319,14 +330,48 @@ def validate_page(limit: object, offset: object) -> tuple[int, int]:
     )
 
 
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE = re.compile(r"^([1-9][0-9]{0,8})/([smh])$")
+MAX_CONCURRENCY_LIMIT = 1_000_000
+
+
+def parse_rate(text: object) -> tuple[int, float]:
+    """``"N/s"``, ``"N/m"`` or ``"N/h"`` -> (N claims, per window seconds)."""
+    match = _RATE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidJob(f"rate must look like N/s, N/m or N/h (N >= 1), got {text!r}")
+    return int(match.group(1)), RATE_UNITS[match.group(2)]
+
+
+def format_rate(count: int, window: float) -> str:
+    unit = next((u for u, s in RATE_UNITS.items() if s == window), None)
+    return f"{count}/{unit}" if unit is not None else f"{count}/{window:g}s"
+
+
+def validate_concurrency_limit(value: object) -> int | None:
+    if value is None:
+        return None
+    return validate_int(value, what="concurrency", minimum=0, maximum=MAX_CONCURRENCY_LIMIT)
+
+
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
     name: str
     paused: bool
     created_at: datetime
+    #: Most jobs of the queue PROCESSING at once, across every worker; None: no limit.
+    concurrency: int | None = None
+    #: Most claims per window, as "N/s", "N/m" or "N/h"; None: no limit.
+    rate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "paused": self.paused, "created_at": self.created_at.isoformat()}
+        return {
+            "name": self.name,
+            "paused": self.paused,
+            "created_at": self.created_at.isoformat(),
+            "concurrency": self.concurrency,
+            "rate": self.rate,
+        }
 
 
 @dataclass(frozen=True, slots=True)

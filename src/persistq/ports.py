@@ -60,7 +60,10 @@ class WorkQueue(Protocol):
         retry: bool = True,
         backoff_base: float | None = None,
         backoff_max: float | None = None,
+        timed_out: str | None = None,
     ) -> Job: ...
+
+    def crashed(self, job: Job, detail: str) -> Job: ...
 
     def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job: ...
 
@@ -123,6 +126,7 @@ class QueueAPI(WorkQueue, ReadQueue, Protocol):
         run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
+        timeout: float | None = None,
     ) -> Job: ...
 
     def enqueue_many(
@@ -135,6 +139,7 @@ class QueueAPI(WorkQueue, ReadQueue, Protocol):
         run_at: datetime | None = None,
         max_attempts: int = 3,
         keys: Sequence[str | None] | None = None,
+        timeout: float | None = None,
     ) -> list[Job]: ...
 
     def claim_many(
@@ -164,3 +169,7 @@ class QueueAPI(WorkQueue, ReadQueue, Protocol):
     def pause(self, name: str) -> QueueInfo: ...
 
     def resume(self, name: str) -> QueueInfo: ...
+
+    def set_limits(
+        self, queue: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> QueueInfo: ...

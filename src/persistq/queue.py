@@ -32,6 +32,8 @@ from persistq.model import (
     WorkerInfo,
     encode_json,
     error_text,
+    parse_rate,
+    validate_concurrency_limit,
     validate_int,
     validate_key,
     validate_page,
@@ -40,6 +42,7 @@ from persistq.model import (
     validate_seconds,
     validate_state,
     validate_text,
+    validate_timeout,
     validate_worker,
 )
 from persistq.retry import backoff_seconds
@@ -98,6 +101,7 @@ class Queue:
         run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
+        timeout: float | None = None,
     ) -> Job:
         """Store one job. With a ``key`` that a job of this queue already has, return that job.
 
@@ -105,7 +109,7 @@ class Queue:
         time already past makes the job due at once.
         """
         delay = self._delay_until(delay, run_at)
-        new = self._new_job(payload, queue, priority, delay, max_attempts, key)
+        new = self._new_job(payload, queue, priority, delay, max_attempts, key, timeout)
         return self.backend.insert_jobs([new], self._stamp())[0]
 
     def validate(
@@ -118,13 +122,14 @@ class Queue:
         run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Raise ``InvalidJob`` where ``enqueue`` with these arguments would; stores nothing.
 
         A bulk loader checks every job of a file this way before its first commit.
         """
         delay = self._delay_until(delay, run_at)
-        self._new_job(payload, queue, priority, delay, max_attempts, key)
+        self._new_job(payload, queue, priority, delay, max_attempts, key, timeout)
 
     def enqueue_many(
         self,
@@ -136,6 +141,7 @@ class Queue:
         run_at: datetime | None = None,
         max_attempts: int = 3,
         keys: Sequence[str | None] | None = None,
+        timeout: float | None = None,
     ) -> list[Job]:
         """Store all jobs in one transaction, or none of them (any invalid one refuses all)."""
         payloads = list(payloads)
@@ -144,7 +150,7 @@ class Queue:
             raise InvalidJob(f"{len(keys)} keys for {len(payloads)} payloads")
         key_list = list(keys) if keys is not None else [None] * len(payloads)
         # The options are the same for the whole batch: validate them once.
-        template = self._new_job(None, queue, priority, delay, max_attempts, None)
+        template = self._new_job(None, queue, priority, delay, max_attempts, None, timeout)
         limit = self.settings.max_payload_bytes
         new = [
             replace(
@@ -173,6 +179,7 @@ class Queue:
         delay: float,
         max_attempts: int,
         key: str | None,
+        timeout: float | None = None,
     ) -> NewJob:
         options = JobOptions.check(
             queue=queue, priority=priority, delay=delay, max_attempts=max_attempts, key=key
@@ -184,6 +191,7 @@ class Queue:
             delay_seconds=options.delay,
             max_attempts=options.max_attempts,
             key=options.key,
+            timeout=validate_timeout(timeout),
         )
 
     # -- consuming ---------------------------------------------------------------------
@@ -257,8 +265,12 @@ class Queue:
         retry: bool = True,
         backoff_base: float | None = None,
         backoff_max: float | None = None,
+        timed_out: str | None = None,
     ) -> Job:
         """Record a handler failure: retry later with backoff while attempts remain, else FAILED.
+
+        ``timed_out``: the attempt ran past the job's timeout (the worker stopped it); a
+        ``timed_out`` event with this detail comes before the retry or failure.
 
         An exception is stored with its traceback; ``Unrecoverable`` skips the retries.
         ``backoff_base``/``backoff_max`` override the queue's settings for this retry (a
@@ -273,6 +285,7 @@ class Queue:
             retry = False
         token = _token(job)
         now = self._stamp()
+        detail = None if timed_out is None else error_text(timed_out)
         if retry and job.attempts < job.max_attempts:
             base = self.settings.backoff_base_seconds if backoff_base is None else backoff_base
             cap = self.settings.backoff_max_seconds if backoff_max is None else backoff_max
@@ -281,8 +294,14 @@ class Queue:
                 base=validate_seconds(base, what="backoff_base"),
                 cap=validate_seconds(cap, what="backoff_max"),
             )
-            return self.backend.retry_job(job.id, token, text, delay, now)
-        return self.backend.fail_job(job.id, token, text, now)
+            return self.backend.retry_job(job.id, token, text, delay, now, detail)
+        return self.backend.fail_job(job.id, token, text, now, detail)
+
+    def crashed(self, job: Job, detail: str) -> Job:
+        """The process running the handler died (``detail``: its exit code or signal): the
+        job goes back to PENDING at once, UNPROCESSABLE on its last attempt, as a lease
+        expiry would; event ``crashed``."""
+        return self.backend.crash_job(job.id, _token(job), error_text(detail), self._stamp())
 
     def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job:
         """Give the job back unprocessed (worker shutting down); its attempt is refunded.
@@ -392,6 +411,19 @@ class Queue:
 
     def resume(self, name: str) -> QueueInfo:
         return self.backend.set_queue_paused(validate_queue_name(name), False)
+
+    def set_limits(
+        self, queue: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> QueueInfo:
+        """Limit the queue across every worker and machine, checked inside the claim:
+        ``concurrency`` jobs PROCESSING under an unexpired lease at once, ``rate`` claims
+        per window ("N/s", "N/m", "N/h"). None lifts that limit."""
+        return self.backend.set_queue_limits(
+            validate_queue_name(queue),
+            validate_concurrency_limit(concurrency),
+            None if rate is None else parse_rate(rate),
+            self._stamp(),
+        )
 
     def purge(
         self,

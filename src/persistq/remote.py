@@ -71,6 +71,7 @@ from persistq.model import (
     validate_run_at,
     validate_seconds,
     validate_state,
+    validate_timeout,
     validate_worker,
 )
 
@@ -163,6 +164,7 @@ class RemoteQueue:
         run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
+        timeout: float | None = None,
     ) -> Job:
         # Checked here as the local queue checks it: the same refusal, in the same words,
         # without a round trip (the server checks again).
@@ -170,6 +172,7 @@ class RemoteQueue:
             queue=queue, priority=priority, delay=delay, max_attempts=max_attempts, key=key
         )
         validate_run_at(run_at, delay)
+        validate_timeout(timeout)
         encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
         body = {
             "payload": payload,
@@ -178,6 +181,7 @@ class RemoteQueue:
             "run_at": _iso(run_at),
             "max_attempts": max_attempts,
             "key": key,
+            "timeout": timeout,
         }
         data = self._call("POST", f"/queues/{_name(queue)}/jobs", body, safe=key is not None)
         return job_from_json(data)
@@ -192,6 +196,7 @@ class RemoteQueue:
         run_at: datetime | None = None,
         max_attempts: int = 3,
         keys: Sequence[str | None] | None = None,
+        timeout: float | None = None,
     ) -> list[Job]:
         payloads = list(payloads)
         if keys is not None and len(keys) != len(payloads):
@@ -201,6 +206,7 @@ class RemoteQueue:
             queue=queue, priority=priority, delay=delay, max_attempts=max_attempts, key=None
         )
         validate_run_at(run_at, delay)
+        validate_timeout(timeout)
         limit = self.settings.max_payload_bytes
         for i, (p, k) in enumerate(zip(payloads, key_list, strict=True)):
             encode_json(p, what=f"payload {i}", max_bytes=limit)
@@ -213,6 +219,7 @@ class RemoteQueue:
             "delay": delay,
             "run_at": _iso(run_at),
             "max_attempts": max_attempts,
+            "timeout": timeout,
         }
         safe = all(k is not None for k in key_list)
         data = self._call("POST", f"/queues/{_name(queue)}/jobs/batch", body, safe=safe)
@@ -285,6 +292,7 @@ class RemoteQueue:
         retry: bool = True,
         backoff_base: float | None = None,
         backoff_max: float | None = None,
+        timed_out: str | None = None,
     ) -> Job:
         """As ``Queue.fail``; given a job id, an operator fails the job at once."""
         if isinstance(error, Unrecoverable):
@@ -294,12 +302,18 @@ class RemoteQueue:
             body["backoff_base"] = backoff_base
         if backoff_max is not None:
             body["backoff_max"] = backoff_max
+        if timed_out is not None:
+            body["timed_out"] = timed_out
         if isinstance(job, Job):
             body.update(_lease(job))
             job_id = job.id
         else:
             job_id = job
         return job_from_json(self._call("POST", f"/jobs/{job_id}/fail", body, safe=False))
+
+    def crashed(self, job: Job, detail: str) -> Job:
+        body = {**_lease(job), "detail": detail}
+        return job_from_json(self._call("POST", f"/jobs/{job.id}/crashed", body, safe=False))
 
     def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job:
         body: dict[str, Any] = dict(_lease(job))
@@ -378,6 +392,12 @@ class RemoteQueue:
 
     def pause(self, name: str) -> QueueInfo:
         return queue_from_json(self._call("POST", f"/queues/{_name(name)}/pause", None, safe=True))
+
+    def set_limits(
+        self, queue: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> QueueInfo:
+        body = {"concurrency": concurrency, "rate": rate}
+        return queue_from_json(self._call("PUT", f"/queues/{_name(queue)}/limits", body, safe=True))
 
     def resume(self, name: str) -> QueueInfo:
         return queue_from_json(self._call("POST", f"/queues/{_name(name)}/resume", None, safe=True))
@@ -557,6 +577,7 @@ def job_from_json(data: dict[str, Any]) -> Job:
         # An older server sends none: 0 is the never-claimed value, which no fence guard
         # (`WHERE fence < :fence`) lets through, so the default cannot admit a stale write.
         fence=int(data.get("fence", 0)),
+        timeout=data.get("timeout"),
     )
 
 
@@ -586,7 +607,13 @@ def event_from_json(data: dict[str, Any]) -> Event:
 def queue_from_json(data: dict[str, Any]) -> QueueInfo:
     created = _time(data["created_at"])
     assert created is not None
-    return QueueInfo(name=data["name"], paused=bool(data["paused"]), created_at=created)
+    return QueueInfo(
+        name=data["name"],
+        paused=bool(data["paused"]),
+        created_at=created,
+        concurrency=data.get("concurrency"),
+        rate=data.get("rate"),
+    )
 
 
 def worker_from_json(data: dict[str, Any]) -> WorkerInfo:

@@ -56,6 +56,15 @@ Delay = Annotated[
     float, Field(ge=0, le=TEN_YEARS, allow_inf_nan=False, description="Seconds before claimable.")
 ]
 MaxAttempts = Annotated[int, Field(ge=1, le=1000)]
+Timeout = Annotated[
+    float,
+    Field(
+        ge=0.001,
+        le=TEN_YEARS,
+        allow_inf_nan=False,
+        description="Seconds an attempt may run before the worker stops it.",
+    ),
+]
 #: Documents, for clients and the schema fuzzer, that text fields refuse NUL (the library
 #: enforces it with its own message, persistq.model; lone surrogates are not JSON text).
 NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
@@ -114,6 +123,7 @@ class JobIn(RequestModel):
     run_at: RunAt = None
     max_attempts: MaxAttempts = 3
     key: Key | None = None
+    timeout: Timeout | None = None
 
 
 class BatchItemIn(RequestModel):
@@ -131,6 +141,7 @@ class BatchIn(RequestModel):
     delay: Delay = 0
     run_at: RunAt = None
     max_attempts: MaxAttempts = 3
+    timeout: Timeout | None = None
 
 
 class ClaimIn(RequestModel):
@@ -176,6 +187,12 @@ class FailIn(RequestModel):
     backoff_max: Delay | None = Field(
         None, description="This retry's backoff cap in seconds (the server's when absent)."
     )
+    timed_out: str | None = Field(
+        None,
+        max_length=MAX_ERROR_CHARS,
+        json_schema_extra=NO_NUL,
+        description="The attempt ran past its timeout: the detail of a `timed_out` event.",
+    )
 
 
 class ReleaseIn(LeaseIn):
@@ -185,8 +202,30 @@ class ReleaseIn(LeaseIn):
     )
 
 
+class CrashedIn(LeaseIn):
+    detail: str = Field(
+        min_length=1,
+        max_length=MAX_ERROR_CHARS,
+        json_schema_extra=NO_NUL,
+        description="How the process running the handler died (exit code or signal).",
+    )
+
+
 class QueueIn(RequestModel):
     name: QueueName
+
+
+class LimitsIn(RequestModel):
+    """The queue's global limits; a field left out or null lifts that limit."""
+
+    concurrency: int | None = Field(
+        None, ge=0, le=1_000_000, description="Most jobs of the queue PROCESSING at once."
+    )
+    rate: str | None = Field(
+        None,
+        pattern=r"^[1-9][0-9]{0,8}/[smh]$",
+        description='Most claims per window: "N/s", "N/m" or "N/h".',
+    )
 
 
 class WorkerSeenIn(RequestModel):
@@ -222,6 +261,7 @@ class JobOut(BaseModel):
     cancel_requested: bool
     #: Grows by one with every claim, never reset: pass it to downstream writes (SPEC).
     fence: int
+    timeout: float | None
 
     @classmethod
     def from_job(cls, job: Job) -> JobOut:
@@ -255,6 +295,8 @@ class QueueOut(BaseModel):
     name: str
     paused: bool
     created_at: datetime
+    concurrency: int | None = None
+    rate: str | None = None
 
 
 class DeletedQueueOut(BaseModel):

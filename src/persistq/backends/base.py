@@ -43,6 +43,7 @@ class NewJob:
     delay_seconds: float
     max_attempts: int
     key: str | None
+    timeout: float | None = None
 
 
 class Backend(Protocol):
@@ -109,14 +110,29 @@ class Backend(Protocol):
         ...
 
     def retry_job(
-        self, job_id: int, lease_token: str, error: str, delay_seconds: float, now: float | None
+        self,
+        job_id: int,
+        lease_token: str,
+        error: str,
+        delay_seconds: float,
+        now: float | None,
+        timed_out: str | None = None,
     ) -> Job:
         """PROCESSING -> PENDING, not claimable before ``now + delay_seconds``; FAILED
-        when the stored attempts are used up (whatever the caller's copy said)."""
+        when the stored attempts are used up (whatever the caller's copy said).
+        ``timed_out``: the attempt ran past its timeout; a ``timed_out`` event with this
+        detail is written first, in the same transaction."""
         ...
 
-    def fail_job(self, job_id: int, lease_token: str, error: str, now: float | None) -> Job:
-        """PROCESSING -> FAILED (dead letter)."""
+    def fail_job(
+        self,
+        job_id: int,
+        lease_token: str,
+        error: str,
+        now: float | None,
+        timed_out: str | None = None,
+    ) -> Job:
+        """PROCESSING -> FAILED (dead letter); ``timed_out`` as for ``retry_job``."""
         ...
 
     def release_job(
@@ -129,6 +145,12 @@ class Backend(Protocol):
     ) -> Job:
         """PROCESSING -> PENDING unprocessed, refunding the attempt; with ``delay_seconds``
         not claimable before ``now + delay_seconds``. ``detail`` goes on the event."""
+        ...
+
+    def crash_job(self, job_id: int, lease_token: str, detail: str, now: float | None) -> Job:
+        """The process running the handler died: PROCESSING -> PENDING while attempts
+        remain, else UNPROCESSABLE (CANCELLED when a cancel was requested), as a lease
+        expiry would, at once; ``detail`` (the exit code or signal) on a ``crashed`` event."""
         ...
 
     def recover_expired(self, now: float | None, limit: int) -> int:
@@ -187,6 +209,18 @@ class Backend(Protocol):
         ...
 
     def set_queue_paused(self, name: str, paused: bool) -> QueueInfo: ...
+
+    def set_queue_limits(
+        self,
+        name: str,
+        concurrency: int | None,
+        rate: tuple[int, float] | None,
+        now: float | None,
+    ) -> QueueInfo:
+        """Set (None: lift) the queue's global limits, creating the queue if need be:
+        ``concurrency`` jobs PROCESSING under an unexpired lease, ``rate`` = (N claims,
+        per window seconds). ``claim_jobs`` and ``has_claimable`` honour them."""
+        ...
 
     def purge_jobs(self, status: State, before: float, limit: int) -> int:
         """Delete at most ``limit`` jobs in terminal ``status`` finished before ``before``,

@@ -284,7 +284,10 @@ class PostgresBackend(SQLBackend):
             return self._new_jobs(jobs, returned.fetchall())
 
     def _batch_params(self, jobs: Sequence[NewJob], now: float | None) -> dict[str, Any]:
-        rows = [[j.queue, j.payload, j.priority, j.delay_seconds, j.max_attempts] for j in jobs]
+        rows = [
+            [j.queue, j.payload, j.priority, j.delay_seconds, j.max_attempts, j.timeout]
+            for j in jobs
+        ]
         return {"jobs": json.dumps(rows), "now": now, "channel": self._channel}
 
     def _new_jobs(self, jobs: Sequence[NewJob], returned: Sequence[Any]) -> list[Job]:
@@ -316,6 +319,7 @@ class PostgresBackend(SQLBackend):
                     updated_at=created,
                     started_at=None,
                     finished_at=None,
+                    timeout=j.timeout,
                 )
             )
         return made

@@ -52,6 +52,7 @@ def row_to_job(
         lease_token=row["lease_token"] if with_token else None,
         cancel_requested=bool(row["cancel_requested"]),
         fence=row["fence"],
+        timeout=row["timeout"],
     )
 
 

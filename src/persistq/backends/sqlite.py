@@ -292,6 +292,10 @@ class SQLiteBackend(SQLBackend):
     def _many(self, conn: sqlite3.Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
         conn.executemany(SQL[name], rows)
 
+    def _claimed(self, conn: sqlite3.Connection, queue: str, count: int, now: float | None) -> None:
+        params = {"queue": queue, "claimed": count, "now": now}
+        conn.execute(SQL["spend_rate_tokens"], params)
+
     def _insert_batch(
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
     ) -> list[Job]:
@@ -452,6 +456,7 @@ def _new_jobs(jobs: Sequence[NewJob], first_id: int, now: float) -> list[Job]:
             updated_at=at,
             started_at=None,
             finished_at=None,
+            timeout=job.timeout,
         )
         for i, job in enumerate(jobs)
     ]

@@ -200,6 +200,14 @@ def enqueue(
         str | None,
         typer.Option("--key", help="Idempotency key: a second enqueue returns the first job."),
     ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            metavar="DURATION",
+            help="Longest an attempt may run before the worker stops it, e.g. 30s, 5m.",
+        ),
+    ] = None,
     file: Annotated[
         str | None,
         typer.Option(
@@ -229,6 +237,7 @@ def enqueue(
         "delay": delay_seconds,
         "run_at": None if run_at is None else _parse_time(run_at, "--run-at"),
         "max_attempts": max_attempts,
+        "timeout": None if timeout is None else parse_duration(timeout, what="--timeout"),
     }
     if file is None:
         if task is not None:
@@ -290,6 +299,7 @@ def _job_rows(job: Job) -> list[list[Any]]:
         ["priority", job.priority],
         ["attempts", f"{job.attempts} of {job.max_attempts}"],
         ["key", job.key],
+        ["timeout", "-" if job.timeout is None else f"{job.timeout:g} s"],
         ["run_at", format_time(job.run_at)],
         ["worker", job.worker],
         ["lease_expires_at", format_time(job.lease_expires_at)],

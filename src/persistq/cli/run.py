@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -12,11 +13,12 @@ from typing import Any
 import typer
 
 import persistq
-from persistq.app import resolve_app
+from persistq.app import AppHandler, resolve_app
+from persistq.cli.common import parse_duration
 from persistq.cli.main import app, fail, open_queue
 from persistq.config import DEFAULT_FILES_DIR
 from persistq.errors import InvalidJob, QueueError
-from persistq.model import validate_queue_name
+from persistq.model import validate_queue_name, validate_timeout
 from persistq.ports import WorkQueue
 from persistq.sweeper import default_sweep_seconds
 from persistq.tasks.files import FILES_QUEUE, make_random_file, stamp_payload
@@ -73,7 +75,8 @@ def worker(
         max=256,
         envvar="PERSISTQ_CONCURRENCY",
         show_envvar=True,
-        help="Jobs processed at once, each in its own thread.",
+        help="Jobs processed at once, each in its own thread (with --pool process, each "
+        "thread's handlers in a child process of its own).",
     ),
     lease: float | None = typer.Option(
         None,
@@ -106,6 +109,14 @@ def worker(
         show_envvar=True,
         help="Seconds between stalled-job sweeps [default: lease/3, at most 30].",
     ),
+    pool: str = typer.Option(
+        "thread",
+        "--pool",
+        envvar="PERSISTQ_WORKER_POOL",
+        show_envvar=True,
+        help="thread: handlers run in the worker's threads; process: each slot runs its "
+        "handlers in a child process (killed at a job's timeout; a crash is seen at once).",
+    ),
     log_level: str = typer.Option(
         "INFO", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
     ),
@@ -135,6 +146,7 @@ def worker(
             lease_seconds=lease,
             grace_seconds=grace,
             sweep_seconds=sweep_every,
+            pool=pool,
         )
         if handler is not None:
             resolved = resolve_handler(handler)
@@ -157,13 +169,23 @@ def worker(
         "lease_seconds": lease_seconds,
         "sweep_seconds": sweep_every or default_sweep_seconds(lease_seconds),
         "grace_seconds": grace,
+        "pool": pool,
     }
     if tasks is not None:
+        if pool == "process":
+            assert app_spec is not None
+            unknown = q.settings.unknown_task_seconds
+            options["child_handler"] = AppHandler(app_spec, unknown)
         runner = tasks.worker(queue=q, queues=queue, **options)
         log.info("event=tasks app=%s tasks=%s", app_spec, ",".join(tasks.tasks) or "-")
         raise typer.Exit(runner.run())
     assert resolved is not None
-    runner = Worker(queue=q, handler=resolved, queues=queue or ["default"], **options)
+    assert handler is not None
+    # A process-pool child imports the handler by its spec (it may not pickle).
+    child = functools.partial(resolve_handler, handler)
+    runner = Worker(
+        queue=q, handler=resolved, queues=queue or ["default"], child_handler=child, **options
+    )
     raise typer.Exit(runner.run())
 
 
@@ -194,6 +216,12 @@ def produce(
         help="Where the random text files are written.",
     ),
     count: int | None = typer.Option(None, "--count", min=1, help="Stop after this many jobs."),
+    timeout: str | None = typer.Option(
+        None,
+        "--timeout",
+        metavar="DURATION",
+        help="Each job's timeout (e.g. 60s): the worker stops an attempt that runs longer.",
+    ),
     log_level: str = typer.Option(
         "INFO", "--log-level", envvar="PERSISTQ_LOG_LEVEL", show_envvar=True
     ),
@@ -203,6 +231,12 @@ def produce(
     try:
         validate_queue_name(queue)  # else every enqueue would fail, logged forever
     except InvalidJob as exc:
+        fail(str(exc), code=2)
+    try:
+        seconds = (
+            None if timeout is None else validate_timeout(parse_duration(timeout, what="--timeout"))
+        )
+    except QueueError as exc:
         fail(str(exc), code=2)
     setup_logging(log_level)
     q = open_queue(ctx)
@@ -218,7 +252,7 @@ def produce(
     while not stop.is_set() and (count is None or produced < count):
         path = make_random_file(directory)
         try:
-            job = q.enqueue(stamp_payload(path), queue=queue)
+            job = q.enqueue(stamp_payload(path), queue=queue, timeout=seconds)
         except QueueError as exc:  # the database may come back; keep producing
             log.warning("event=enqueue_failed path=%s error=%r", path, str(exc))
         else:

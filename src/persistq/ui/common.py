@@ -22,7 +22,7 @@ import persistq
 from persistq.config import Settings
 from persistq.credentials import LoginThrottle, admin_password, data_dir
 from persistq.errors import QueueError
-from persistq.model import Job, State, encode_json, task_call
+from persistq.model import Job, QueueInfo, State, encode_json, task_call
 from persistq.queue import Queue
 
 #: A session ends this long after its login, whatever happens.
@@ -182,6 +182,18 @@ def last_line(text: str | None) -> str:
     """The last non-empty line: for a traceback, the exception itself."""
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
+
+
+def queue_limits(queue: Queue) -> dict[str, QueueInfo]:
+    """Each queue's limits (one read of the queues), for :func:`limit_cells`."""
+    return {info.name: info for info in queue.queues()}
+
+
+def limit_cells(processing: int, info: QueueInfo | None) -> dict[str, str]:
+    """The columns every queue table shows for its global limits: running / limit, rate."""
+    limit = "-" if info is None or info.concurrency is None else str(info.concurrency)
+    rate = "-" if info is None or info.rate is None else info.rate
+    return {"running / limit": f"{processing} / {limit}", "rate": rate}
 
 
 def state_totals(report: dict[str, Any]) -> dict[str, int]:

@@ -157,10 +157,12 @@ def _task_payload(name: str, args_text: str, kwargs_text: str) -> dict[str, Any]
 def queues_page(queue: Queue) -> None:
     st.header("Queues")
     report = insights.stats(queue)
+    limits = common.queue_limits(queue)
     rows = [
         {
             "queue": name,
             "paused": "paused" if row["paused"] else "",
+            **common.limit_cells(row[State.PROCESSING], limits.get(name)),
             **{str(s): row[str(s)] for s in State},
             "oldest pending": common.duration(row["oldest_pending_age"]),
         }

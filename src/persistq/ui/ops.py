@@ -21,7 +21,7 @@ import streamlit as st
 import persistq
 from persistq import insights
 from persistq.errors import JobNotFound, QueueError
-from persistq.model import State
+from persistq.model import QueueInfo, State
 from persistq.ports import ReadQueue
 from persistq.ui import common
 
@@ -154,13 +154,14 @@ def _secs(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} s"
 
 
-def show_queues(report: dict[str, Any]) -> None:
+def show_queues(report: dict[str, Any], limits: dict[str, QueueInfo]) -> None:
     st.markdown("**Queues**")
     st.dataframe(
         [
             {
                 "queue": name,
                 "paused": "paused" if row["paused"] else "",
+                **common.limit_cells(row[State.PROCESSING], limits.get(name)),
                 **{str(s): row[str(s)] for s in State},
                 "oldest pending": common.duration(row["oldest_pending_age"]),
             }
@@ -244,7 +245,7 @@ def dashboard() -> None:
     show_charts(queue)
     left, right = st.columns(2)
     with left:
-        show_queues(report)
+        show_queues(report, common.queue_limits(queue))
     with right:
         show_workers(workers)
     show_failures(queue)

@@ -30,6 +30,7 @@ from persistq.api.schemas import (
     ClaimIn,
     ClaimManyIn,
     CompleteIn,
+    CrashedIn,
     ErrorOut,
     EventOut,
     FailIn,
@@ -76,6 +77,7 @@ async def enqueue(
             run_at=body.run_at,
             max_attempts=body.max_attempts,
             key=body.key or idempotency_key,
+            timeout=body.timeout,
         )
     )
     return job_response(job, status=201)
@@ -98,6 +100,7 @@ async def enqueue_many(queue: QueuePath, body: BatchIn, lib: LibraryDep) -> Resp
             run_at=body.run_at,
             max_attempts=body.max_attempts,
             keys=[item.key for item in body.jobs],
+            timeout=body.timeout,
         )
     )
     return jobs_response(jobs, status=201)
@@ -203,6 +206,7 @@ async def fail(id: JobId, body: FailIn, lib: LibraryDep) -> Response:  # noqa: A
             retry=body.retry,
             backoff_base=body.backoff_base,
             backoff_max=body.backoff_max,
+            timed_out=body.timed_out,
         )
     )
     return job_response(job)
@@ -216,6 +220,15 @@ async def release(id: JobId, body: ReleaseIn, lib: LibraryDep) -> Response:  # n
     job = await lib.call(
         lambda: q.release(leased(q, id, body.lease_token), delay=body.delay, reason=body.reason)
     )
+    return job_response(job)
+
+
+@router.post("/jobs/{id}/crashed", response_model=JobOut, responses=HOLDER)
+async def crashed(id: JobId, body: CrashedIn, lib: LibraryDep) -> Response:  # noqa: A002
+    """The process running the handler died (a process-pool worker saw it): back to
+    PENDING at once, UNPROCESSABLE on the last attempt, as a lease expiry would."""
+    q = lib.queue
+    job = await lib.call(lambda: q.crashed(leased(q, id, body.lease_token), body.detail))
     return job_response(job)
 
 

@@ -1,4 +1,4 @@
-"""Queues: list, create, delete, pause, resume."""
+"""Queues: list, create, delete, pause, resume, limits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from persistq.api.deps import LibraryDep, QueueDep, QueuePath
 from persistq.api.routes import PROTECTED, TOO_LARGE, Responses
-from persistq.api.schemas import DeletedQueueOut, ErrorOut, QueueIn, QueueOut
+from persistq.api.schemas import DeletedQueueOut, ErrorOut, LimitsIn, QueueIn, QueueOut
 
 router = APIRouter(prefix="/queues", tags=["queues"], **PROTECTED)
 NO_QUEUE: Responses = {404: {"model": ErrorOut, "description": "No such queue."}}
@@ -48,6 +48,16 @@ def delete_queue(
 async def pause(queue: QueuePath, lib: LibraryDep) -> QueueOut:
     """Claims from a paused queue return nothing; enqueues are still accepted."""
     info = await lib.call(lambda: lib.queue.pause(queue))
+    return QueueOut.model_validate(info, from_attributes=True)
+
+
+@router.put("/{queue}/limits", responses=TOO_LARGE)
+async def set_limits(queue: QueuePath, body: LimitsIn, lib: LibraryDep) -> QueueOut:
+    """Set the queue's global limits, across every worker (null lifts one); checked inside
+    every claim. The queue is created if it does not exist yet."""
+    info = await lib.call(
+        lambda: lib.queue.set_limits(queue, concurrency=body.concurrency, rate=body.rate)
+    )
     return QueueOut.model_validate(info, from_attributes=True)
 
 
