@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import persistq
-from persistq import Queue, State, insights
-from persistq.insights import JobFilter
+from persistq import Queue, State, insights, search
+from persistq.search import JobFilter
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -180,7 +180,7 @@ def scenarios(queue: Queue, full_scan: bool) -> list[tuple[str, Callable[[], obj
     def page(flt: JobFilter, *, offset: int = 0, oldest_first: bool = False) -> Callable[[], Any]:
         def run() -> Any:
             report = insights.stats(queue)  # every Manager page starts with the counts
-            return insights.find_jobs(
+            return search.find_jobs(
                 queue,
                 flt,
                 limit=PAGE,
@@ -195,7 +195,7 @@ def scenarios(queue: Queue, full_scan: bool) -> list[tuple[str, Callable[[], obj
     def dead_letters() -> None:
         report = insights.stats(queue)
         for state in (State.FAILED, State.UNPROCESSABLE):
-            insights.find_jobs(queue, JobFilter(status=state), limit=PAGE, stats_report=report)
+            search.find_jobs(queue, JobFilter(status=state), limit=PAGE, stats_report=report)
 
     def ops_refresh() -> None:  # what one refresh of the Ops dashboard reads
         insights.stats(queue)
@@ -207,7 +207,7 @@ def scenarios(queue: Queue, full_scan: bool) -> list[tuple[str, Callable[[], obj
         insights.recent_failures(queue, limit=20)
 
     def count(flt: JobFilter) -> Callable[[], Any]:
-        return lambda: insights.matching_ids(queue, flt, stats_report=stats)
+        return lambda: search.matching_ids(queue, flt, stats_report=stats)
 
     failed = JobFilter(status=State.FAILED)
     found: list[tuple[str, Callable[[], object], int]] = [

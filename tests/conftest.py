@@ -74,7 +74,29 @@ def make_queue(backend_url: str, clock: ManualClock) -> Iterator[Callable[..., Q
         q.close()
 
 
+#: The contract suite: its tests run on both twins, ``Queue`` and ``RemoteQueue``.
+CONTRACT_MODULES = "test_queue_"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "queue_kind" not in metafunc.fixturenames:  # the `queue` below, not a module's own
+        return
+    contract = metafunc.module.__name__.rpartition(".")[2].startswith(CONTRACT_MODULES)
+    remote = contract and metafunc.definition.get_closest_marker("local_only") is None
+    metafunc.parametrize("queue_kind", ["local", "remote"] if remote else ["local"])
+
+
 @pytest.fixture
-def queue(make_queue: Callable[..., Queue]) -> Queue:
-    """The queue under test: 30 s lease, manual clock, default backoff."""
-    return make_queue()
+def queue(queue_kind: str, make_queue: Callable[..., Queue]) -> Iterator[Queue]:
+    """The queue under test: 30 s lease, manual clock, default backoff. In the contract
+    suite (tests/test_queue_*.py) also as a ``RemoteQueue`` over the REST API (in process,
+    on the same queue and clock), so one suite holds both twins; a test of what only a
+    database queue offers is marked ``local_only``."""
+    local = make_queue()
+    if queue_kind == "local":
+        yield local
+        return
+    from remote_support import in_process_remote
+
+    with in_process_remote(local) as remote:
+        yield remote  # type: ignore[misc]

@@ -9,11 +9,14 @@ can run every case of a test:
 - ``{"sleep": S}``: sleep S seconds; ``{"sleep_on_first": S}``: only on the first attempt;
 - ``{"raise": TEXT}``: raise ``RuntimeError(TEXT)``;
 - ``{"poison": true}``: SIGKILL the process running the handler (a consumer crash);
+- ``{"exit": CODE}``: ``os._exit(CODE)``; ``{"segfault": true}``: read address 0;
+- ``{"pid_file": FILE}``: write the pid of the process running the handler to FILE first;
 - otherwise return ``{"job": id, "attempt": n, "pid": pid}``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
@@ -34,8 +37,14 @@ def _note(payload: dict[str, Any], word: str, job: Job) -> None:
 def act(job: Job) -> dict[str, Any]:
     payload: dict[str, Any] = job.payload if isinstance(job.payload, dict) else {}
     _note(payload, "started", job)
+    if "pid_file" in payload:
+        Path(payload["pid_file"]).write_text(str(os.getpid()), encoding="utf-8")
     if payload.get("poison"):
         os.kill(os.getpid(), signal.SIGKILL)
+    if "exit" in payload:
+        os._exit(int(payload["exit"]))
+    if payload.get("segfault"):
+        ctypes.string_at(0)
     if "sleep" in payload:
         time.sleep(float(payload["sleep"]))
     if "sleep_on_first" in payload and job.attempts == 1:

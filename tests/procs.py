@@ -177,6 +177,18 @@ def claim_wait(url: str, wait: str) -> None:
                 q.complete(job)
 
 
+def complete_each(url: str, count: str, pause: str) -> None:
+    """Claim ``count`` jobs one by one; hold each ``pause`` seconds, then complete it and say
+    ``completed ID UNIX_TIME`` the moment the complete returned (the commit is done)."""
+    with persistq.connect(url) as q:
+        for _ in range(int(count)):
+            job = q.claim(worker=f"completer-{os.getpid()}", wait=TIMEOUT_SECONDS)
+            assert job is not None, "nothing to claim"
+            time.sleep(float(pause))
+            q.complete(job, {"done": job.id})
+            say("completed", job.id, time.time())
+
+
 ROLES: dict[str, Callable[..., None]] = {
     "open-after": open_after,
     "produce": produce,
@@ -187,6 +199,7 @@ ROLES: dict[str, Callable[..., None]] = {
     "consume-or-die": consume_or_die,
     "enqueue-through-outages": enqueue_through_outages,
     "claim-wait": claim_wait,
+    "complete-each": complete_each,
 }
 
 
@@ -283,7 +296,7 @@ class WorkerProcess:
         )
         child_env.update(env or {})
         command = [*prefix, sys.executable, "-m", "persistq", "--url", url, "worker"]
-        if "--handler" not in args:
+        if "--handler" not in args and "--app" not in args:
             command += ["--handler", "handlers:act"]
         command += ["--worker-id", name, *args]
         with self.output.open("wb") as out:
@@ -349,8 +362,15 @@ class Children:
         self.started.append(child)
         return child
 
-    def worker(self, name: str, url: str, *args: str, prefix: Sequence[str] = ()) -> WorkerProcess:
-        child = WorkerProcess(self.directory, name, url, *args, prefix=prefix)
+    def worker(
+        self,
+        name: str,
+        url: str,
+        *args: str,
+        prefix: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        child = WorkerProcess(self.directory, name, url, *args, prefix=prefix, env=env)
         self.started.append(child)
         return child
 

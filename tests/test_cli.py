@@ -565,6 +565,30 @@ def test_queues_create_pause_resume_and_list(cli: Callable[..., Result], api: Qu
     assert api.queues()[0].paused is False
 
 
+def test_queues_limit_sets_lists_and_clears_limits(cli: Callable[..., Result], api: Queue) -> None:
+    result = cli("queues", "limit", "mail", "--concurrency", "3", "--rate", "20/m")
+    assert result.stdout == "queue 'mail': concurrency 3, rate 20/m\n", result.stderr
+    assert [(q.concurrency, q.rate) for q in api.queues()] == [(3, "20/m")]
+    listed = json.loads(cli("queues", "list", "--json").stdout)
+    assert [(q["concurrency"], q["rate"]) for q in listed] == [(3, "20/m")]
+    assert_one_error(cli("queues", "limit", "mail", "--rate", "20/d"), says="N/s, N/m or N/h")
+    assert [(q.concurrency, q.rate) for q in api.queues()] == [(3, "20/m")]  # unchanged
+    assert cli("queues", "limit", "mail").exit_code == 2
+    assert cli("queues", "limit", "mail", "--clear", "--rate", "1/s").exit_code == 2
+    assert cli("queues", "limit", "mail", "--clear").stdout == "queue 'mail': no limits\n"
+    assert [(q.concurrency, q.rate) for q in api.queues()] == [(None, None)]
+
+
+def test_enqueue_timeout_is_stored_and_a_bad_one_refused(
+    cli: Callable[..., Result], api: Queue
+) -> None:
+    job_id = int(cli("enqueue", "{}", "--timeout", "90s").stdout)
+    assert api.get(job_id).timeout == 90.0
+    assert "timeout" in cli("show", str(job_id)).stdout
+    assert_one_error(cli("enqueue", "{}", "--timeout", "0"), says="timeout must be between")
+    assert len(api.jobs()) == 1
+
+
 def test_queues_delete_refuses_unfinished_jobs_unless_forced(
     cli: Callable[..., Result], api: Queue
 ) -> None:
@@ -1038,6 +1062,7 @@ def jsonl(tmp_path: Path, lines: list[bytes]) -> Path:
 def test_process_enqueue_file_with_a_bad_line_stores_nothing_and_names_the_line(
     sqlite_url: str, tmp_path: Path, bad: bytes, says: str
 ) -> None:
+    persistq.connect(sqlite_url).close()  # `persistq init`
     lines = [b'{"n": %d}' % n for n in range(2000)]
     lines[1499] = bad
     proc = persistq_cmd(sqlite_url, "enqueue", "--file", str(jsonl(tmp_path, lines)))
@@ -1049,6 +1074,7 @@ def test_process_enqueue_file_with_a_bad_line_stores_nothing_and_names_the_line(
 def test_process_enqueue_file_from_stdin_names_the_line_of_a_byte_that_is_not_utf8(
     sqlite_url: str,
 ) -> None:
+    persistq.connect(sqlite_url).close()  # `persistq init`
     proc = persistq_cmd(sqlite_url, "enqueue", "--file", "-", stdin=b"1\n\n\xff\n")
     assert_one_line(proc, 1, "stdin:3: not UTF-8: byte 0xff at column 1")
     assert pending(sqlite_url) == 0
@@ -1070,6 +1096,7 @@ def test_process_enqueue_file_stores_every_line_skipping_blank_ones(
 def test_process_enqueue_file_with_bad_options_stores_nothing(
     sqlite_url: str, tmp_path: Path
 ) -> None:
+    persistq.connect(sqlite_url).close()  # `persistq init`
     path = jsonl(tmp_path, [b"1", b"2"])
     proc = persistq_cmd(sqlite_url, "enqueue", "--file", str(path), "--queue", "bad name")
     assert_one_line(proc, 1, "error: invalid queue name 'bad name'")

@@ -458,14 +458,66 @@ def test_produce_count_3_enqueues_three_jobs_whose_files_exist_and_stamp_once(
     with persistq.connect(backend_url, lease=30) as q:
         jobs = q.jobs(queue="files")
         assert len(jobs) == 3
-        paths = {Path(job.payload["path"]) for job in jobs}
+        assert all(set(job.payload) == {"task", "args", "kwargs"} for job in jobs)
+        assert {job.payload["task"] for job in jobs} == {"stamp_file"}
+        paths = {Path(job.payload["args"][0]) for job in jobs}
         assert len(paths) == 3
         assert all(p.parent == directory and p.is_file() and p.stat().st_size > 0 for p in paths)
         assert sorted(directory.iterdir()) == sorted(paths)
 
-        worker = Worker(queue=q, handler="persistq.tasks.files:stamp_file", queues=["files"])
-        for _ in range(3):
-            settled = worker.run_once()
-            assert settled is not None and settled.status == State.COMPLETED
+        files.app.reconnect(backend_url)  # what `worker --app persistq.tasks.files:app` runs
+        try:
+            assert files.app.drain() == 3
+        finally:
+            files.app.reconnect(None)
         for job in jobs:
-            assert stamps(Path(job.payload["path"])) == [job.id]
+            done = q.get(job.id)
+            assert done.status == State.COMPLETED and done.result["fence"] == 1
+            assert stamps(Path(job.payload["args"][0])) == [job.id]
+
+
+# -- the task (worker --app persistq.tasks.files:app) ---------------------------------------------
+
+
+def test_the_stamp_file_task_reads_its_job_id_and_fence_from_current_job(
+    backend_url: str, text_file: Path
+) -> None:
+    seen: list[tuple[int, int]] = []
+    with persistq.App(backend_url) as app:
+
+        @app.task("spy", queue="files")
+        def spy(path: str) -> dict[str, object]:
+            job = persistq.current_job()
+            seen.append((job.id, job.fence))
+            return files.stamp(job, path)
+
+        first = app.queue.enqueue(files.stamp_payload(text_file), queue="files")
+        assert first.payload == {"task": "stamp_file", "args": [str(text_file)], "kwargs": {}}
+        files.app.reconnect(backend_url)
+        try:
+            assert files.app.drain() == 1
+        finally:
+            files.app.reconnect(None)
+        second = spy.delay(str(text_file))
+        assert app.drain() == 1
+    assert seen == [(second.id, 1)]
+    assert stamps(text_file) == [second.id, first.id]
+    assert STAMP.match(text_file.read_text().splitlines()[1])
+
+
+def test_current_job_outside_a_task_is_a_lookup_error() -> None:
+    with pytest.raises(LookupError, match="outside a task"):
+        persistq.current_job()
+
+
+def test_the_plain_handler_also_stamps_a_stamp_file_task_payload(
+    queue: Queue, text_file: Path
+) -> None:
+    job = queue.enqueue(files.stamp_payload(text_file), queue="files")
+    worker = Worker(queue=queue, handler="persistq.tasks.files:stamp_file", queues=["files"])
+    settled = worker.run_once()
+    assert settled is not None and settled.status == State.COMPLETED
+    assert stamps(text_file) == [job.id]
+    bad = queue.enqueue({"task": "stamp_file", "args": []}, queue="files")
+    assert worker.run_once().status == State.FAILED  # type: ignore[union-attr]
+    assert "takes one path" in (queue.get(bad.id).last_error or "")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from persistq import ManualClock, Queue, insights
+from persistq import EventKind, InvalidJob, ManualClock, Queue, State, insights
 
 
 def _finish(queue: Queue, clock: ManualClock, *, wait: float, run: float, ok: bool = True) -> None:
@@ -93,3 +95,58 @@ def test_database_reports_size_and_free_disk(queue: Queue) -> None:
         assert report["free_disk_bytes"] > 0
     else:  # the server's disk is not visible from a client
         assert report["free_disk_bytes"] is None
+
+
+def test_the_queue_reads_behind_the_read_models_return_typed_rows(
+    queue: Queue, clock: ManualClock
+) -> None:
+    start = clock.now()
+    _finish(queue, clock, wait=2, run=3)
+    _finish(queue, clock, wait=0, run=1, ok=False)
+    [failed, done] = queue.finished(since=start)
+    assert (done.status, failed.status) == (State.COMPLETED, State.FAILED)
+    assert done.started_at - done.run_at == pytest.approx(2)
+    assert done.finished_at - done.started_at == pytest.approx(3)
+    assert queue.finished(since=start, limit=1) == [failed]
+    assert queue.finished(since=clock.now() + 1) == []
+    counts = {(c.status, c.count) for c in queue.throughput(since=start, bucket=3600)}
+    assert counts == {(State.COMPLETED, 1), (State.FAILED, 1)}
+    assert all(c.at % 3600 == 0 for c in queue.throughput(since=start, bucket=3600))
+    [failure] = queue.recent_failures()
+    assert (failure.queue, failure.event.kind, failure.event.detail) == (
+        "default",
+        EventKind.FAILED,
+        "RuntimeError: broken",
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda q: q.finished(since=-1), "since must be epoch seconds"),
+        (lambda q: q.finished(since=float("nan")), "since must be epoch seconds"),
+        (lambda q: q.finished(since=float("inf")), "since must be epoch seconds"),
+        (lambda q: q.finished(since="0"), "since must be epoch seconds"),
+        (lambda q: q.finished(since=0, limit=0), "limit must be between 1 and 100000"),
+        (lambda q: q.finished(since=0, limit=100_001), "limit must be between 1 and 100000"),
+        (lambda q: q.throughput(since=True), "since must be epoch seconds"),
+        (lambda q: q.throughput(since=0, bucket=0), "bucket must be between 1 and 86400"),
+        (lambda q: q.throughput(since=0, bucket=1.5), "bucket must be an integer"),
+        (lambda q: q.recent_failures(limit=-3), "limit must be between 1 and 100000"),
+    ],
+)
+def test_the_queue_reads_refuse_bad_arguments(
+    queue: Queue, call: Callable[[Queue], object], message: str
+) -> None:
+    with pytest.raises(InvalidJob, match=message):
+        call(queue)
+
+
+def test_storage_reports_file_sizes_and_free_disk(queue: Queue) -> None:
+    report = insights.storage(queue)
+    if not queue.url.startswith("sqlite:"):  # no local file: database() reports the sizes
+        assert set(report.values()) == {None}
+        return
+    assert report["size_bytes"] > 0
+    assert report["free_disk_bytes"] > 0
+    assert report["path"].endswith("queue.db")

@@ -115,6 +115,7 @@ def test_keys_are_unique_per_queue_not_globally(queue: Queue) -> None:
     assert a.id != b.id
 
 
+@pytest.mark.local_only  # purge is an operator's call on the database
 def test_a_key_is_free_again_once_its_job_is_purged(queue: Queue, clock: ManualClock) -> None:
     job = queue.enqueue(1, key="once")
     queue.complete(queue.claim(worker="w") or pytest.fail("no job"))
@@ -131,6 +132,7 @@ def test_enqueue_many_with_keys_mixes_new_and_existing_jobs(queue: Queue) -> Non
     assert len(queue.jobs()) == 3
 
 
+@pytest.mark.local_only  # purge is an operator's call on the database
 def test_ids_are_never_reused_after_a_purge(queue: Queue, clock: ManualClock) -> None:
     """Handlers are idempotent by job id, so a purged id must never come back."""
     last = queue.enqueue("x")

@@ -272,6 +272,7 @@ def test_a_worker_whose_job_was_deleted_gets_job_not_found(queue: Queue) -> None
         queue.complete(job)
 
 
+@pytest.mark.local_only  # purge is an operator's call on the database
 def test_purge_deletes_old_finished_jobs_and_their_events(queue: Queue, clock: ManualClock) -> None:
     old = _job_in(queue, clock, State.COMPLETED)
     clock.advance(7 * 86400)
@@ -288,6 +289,7 @@ def test_purge_deletes_old_finished_jobs_and_their_events(queue: Queue, clock: M
     assert queue.get(pending.id).status == State.PENDING
 
 
+@pytest.mark.local_only  # purge is an operator's call on the database
 def test_purge_refuses_unfinished_states(queue: Queue) -> None:
     queue.enqueue("x")
     for state in ("PENDING", "PROCESSING"):

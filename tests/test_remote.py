@@ -7,7 +7,9 @@ raised as the same exception the local library raises. Left out, and why:
 - everything driven by ``ManualClock`` (exact lease expiry and backoff times, purge by
   age, the state-machine model test): the server runs on the real clock, and a client
   cannot inject one. Lease recovery is checked once with a short real lease instead;
-- ``purge``, ``check`` and ``now``: operator and storage calls the API does not expose.
+- ``purge``: an operator call the API does not expose. The reads behind the read models
+  (``now``, ``check``, ``storage``, ``finished``, ...) are compared with the local ones in
+  test_insights_remote.py.
 
 Then a real ``persistq worker --url http://…`` subprocess completes jobs, and the CLI's
 token handling (``persistq api`` without one, ``persistq up``'s generated one).
@@ -24,6 +26,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -37,6 +40,7 @@ from persistq import (
     InvalidTransition,
     JobNotFound,
     LeaseLost,
+    ManualClock,
     QueueError,
     QueueNotEmpty,
     QueueNotFound,
@@ -54,6 +58,7 @@ from persistq.api import errors as api_errors
 from persistq.cli.api import ensure_api_token
 from persistq.cli.main import app
 from persistq.errors import ERRORS
+from persistq.periodic import Schedule, Scheduler
 from persistq.remote import RemoteQueue, Unauthorized
 from persistq.remote import _error as remote_error
 
@@ -95,6 +100,27 @@ def test_enqueue_claim_complete(remote: RemoteQueue, name: str) -> None:
     done = remote.complete(leased, {"ok": True})
     assert (done.status, done.result) == (State.COMPLETED, {"ok": True})
     assert remote.get(job.id).finished_at is not None
+
+
+def test_timeouts_crashes_and_limits_travel_over_rest(remote: RemoteQueue, name: str) -> None:
+    job = remote.enqueue({}, queue=name, timeout=2.5, max_attempts=2)
+    assert job.timeout == 2.5
+    assert [j.timeout for j in remote.enqueue_many([{}], queue=name, timeout=4)] == [4.0]
+    leased = remote.claim(queue=name, worker="w1")
+    assert leased is not None and leased.id == job.id
+    back = remote.crashed(leased, "child 42 killed by SIGKILL (signal 9)")
+    assert back.status == State.PENDING
+    leased = remote.claim(queue=name, worker="w1")
+    assert leased is not None and leased.id == job.id
+    failed = remote.fail(leased, "TimeoutError: timed out after 2.5 s", timed_out="after 2.5 s")
+    assert failed.status == State.FAILED
+    kinds = [str(e.kind) for e in remote.events(job.id)]
+    assert kinds == ["enqueued", "claimed", "crashed", "claimed", "timed_out", "failed"], kinds
+    info = remote.set_limits(name, concurrency=1, rate="10/m")
+    assert (info.concurrency, info.rate) == (1, "10/m")
+    assert [(q.concurrency, q.rate) for q in remote.queues() if q.name == name] == [(1, "10/m")]
+    assert remote.claim(queue=name, worker="w1") is None  # the rate bucket starts empty
+    assert remote.set_limits(name).rate is None
 
 
 def test_claim_order_is_priority_then_fifo_and_queues_in_order(
@@ -474,3 +500,22 @@ def test_every_library_error_comes_back_from_the_api_as_itself(error: QueueError
 def test_the_examples_and_the_package_name_every_error() -> None:
     assert {type(e) for e in ERROR_EXAMPLES} == set(ERRORS)
     assert {kind.__name__ for kind in ERRORS} <= set(persistq.__all__)
+
+
+def test_a_scheduler_over_the_api_enqueues_each_due_tick_once(
+    remote: RemoteQueue, name: str
+) -> None:
+    # No read of the last tick over HTTP: a starting scheduler enqueues the latest due tick,
+    # and the key keeps it to one job however many schedulers do so.
+    clock = ManualClock(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC).timestamp())
+    schedule = Schedule("remote.tick", "* * * * *", queue=name)
+    schedulers = [Scheduler(remote, [schedule], clock=clock) for _ in range(3)]
+    firsts = [s.run_once() for s in schedulers]
+    assert len({jobs[0].id for jobs in firsts}) == 1
+    clock.advance(60)
+    assert all(len(s.run_once()) == 1 for s in schedulers)
+    keys = sorted(j.key or "" for j in remote.jobs(queue=name))
+    assert keys == [
+        "periodic:remote.tick:2026-01-01T12:00:00Z",
+        "periodic:remote.tick:2026-01-01T12:01:00Z",
+    ]

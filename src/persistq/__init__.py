@@ -5,9 +5,11 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, overload
 
+from persistq.app import App
 from persistq.backends import open_backend
 from persistq.clock import Clock, ManualClock, SystemClock
 from persistq.config import Settings
+from persistq.dispatch import current_job
 from persistq.errors import (
     InvalidJob,
     InvalidTransition,
@@ -23,6 +25,7 @@ from persistq.errors import (
     StorageFull,
     StorageReplaced,
     StorageUnavailable,
+    TaskFailed,
     Unrecoverable,
 )
 from persistq.model import Event, EventKind, Job, QueueInfo, State
@@ -37,6 +40,7 @@ except PackageNotFoundError:  # a source tree on sys.path that was never install
     __version__ = "0+unknown"
 
 __all__ = [
+    "App",
     "Clock",
     "Event",
     "EventKind",
@@ -61,9 +65,11 @@ __all__ = [
     "StorageReplaced",
     "StorageUnavailable",
     "SystemClock",
+    "TaskFailed",
     "Unrecoverable",
     "__version__",
     "connect",
+    "current_job",
     "get_queue",
 ]
 

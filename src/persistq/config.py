@@ -32,6 +32,9 @@ class Settings:
     pg_pool_size: int = 10
     #: The demo file task's simulated work, "min-max" seconds or one number.
     task_delay: str = "7-15"
+    #: How long after its enqueue a job naming a task no worker knows is still released
+    #: (a rolling deploy may bring the task); then it fails with "unknown task NAME".
+    unknown_task_seconds: float = 3600.0
     #: The only directory the demo file task may stamp files in (see DEFAULT_FILES_DIR).
     files_dir: str = DEFAULT_FILES_DIR
     #: Workers not seen for this long are forgotten by the sweeper (a day: long past any
@@ -65,6 +68,7 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("files_dir", "PERSISTQ_FILES_DIR", str),
     ("pg_pool_size", "PERSISTQ_PG_POOL_SIZE", int),
     ("worker_retention_seconds", "PERSISTQ_WORKER_RETENTION_SECONDS", float),
+    ("unknown_task_seconds", "PERSISTQ_UNKNOWN_TASK_SECONDS", float),
 )
 
 

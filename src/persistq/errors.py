@@ -182,5 +182,38 @@ ERRORS: tuple[type[QueueError], ...] = (
 )
 
 
+class TaskFailed(QueueError):
+    """A task's job ended without a result: FAILED, UNPROCESSABLE or CANCELLED."""
+
+    code = "task_failed"
+
+    def __init__(self, job_id: int, status: str, last_error: str | None) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.last_error = last_error
+        cause = _last_line(last_error)
+        super().__init__(f"job {job_id} ended {status}" + (f": {cause}" if cause else ""))
+
+
+def _last_line(text: str | None) -> str:
+    """A traceback's last line names its cause."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
 class Unrecoverable(Exception):
     """Raised by a handler to fail its job at once, skipping the remaining attempts."""
+
+
+class ReleaseJob(Exception):
+    """Raised by a handler to give its job back unprocessed (the attempt is refunded), not
+    claimable again for ``delay_seconds``; ``reason`` is recorded on the ``released`` event."""
+
+    def __init__(self, reason: str, delay_seconds: float) -> None:
+        self.reason = reason
+        self.delay_seconds = delay_seconds
+        super().__init__(reason)
+
+    def __reduce__(self) -> tuple[type[ReleaseJob], tuple[str, float]]:
+        # Pickled from a process-pool child to its worker: both arguments, not just args.
+        return (type(self), (self.reason, self.delay_seconds))

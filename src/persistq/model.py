@@ -68,6 +68,10 @@ class EventKind(StrEnum):
     CANCEL_REQUESTED = "cancel_requested"
     CANCELLED = "cancelled"
     RESUBMITTED = "resubmitted"
+    #: The attempt ran past the job's timeout and was stopped; a handler error follows.
+    TIMED_OUT = "timed_out"
+    #: The process running the handler died (process pool); the job is back at once.
+    CRASHED = "crashed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,8 @@ class Job:
     #: handler tags downstream writes with it, so a store can refuse a stale holder's write
     #: (``... WHERE fence < :fence``). 0 until the first claim.
     fence: int = 0
+    #: Seconds an attempt may run before the worker stops it; None: no limit.
+    timeout: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (times as ISO 8601 UTC); the lease token is left out."""
@@ -178,6 +184,25 @@ def validate_queue_name(name: object) -> str:
     return name
 
 
+#: The fields of a task payload, ``{"task": NAME, "args": [...], "kwargs": {...}}``.
+TASK_PAYLOAD_KEYS = frozenset({"task", "args", "kwargs"})
+
+
+def task_call(payload: JSON) -> tuple[str, list[JSON], dict[str, JSON]] | None:
+    """``(name, args, kwargs)`` when ``payload`` is a well-formed task payload, else None
+    (a plain payload). For display and filtering; the worker's dispatcher says what is
+    wrong with a malformed one."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("task"), str):
+        return None
+    args = payload.get("args", [])
+    kwargs = payload.get("kwargs", {})
+    if set(payload) - TASK_PAYLOAD_KEYS or not isinstance(args, list):
+        return None
+    if not isinstance(kwargs, dict):
+        return None
+    return payload["task"], args, kwargs
+
+
 def encode_json(value: JSON, *, what: str, max_bytes: int | None = None) -> str:
     """Encode ``value`` as compact JSON, refusing what JSON cannot hold (NaN, objects)."""
     try:
@@ -215,6 +240,11 @@ def validate_seconds(value: object, *, what: str, minimum: float = 0.0) -> float
     if not math.isfinite(seconds) or seconds < minimum or seconds > MAX_SECONDS:
         raise InvalidJob(f"{what} must be between {minimum} and ten years in seconds, got {value}")
     return seconds
+
+
+def validate_timeout(value: object) -> float | None:
+    """A job's or task's ``timeout``: None (no limit) or a positive number of seconds."""
+    return None if value is None else validate_seconds(value, what="timeout", minimum=0.001)
 
 
 def validate_text(value: object, *, what: str, max_length: int, optional: bool) -> str | None:
@@ -260,14 +290,110 @@ def validate_state(value: object) -> State:
         raise InvalidJob(f"unknown state {value!r}; one of {allowed}") from None
 
 
+#: The most rows one listing returns.
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """A job's options as ``enqueue`` takes them, checked: what both queues refuse, with
+    the same words, before anything is stored or sent."""
+
+    queue: str
+    priority: int
+    delay: float
+    max_attempts: int
+    key: str | None
+
+    @classmethod
+    def check(
+        cls, *, queue: object, priority: object, delay: object, max_attempts: object, key: object
+    ) -> JobOptions:
+        return cls(
+            queue=validate_queue_name(queue),
+            priority=validate_int(
+                priority, what="priority", minimum=MIN_PRIORITY, maximum=MAX_PRIORITY
+            ),
+            delay=validate_seconds(delay, what="delay"),
+            max_attempts=validate_int(
+                max_attempts, what="max_attempts", minimum=1, maximum=MAX_ATTEMPTS
+            ),
+            key=validate_key(key),
+        )
+
+
+def validate_key(value: object) -> str | None:
+    return validate_text(value, what="key", max_length=MAX_KEY_LENGTH, optional=True)
+
+
+def validate_worker(value: object) -> str:
+    worker = validate_text(value, what="worker", max_length=MAX_WORKER_LENGTH, optional=False)
+    assert worker is not None
+    return worker
+
+
+def validate_run_at(run_at: object, delay: float) -> datetime | None:
+    """``run_at`` as ``enqueue`` takes it: an aware datetime, never together with a delay."""
+    if run_at is None:
+        return None
+    if not isinstance(run_at, datetime) or run_at.utcoffset() is None:
+        raise InvalidJob(
+            f"run_at must be an aware datetime (e.g. datetime(..., tzinfo=UTC)), got {run_at!r}"
+        )
+    if delay != 0:
+        raise InvalidJob("give delay or run_at, not both")
+    return run_at
+
+
+def validate_page(limit: object, offset: object) -> tuple[int, int]:
+    return (
+        validate_int(limit, what="limit", minimum=1, maximum=MAX_PAGE),
+        validate_int(offset, what="offset", minimum=0),
+    )
+
+
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE = re.compile(r"^([1-9][0-9]{0,8})/([smh])$")
+MAX_CONCURRENCY_LIMIT = 1_000_000
+
+
+def parse_rate(text: object) -> tuple[int, float]:
+    """``"N/s"``, ``"N/m"`` or ``"N/h"`` -> (N claims, per window seconds)."""
+    match = _RATE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidJob(f"rate must look like N/s, N/m or N/h (N >= 1), got {text!r}")
+    return int(match.group(1)), RATE_UNITS[match.group(2)]
+
+
+def format_rate(count: int, window: float) -> str:
+    unit = next((u for u, s in RATE_UNITS.items() if s == window), None)
+    return f"{count}/{unit}" if unit is not None else f"{count}/{window:g}s"
+
+
+def validate_concurrency_limit(value: object) -> int | None:
+    if value is None:
+        return None
+    return validate_int(value, what="concurrency", minimum=0, maximum=MAX_CONCURRENCY_LIMIT)
+
+
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
     name: str
     paused: bool
     created_at: datetime
+    #: Most jobs of the queue PROCESSING at once, across every worker; None: no limit.
+    concurrency: int | None = None
+    #: Most claims per window, as "N/s", "N/m" or "N/h"; None: no limit.
+    rate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "paused": self.paused, "created_at": self.created_at.isoformat()}
+        return {
+            "name": self.name,
+            "paused": self.paused,
+            "created_at": self.created_at.isoformat(),
+            "concurrency": self.concurrency,
+            "rate": self.rate,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,3 +435,40 @@ class Timing:
     run_at: float
     started_at: float
     finished_at: float
+
+
+#: The events the read models count as failures: a handler error (retried or final) and an
+#: expired lease.
+FAILURE_KINDS = (EventKind.FAILED, EventKind.RETRIED, EventKind.LEASE_EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedCount:
+    """How many jobs finished in ``status`` in the bucket that starts at ``at`` (epoch s)."""
+
+    at: float
+    status: State
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailureEvent:
+    """An event of :data:`FAILURE_KINDS` with the queue of its job."""
+
+    event: Event
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorageInfo:
+    """The database's files and the free space on their disk, where it has local files
+    (SQLite); every field None otherwise (a PostgreSQL server's disk is not visible)."""
+
+    path: str | None
+    size_bytes: int | None
+    wal_bytes: int | None
+    free_disk_bytes: int | None
+    total_disk_bytes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -15,26 +15,35 @@ from persistq.clock import Clock
 from persistq.config import Settings
 from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
 from persistq.model import (
+    FAILURE_KINDS,
     JSON,
-    MAX_ATTEMPTS,
     MAX_KEY_LENGTH,
-    MAX_PRIORITY,
-    MAX_WORKER_LENGTH,
-    MIN_PRIORITY,
     TERMINAL,
     Event,
+    FailureEvent,
+    FinishedCount,
     Health,
     Job,
+    JobOptions,
     QueueInfo,
     State,
+    StorageInfo,
+    Timing,
     WorkerInfo,
     encode_json,
     error_text,
+    parse_rate,
+    validate_concurrency_limit,
     validate_int,
+    validate_key,
+    validate_page,
     validate_queue_name,
+    validate_run_at,
     validate_seconds,
     validate_state,
     validate_text,
+    validate_timeout,
+    validate_worker,
 )
 from persistq.retry import backoff_seconds
 
@@ -42,6 +51,15 @@ RECOVER_BATCH = 1000
 PURGE_BATCH = 5000
 #: A waiting claim re-checks at least this often, so a resumed queue is noticed.
 MAX_NAP_SECONDS = 1.0
+#: Waiting for a job re-reads it at least this often even without a change signal (a
+#: PostgreSQL listener that reconnected may have missed one).
+MAX_JOB_NAP_SECONDS = 5.0
+#: Most rows one read of finished jobs or failures returns (a bound on a response's size).
+MAX_READ_ROWS = 100_000
+#: The widest throughput bucket: a day.
+MAX_BUCKET_SECONDS = 86_400
+#: The latest instant a ``since`` may name: the last second a ``datetime`` holds (9999).
+MAX_INSTANT = 253_402_300_799.0
 
 
 class Queue:
@@ -80,11 +98,18 @@ class Queue:
         queue: str = "default",
         priority: int = 0,
         delay: float = 0,
+        run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
+        timeout: float | None = None,
     ) -> Job:
-        """Store one job. With a ``key`` that a job of this queue already has, return that job."""
-        new = self._new_job(payload, queue, priority, delay, max_attempts, key)
+        """Store one job. With a ``key`` that a job of this queue already has, return that job.
+
+        ``run_at`` (an aware datetime) instead of ``delay``: not claimable before then; a
+        time already past makes the job due at once.
+        """
+        delay = self._delay_until(delay, run_at)
+        new = self._new_job(payload, queue, priority, delay, max_attempts, key, timeout)
         return self.backend.insert_jobs([new], self._stamp())[0]
 
     def validate(
@@ -94,14 +119,17 @@ class Queue:
         queue: str = "default",
         priority: int = 0,
         delay: float = 0,
+        run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Raise ``InvalidJob`` where ``enqueue`` with these arguments would; stores nothing.
 
         A bulk loader checks every job of a file this way before its first commit.
         """
-        self._new_job(payload, queue, priority, delay, max_attempts, key)
+        delay = self._delay_until(delay, run_at)
+        self._new_job(payload, queue, priority, delay, max_attempts, key, timeout)
 
     def enqueue_many(
         self,
@@ -110,26 +138,38 @@ class Queue:
         queue: str = "default",
         priority: int = 0,
         delay: float = 0,
+        run_at: datetime | None = None,
         max_attempts: int = 3,
         keys: Sequence[str | None] | None = None,
+        timeout: float | None = None,
     ) -> list[Job]:
         """Store all jobs in one transaction, or none of them (any invalid one refuses all)."""
         payloads = list(payloads)
+        delay = self._delay_until(delay, run_at)
         if keys is not None and len(keys) != len(payloads):
             raise InvalidJob(f"{len(keys)} keys for {len(payloads)} payloads")
         key_list = list(keys) if keys is not None else [None] * len(payloads)
         # The options are the same for the whole batch: validate them once.
-        template = self._new_job(None, queue, priority, delay, max_attempts, None)
+        template = self._new_job(None, queue, priority, delay, max_attempts, None, timeout)
         limit = self.settings.max_payload_bytes
         new = [
             replace(
                 template,
                 payload=encode_json(p, what=f"payload {i}", max_bytes=limit),
-                key=validate_text(k, what="key", max_length=MAX_KEY_LENGTH, optional=True),
+                key=validate_key(k),
             )
             for i, (p, k) in enumerate(zip(payloads, key_list, strict=True))
         ]
         return self.backend.insert_jobs(new, self._stamp())
+
+    def _delay_until(self, delay: float, run_at: datetime | None) -> float:
+        """``run_at`` as a delay from now on the queue's clock (the database's, unless one
+        was injected), so a job is timed on the same clock as every other."""
+        if validate_run_at(run_at, delay) is None:
+            return delay
+        assert run_at is not None
+        seconds = max(0.0, run_at.timestamp() - self.now())
+        return validate_seconds(seconds, what="run_at (seconds from now)")
 
     def _new_job(
         self,
@@ -139,18 +179,19 @@ class Queue:
         delay: float,
         max_attempts: int,
         key: str | None,
+        timeout: float | None = None,
     ) -> NewJob:
+        options = JobOptions.check(
+            queue=queue, priority=priority, delay=delay, max_attempts=max_attempts, key=key
+        )
         return NewJob(
-            queue=validate_queue_name(queue),
+            queue=options.queue,
             payload=encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes),
-            priority=validate_int(
-                priority, what="priority", minimum=MIN_PRIORITY, maximum=MAX_PRIORITY
-            ),
-            delay_seconds=validate_seconds(delay, what="delay"),
-            max_attempts=validate_int(
-                max_attempts, what="max_attempts", minimum=1, maximum=MAX_ATTEMPTS
-            ),
-            key=validate_text(key, what="key", max_length=MAX_KEY_LENGTH, optional=True),
+            priority=options.priority,
+            delay_seconds=options.delay,
+            max_attempts=options.max_attempts,
+            key=options.key,
+            timeout=validate_timeout(timeout),
         )
 
     # -- consuming ---------------------------------------------------------------------
@@ -216,12 +257,26 @@ class Queue:
         encoded = None if result is None else encode_json(result, what="result")
         return self.backend.complete_job(job.id, _token(job), encoded, self._stamp())
 
-    def fail(self, job: Job | int, error: str | BaseException, *, retry: bool = True) -> Job:
+    def fail(
+        self,
+        job: Job | int,
+        error: str | BaseException,
+        *,
+        retry: bool = True,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+        timed_out: str | None = None,
+    ) -> Job:
         """Record a handler failure: retry later with backoff while attempts remain, else FAILED.
 
+        ``timed_out``: the attempt ran past the job's timeout (the worker stopped it); a
+        ``timed_out`` event with this detail comes before the retry or failure.
+
         An exception is stored with its traceback; ``Unrecoverable`` skips the retries.
-        Given a job id instead of a claimed job, an operator fails a PENDING or PROCESSING
-        job at once (no retry); its lease holder, if any, gets ``LeaseLost`` from then on.
+        ``backoff_base``/``backoff_max`` override the queue's settings for this retry (a
+        task's own policy). Given a job id instead of a claimed job, an operator fails a
+        PENDING or PROCESSING job at once (no retry); its lease holder, if any, gets
+        ``LeaseLost`` from then on.
         """
         text = error_text(error)
         if not isinstance(job, Job):
@@ -230,18 +285,57 @@ class Queue:
             retry = False
         token = _token(job)
         now = self._stamp()
+        detail = None if timed_out is None else error_text(timed_out)
         if retry and job.attempts < job.max_attempts:
+            base = self.settings.backoff_base_seconds if backoff_base is None else backoff_base
+            cap = self.settings.backoff_max_seconds if backoff_max is None else backoff_max
             delay = backoff_seconds(
                 job.attempts,
-                base=self.settings.backoff_base_seconds,
-                cap=self.settings.backoff_max_seconds,
+                base=validate_seconds(base, what="backoff_base"),
+                cap=validate_seconds(cap, what="backoff_max"),
             )
-            return self.backend.retry_job(job.id, token, text, delay, now)
-        return self.backend.fail_job(job.id, token, text, now)
+            return self.backend.retry_job(job.id, token, text, delay, now, detail)
+        return self.backend.fail_job(job.id, token, text, now, detail)
 
-    def release(self, job: Job) -> Job:
-        """Give the job back unprocessed (worker shutting down); its attempt is refunded."""
-        return self.backend.release_job(job.id, _token(job), self._stamp())
+    def crashed(self, job: Job, detail: str) -> Job:
+        """The process running the handler died (``detail``: its exit code or signal): the
+        job goes back to PENDING at once, UNPROCESSABLE on its last attempt, as a lease
+        expiry would; event ``crashed``."""
+        return self.backend.crash_job(job.id, _token(job), error_text(detail), self._stamp())
+
+    def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job:
+        """Give the job back unprocessed (worker shutting down); its attempt is refunded.
+
+        With ``delay`` it is not claimable again for that many seconds; ``reason`` is
+        recorded on the ``released`` event.
+        """
+        seconds = validate_seconds(delay, what="delay")
+        detail = None if reason is None else error_text(reason)
+        return self.backend.release_job(job.id, _token(job), self._stamp(), seconds, detail)
+
+    def wait(self, id: int, *, timeout: float | None = None) -> Job:  # noqa: A002
+        """The job once it is finished (COMPLETED, FAILED, UNPROCESSABLE or CANCELLED), or
+        as it is when ``timeout`` seconds (None: no limit) pass first.
+
+        Blocks on the backend's change signal (SQLite's data version, PostgreSQL's NOTIFY
+        of finished jobs) and reads the job again only when it may have changed.
+        """
+        job_id = _job_id(id)
+        limit = None if timeout is None else validate_seconds(timeout, what="timeout")
+        deadline = None if limit is None else time.monotonic() + limit
+        # Watching starts before the first read, so a finish in between is not missed.
+        with self.backend.watch_job(job_id) as changed:
+            job = self.backend.get_job(job_id)
+            while job.status not in TERMINAL:
+                nap = MAX_JOB_NAP_SECONDS
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break  # nothing changed since the last read: that is its state
+                    nap = min(nap, remaining)
+                if changed(nap) or nap == MAX_JOB_NAP_SECONDS:
+                    job = self.backend.get_job(job_id)
+        return job
 
     def recover_stalled(self) -> int:
         """Recover every PROCESSING job whose lease has expired; returns how many."""
@@ -257,6 +351,13 @@ class Queue:
     def get(self, id: int) -> Job:  # noqa: A002 - the SPEC's name
         return self.backend.get_job(_job_id(id))
 
+    def last_keyed_job(self, prefix: str, *, queue: str = "default") -> Job | None:
+        """The newest job of ``queue`` whose idempotency key starts with ``prefix`` (a
+        periodic schedule's last tick: keys ``periodic:NAME:TICK``), or None."""
+        text = validate_text(prefix, what="key prefix", max_length=MAX_KEY_LENGTH, optional=False)
+        assert text is not None
+        return self.backend.last_job_with_key_prefix(validate_queue_name(queue), text)
+
     def jobs(
         self,
         *,
@@ -269,8 +370,7 @@ class Queue:
         return self.backend.list_jobs(
             None if status is None else validate_state(status),
             None if queue is None else validate_queue_name(queue),
-            validate_int(limit, what="limit", minimum=1, maximum=10_000),
-            validate_int(offset, what="offset", minimum=0),
+            *validate_page(limit, offset),
         )
 
     def events(self, id: int) -> list[Event]:  # noqa: A002
@@ -311,6 +411,19 @@ class Queue:
 
     def resume(self, name: str) -> QueueInfo:
         return self.backend.set_queue_paused(validate_queue_name(name), False)
+
+    def set_limits(
+        self, queue: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> QueueInfo:
+        """Limit the queue across every worker and machine, checked inside the claim:
+        ``concurrency`` jobs PROCESSING under an unexpired lease at once, ``rate`` claims
+        per window ("N/s", "N/m", "N/h"). None lifts that limit."""
+        return self.backend.set_queue_limits(
+            validate_queue_name(queue),
+            validate_concurrency_limit(concurrency),
+            None if rate is None else parse_rate(rate),
+            self._stamp(),
+        )
 
     def purge(
         self,
@@ -361,6 +474,40 @@ class Queue:
         seconds = validate_seconds(unseen_for, what="unseen_for", minimum=1.0)
         return self.backend.prune_workers(self.now() - seconds)
 
+    # -- what happened: the reads behind persistq.insights -------------------------------
+
+    def finished(self, *, since: float, limit: int = 1000) -> list[Timing]:
+        """When each job that finished at or after ``since`` (epoch seconds on the queue's
+        clock, :meth:`now`) became due, started and finished: newest first, at most ``limit``."""
+        return self.backend.finished_since(
+            _instant(since, what="since"),
+            validate_int(limit, what="limit", minimum=1, maximum=MAX_READ_ROWS),
+        )
+
+    def throughput(self, *, since: float, bucket: int = 60) -> list[FinishedCount]:
+        """Jobs finished at or after ``since``, counted per final state and ``bucket``-second
+        bucket (buckets start at multiples of ``bucket`` since the epoch), oldest first. A
+        bucket or state in which nothing finished is left out."""
+        rows = self.backend.count_finished(
+            _instant(since, what="since"),
+            validate_int(bucket, what="bucket", minimum=1, maximum=MAX_BUCKET_SECONDS),
+        )
+        return [FinishedCount(at, state, count) for at, state, count in rows]
+
+    def recent_failures(self, *, limit: int = 20) -> list[FailureEvent]:
+        """The newest failures (events of :data:`~persistq.model.FAILURE_KINDS`) with their
+        job's queue, newest first, at most ``limit``."""
+        limit = validate_int(limit, what="limit", minimum=1, maximum=MAX_READ_ROWS)
+        return [
+            FailureEvent(event, queue)
+            for event, queue in self.backend.recent_events(FAILURE_KINDS, limit)
+        ]
+
+    def storage(self) -> StorageInfo:
+        """Database and WAL file sizes and free disk, cheap enough to poll (``check`` reads
+        every page); None where the database has no local files (PostgreSQL)."""
+        return self.backend.storage()
+
     def now(self) -> float:
         """The queue's clock: the injected one, else the database's."""
         return self.clock.now() if self.clock is not None else self.backend.now()
@@ -400,6 +547,16 @@ class Queue:
         return Health(True, None, version)
 
 
+def _instant(value: object, *, what: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_INSTANT
+    ):
+        raise InvalidJob(f"{what} must be epoch seconds from 0 to {MAX_INSTANT:.0f}, got {value!r}")
+    return float(value)
+
+
 def _queue_list(queue: str | Sequence[str]) -> list[str]:
     names = [queue] if isinstance(queue, str) else list(queue)
     if not names:
@@ -408,9 +565,7 @@ def _queue_list(queue: str | Sequence[str]) -> list[str]:
 
 
 def _worker_id(value: object) -> str:
-    worker = validate_text(value, what="worker", max_length=MAX_WORKER_LENGTH, optional=False)
-    assert worker is not None
-    return worker
+    return validate_worker(value)
 
 
 def _job_id(value: object) -> int:

@@ -41,13 +41,28 @@ from persistq.errors import (
 )
 from persistq.model import (
     JSON,
+    TERMINAL,
     Event,
     EventKind,
+    FailureEvent,
+    FinishedCount,
     Job,
+    JobOptions,
     QueueInfo,
     State,
+    StorageInfo,
+    Timing,
     WorkerInfo,
+    encode_json,
     error_text,
+    validate_key,
+    validate_page,
+    validate_queue_name,
+    validate_run_at,
+    validate_seconds,
+    validate_state,
+    validate_timeout,
+    validate_worker,
 )
 
 #: The server bounds a long poll to 30 s; longer waits are several polls.
@@ -117,15 +132,27 @@ class RemoteQueue:
         queue: str = "default",
         priority: int = 0,
         delay: float = 0,
+        run_at: datetime | None = None,
         max_attempts: int = 3,
         key: str | None = None,
+        timeout: float | None = None,
     ) -> Job:
+        # Checked here as the local queue checks it: the same refusal, in the same words,
+        # without a round trip (the server checks again).
+        JobOptions.check(
+            queue=queue, priority=priority, delay=delay, max_attempts=max_attempts, key=key
+        )
+        validate_run_at(run_at, delay)
+        validate_timeout(timeout)
+        encode_json(payload, what="payload", max_bytes=self.settings.max_payload_bytes)
         body = {
             "payload": payload,
             "priority": priority,
             "delay": delay,
+            "run_at": _iso(run_at),
             "max_attempts": max_attempts,
             "key": key,
+            "timeout": timeout,
         }
         data = self._call("POST", f"/queues/{_name(queue)}/jobs", body, safe=key is not None)
         return job_from_json(data)
@@ -137,18 +164,33 @@ class RemoteQueue:
         queue: str = "default",
         priority: int = 0,
         delay: float = 0,
+        run_at: datetime | None = None,
         max_attempts: int = 3,
         keys: Sequence[str | None] | None = None,
+        timeout: float | None = None,
     ) -> list[Job]:
         payloads = list(payloads)
         if keys is not None and len(keys) != len(payloads):
             raise InvalidJob(f"{len(keys)} keys for {len(payloads)} payloads")
         key_list = list(keys) if keys is not None else [None] * len(payloads)
+        JobOptions.check(
+            queue=queue, priority=priority, delay=delay, max_attempts=max_attempts, key=None
+        )
+        validate_run_at(run_at, delay)
+        validate_timeout(timeout)
+        limit = self.settings.max_payload_bytes
+        for i, (p, k) in enumerate(zip(payloads, key_list, strict=True)):
+            encode_json(p, what=f"payload {i}", max_bytes=limit)
+            validate_key(k)
+        if not payloads:
+            return []
         body = {
             "jobs": [{"payload": p, "key": k} for p, k in zip(payloads, key_list, strict=True)],
             "priority": priority,
             "delay": delay,
+            "run_at": _iso(run_at),
             "max_attempts": max_attempts,
+            "timeout": timeout,
         }
         safe = all(k is not None for k in key_list)
         data = self._call("POST", f"/queues/{_name(queue)}/jobs/batch", body, safe=safe)
@@ -179,6 +221,9 @@ class RemoteQueue:
         names = [queue] if isinstance(queue, str) else list(queue)
         if not names:
             raise InvalidJob("claim needs at least one queue")
+        for name in names:
+            validate_queue_name(name)
+        validate_worker(worker)
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
             raise InvalidJob(f"wait must be a number of seconds, got {wait!r}")
         deadline = time.monotonic() + wait
@@ -206,14 +251,30 @@ class RemoteQueue:
         return job_from_json(data)
 
     def complete(self, job: Job, result: JSON = None) -> Job:
+        encode_json(result, what="result")
         body = {**_lease(job), "result": result}
         return job_from_json(self._call("POST", f"/jobs/{job.id}/complete", body, safe=False))
 
-    def fail(self, job: Job | int, error: str | BaseException, *, retry: bool = True) -> Job:
+    def fail(
+        self,
+        job: Job | int,
+        error: str | BaseException,
+        *,
+        retry: bool = True,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+        timed_out: str | None = None,
+    ) -> Job:
         """As ``Queue.fail``; given a job id, an operator fails the job at once."""
         if isinstance(error, Unrecoverable):
             retry = False
         body: dict[str, Any] = {"error": error_text(error), "retry": retry}
+        if backoff_base is not None:
+            body["backoff_base"] = backoff_base
+        if backoff_max is not None:
+            body["backoff_max"] = backoff_max
+        if timed_out is not None:
+            body["timed_out"] = timed_out
         if isinstance(job, Job):
             body.update(_lease(job))
             job_id = job.id
@@ -221,8 +282,34 @@ class RemoteQueue:
             job_id = job
         return job_from_json(self._call("POST", f"/jobs/{job_id}/fail", body, safe=False))
 
-    def release(self, job: Job) -> Job:
-        return job_from_json(self._call("POST", f"/jobs/{job.id}/release", _lease(job), safe=False))
+    def crashed(self, job: Job, detail: str) -> Job:
+        body = {**_lease(job), "detail": detail}
+        return job_from_json(self._call("POST", f"/jobs/{job.id}/crashed", body, safe=False))
+
+    def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job:
+        body: dict[str, Any] = dict(_lease(job))
+        if delay:
+            body["delay"] = delay
+        if reason is not None:
+            body["reason"] = reason
+        return job_from_json(self._call("POST", f"/jobs/{job.id}/release", body, safe=False))
+
+    def wait(self, id: int, *, timeout: float | None = None) -> Job:  # noqa: A002
+        """As ``Queue.wait``: long polls of ``GET /jobs/{id}?wait=S`` (at most 30 s each)."""
+        job_id = _id(id)
+        if timeout is not None:
+            validate_seconds(timeout, what="timeout")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            poll = MAX_POLL_SECONDS
+            if deadline is not None:
+                poll = min(poll, max(0.0, deadline - time.monotonic()))
+            data = self._call(
+                "GET", f"/jobs/{job_id}", params={"wait": poll}, timeout=self.timeout + poll
+            )
+            job = job_from_json(data)
+            if job.status in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
+                return job
 
     def recover_stalled(self) -> int:
         """Sweep on the server; safe to repeat (an expiry is recovered once)."""
@@ -241,11 +328,12 @@ class RemoteQueue:
         limit: int = 100,
         offset: int = 0,
     ) -> list[Job]:
+        limit, offset = validate_page(limit, offset)
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status is not None:
-            params["status"] = str(status).upper()
+            params["status"] = validate_state(status).value
         if queue is not None:
-            params["queue"] = queue
+            params["queue"] = validate_queue_name(queue)
         return [job_from_json(row) for row in self._call("GET", "/jobs", params=params)]
 
     def events(self, id: int) -> list[Event]:  # noqa: A002
@@ -265,7 +353,8 @@ class RemoteQueue:
         return [queue_from_json(row) for row in self._call("GET", "/queues")]
 
     def create_queue(self, name: str) -> QueueInfo:
-        return queue_from_json(self._call("POST", "/queues", {"name": name}, safe=True))
+        body = {"name": validate_queue_name(name)}
+        return queue_from_json(self._call("POST", "/queues", body, safe=True))
 
     def delete_queue(self, name: str, *, force: bool = False) -> int:
         params = {"force": "true" if force else "false"}
@@ -275,16 +364,26 @@ class RemoteQueue:
     def pause(self, name: str) -> QueueInfo:
         return queue_from_json(self._call("POST", f"/queues/{_name(name)}/pause", None, safe=True))
 
+    def set_limits(
+        self, queue: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> QueueInfo:
+        body = {"concurrency": concurrency, "rate": rate}
+        return queue_from_json(self._call("PUT", f"/queues/{_name(queue)}/limits", body, safe=True))
+
     def resume(self, name: str) -> QueueInfo:
         return queue_from_json(self._call("POST", f"/queues/{_name(name)}/resume", None, safe=True))
 
     # -- worker presence ---------------------------------------------------------------
 
     def worker_seen(self, worker: str, queues: Sequence[str]) -> None:
+        validate_worker(worker)
+        for name in queues:
+            validate_queue_name(name)
         body = {"worker": worker, "queues": list(queues)}
         self._call("POST", "/workers/seen", body, safe=True)
 
     def worker_gone(self, worker: str) -> None:
+        validate_worker(worker)
         self._call("POST", "/workers/gone", {"worker": worker}, safe=True)
 
     def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]:
@@ -294,6 +393,33 @@ class RemoteQueue:
     def prune_workers(self, *, unseen_for: float) -> int:
         body = {"unseen_for": unseen_for}
         return int(self._call("POST", "/workers/prune", body, safe=True)["pruned"])
+
+    # -- what happened: the reads behind persistq.insights -------------------------------
+
+    def now(self) -> float:
+        """The server's queue clock: ``since`` and ages are measured on it, not on ours."""
+        return float(self._call("GET", "/clock")["now"])
+
+    def finished(self, *, since: float, limit: int = 1000) -> list[Timing]:
+        rows = self._call("GET", "/finished", params={"since": since, "limit": limit})
+        return [timing_from_json(row) for row in rows]
+
+    def throughput(self, *, since: float, bucket: int = 60) -> list[FinishedCount]:
+        rows = self._call("GET", "/throughput", params={"since": since, "bucket": bucket})
+        return [FinishedCount(float(r["at"]), State(r["status"]), int(r["count"])) for r in rows]
+
+    def recent_failures(self, *, limit: int = 20) -> list[FailureEvent]:
+        rows = self._call("GET", "/failures", params={"limit": limit})
+        return [FailureEvent(event_from_json(row), row["queue"]) for row in rows]
+
+    def storage(self) -> StorageInfo:
+        data = self._call("GET", "/storage")
+        return StorageInfo(**{name: data[name] for name in StorageInfo.__slots__})
+
+    def check(self, *, full: bool = False) -> dict[str, Any]:
+        """The server's database check (``full`` reads every page)."""
+        report: dict[str, Any] = self._call("GET", "/check", params={"full": full})
+        return report
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -373,9 +499,7 @@ def _lease(job: Job) -> dict[str, Any]:
 
 
 def _name(queue: str) -> str:
-    if not isinstance(queue, str) or not queue:
-        raise InvalidJob(f"invalid queue name {queue!r}")
-    return quote(queue, safe="")
+    return quote(validate_queue_name(queue), safe="")
 
 
 def _id(value: object) -> int:
@@ -384,12 +508,27 @@ def _id(value: object) -> int:
     return value
 
 
+def _iso(value: datetime | None) -> str | None:
+    """A time for the API; a naive one goes as it is, for the server to refuse clearly."""
+    return None if value is None else value.isoformat()
+
+
 def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
 #: A job as the API sends it (model.Job.from_dict reads what Job.to_dict wrote).
 job_from_json = Job.from_dict
+
+
+def timing_from_json(data: dict[str, Any]) -> Timing:
+    return Timing(
+        queue=data["queue"],
+        status=State(data["status"]),
+        run_at=float(data["run_at"]),
+        started_at=float(data["started_at"]),
+        finished_at=float(data["finished_at"]),
+    )
 
 
 def event_from_json(data: dict[str, Any]) -> Event:
@@ -408,7 +547,13 @@ def event_from_json(data: dict[str, Any]) -> Event:
 def queue_from_json(data: dict[str, Any]) -> QueueInfo:
     created = _time(data["created_at"])
     assert created is not None
-    return QueueInfo(name=data["name"], paused=bool(data["paused"]), created_at=created)
+    return QueueInfo(
+        name=data["name"],
+        paused=bool(data["paused"]),
+        created_at=created,
+        concurrency=data.get("concurrency"),
+        rate=data.get("rate"),
+    )
 
 
 def worker_from_json(data: dict[str, Any]) -> WorkerInfo:

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How one failure is settled: retried at all, and with which backoff (None: the
+    queue's ``PERSISTQ_BACKOFF_*`` settings)."""
+
+    retry: bool = True
+    backoff_base: float | None = None
+    backoff_max: float | None = None
 
 
 def backoff_seconds(

@@ -1,14 +1,16 @@
 """The worker runtime: claim, run the handler under a heartbeat, settle the job.
 
-Concurrency is threads within one process: handlers are mostly I/O (files, network,
-databases), threads share one connection, and a crash of the process is what the lease
-protects against anyway. For CPU-bound handlers run more worker processes instead
-(Supervisor ``numprocs``).
+Concurrency is ``concurrency`` slots, each a thread claiming and settling. With the thread
+pool (the default) the handler runs in that thread: handlers are mostly I/O, threads share
+one connection. With the process pool (``pool="process"``, see :mod:`persistq.pool`) each
+slot hands its job to a child process of its own, which can be killed at the job's timeout
+and whose death is seen at once. Both end in one settle path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from persistq.errors import InvalidJob, LeaseLost, QueueError, StorageReplaced
+from persistq.errors import InvalidJob, LeaseLost, QueueError, ReleaseJob, StorageReplaced
 from persistq.model import (
     MAX_WORKER_LENGTH,
     Job,
@@ -31,12 +33,18 @@ from persistq.model import (
     validate_seconds,
     validate_text,
 )
+from persistq.pool import Handler, HandlerFactory, Outcome, ProcessPool
 from persistq.ports import WorkQueue
+from persistq.retry import RetryPolicy
 from persistq.sweeper import Sweeper, default_sweep_seconds
 
 log = logging.getLogger("persistq.worker")
 
-Handler = Callable[[Job], Any]
+POOLS = ("thread", "process")
+#: How a handler's error settles its job (retried or not, which backoff); the default
+#: retries every error but Unrecoverable with the queue's backoff.
+PolicyFor = Callable[[Job, BaseException], RetryPolicy]
+DEFAULT_POLICY = RetryPolicy()
 #: Most handler threads one worker process runs.
 MAX_CONCURRENCY = 256
 
@@ -45,18 +53,25 @@ class HandlerNotFound(QueueError):
     """The handler named by ``module:function`` cannot be imported."""
 
 
-def resolve_handler(spec: str) -> Handler:
-    """``package.module:function`` -> the callable."""
+def import_object(spec: str, what: str = "handler") -> Any:
+    """``package.module:attribute`` -> the object; HandlerNotFound saying why not."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise HandlerNotFound(f"handler {spec!r} must look like package.module:function")
+        shape = "function" if what == "handler" else what
+        raise HandlerNotFound(f"{what} {spec!r} must look like package.module:{shape}")
     try:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
     except Exception as exc:  # a module may raise anything while it is imported
         reason = str(exc) if isinstance(exc, ImportError | AttributeError) else repr(exc)
-        raise HandlerNotFound(f"cannot load handler {spec!r}: {reason}") from None
+        raise HandlerNotFound(f"cannot load {what} {spec!r}: {reason}") from None
+    return target
+
+
+def resolve_handler(spec: str) -> Handler:
+    """``package.module:function`` -> the callable."""
+    target = import_object(spec)
     if not callable(target):
         raise HandlerNotFound(f"handler {spec!r} is not callable")
     handler: Handler = target
@@ -71,6 +86,7 @@ def check_options(
     lease_seconds: float | None,
     grace_seconds: float,
     sweep_seconds: float | None,
+    pool: str = "thread",
 ) -> None:
     """Raise ``InvalidJob`` for options no worker can run with, before it starts: a bad
     queue name or worker id would otherwise fail every claim, logged once a second forever."""
@@ -85,6 +101,8 @@ def check_options(
     validate_seconds(grace_seconds, what="grace")
     if sweep_seconds is not None:
         validate_seconds(sweep_seconds, what="sweep interval", minimum=0.001)
+    if pool not in POOLS:
+        raise InvalidJob(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
 
 
 def default_worker_id() -> str:
@@ -156,11 +174,25 @@ class Worker:
     #: On SIGTERM, how long running jobs may take before they are released.
     grace_seconds: float = 30.0
     stop_event: threading.Event = field(default_factory=threading.Event)
+    #: Per-job retry policy of a handler's error (a task app's ``retry_on`` and backoff).
+    retry_policy: PolicyFor | None = None
+    #: Background services run beside the slots until stop, each ``service(stop_event)``
+    #: in a thread of its own (an app's periodic scheduler).
+    services: Sequence[Callable[[threading.Event], None]] = ()
+    #: "thread" (handlers in the slot threads) or "process" (in child processes).
+    pool: str = "thread"
+    #: How a child of the process pool makes its handler (picklable); default: from
+    #: ``handler`` (its ``module:function`` spec, or the callable itself, pickled).
+    child_handler: HandlerFactory | None = None
     _resolved: Handler | None = field(default=None, init=False, repr=False)
     _running: dict[int, Job] = field(default_factory=dict, init=False, repr=False)
     #: Set when the database file was deleted or replaced: the worker stops, exit code 1.
     _storage_gone: StorageReplaced | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _processes: ProcessPool | None = field(default=None, init=False, repr=False)
+    #: Set once the grace period is over: children are being killed, their jobs released.
+    _abandoning: bool = field(default=False, init=False, repr=False)
+    _slots: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_options(
@@ -170,6 +202,7 @@ class Worker:
             lease_seconds=self.lease_seconds,
             grace_seconds=self.grace_seconds,
             sweep_seconds=self.sweep_seconds,
+            pool=self.pool,
         )
 
     @property
@@ -185,6 +218,18 @@ class Worker:
         )
         return None if job is None else self.process(job)
 
+    def drain(self, max_jobs: int | None = None) -> int:
+        """Claim and process due jobs in this thread until none is left (or ``max_jobs``
+        ran); returns how many ran. Jobs retried or released for later are not due."""
+        ran = 0
+        while max_jobs is None or ran < max_jobs:
+            job = self.queue.claim(queue=list(self.queues), worker=self.worker_id, lease=self.lease)
+            if job is None:
+                break
+            self.process(job)
+            ran += 1
+        return ran
+
     def process(self, job: Job) -> Job | None:
         """Run the handler for a claimed job and settle it; None when the lease was lost."""
         log_job("claimed", job, self.worker_id)
@@ -198,20 +243,70 @@ class Worker:
                 self._running.pop(job.id, None)
 
     def _run_and_settle(self, job: Job, started: float) -> Job | None:
+        straggler: threading.Thread | None = None
         with Heartbeat(self.queue, job, self.lease / 3) as beat:
-            try:
-                result = self._handler()(job)
-                error: BaseException | None = None
-            except (Exception, SystemExit) as exc:  # a handler error fails the job, not us
-                result, error = None, exc
+            if self._processes is not None:
+                outcome = self._processes.run(getattr(self._slots, "slot", 0), job)
+            else:
+                outcome, straggler = self._run_in_thread(job)
+        # The heartbeat stopped with the block: a timed-out handler's lease is not extended.
         duration = time.monotonic() - started
-        if beat.lost.is_set():
-            log_job(
-                "lease_lost", job, self.worker_id, duration=duration, note="result not recorded"
-            )
-            return None
         try:
-            settled = self._settle(job, result, error)
+            if self._abandoning and outcome.crashed is not None:
+                return None  # killed at shutdown: the job is released by _release_running
+            if beat.lost.is_set():
+                log_job(
+                    "lease_lost",
+                    job,
+                    self.worker_id,
+                    duration=duration,
+                    note="result not recorded",
+                )
+                return None
+            return self._settle_logged(job, outcome, duration)
+        finally:
+            if straggler is not None:
+                # A thread cannot be killed: this slot stays busy until the handler
+                # returns, and what it returns is discarded.
+                straggler.join()
+                log_job("discarded", job, self.worker_id, note="timed-out handler returned")
+
+    def _run_in_thread(self, job: Job) -> tuple[Outcome, threading.Thread | None]:
+        """Run the handler here; with a timeout, in a thread of its own watched by this one
+        (a straggler is handed back to be waited for after the job is settled)."""
+        if job.timeout is None:
+            return self._call(job), None
+        box: list[Outcome] = []
+        thread = threading.Thread(
+            target=lambda: box.append(self._call(job)), name=f"handler-{job.id}", daemon=True
+        )
+        thread.start()
+        thread.join(job.timeout)
+        if thread.is_alive():
+            detail = f"timed out after {job.timeout:g} s: thread still running, result discarded"
+            return Outcome(timed_out=detail), thread
+        return box[0], None
+
+    def _call(self, job: Job) -> Outcome:
+        try:
+            return Outcome(result=self._handler()(job))
+        except (Exception, SystemExit) as exc:  # a handler error fails the job, not us
+            return Outcome(error=exc)
+
+    def _settle_logged(self, job: Job, outcome: Outcome, duration: float) -> Job | None:
+        """The one settle path of both pools: a result, an error, a timeout or a crash."""
+        error = outcome.error
+        try:
+            if outcome.crashed is not None:
+                settled = self.queue.crashed(job, outcome.crashed)
+                log_job(
+                    "crashed", settled, self.worker_id, duration=duration, detail=outcome.crashed
+                )
+                return settled
+            if outcome.timed_out is not None:
+                error = TimeoutError(outcome.timed_out)
+                log_job("timed_out", job, self.worker_id, duration=duration)
+            settled = self._settle(job, outcome.result, error, timed_out=outcome.timed_out)
         except LeaseLost:
             log_job(
                 "lease_lost", job, self.worker_id, duration=duration, note="result not recorded"
@@ -219,7 +314,7 @@ class Worker:
             return None
         event = {
             State.COMPLETED: "completed",
-            State.PENDING: "retried",
+            State.PENDING: "released" if isinstance(error, ReleaseJob) else "retried",
             State.FAILED: "failed",
             State.CANCELLED: "cancelled",
         }.get(settled.status, settled.status.lower())
@@ -229,13 +324,36 @@ class Worker:
         log_job(event, settled, self.worker_id, **fields)
         return settled
 
-    def _settle(self, job: Job, result: Any, error: BaseException | None) -> Job:
-        if error is not None:
-            return self.queue.fail(job, error)
-        try:
-            return self.queue.complete(job, result)
-        except InvalidJob as exc:  # the handler returned something JSON cannot hold
-            return self.queue.fail(job, exc)
+    def _settle(
+        self, job: Job, result: Any, error: BaseException | None, timed_out: str | None = None
+    ) -> Job:
+        if timed_out is not None:
+            # A timeout is a handler error that is always retried (SPEC), with the task's
+            # backoff, whatever its retry_on says.
+            assert error is not None
+            policy = DEFAULT_POLICY if self.retry_policy is None else self.retry_policy(job, error)
+            return self.queue.fail(
+                job,
+                error,
+                backoff_base=policy.backoff_base,
+                backoff_max=policy.backoff_max,
+                timed_out=timed_out,
+            )
+        if isinstance(error, ReleaseJob):
+            return self.queue.release(job, delay=error.delay_seconds, reason=error.reason)
+        if error is None:
+            try:
+                return self.queue.complete(job, result)
+            except InvalidJob as exc:  # the handler returned something JSON cannot hold
+                error = exc
+        policy = DEFAULT_POLICY if self.retry_policy is None else self.retry_policy(job, error)
+        return self.queue.fail(
+            job,
+            error,
+            retry=policy.retry,
+            backoff_base=policy.backoff_base,
+            backoff_max=policy.backoff_max,
+        )
 
     def _handler(self) -> Handler:
         # Resolved on first use, so a handler that cannot be imported fails jobs (and says
@@ -253,18 +371,26 @@ class Worker:
         the database file was deleted or replaced under the worker (nothing it does could
         be kept, so it stops rather than retry forever)."""
         self._install_signal_handlers()
+        if self.pool == "process":
+            self._processes = ProcessPool(self.concurrency, self._child_handler())
+            self._processes.start()
         sweeper = Sweeper(self.queue, self.sweep_seconds or default_sweep_seconds(self.lease))
         threads = [
-            threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
+            threading.Thread(target=self._loop, args=(i,), name=f"worker-{i}", daemon=True)
             for i in range(self.concurrency)
         ]
         threads.append(threading.Thread(target=sweeper.run, args=(self.stop_event,), daemon=True))
         threads.append(threading.Thread(target=self._announce, daemon=True))
+        threads += [
+            threading.Thread(target=service, args=(self.stop_event,), daemon=True)
+            for service in self.services
+        ]
         log.info(
-            "event=started worker=%s queues=%s concurrency=%d lease=%.0f",
+            "event=started worker=%s queues=%s concurrency=%d pool=%s lease=%.0f",
             self.worker_id,
             ",".join(self.queues),
             self.concurrency,
+            self.pool,
             self.lease,
         )
         for thread in threads:
@@ -274,7 +400,14 @@ class Worker:
         deadline = time.monotonic() + self.grace_seconds
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._release_running()
+        if self._processes is not None:
+            self._abandoning = True  # before the kill: a killed child is no crash
+            with self._lock:
+                running = list(self._running.values())
+            self._processes.close()
+            self._release(running)
+        else:
+            self._release_running()
         with contextlib.suppress(QueueError):
             self.queue.worker_gone(self.worker_id)
         log.info("event=stopped worker=%s", self.worker_id)
@@ -283,7 +416,15 @@ class Worker:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _loop(self) -> None:
+    def _child_handler(self) -> HandlerFactory:
+        if self.child_handler is not None:
+            return self.child_handler
+        if isinstance(self.handler, str):
+            return functools.partial(resolve_handler, self.handler)
+        return functools.partial(_given, self.handler)
+
+    def _loop(self, slot: int = 0) -> None:
+        self._slots.slot = slot
         while not self.stop_event.is_set():
             try:
                 job = self.queue.claim(
@@ -320,6 +461,9 @@ class Worker:
         """Give back jobs still running after the grace period, attempt refunded."""
         with self._lock:
             running = list(self._running.values())
+        self._release(running)
+
+    def _release(self, running: Sequence[Job]) -> None:
         for job in running:
             try:
                 self.queue.release(job)
@@ -339,3 +483,8 @@ class Worker:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+
+
+def _given(handler: Handler) -> Handler:
+    """A child's handler when the worker was given the callable (pickled to the child)."""
+    return handler

@@ -149,6 +149,12 @@ def test_a_sigkilled_consumer_is_restarted_and_simulate_crash_passes(home: Path)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     assert "PASS" in verdict.stdout
     assert "lost: 0; stamped twice: 0" in verdict.stdout
+    assert "-> crashed -> claimed" in verdict.stdout  # the child, not the lease
+    # The lease path, as before the process pool: the whole consumer killed.
+    verdict = persistq(home, "simulate-crash", "--lease-expiry", "--timeout", "60")
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    assert "-> lease_expired -> claimed" in verdict.stdout
+    assert "lost: 0; stamped twice: 0" in verdict.stdout
     assert persistq(home, "down").returncode == 0
 
 

@@ -24,6 +24,7 @@ from ui_support import (
 import persistq
 from persistq import ManualClock, Queue, State
 from persistq.credentials import THROTTLE_FILE
+from persistq.tasks.files import stamp_payload
 
 
 @pytest.fixture
@@ -136,7 +137,8 @@ def test_job_detail_shows_payload_error_and_events_and_resubmits(
     dead = failed_job(queue, error="Traceback (most recent call last):\nKeyError: 'path'")
     manager.number_input(key="jobs_open").set_value(dead.id).run()
     assert "Status: FAILED" in texts(manager)
-    assert "KeyError: 'path'" in manager.code[0].value
+    assert manager.code[0].value == "fails()"  # its payload {"task": "fails"} is a task
+    assert "KeyError: 'path'" in manager.code[1].value
     assert '"fails"' in str(manager.json[0].value)
     events = table(manager, -1)
     assert list(events["event"]) == ["enqueued", "claimed", "failed"]
@@ -240,6 +242,7 @@ def test_bulk_cancel_over_a_text_filter_reads_every_candidate(
 
 def test_enqueue_validates_json_and_stores_the_options(manager: AppTest, queue: Queue) -> None:
     go(manager, "Enqueue")
+    manager.radio(key="enqueue_kind").set_value("A raw JSON payload").run()
     manager.text_area(key="enqueue_payload").input("{not json")  # sent with the form
     button(manager, "Enqueue").click()
     manager.run()
@@ -265,7 +268,10 @@ def test_queues_create_pause_resume_and_delete_only_when_forced(
     manager: AppTest, queue: Queue
 ) -> None:
     queue.enqueue({"n": 1}, queue="busy")
+    queue.set_limits("busy", concurrency=2)
     go(manager, "Queues")
+    shown = manager.dataframe[0].value
+    assert list(shown["running / limit"]) == ["0 / 2"]
     manager.text_input(key="queue_new").input("spare")
     button(manager, "Create").click()
     manager.run()
@@ -305,3 +311,67 @@ def test_dead_letters_keep_failed_and_unprocessable_apart_and_redrive(
     manager.run()
     assert queue.get(stalled.id).status == State.PENDING
     assert queue.get(dead.id).status == State.FAILED
+
+
+# -- tasks -----------------------------------------------------------------------------------
+
+
+def test_the_table_shows_task_and_arguments_and_filters_by_task(
+    manager: AppTest, queue: Queue
+) -> None:
+    stamp = queue.enqueue(stamp_payload("data/files/a.txt"), queue="files")
+    mail = queue.enqueue({"task": "send", "args": ["ada"], "kwargs": {"body": "hi"}})
+    plain = queue.enqueue({"path": "data/files/b.txt"}, queue="files")
+    button(manager, "Refresh").click()
+    manager.run()
+    shown = table(manager).set_index("id")
+    assert shown.loc[stamp.id, "task"] == "stamp_file"
+    assert shown.loc[stamp.id, "arguments"] == '"data/files/a.txt"'
+    assert shown.loc[mail.id, "arguments"] == '"ada", body="hi"'
+    assert (shown.loc[plain.id, "task"], shown.loc[plain.id, "arguments"]) == ("", "")
+    manager.text_input(key="jobs_task").input("stamp_file").run()
+    assert list(table(manager)["id"]) == [stamp.id]
+    manager.text_input(key="jobs_task").input("send").run()
+    assert list(table(manager)["id"]) == [mail.id]
+    manager.text_input(key="jobs_task").input("").run()
+    assert len(table(manager)) == 3
+
+
+def test_job_detail_shows_the_task_and_its_call(manager: AppTest, queue: Queue) -> None:
+    job = queue.enqueue({"task": "send", "args": ["ada"], "kwargs": {"body": "hi"}})
+    manager.number_input(key="jobs_open").set_value(job.id).run()
+    assert "**Task** send" in texts(manager)
+    assert 'send("ada", body="hi")' in [c.value for c in manager.code]
+
+
+def test_enqueue_a_task_by_name_with_json_arguments(manager: AppTest, queue: Queue) -> None:
+    go(manager, "Enqueue")
+    for args, kwargs, error in [
+        ("[1,", "{}", "The arguments is not JSON"),
+        ('{"a": 1}', "{}", "must be a JSON list"),
+        ("[]", "[]", "must be a JSON object"),
+    ]:
+        manager.text_area(key="enqueue_args").input(args)
+        manager.text_area(key="enqueue_kwargs").input(kwargs)
+        button(manager, "Enqueue").click()
+        manager.run()
+        assert error in texts(manager)
+    manager.text_input(key="enqueue_task").input("")
+    manager.text_area(key="enqueue_args").input("[]")
+    manager.text_area(key="enqueue_kwargs").input("{}")
+    button(manager, "Enqueue").click()
+    manager.run()
+    assert "task name" in texts(manager)
+    assert queue.jobs() == []
+
+    manager.text_input(key="enqueue_queue").input("mail")
+    manager.text_input(key="enqueue_task").input("send")
+    manager.text_area(key="enqueue_args").input('["ada"]')
+    manager.text_area(key="enqueue_kwargs").input('{"body": "hi"}')
+    manager.number_input(key="enqueue_prio").set_value(3)
+    button(manager, "Enqueue").click()
+    manager.run()
+    [job] = queue.jobs()
+    assert (job.queue, job.priority) == ("mail", 3)
+    assert job.payload == {"task": "send", "args": ["ada"], "kwargs": {"body": "hi"}}
+    assert f"Enqueued job {job.id}" in texts(manager)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
-from ui_support import app, failed_job, login, table, texts
+from ui_support import PASSWORD, app, failed_job, login, reset_streamlit, table, texts
 
 import persistq
+from apiserver import ApiServer
 from persistq import ManualClock, Queue
 
 
@@ -50,6 +53,7 @@ def test_ops_renders_a_busy_database_with_alerts(queue: Queue, url: str) -> None
     failed_job(queue, queue_name="mail", error="Traceback ...\nSMTPError: relay refused")
     queue.enqueue({"n": 1}, queue="reports")
     queue.pause("reports")
+    queue.set_limits("files", concurrency=3, rate="20/m")
     queue.worker_seen("host:1", ["files"])
     with persistq.connect(url, clock=ManualClock(start=time.time() - 600)) as past:
         past.worker_seen("host:2", ["mail"])  # silent for 10 minutes: stalled
@@ -68,11 +72,15 @@ def test_ops_renders_a_busy_database_with_alerts(queue: Queue, url: str) -> None
     queues = table(at, 0)
     assert list(queues["queue"]) == ["files", "mail", "reports"]
     assert list(queues["paused"]) == ["", "", "paused"]
+    assert list(queues["running / limit"]) == ["1 / 3", "0 / -", "0 / -"]
+    assert list(queues["rate"]) == ["20/m", "-", "-"]
     workers = table(at, 1).set_index("worker")
     assert workers.loc["host:1", "current job"] == str(held.id)
     assert workers.loc["host:2", "state"] == "STALLED"
     failures = table(at, 2)
     assert "SMTPError: relay refused" in list(failures["error"])
+    assert list(failures["task"]) == ["fails"]  # failed_job's payload is {"task": "fails"}
+    assert list(failures["arguments"]) == [""]
 
 
 def test_ops_never_writes(queue: Queue, url: str) -> None:
@@ -82,3 +90,26 @@ def test_ops_never_writes(queue: Queue, url: str) -> None:
     at.run()
     assert [j.to_dict() for j in queue.jobs()] == before
     assert not [b for b in at.button if b.label != "Log out"]
+
+
+def test_ops_renders_over_the_rest_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ApiServer(tmp_path / "server") as server:
+        with persistq.connect(server.db_url, create=False) as q:
+            for i in range(3):
+                q.enqueue({"n": i}, queue="files")
+            job = q.claim(queue="files", worker="host:1")
+            assert job is not None
+            q.complete(job)
+            failed_job(q, queue_name="mail", error="Traceback ...\nSMTPError: relay refused")
+        monkeypatch.setenv("PERSISTQ_URL", server.url)
+        monkeypatch.setenv("PERSISTQ_API_TOKEN", server.token)
+        monkeypatch.setenv("PERSISTQ_HOME", str(tmp_path))  # the login throttle's file
+        monkeypatch.setenv("PERSISTQ_ADMIN_PASSWORD", PASSWORD)
+        reset_streamlit()
+        at = login(app("ops"))
+        assert not at.exception, at.exception
+        shown = metrics(at)
+        assert (shown["PENDING"], shown["COMPLETED"], shown["FAILED"]) == ("2", "1", "1")
+        assert shown["Database size"].endswith("KiB") and shown["Free disk"] != "n/a"
+        assert len(charts(at)) == 2  # throughput and latency, read over HTTP
+        assert "SMTPError: relay refused" in list(table(at, 2)["error"])

@@ -31,7 +31,7 @@ from persistq.api import accesslog, errors
 from persistq.api.auth import BearerAuth, Tokens, document_bearer
 from persistq.api.deps import HealthProbe
 from persistq.api.metrics import registry_for
-from persistq.api.routes import jobs, queues, system
+from persistq.api.routes import activity, jobs, queues, system
 from persistq.api.schemas import MAX_WAIT_SECONDS
 from persistq.config import Settings
 from persistq.queue import Queue
@@ -90,7 +90,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (jobs, queues, system):
+    for module in (jobs, queues, system, activity):
         app.include_router(module.router)
     app.include_router(system.public)
     build_openapi = app.openapi

@@ -34,8 +34,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from persistq import insights
-from persistq.model import State, Timing
-from persistq.queue import Queue
+from persistq.model import EventKind, State, Timing
+from persistq.ports import ReadQueue
 
 SETTLE_SECONDS = 5.0
 #: Most finished jobs read per scrape (a scrape every 15 s keeps up with ~6,000 jobs/s).
@@ -81,7 +81,7 @@ class Cached:
 
 
 class QueueCollector(Collector):
-    def __init__(self, queue: Queue) -> None:
+    def __init__(self, queue: ReadQueue) -> None:
         self.queue = queue
         self._lock = threading.Lock()
         self._enqueued = 0
@@ -112,23 +112,21 @@ class QueueCollector(Collector):
             self._enqueued = max(self._enqueued, newest[0].id)
         until = self.queue.now() - SETTLE_SECONDS
         if self._finished_mark is not None:
-            for timing in self._finished_since(self._finished_mark):
+            finished = self.queue.finished(since=self._finished_mark, limit=MAX_FINISHED_PER_SCRAPE)
+            for timing in finished:
                 if timing.finished_at < until:
                     self._count_finished(timing)
         self._finished_mark = until
-        events = insights.recent_failures(self.queue, limit=MAX_EVENTS_PER_SCRAPE)
+        failures = self.queue.recent_failures(limit=MAX_EVENTS_PER_SCRAPE)
         if self._event_mark is not None:
-            for event in events:
-                if event["id"] > self._event_mark and event["kind"] == "lease_expired":
-                    self._recovered[event["queue"]] += 1
-                elif event["id"] > self._event_mark and event["kind"] == "retried":
-                    self._retried[event["queue"]] += 1
-        self._event_mark = max([e["id"] for e in events], default=self._event_mark or 0)
-
-    def _finished_since(self, since: float) -> list[Timing]:
-        # insights has no public reader of finished timings yet (its latency() keeps only
-        # percentiles); this is the one read it makes, asked to be exposed there.
-        return insights.finished_timings(self.queue, since=since, limit=MAX_FINISHED_PER_SCRAPE)
+            for failure in failures:
+                if failure.event.id <= self._event_mark:
+                    continue
+                if failure.event.kind == EventKind.LEASE_EXPIRED:
+                    self._recovered[failure.queue] += 1
+                elif failure.event.kind == EventKind.RETRIED:
+                    self._retried[failure.queue] += 1
+        self._event_mark = max((f.event.id for f in failures), default=self._event_mark or 0)
 
     def _count_finished(self, timing: Timing) -> None:
         self._finished[(timing.queue, str(timing.status))] += 1
@@ -205,7 +203,7 @@ class QueueCollector(Collector):
             yield family
 
 
-def registry_for(queue: Queue) -> CollectorRegistry:
+def registry_for(queue: ReadQueue) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(queue))
     return registry

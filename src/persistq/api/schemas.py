@@ -59,6 +59,15 @@ Delay = Annotated[
     Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="Seconds before claimable."),
 ]
 MaxAttempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)]
+Timeout = Annotated[
+    float,
+    Field(
+        ge=0.001,
+        le=MAX_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds an attempt may run before the worker stops it.",
+    ),
+]
 #: Documents, for clients and the schema fuzzer, that text fields refuse NUL (the library
 #: enforces it with its own message, persistq.model; lone surrogates are not JSON text).
 NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
@@ -84,12 +93,40 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+def _iso_text(value: Any) -> Any:
+    """A time as ISO 8601 text (strict models take no strings for datetimes otherwise, and
+    a bare number would pass for epoch seconds); the queue refuses one without an offset."""
+    if value is None or isinstance(value, str | datetime):
+        return value
+    raise ValueError("must be an ISO 8601 time, e.g. 2026-12-01T12:00:00Z")
+
+
+RunAt = Annotated[
+    datetime | None,
+    Field(
+        strict=False,
+        description="Not claimable before this time (ISO 8601 with a UTC offset, e.g. "
+        "2026-12-01T12:00:00Z; a past time is due at once, at most ten years ahead), instead "
+        "of `delay`.",
+    ),
+    BeforeValidator(_iso_text),
+]
+
+
+#: What the schema can say of "delay or run_at, not both" (the queue checks it too).
+DELAY_OR_RUN_AT = ConfigDict(json_schema_extra={"not": {"required": ["delay", "run_at"]}})
+
+
 class JobIn(RequestModel):
+    model_config = {**RequestModel.model_config, **DELAY_OR_RUN_AT}
+
     payload: Any = Field(description="Any JSON value; at most 1 MiB encoded by default.")
     priority: Priority = 0
     delay: Delay = 0
+    run_at: RunAt = None
     max_attempts: MaxAttempts = 3
     key: Key | None = None
+    timeout: Timeout | None = None
 
 
 class BatchItemIn(RequestModel):
@@ -100,10 +137,14 @@ class BatchItemIn(RequestModel):
 class BatchIn(RequestModel):
     """Jobs stored in one transaction (all or none); the options apply to every job."""
 
+    model_config = {**RequestModel.model_config, **DELAY_OR_RUN_AT}
+
     jobs: list[BatchItemIn] = Field(min_length=1, max_length=MAX_BATCH)
     priority: Priority = 0
     delay: Delay = 0
+    run_at: RunAt = None
     max_attempts: MaxAttempts = 3
+    timeout: Timeout | None = None
 
 
 class ClaimIn(RequestModel):
@@ -143,10 +184,51 @@ class FailIn(RequestModel):
     )
     error: str = Field(min_length=1, max_length=MAX_ERROR_CHARS, json_schema_extra=NO_NUL)
     retry: bool = Field(True, description="False skips the remaining attempts.")
+    backoff_base: Delay | None = Field(
+        None, description="This retry's backoff base in seconds (the server's when absent)."
+    )
+    backoff_max: Delay | None = Field(
+        None, description="This retry's backoff cap in seconds (the server's when absent)."
+    )
+    timed_out: str | None = Field(
+        None,
+        max_length=MAX_ERROR_CHARS,
+        json_schema_extra=NO_NUL,
+        description="The attempt ran past its timeout: the detail of a `timed_out` event.",
+    )
+
+
+class ReleaseIn(LeaseIn):
+    delay: Delay = 0
+    reason: str | None = Field(
+        None, min_length=1, max_length=MAX_ERROR_CHARS, description="Recorded on the event."
+    )
+
+
+class CrashedIn(LeaseIn):
+    detail: str = Field(
+        min_length=1,
+        max_length=MAX_ERROR_CHARS,
+        json_schema_extra=NO_NUL,
+        description="How the process running the handler died (exit code or signal).",
+    )
 
 
 class QueueIn(RequestModel):
     name: QueueName
+
+
+class LimitsIn(RequestModel):
+    """The queue's global limits; a field left out or null lifts that limit."""
+
+    concurrency: int | None = Field(
+        None, ge=0, le=1_000_000, description="Most jobs of the queue PROCESSING at once."
+    )
+    rate: str | None = Field(
+        None,
+        pattern=r"^[1-9][0-9]{0,8}/[smh]$",
+        description='Most claims per window: "N/s", "N/m" or "N/h".',
+    )
 
 
 class WorkerSeenIn(RequestModel):
@@ -188,6 +270,7 @@ class JobOut(BaseModel):
     cancel_requested: bool
     #: Grows by one with every claim, never reset: pass it to downstream writes (SPEC).
     fence: int
+    timeout: float | None
 
 
 class LeasedJobOut(JobOut):
@@ -213,6 +296,8 @@ class QueueOut(BaseModel):
     name: str
     paused: bool
     created_at: datetime
+    concurrency: int | None = None
+    rate: str | None = None
 
 
 class DeletedQueueOut(BaseModel):
@@ -249,6 +334,56 @@ class RecoveredOut(BaseModel):
 
 class PrunedOut(BaseModel):
     pruned: int
+
+
+class TimingOut(BaseModel):
+    """When a finished job became due, started and finished, in epoch seconds."""
+
+    queue: str
+    status: State
+    run_at: float
+    started_at: float
+    finished_at: float
+
+
+class FinishedCountOut(BaseModel):
+    """Jobs that finished in ``status`` in the bucket starting at ``at`` (epoch seconds)."""
+
+    at: float
+    status: State
+    count: int
+
+
+class FailureOut(EventOut):
+    """A failure event (``failed``, ``retried``, ``lease_expired``) and its job's queue."""
+
+    queue: str
+
+
+class StorageOut(BaseModel):
+    """The database's local files and their disk; every field null without local files."""
+
+    path: str | None
+    size_bytes: int | None
+    wal_bytes: int | None
+    free_disk_bytes: int | None
+    total_disk_bytes: int | None
+
+
+class CheckOut(BaseModel):
+    """The database check; further fields depend on the backend (sizes, journal mode...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ok: bool
+    backend: str
+    integrity: str
+    schema_version: int | None
+    latest_schema_version: int
+
+
+class ClockOut(BaseModel):
+    now: float = Field(description="The queue's clock, epoch seconds (the database's).")
 
 
 class HealthOut(BaseModel):

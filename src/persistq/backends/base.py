@@ -19,12 +19,13 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from persistq.errors import StorageUnavailable
-from persistq.model import Event, Job, QueueInfo, State, Timing, WorkerInfo
+from persistq.model import Event, Job, QueueInfo, State, StorageInfo, Timing, WorkerInfo
 
 
 def no_database(where: object) -> StorageUnavailable:
@@ -42,6 +43,7 @@ class NewJob:
     delay_seconds: float
     max_attempts: int
     key: str | None
+    timeout: float | None = None
 
 
 class Backend(Protocol):
@@ -89,6 +91,14 @@ class Backend(Protocol):
         May wake early without a change; returns whether it saw one."""
         ...
 
+    def watch_job(self, job_id: int) -> AbstractContextManager[Callable[[float], bool]]:
+        """Watch for changes that may have finished this job. The context gives a function
+        that blocks until such a change happened since the watch began (or since its last
+        return), or ``timeout`` seconds pass, and says whether it saw one. Enter the watch
+        *before* reading the job, so a change in between is not missed. It may wake for
+        changes to other jobs (SQLite: any commit); it never reads the job itself."""
+        ...
+
     def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
         """Move ``lease_expires_at`` to ``now`` + the lease length chosen at claim."""
         ...
@@ -100,18 +110,47 @@ class Backend(Protocol):
         ...
 
     def retry_job(
-        self, job_id: int, lease_token: str, error: str, delay_seconds: float, now: float | None
+        self,
+        job_id: int,
+        lease_token: str,
+        error: str,
+        delay_seconds: float,
+        now: float | None,
+        timed_out: str | None = None,
     ) -> Job:
         """PROCESSING -> PENDING, not claimable before ``now + delay_seconds``; FAILED
-        when the stored attempts are used up (whatever the caller's copy said)."""
+        when the stored attempts are used up (whatever the caller's copy said).
+        ``timed_out``: the attempt ran past its timeout; a ``timed_out`` event with this
+        detail is written first, in the same transaction."""
         ...
 
-    def fail_job(self, job_id: int, lease_token: str, error: str, now: float | None) -> Job:
-        """PROCESSING -> FAILED (dead letter)."""
+    def fail_job(
+        self,
+        job_id: int,
+        lease_token: str,
+        error: str,
+        now: float | None,
+        timed_out: str | None = None,
+    ) -> Job:
+        """PROCESSING -> FAILED (dead letter); ``timed_out`` as for ``retry_job``."""
         ...
 
-    def release_job(self, job_id: int, lease_token: str, now: float | None) -> Job:
-        """PROCESSING -> PENDING unprocessed, refunding the attempt."""
+    def release_job(
+        self,
+        job_id: int,
+        lease_token: str,
+        now: float | None,
+        delay_seconds: float = 0.0,
+        detail: str | None = None,
+    ) -> Job:
+        """PROCESSING -> PENDING unprocessed, refunding the attempt; with ``delay_seconds``
+        not claimable before ``now + delay_seconds``. ``detail`` goes on the event."""
+        ...
+
+    def crash_job(self, job_id: int, lease_token: str, detail: str, now: float | None) -> Job:
+        """The process running the handler died: PROCESSING -> PENDING while attempts
+        remain, else UNPROCESSABLE (CANCELLED when a cancel was requested), as a lease
+        expiry would, at once; ``detail`` (the exit code or signal) on a ``crashed`` event."""
         ...
 
     def recover_expired(self, now: float | None, limit: int) -> int:
@@ -135,6 +174,10 @@ class Backend(Protocol):
         ...
 
     def get_job(self, job_id: int) -> Job: ...
+
+    def last_job_with_key_prefix(self, queue: str, prefix: str) -> Job | None:
+        """The newest job (highest id) of ``queue`` whose key starts with ``prefix``."""
+        ...
 
     def list_jobs(
         self, status: State | None, queue: str | None, limit: int, offset: int
@@ -167,6 +210,18 @@ class Backend(Protocol):
 
     def set_queue_paused(self, name: str, paused: bool) -> QueueInfo: ...
 
+    def set_queue_limits(
+        self,
+        name: str,
+        concurrency: int | None,
+        rate: tuple[int, float] | None,
+        now: float | None,
+    ) -> QueueInfo:
+        """Set (None: lift) the queue's global limits, creating the queue if need be:
+        ``concurrency`` jobs PROCESSING under an unexpired lease, ``rate`` = (N claims,
+        per window seconds). ``claim_jobs`` and ``has_claimable`` honour them."""
+        ...
+
     def purge_jobs(self, status: State, before: float, limit: int) -> int:
         """Delete at most ``limit`` jobs in terminal ``status`` finished before ``before``,
         with their events; returns how many."""
@@ -175,6 +230,12 @@ class Backend(Protocol):
     def check(self, *, full: bool = False) -> dict[str, Any]:
         """Health of the database: ``ok``, ``integrity``, ``schema_version`` and
         dialect-specific sizes. Never raises for a damaged database; reports it."""
+        ...
+
+    def storage(self) -> StorageInfo:
+        """Sizes of the database's local files and the free space on their disk, found
+        without reading the database (cheap enough to poll, unlike ``check``); every field
+        None where the database has no local files."""
         ...
 
     def write_problem(self) -> str | None:

@@ -25,7 +25,7 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -52,7 +52,7 @@ from persistq.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from persistq.model import Job
+from persistq.model import Job, StorageInfo
 
 T = TypeVar("T")
 SQL = NamedSQL("postgres")
@@ -106,6 +106,9 @@ class PostgresBackend(SQLBackend):
         self._where = _describe(self._conninfo, self.schema)
         self._retry_seconds = busy_timeout_seconds
         self._channel = f"persistq_{self.schema}"
+        #: Apart from the claim channel, so a finished job never wakes idle claimers: its
+        #: NOTIFY carries the job's id, for whoever waits on that job.
+        self._done_channel = f"persistq_{self.schema}_done"
         self._pool = ConnectionPool(
             self._conninfo,
             min_size=1,
@@ -127,6 +130,11 @@ class PostgresBackend(SQLBackend):
         self._writes = LastWrite()
         self._changed = threading.Condition()
         self._notifications = 0
+        #: Times the listener (re)started listening: a watcher must look again, since a
+        #: NOTIFY sent while no one listened is lost.
+        self._listens = 0
+        #: job id -> [watchers, NOTIFYs seen], for the jobs someone waits on.
+        self._watched: dict[int, list[int]] = {}
         self._closed = threading.Event()
         self._listener: threading.Thread | None = None
 
@@ -249,6 +257,7 @@ class PostgresBackend(SQLBackend):
             "result": result,
             "now": self._now(now),
             "events": COMPLETE_EVENTS,
+            "done_channel": self._done_channel,
         }
         rows = self._statement("complete_job", params, unknown_is_retried=False)
         if not rows:
@@ -266,13 +275,23 @@ class PostgresBackend(SQLBackend):
     def _list(self, values: Sequence[Any]) -> list[Any]:
         return list(values)
 
+    def _finished(self, conn: Any, job_ids: Sequence[int]) -> None:
+        if job_ids:  # delivered at commit, one NOTIFY per job
+            conn.execute(
+                "SELECT pg_notify(%s, t.id::text) FROM unnest(%s::bigint[]) AS t(id)",
+                (self._done_channel, list(job_ids)),
+            )
+
     def _insert_batch(self, conn: Any, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
         with conn.cursor(row_factory=tuple_row) as cur:
             returned = cur.execute(SQL["insert_jobs_unnest"], self._batch_params(jobs, now))
             return self._new_jobs(jobs, returned.fetchall())
 
     def _batch_params(self, jobs: Sequence[NewJob], now: float | None) -> dict[str, Any]:
-        rows = [[j.queue, j.payload, j.priority, j.delay_seconds, j.max_attempts] for j in jobs]
+        rows = [
+            [j.queue, j.payload, j.priority, j.delay_seconds, j.max_attempts, j.timeout]
+            for j in jobs
+        ]
         return {"jobs": json.dumps(rows), "now": now, "channel": self._channel}
 
     def _new_jobs(self, jobs: Sequence[NewJob], returned: Sequence[Any]) -> list[Job]:
@@ -337,6 +356,30 @@ class PostgresBackend(SQLBackend):
             self._changed.wait_for(lambda: self._notifications != seen, timeout=timeout)
             return self._notifications != seen
 
+    @contextlib.contextmanager
+    def watch_job(self, job_id: int) -> Iterator[Callable[[float], bool]]:
+        self._start_listener()
+        with self._changed:
+            entry = self._watched.setdefault(job_id, [0, 0])
+            entry[0] += 1
+            seen = (entry[1], self._listens)
+
+        def wait(timeout: float) -> bool:
+            nonlocal seen
+            with self._changed:
+                self._changed.wait_for(lambda: (entry[1], self._listens) != seen, timeout=timeout)
+                changed = (entry[1], self._listens) != seen
+                seen = (entry[1], self._listens)
+                return changed
+
+        try:
+            yield wait
+        finally:
+            with self._changed:
+                entry[0] -= 1
+                if entry[0] == 0:
+                    del self._watched[job_id]
+
     def _start_listener(self) -> None:
         with self._changed:
             if self._listener is None:
@@ -351,12 +394,25 @@ class PostgresBackend(SQLBackend):
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     conn.execute(f'LISTEN "{self._channel}"')
+                    conn.execute(f'LISTEN "{self._done_channel}"')
+                    with self._changed:
+                        self._listens += 1
                     self._wake()  # anything sent while not listening: look again
                     while not self._closed.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self._wake()
+                        for note in conn.notifies(timeout=1.0):
+                            if note.channel == self._done_channel:
+                                self._job_finished(note.payload)
+                            else:
+                                self._wake()
             except psycopg.Error:
                 self._closed.wait(1.0)
+
+    def _job_finished(self, payload: str) -> None:
+        with self._changed:
+            entry = self._watched.get(int(payload)) if payload.isdigit() else None
+            if entry is not None:
+                entry[1] += 1
+                self._changed.notify_all()
 
     def _wake(self) -> None:
         with self._changed:
@@ -381,6 +437,9 @@ class PostgresBackend(SQLBackend):
         if row["read_only"] == "on":
             return f"{self._where}: transactions are read-only (default_transaction_read_only)"
         return None
+
+    def storage(self) -> StorageInfo:
+        return StorageInfo(None, None, None, None, None)  # the files are the server's
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": "postgres", "server": self._where}

@@ -53,6 +53,7 @@ def row_to_job(
         lease_token=row["lease_token"] if with_token else None,
         cancel_requested=bool(row["cancel_requested"]),
         fence=row["fence"],
+        timeout=row["timeout"],
     )
 
 
@@ -77,6 +78,7 @@ def new_job(job: NewJob, job_id: int, run_at: datetime, created_at: datetime) ->
         updated_at=created_at,
         started_at=None,
         finished_at=None,
+        timeout=job.timeout,
     )
 
 

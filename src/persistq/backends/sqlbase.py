@@ -27,7 +27,17 @@ from persistq.errors import (
     QueueNotFound,
     StorageError,
 )
-from persistq.model import Event, EventKind, Job, QueueInfo, State, Timing, WorkerInfo
+from persistq.model import (
+    TERMINAL,
+    Event,
+    EventKind,
+    Job,
+    QueueInfo,
+    State,
+    Timing,
+    WorkerInfo,
+    format_rate,
+)
 
 T = TypeVar("T")
 Conn = Any  # sqlite3.Connection or psycopg.Connection: both offer execute() -> cursor
@@ -110,6 +120,14 @@ class SQLBackend(ABC):
         for params in rows:
             conn.execute(self.SQL[name], params)
 
+    def _claimed(self, conn: Conn, queue: str, count: int, now: float | None) -> None:  # noqa: B027
+        """``count`` jobs of ``queue`` were just claimed in this transaction: SQLite spends
+        rate tokens here; PostgreSQL's pick did already."""
+
+    def _finished(self, conn: Conn, job_ids: Sequence[int]) -> None:  # noqa: B027 - optional
+        """Jobs this transaction finished, for those waiting on them (PostgreSQL: a NOTIFY
+        sent at commit); SQLite's waiters see every commit, so it needs nothing."""
+
     # -- helpers -------------------------------------------------------------------------
 
     def _job(self, row: Row, *, with_token: bool = False) -> Job:
@@ -122,10 +140,13 @@ class SQLBackend(ABC):
         return list(self._read(lambda conn: conn.execute(self.SQL[name], params).fetchall()))
 
     def _queue_info(self, row: Row) -> QueueInfo:
+        rate = row["rate_limit"]
         return QueueInfo(
             name=row["name"],
             paused=bool(row["paused"]),
             created_at=self._datetime(row["created_at"]),
+            concurrency=row["concurrency_limit"],
+            rate=None if rate is None else format_rate(rate, float(row["rate_window"])),
         )
 
     # -- producing ---------------------------------------------------------------------
@@ -179,8 +200,10 @@ class SQLBackend(ABC):
     def _claim_queue(self, conn: Conn, params: dict[str, Any]) -> list[Any]:
         """``claim_jobs`` on one queue and its ``claimed`` events, in claim order."""
         rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
-        rows.sort(key=lambda r: (-r["priority"], r["id"]))
         now, worker = params["now"], params["worker"]
+        if rows:
+            self._claimed(conn, params["queue"], len(rows), now)
+        rows.sort(key=lambda r: (-r["priority"], r["id"]))
         self._many(
             conn,
             "insert_event",
@@ -204,9 +227,17 @@ class SQLBackend(ABC):
     # -- the lease holder's writes -------------------------------------------------------
 
     def _owner_write(
-        self, name: str, job_id: int, lease_token: str, now: float | None, **params: Any
+        self,
+        name: str,
+        job_id: int,
+        lease_token: str,
+        now: float | None,
+        *,
+        timed_out: str | None = None,
+        **params: Any,
     ) -> Job:
-        """An owner-only transition: guarded on state, token and expiry; a miss is explained."""
+        """An owner-only transition: guarded on state, token and expiry; a miss is explained.
+        ``timed_out``: the detail of a ``timed_out`` event written before the transition's."""
         now = self._now(now)
 
         def work(conn: Conn) -> Any:
@@ -214,16 +245,21 @@ class SQLBackend(ABC):
             row = conn.execute(self.SQL[name], args).fetchone()
             if row is None:
                 raise lease_miss(job_id, conn.execute(self.SQL["get_job"], {"id": job_id}))
-            kind = FINISH_EVENT.get((name, State(row["status"])))
+            status = State(row["status"])
+            if status in TERMINAL:
+                self._finished(conn, [job_id])
+            if timed_out is not None:
+                holder = row["holder"] if name in HANDS_BACK else row["worker"]
+                args = event(job_id, EventKind.TIMED_OUT, now, holder, timed_out)
+                conn.execute(self.SQL["insert_event"], args)
+            kind = FINISH_EVENT.get((name, status))
             if kind is not None:
-                detail = (
-                    params.get("error") if kind in (EventKind.RETRIED, EventKind.FAILED) else None
-                )
+                detail = params.get("error") if kind in DETAILED_EVENTS else None
                 holder = row["holder"] if name in HANDS_BACK else row["worker"]
                 conn.execute(self.SQL["insert_event"], event(job_id, kind, now, holder, detail))
             return row
 
-        written = self._write(work, wakes=name in ("retry_job", "release_job"))
+        written = self._write(work, wakes=name in HANDS_BACK)
         return self._job(written, with_token=True)
 
     def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
@@ -235,17 +271,50 @@ class SQLBackend(ABC):
         return self._owner_write("complete_job", job_id, lease_token, now, result=result)
 
     def retry_job(
-        self, job_id: int, lease_token: str, error: str, delay_seconds: float, now: float | None
+        self,
+        job_id: int,
+        lease_token: str,
+        error: str,
+        delay_seconds: float,
+        now: float | None,
+        timed_out: str | None = None,
     ) -> Job:
         return self._owner_write(
-            "retry_job", job_id, lease_token, now, error=error, delay_seconds=delay_seconds
+            "retry_job",
+            job_id,
+            lease_token,
+            now,
+            timed_out=timed_out,
+            error=error,
+            delay_seconds=delay_seconds,
         )
 
-    def fail_job(self, job_id: int, lease_token: str, error: str, now: float | None) -> Job:
-        return self._owner_write("fail_job", job_id, lease_token, now, error=error)
+    def fail_job(
+        self,
+        job_id: int,
+        lease_token: str,
+        error: str,
+        now: float | None,
+        timed_out: str | None = None,
+    ) -> Job:
+        return self._owner_write(
+            "fail_job", job_id, lease_token, now, timed_out=timed_out, error=error
+        )
 
-    def release_job(self, job_id: int, lease_token: str, now: float | None) -> Job:
-        return self._owner_write("release_job", job_id, lease_token, now)
+    def release_job(
+        self,
+        job_id: int,
+        lease_token: str,
+        now: float | None,
+        delay_seconds: float = 0.0,
+        detail: str | None = None,
+    ) -> Job:
+        return self._owner_write(
+            "release_job", job_id, lease_token, now, delay_seconds=delay_seconds, error=detail
+        )
+
+    def crash_job(self, job_id: int, lease_token: str, detail: str, now: float | None) -> Job:
+        return self._owner_write("crash_job", job_id, lease_token, now, error=detail)
 
     # -- recovery and manual transitions ------------------------------------------------
 
@@ -270,6 +339,7 @@ class SQLBackend(ABC):
                     for r in rows
                 ],
             )
+            self._finished(conn, [r["id"] for r in rows if r["status"] in TERMINAL])
             return len(rows)
 
         return self._write(work, wakes=True)
@@ -293,6 +363,8 @@ class SQLBackend(ABC):
                 if row is not None:
                     kind = MANUAL_EVENT[name]
                     conn.execute(self.SQL["insert_event"], event(job_id, kind, now, None, detail))
+                    if row["status"] in TERMINAL:
+                        self._finished(conn, [job_id])
                     return self._job(row)
             row = conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone()
             if row is None:
@@ -328,6 +400,10 @@ class SQLBackend(ABC):
         if row is None:
             raise JobNotFound(job_id)
         return self._job(row)
+
+    def last_job_with_key_prefix(self, queue: str, prefix: str) -> Job | None:
+        row = self._fetch_one("last_job_with_key_prefix", {"queue": queue, "prefix": prefix})
+        return None if row is None else self._job(row)
 
     def list_jobs(
         self, status: State | None, queue: str | None, limit: int, offset: int
@@ -398,6 +474,28 @@ class SQLBackend(ABC):
             return row
 
         return self._queue_info(self._write(work, wakes=not paused))
+
+    def set_queue_limits(
+        self,
+        name: str,
+        concurrency: int | None,
+        rate: tuple[int, float] | None,
+        now: float | None,
+    ) -> QueueInfo:
+        now = self._now(now)
+
+        def work(conn: Conn) -> Any:
+            conn.execute(self.SQL["ensure_queue"], {"queue": name, "now": now})
+            params = {
+                "queue": name,
+                "concurrency": concurrency,
+                "rate_limit": None if rate is None else rate[0],
+                "rate_window": None if rate is None else rate[1],
+                "now": now,
+            }
+            return conn.execute(self.SQL["set_queue_limits"], params).fetchone()
+
+        return self._queue_info(self._write(work, wakes=True))
 
     # -- maintenance ---------------------------------------------------------------------
 
@@ -472,18 +570,23 @@ class SQLBackend(ABC):
 
 #: Owner writes that may hand the job back to PENDING: they clear ``worker`` and return the
 #: lease's holder as ``holder``, for the event.
-HANDS_BACK = frozenset({"retry_job", "release_job"})
+HANDS_BACK = frozenset({"retry_job", "release_job", "crash_job"})
 FINISH_EVENT: dict[tuple[str, State], EventKind] = {
     ("complete_job", State.COMPLETED): EventKind.COMPLETED,
     ("retry_job", State.PENDING): EventKind.RETRIED,
     ("retry_job", State.FAILED): EventKind.FAILED,
     ("fail_job", State.FAILED): EventKind.FAILED,
     ("release_job", State.PENDING): EventKind.RELEASED,
+    **{("crash_job", s): EventKind.CRASHED for s in (State.PENDING, State.UNPROCESSABLE)},
     **{
         (name, State.CANCELLED): EventKind.CANCELLED
-        for name in ("complete_job", "retry_job", "fail_job", "release_job")
+        for name in ("complete_job", "retry_job", "fail_job", "release_job", "crash_job")
     },
 }
+#: Events that carry the write's ``error`` parameter as their detail.
+DETAILED_EVENTS = frozenset(
+    {EventKind.RETRIED, EventKind.FAILED, EventKind.RELEASED, EventKind.CRASHED}
+)
 MANUAL_EVENT = {
     "fail_job_by_hand": EventKind.FAILED,
     "cancel_job": EventKind.CANCELLED,
@@ -535,6 +638,7 @@ def job_params(job: NewJob) -> dict[str, Any]:
         "delay_seconds": job.delay_seconds,
         "max_attempts": job.max_attempts,
         "key": job.key,
+        "timeout": job.timeout,
     }
 
 

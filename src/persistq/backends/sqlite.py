@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +42,7 @@ from persistq.errors import (
 )
 from persistq.model import (
     Job,
+    StorageInfo,
 )
 
 T = TypeVar("T")
@@ -135,7 +138,11 @@ class SQLiteBackend(SQLBackend):
         self._busy_timeout = busy_timeout_seconds
         self._lock = threading.RLock()
         self._changed = threading.Condition()
+        #: Writes of this process that may make jobs claimable (what waiting claims watch).
         self._local_writes = 0
+        #: Every write of this process (what waiting for a job watches): PRAGMA data_version
+        #: counts only other connections' commits, and the process has one connection.
+        self._local_commits = 0
         self._writes = LastWrite()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
@@ -251,10 +258,12 @@ class SQLiteBackend(SQLBackend):
 
         with self._writes.watch():
             result = self._retrying(attempt)
-        if wakes:  # other processes notice through PRAGMA data_version
-            with self._changed:
+        # Other processes notice through PRAGMA data_version; this one's waiters here.
+        with self._changed:
+            self._local_commits += 1
+            if wakes:
                 self._local_writes += 1
-                self._changed.notify_all()
+            self._changed.notify_all()
         return result
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -283,6 +292,10 @@ class SQLiteBackend(SQLBackend):
 
     def _many(self, conn: sqlite3.Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
         conn.executemany(SQL[name], rows)
+
+    def _claimed(self, conn: sqlite3.Connection, queue: str, count: int, now: float | None) -> None:
+        params = {"queue": queue, "claimed": count, "now": now}
+        conn.execute(SQL["spend_rate_tokens"], params)
 
     def _insert_batch(
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
@@ -334,19 +347,36 @@ class SQLiteBackend(SQLBackend):
     # -- waiting for work ----------------------------------------------------------------
 
     def wait_for_change(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        return self._watch(lambda: self._local_writes)(timeout)
+
+    @contextmanager
+    def watch_job(self, job_id: int) -> Iterator[Callable[[float], bool]]:
+        yield self._watch(lambda: self._local_commits)
+
+    def _watch(self, local: Callable[[], int]) -> Callable[[float], bool]:
+        """A wait for commits after now: this process's (as ``local`` counts them, woken at
+        once) or another's (``PRAGMA data_version``, looked at every POLL_SECONDS)."""
         with self._changed:
-            seen_local = self._local_writes
+            seen_local = local()
         seen_version = self._data_version()
-        while (remaining := deadline - time.monotonic()) > 0:
-            with self._changed:
-                if self._local_writes == seen_local:
-                    self._changed.wait(min(remaining, POLL_SECONDS))
-                if self._local_writes != seen_local:
+
+        def wait(timeout: float) -> bool:
+            nonlocal seen_local, seen_version
+            deadline = time.monotonic() + timeout
+            while (remaining := deadline - time.monotonic()) > 0:
+                with self._changed:
+                    if local() == seen_local:
+                        self._changed.wait(min(remaining, POLL_SECONDS))
+                    if local() != seen_local:
+                        seen_local = local()
+                        return True
+                version = self._data_version()
+                if version != seen_version:
+                    seen_version = version
                     return True
-            if self._data_version() != seen_version:
-                return True
-        return False
+            return False
+
+        return wait
 
     def _data_version(self) -> int:
         row = self._read(lambda conn: conn.execute("PRAGMA data_version").fetchone())
@@ -366,6 +396,17 @@ class SQLiteBackend(SQLBackend):
         if free < MIN_FREE_BYTES:
             return f"{self.path}: the disk is full ({free:,} bytes free)"
         return None
+
+    def storage(self) -> StorageInfo:
+        path = Path(self._absolute).resolve()
+        try:
+            usage = shutil.disk_usage(path.parent)
+        except OSError:
+            free = total = None
+        else:
+            free, total = usage.free, usage.total
+        size, wal = _file_size(path), _file_size(Path(f"{path}-wal"))
+        return StorageInfo(str(path), size, wal, free, total)
 
     def check(self, *, full: bool = False) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": "sqlite", "path": str(self.path.resolve())}

@@ -6,6 +6,6 @@ module, so there is no import cycle whichever module is imported first. A new co
 module joins by being added here.
 """
 
-from persistq.cli import admin, api, dlq, jobs, main, queues, run, system, ui
+from persistq.cli import admin, api, dlq, jobs, main, periodic, queues, run, system, ui
 
-__all__ = ["admin", "api", "dlq", "jobs", "main", "queues", "run", "system", "ui"]
+__all__ = ["admin", "api", "dlq", "jobs", "main", "periodic", "queues", "run", "system", "ui"]

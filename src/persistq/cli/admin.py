@@ -13,7 +13,7 @@ from persistq.config import DEFAULT_FILES_DIR
 from persistq.errors import JobNotFound, Unrecoverable
 from persistq.model import Job, State, validate_state
 from persistq.queue import Queue
-from persistq.tasks.files import payload_path
+from persistq.tasks.files import names_file, payload_path
 
 #: How far past the purge cutoff --delete-files looks for jobs the purge may reach: the
 #: purge computes its own cutoff a moment later. Only jobs confirmed gone lose their file.
@@ -109,11 +109,12 @@ def _candidates(q: Queue, state: State, older_than: float) -> list[Job]:
 
 
 def _payload_file(job: Job, root: Path) -> Path | str | None:
-    """The file the payload's "path" names when it lies under ``root``; else "outside" or
-    "invalid" (no usable path: empty, a NUL byte, not text, or a directory such as ``root``
-    itself or ``/``), or None when the payload has no "path" at all."""
+    """The file the payload names ("path", or a stamp_file task's argument) when it lies
+    under ``root``; else "outside" or "invalid" (no usable path: empty, a NUL byte, not
+    text, or a directory such as ``root`` itself or ``/``), or None when the payload names
+    no file at all."""
     payload = job.payload
-    if not isinstance(payload, dict) or "path" not in payload:
+    if not names_file(payload):
         return None
     try:
         path = Path(payload_path(payload)).resolve()

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -24,6 +25,7 @@ from persistq.cli.common import (
     print_jobs,
 )
 from persistq.cli.main import app, fail, open_queue, print_json, print_table, progress
+from persistq.dispatch import task_payload
 from persistq.errors import InvalidJob, QueueError, StorageError
 from persistq.model import Job, State
 from persistq.queue import Queue
@@ -47,6 +49,25 @@ def _parse_payload(text: str, where: str) -> Any:
     except RecursionError:
         why = "nested too deeply"
     raise QueueError(f"{where} not valid JSON: {why}")
+
+
+def _parse_time(text: str, where: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise QueueError(
+            f"{where} {text!r} is not an ISO 8601 time, e.g. 2026-12-01T12:00:00Z"
+        ) from None
+
+
+def _task_payload(name: str, args_json: str | None, kwargs_json: str | None) -> Any:
+    args = [] if args_json is None else _parse_payload(args_json, "--args is")
+    kwargs = {} if kwargs_json is None else _parse_payload(kwargs_json, "--kwargs is")
+    if not isinstance(args, list):
+        raise typer.BadParameter("--args must be a JSON array, e.g. '[1, \"a\"]'")
+    if not isinstance(kwargs, dict):
+        raise typer.BadParameter('--kwargs must be a JSON object, e.g. \'{"to": "a"}\'')
+    return task_payload(name, args, kwargs)
 
 
 @contextmanager
@@ -137,6 +158,35 @@ def enqueue(
     delay: Annotated[
         str, typer.Option("--delay", help="Not claimable before this: 30s, 15m, 2h, ...")
     ] = "0",
+    run_at: Annotated[
+        str | None,
+        typer.Option(
+            "--run-at",
+            metavar="TIME",
+            help="Not claimable before this ISO 8601 time with its UTC offset, e.g. "
+            "2026-12-01T12:00:00Z (instead of --delay).",
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            metavar="NAME",
+            help='Enqueue a task: the payload becomes {"task": NAME, "args": ..., "kwargs": ...}.',
+        ),
+    ] = None,
+    args_json: Annotated[
+        str | None,
+        typer.Option(
+            "--args", metavar="JSON", help="The task's positional arguments, a JSON array."
+        ),
+    ] = None,
+    kwargs_json: Annotated[
+        str | None,
+        typer.Option(
+            "--kwargs", metavar="JSON", help="The task's keyword arguments, a JSON object."
+        ),
+    ] = None,
     max_attempts: Annotated[
         int,
         typer.Option(
@@ -149,6 +199,14 @@ def enqueue(
     key: Annotated[
         str | None,
         typer.Option("--key", help="Idempotency key: a second enqueue returns the first job."),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            metavar="DURATION",
+            help="Longest an attempt may run before the worker stops it, e.g. 30s, 5m.",
+        ),
     ] = None,
     file: Annotated[
         str | None,
@@ -163,19 +221,30 @@ def enqueue(
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue a job and print its id (or, with --file, many jobs and their count)."""
-    if (payload_json is None) == (file is None):
-        raise typer.BadParameter("give either PAYLOAD_JSON or --file, not both or neither")
+    sources = [payload_json is not None, file is not None, task is not None]
+    if sum(sources) != 1:
+        raise typer.BadParameter("give one of PAYLOAD_JSON, --file or --task")
+    if task is None and (args_json is not None or kwargs_json is not None):
+        raise typer.BadParameter("--args and --kwargs go with --task")
     if file is not None and key is not None:
         raise typer.BadParameter("--key applies to one job; it cannot be used with --file")
+    if run_at is not None and delay != "0":
+        raise typer.BadParameter("give --delay or --run-at, not both")
     delay_seconds = parse_duration(delay, what="--delay")
     options: dict[str, Any] = {
         "queue": queue,
         "priority": priority,
         "delay": delay_seconds,
+        "run_at": None if run_at is None else _parse_time(run_at, "--run-at"),
         "max_attempts": max_attempts,
+        "timeout": None if timeout is None else parse_duration(timeout, what="--timeout"),
     }
-    if payload_json is not None:
-        payload = _parse_payload(payload_json, "PAYLOAD_JSON is")
+    if file is None:
+        if task is not None:
+            payload = _task_payload(task, args_json, kwargs_json)
+        else:
+            assert payload_json is not None
+            payload = _parse_payload(payload_json, "PAYLOAD_JSON is")
         job = open_queue(ctx).enqueue(payload, key=key, **options)
         if as_json:
             print_json(job.to_dict())
@@ -230,6 +299,7 @@ def _job_rows(job: Job) -> list[list[Any]]:
         ["priority", job.priority],
         ["attempts", f"{job.attempts} of {job.max_attempts}"],
         ["key", job.key],
+        ["timeout", "-" if job.timeout is None else f"{job.timeout:g} s"],
         ["run_at", format_time(job.run_at)],
         ["worker", job.worker],
         ["lease_expires_at", format_time(job.lease_expires_at)],

@@ -1,4 +1,4 @@
-"""``persistq queues list|create|delete|pause|resume``."""
+"""``persistq queues list|create|delete|pause|resume|limit``."""
 
 from __future__ import annotations
 
@@ -33,8 +33,17 @@ def list_queues(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if not found:
         echo("No queues.")
         return
-    rows = [[q.name, "paused" if q.paused else "active", format_time(q.created_at)] for q in found]
-    print_table(None, ["queue", "state", "created_at"], rows)
+    rows = [
+        [
+            q.name,
+            "paused" if q.paused else "active",
+            "-" if q.concurrency is None else q.concurrency,
+            q.rate or "-",
+            format_time(q.created_at),
+        ]
+        for q in found
+    ]
+    print_table(None, ["queue", "state", "concurrency", "rate", "created_at"], rows)
 
 
 @queues_app.command()
@@ -66,6 +75,39 @@ def pause(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     """Pause a queue: enqueues are accepted, claims return nothing until it is resumed."""
     info = open_queue(ctx).pause(name)
     _said(info, as_json, f"queue {info.name!r} paused")
+
+
+@queues_app.command()
+def limit(
+    ctx: typer.Context,
+    name: Name,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", min=0, help="Most jobs of the queue running at once."),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option("--rate", metavar="N/s|N/m|N/h", help="Most claims per second/minute/hour."),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Lift both limits.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set the queue's global limits, across every worker and machine (a limit not given
+    is lifted; --clear lifts both)."""
+    if clear and (concurrency is not None or rate is not None):
+        raise typer.BadParameter("--clear lifts every limit: give it alone")
+    if not clear and concurrency is None and rate is None:
+        raise typer.BadParameter("give --concurrency, --rate or --clear")
+    info = open_queue(ctx).set_limits(name, concurrency=concurrency, rate=rate)
+    shown = ", ".join(
+        part
+        for part in (
+            None if info.concurrency is None else f"concurrency {info.concurrency}",
+            None if info.rate is None else f"rate {info.rate}",
+        )
+        if part
+    )
+    _said(info, as_json, f"queue {info.name!r}: {shown or 'no limits'}")
 
 
 @queues_app.command()

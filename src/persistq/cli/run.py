@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 import persistq
-from persistq.cli.common import LogLevelOption
+from persistq.app import AppHandler, resolve_app
+from persistq.cli.common import LogLevelOption, parse_duration
 from persistq.cli.main import app, fail, open_queue
 from persistq.config import DEFAULT_FILES_DIR
 from persistq.errors import InvalidJob, QueueError
-from persistq.model import validate_queue_name
+from persistq.model import validate_queue_name, validate_timeout
 from persistq.ports import WorkQueue
 from persistq.sweeper import default_sweep_seconds
-from persistq.tasks.files import make_random_file
+from persistq.tasks.files import FILES_QUEUE, make_random_file, stamp_payload
 from persistq.worker import (
     HandlerNotFound,
     Worker,
@@ -42,19 +44,36 @@ def setup_logging(level: str) -> None:
 @app.command()
 def worker(
     ctx: typer.Context,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Queue to claim from; repeat for several, in order [default: default; with "
+            "--app, the queues its tasks use].",
+            show_default=False,
+        ),
+    ] = None,
     handler: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--handler",
             envvar="PERSISTQ_HANDLER",
             show_envvar=True,
             help="The function that processes a job, as package.module:function.",
         ),
-    ],
-    queue: Annotated[
-        list[str],
-        typer.Option("--queue", "-q", help="Queue to claim from; repeat for several, in order."),
-    ] = ["default"],  # noqa: B006 - Typer copies it; never mutated
+    ] = None,
+    app_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            envvar="PERSISTQ_APP",
+            show_envvar=True,
+            metavar="MODULE:APP",
+            help="Run the tasks of this persistq.App, as package.module:app (instead of "
+            "--handler).",
+        ),
+    ] = None,
     concurrency: Annotated[
         int,
         typer.Option(
@@ -64,7 +83,8 @@ def worker(
             max=256,
             envvar="PERSISTQ_CONCURRENCY",
             show_envvar=True,
-            help="Jobs processed at once, each in its own thread.",
+            help="Jobs processed at once, each in its own thread (with --pool process, each "
+            "thread's handlers in a child process of its own).",
         ),
     ] = 1,
     lease: Annotated[
@@ -106,6 +126,16 @@ def worker(
             help="Seconds between stalled-job sweeps [default: lease/3, at most 30].",
         ),
     ] = None,
+    pool: Annotated[
+        str,
+        typer.Option(
+            "--pool",
+            envvar="PERSISTQ_WORKER_POOL",
+            show_envvar=True,
+            help="thread: handlers run in the worker's threads; process: each slot runs its "
+            "handlers in a child process (killed at a job's timeout; a crash is seen at once).",
+        ),
+    ] = "thread",
     log_level: LogLevelOption = "INFO",
     url: Annotated[
         str | None,
@@ -116,37 +146,64 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Claim jobs, run the handler under a heartbeat, complete or fail them. SIGTERM drains."""
+    """Claim jobs, run the handler (or the app's tasks) under a heartbeat, complete or fail
+    them. SIGTERM drains."""
+    if (handler is None) == (app_spec is None):
+        fail("give --handler or --app (one of them)", code=2)
     worker_id = worker_id or default_worker_id()
     # Bad options stop the worker here, before it touches the database: each would fail
     # every claim (or every job) while the worker looked alive. A handler that cannot be
     # loaded is one of them: it is the worker's configuration, not a job's data, and
     # running on would dead-letter the whole queue; Supervisor retries the start and then
     # shows the program FATAL with this line in its log.
+    resolved = None
     try:
         check_options(
-            queue,
+            queue or ["default"],  # with --app, its tasks' queues are checked as it builds
             worker_id=worker_id,
             concurrency=concurrency,
             lease_seconds=lease,
             grace_seconds=grace,
             sweep_seconds=sweep_every,
+            pool=pool,
         )
-        resolved = resolve_handler(handler)
+        if handler is not None:
+            resolved = resolve_handler(handler)
     except (InvalidJob, HandlerNotFound) as exc:
         fail(str(exc), code=2)
     setup_logging(log_level)
-    q = open_work_queue(ctx, url)
+    if app_spec is None:
+        tasks, q = None, open_work_queue(ctx, url)
+    else:
+        tasks = resolve_app(app_spec)  # cannot be imported: one error line, exit 1
+        given = url or ctx.find_root().obj.url
+        if given is not None:  # the command line's URL (or PERSISTQ_URL) wins
+            tasks.reconnect(given)
+        ctx.call_on_close(tasks.close)
+        q = tasks.queue
     lease_seconds = lease or q.settings.lease_seconds
+    options: dict[str, Any] = {
+        "worker_id": worker_id,
+        "concurrency": concurrency,
+        "lease_seconds": lease_seconds,
+        "sweep_seconds": sweep_every or default_sweep_seconds(lease_seconds),
+        "grace_seconds": grace,
+        "pool": pool,
+    }
+    if tasks is not None:
+        if pool == "process":
+            assert app_spec is not None
+            unknown = q.settings.unknown_task_seconds
+            options["child_handler"] = AppHandler(app_spec, unknown)
+        runner = tasks.worker(queue=q, queues=queue, **options)
+        log.info("event=tasks app=%s tasks=%s", app_spec, ",".join(tasks.tasks) or "-")
+        raise typer.Exit(runner.run())
+    assert resolved is not None
+    assert handler is not None
+    # A process-pool child imports the handler by its spec (it may not pickle).
+    child = functools.partial(resolve_handler, handler)
     runner = Worker(
-        queue=q,
-        handler=resolved,
-        queues=queue,
-        worker_id=worker_id,
-        concurrency=concurrency,
-        lease_seconds=lease_seconds,
-        sweep_seconds=sweep_every or default_sweep_seconds(lease_seconds),
-        grace_seconds=grace,
+        queue=q, handler=resolved, queues=queue or ["default"], child_handler=child, **options
     )
     raise typer.Exit(runner.run())
 
@@ -168,7 +225,9 @@ def open_work_queue(ctx: typer.Context, url: str | None) -> WorkQueue:
 @app.command()
 def produce(
     ctx: typer.Context,
-    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue to enqueue into.")] = "files",
+    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue to enqueue into.")] = (
+        FILES_QUEUE
+    ),
     every: Annotated[float, typer.Option("--every", min=0, help="Seconds between files.")] = 5.0,
     directory: Annotated[
         Path,
@@ -182,12 +241,27 @@ def produce(
     count: Annotated[
         int | None, typer.Option("--count", min=1, help="Stop after this many jobs.")
     ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            metavar="DURATION",
+            help="Each job's timeout (e.g. 60s): the worker stops an attempt that runs longer.",
+        ),
+    ] = None,
     log_level: LogLevelOption = "INFO",
 ) -> None:
-    """Write a random text file every few seconds and enqueue {"path": file}."""
+    """Write a random text file every few seconds and enqueue the stamp_file task for it
+    ({"task": "stamp_file", "args": [file]}; run by worker --app persistq.tasks.files:app)."""
     try:
         validate_queue_name(queue)  # else every enqueue would fail, logged forever
     except InvalidJob as exc:
+        fail(str(exc), code=2)
+    try:
+        seconds = (
+            None if timeout is None else validate_timeout(parse_duration(timeout, what="--timeout"))
+        )
+    except QueueError as exc:
         fail(str(exc), code=2)
     setup_logging(log_level)
     q = open_queue(ctx)
@@ -203,7 +277,7 @@ def produce(
     while not stop.is_set() and (count is None or produced < count):
         path = make_random_file(directory)
         try:
-            job = q.enqueue({"path": str(path)}, queue=queue)
+            job = q.enqueue(stamp_payload(path), queue=queue, timeout=seconds)
         except QueueError as exc:  # the database may come back; keep producing
             log.warning("event=enqueue_failed path=%s error=%r", path, str(exc))
         else:

@@ -25,7 +25,7 @@ from persistq.config import DEFAULT_URL, SQLITE_PREFIX, Settings, split_sqlite_u
 from persistq.credentials import PASSWORD_ENV, CredentialsError, admin_password, data_dir
 from persistq.model import Job, State
 from persistq.queue import Queue
-from persistq.tasks.files import make_random_file, stamps
+from persistq.tasks.files import FILES_QUEUE, make_random_file, stamp_payload, stamps
 
 #: program -> (environment variable naming its port, default port, path shown)
 PORTS = {
@@ -250,8 +250,17 @@ def simulate_crash(
     timeout: Annotated[
         float, typer.Option("--timeout", min=10, help="Seconds to wait in all.")
     ] = 180.0,
+    lease_expiry: Annotated[
+        bool,
+        typer.Option(
+            "--lease-expiry",
+            help="SIGKILL the whole consumer instead of its handler's child process: the job "
+            "comes back only when its lease expires.",
+        ),
+    ] = False,
 ) -> None:
-    """SIGKILL a consumer holding a job; check it restarts and the job completes once."""
+    """SIGKILL the child process running a consumer's job (or, with --lease-expiry, the
+    consumer itself); check the job comes back, completes once, and none is lost."""
     home = resolve_home(home)
     if not is_running(home):
         fail(f"persistq is not running in {home} (start it with: persistq up)")
@@ -263,6 +272,10 @@ def simulate_crash(
         say = stdout.print
         pid = victim["pid"]
         say(f"before: {len(before)} jobs; {_full_name(victim)} (pid {pid}) holds job {job.id}")
+        if not lease_expiry:
+            _kill_handler_child(q, home, job, before, pid, timeout, say)
+            return
+        killed = time.monotonic()
         os.kill(victim["pid"], signal.SIGKILL)
         say(f"SIGKILL sent to pid {victim['pid']}")
         name = _full_name(victim)
@@ -275,19 +288,99 @@ def simulate_crash(
             fail(f"{name} was not restarted by Supervisor within 30 s")
         say(f"Supervisor restarted {name} as pid {rpc.getProcessInfo(name)['pid']}")
         say(f"waiting for the lease to expire and job {job.id} to be done again ...")
-        if not wait_for(lambda: q.get(job.id).status == State.COMPLETED, timeout, every=1):
-            fail(f"job {job.id} is {q.get(job.id).status} after {timeout:.0f}s, not COMPLETED")
-        after = _all_ids(q)
-        done = q.get(job.id)
-        kinds = [e.kind for e in q.events(job.id)]
-        lost = sorted(before - after)
-        twice = _stamped_twice(resolve_files_dir(home))
-        say(f"job {job.id}: {' -> '.join(kinds)} (attempts {done.attempts}, by {done.worker})")
-        say(f"after: {len(after)} jobs; lost: {len(lost)}; stamped twice: {len(twice)}")
-        ok = not lost and not twice and "lease_expired" in kinds
-        if not ok:
-            fail(f"FAIL: lost {lost[:10]}, stamped twice {twice[:10]}, events {kinds}")
-        say("PASS: the consumer came back; its job was recovered and completed once; none lost")
+        back = _wait_back(q, job, killed, timeout, say, "lease_expired")
+        _verdict(q, home, job, before, "lease_expired", say)
+        say(
+            f"PASS: the consumer came back; its job was recovered in {back:.1f} s (lease "
+            "expiry) and completed once; none lost"
+        )
+
+
+def _wait_back(
+    q: Queue, job: Job, killed: float, timeout: float, say: Callable[[str], None], kind: str
+) -> float:
+    """Seconds from the kill until the job was PENDING again (its ``kind`` event: crashed
+    or lease_expired); then wait for it to complete."""
+    deadline = killed + timeout
+    seen = len(q.events(job.id))
+
+    def came_back() -> bool:
+        return any(e.kind == kind for e in q.events(job.id)[seen:])
+
+    if not wait_for(came_back, timeout, every=0.05):
+        fail(f"job {job.id} not back ({kind}) {timeout:.0f}s after the kill")
+    back = time.monotonic() - killed
+    say(f"job {job.id} back for another attempt {back:.1f} s after the kill")
+    left = max(1.0, deadline - time.monotonic())
+    if not wait_for(lambda: q.get(job.id).status == State.COMPLETED, left, every=0.2):
+        fail(f"job {job.id} is {q.get(job.id).status} after {timeout:.0f}s, not COMPLETED")
+    say(f"job {job.id} COMPLETED {time.monotonic() - killed:.1f} s after the kill")
+    return back
+
+
+def _verdict(
+    q: Queue, home: Path, job: Job, before: set[int], expected: str, say: Callable[[str], None]
+) -> None:
+    after = _all_ids(q)
+    done = q.get(job.id)
+    kinds = [e.kind for e in q.events(job.id)]
+    lost = sorted(before - after)
+    twice = _stamped_twice(resolve_files_dir(home))
+    say(f"job {job.id}: {' -> '.join(kinds)} (attempts {done.attempts}, by {done.worker})")
+    say(f"after: {len(after)} jobs; lost: {len(lost)}; stamped twice: {len(twice)}")
+    if lost or twice or expected not in kinds:
+        fail(f"FAIL: lost {lost[:10]}, stamped twice {twice[:10]}, events {kinds}")
+
+
+def _kill_handler_child(
+    q: Queue,
+    home: Path,
+    job: Job,
+    before: set[int],
+    worker_pid: int,
+    timeout: float,
+    say: Callable[[str], None],
+) -> None:
+    """SIGKILL the process-pool children of the consumer (one per slot: the demo runs one)
+    and check the consumer itself lives on while its job comes back at once."""
+    children = _pool_children(worker_pid)
+    if not children:
+        fail(
+            f"consumer pid {worker_pid} runs no handler child process (not --pool process); "
+            "use --lease-expiry to kill the whole consumer"
+        )
+    killed = time.monotonic()
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    say(f"SIGKILL sent to the handler child process(es) {children} of pid {worker_pid}")
+    back = _wait_back(q, job, killed, timeout, say, "crashed")
+    _verdict(q, home, job, before, "crashed", say)
+    if not _alive(worker_pid):
+        fail(f"FAIL: the consumer pid {worker_pid} died with its child")
+    say(
+        f"PASS: the consumer (pid {worker_pid}) kept running; its job was back in {back:.1f} s "
+        "(crashed) and completed once; none lost"
+    )
+
+
+def _pool_children(worker_pid: int) -> list[int]:
+    """The worker's handler processes: the children of its multiprocessing fork server."""
+    parents: dict[int, int] = {}
+    commands: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError, IndexError):
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            )
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes()
+    servers = {
+        p
+        for p, parent in parents.items()
+        if parent == worker_pid and b"multiprocessing.forkserver" in commands.get(p, b"")
+    }
+    return sorted(p for p, parent in parents.items() if parent in servers)
 
 
 def _all_ids(q: Queue) -> set[int]:
@@ -314,7 +407,8 @@ def _consumer_holding_a_job(home: Path, q: Queue, timeout: float) -> tuple[dict[
             if job.worker in consumers:
                 return consumers[job.worker], job
         if not nudged and not q.jobs(status=State.PENDING, limit=1):
-            q.enqueue({"path": str(make_random_file(resolve_files_dir(home)))}, queue="files")
+            path = make_random_file(resolve_files_dir(home))
+            q.enqueue(stamp_payload(path), queue=FILES_QUEUE)
             nudged = True
         time.sleep(0.2)
     fail(f"no consumer picked up a job within {timeout:.0f}s")

@@ -5,6 +5,12 @@ its own stamp already there writes nothing. So a job run twice (its consumer cra
 writing but before completing) stamps the file exactly once. The line also carries the
 claim's fence, so a stale holder (a claim older than the one that stamped) is refused.
 
+Two ways to run it: as the task ``stamp_file`` of :data:`app` (``persistq worker --app
+persistq.tasks.files:app``; payload ``{"task": "stamp_file", "args": [path]}``, what the demo
+producer enqueues; the task reads its job id and fence from ``persistq.current_job()``), or
+as the plain handler :func:`stamp_file` (``--handler persistq.tasks.files:stamp_file``;
+payload ``{"path": path}``). Both stamp the same way.
+
 It is confined to the files directory (``PERSISTQ_FILES_DIR``, default ``data/files`` under
 the current directory): a payload naming anything else, a ``..``, a symlink (the file or any
 directory below the files directory), a hard-linked file or anything but a regular file fails
@@ -31,10 +37,15 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
+from persistq.app import App
 from persistq.config import Settings
+from persistq.dispatch import current_job, task_payload
 from persistq.errors import QueueError, Unrecoverable
 from persistq.model import JSON, Job
 
+#: The demo's task, on the demo's queue.
+STAMP_TASK = "stamp_file"
+FILES_QUEUE = "files"
 STAMP_PREFIX = "processed "
 #: ``processed <ISO-8601 UTC> job <id> fence <n>``; stamps written before fences have none.
 STAMP_LINE = re.compile(r"^processed (\S+) job (\d+)(?: fence (\d+))?$")
@@ -78,12 +89,35 @@ def parse_delay(text: str) -> tuple[float, float]:
     return bounds
 
 
+#: The demo's app: ``persistq worker --app persistq.tasks.files:app`` (queue ``files``).
+app = App()
+
+
+@app.task(STAMP_TASK, queue=FILES_QUEUE)
+def stamp_file_task(path: str) -> dict[str, Any]:
+    """The task ``stamp_file``: stamp ``path`` for the job running it."""
+    if not isinstance(path, str):
+        raise Unrecoverable(f"stamp_file takes a path (a string), got {path!r}")
+    return stamp(current_job(), path)
+
+
+def stamp_payload(path: Path | str) -> dict[str, Any]:
+    """What the demo producer enqueues for one file: the ``stamp_file`` task's payload."""
+    return task_payload(STAMP_TASK, [str(path)])
+
+
 def stamp_file(job: Job) -> dict[str, Any]:
+    """The plain handler: stamp the file of a ``{"path": ...}`` payload (or of a
+    ``stamp_file`` task payload)."""
+    return stamp(job, payload_path(job.payload))
+
+
+def stamp(job: Job, path_text: str) -> dict[str, Any]:
     """Wait the task delay, then prepend ``processed <ISO-8601 UTC> job <id> fence <n>`` once
     per job, to a regular file inside the files directory only."""
     settings = Settings.from_env()
     root = files_directory(settings.files_dir)
-    parts = confined_parts(payload_path(job.payload), root, settings.files_dir)
+    parts = confined_parts(checked_path(path_text), root, settings.files_dir)
     low, high = parse_delay(settings.task_delay)
     time.sleep(random.uniform(low, high))
     path = root.joinpath(*parts)
@@ -143,11 +177,26 @@ def files_directory(configured: str) -> Path:
     return Path(configured).resolve()
 
 
+def names_file(payload: JSON) -> bool:
+    """Whether a payload is a demo file job: ``{"path": ...}`` or a ``stamp_file`` task."""
+    return isinstance(payload, dict) and ("path" in payload or payload.get("task") == STAMP_TASK)
+
+
 def payload_path(payload: JSON) -> str:
-    """The payload's ``"path"``; Unrecoverable when it cannot name a file at all."""
+    """The file a demo job names: the ``"path"`` of a plain payload, or the argument of a
+    ``stamp_file`` task payload; Unrecoverable when it cannot name a file at all."""
+    if isinstance(payload, dict) and payload.get("task") == STAMP_TASK:
+        args = payload.get("args")
+        if isinstance(args, list) and len(args) == 1 and isinstance(args[0], str):
+            return checked_path(args[0])
+        raise Unrecoverable(f"a stamp_file task takes one path, got args {args!r}")
     if not isinstance(payload, dict) or not isinstance(payload.get("path"), str):
         raise Unrecoverable(f'payload must be {{"path": "<file>"}}, got {payload!r}')
-    text: str = payload["path"]
+    return checked_path(payload["path"])
+
+
+def checked_path(text: str) -> str:
+    """``text`` when it can name a file (not empty, no NUL byte); else Unrecoverable."""
     if not text or "\0" in text:
         raise Unrecoverable(f"path {text!r} is not a usable path (empty or a NUL byte)")
     return text

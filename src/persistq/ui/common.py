@@ -22,7 +22,7 @@ import persistq
 from persistq.config import Settings
 from persistq.credentials import LoginThrottle, admin_password, data_dir
 from persistq.errors import QueueError
-from persistq.model import Job, State, encode_json
+from persistq.model import Job, QueueInfo, State, encode_json, task_call
 from persistq.queue import Queue
 
 #: A session ends this long after its login, whatever happens.
@@ -184,6 +184,18 @@ def last_line(text: str | None) -> str:
     return lines[-1].strip() if lines else ""
 
 
+def queue_limits(queue: Queue) -> dict[str, QueueInfo]:
+    """Each queue's limits (one read of the queues), for :func:`limit_cells`."""
+    return {info.name: info for info in queue.queues()}
+
+
+def limit_cells(processing: int, info: QueueInfo | None) -> dict[str, str]:
+    """The columns every queue table shows for its global limits: running / limit, rate."""
+    limit = "-" if info is None or info.concurrency is None else str(info.concurrency)
+    rate = "-" if info is None or info.rate is None else info.rate
+    return {"running / limit": f"{processing} / {limit}", "rate": rate}
+
+
 def state_totals(report: dict[str, Any]) -> dict[str, int]:
     """Jobs per state over all queues, from one :func:`persistq.insights.stats` report."""
     return {str(s): sum(row[str(s)] for row in report["queues"].values()) for s in State}
@@ -200,8 +212,27 @@ def job_rows(jobs: Iterable[Job]) -> list[dict[str, Any]]:
             "attempts": f"{job.attempts}/{job.max_attempts}",
             "created (UTC)": when(job.created_at),
             "updated (UTC)": when(job.updated_at),
+            "task": task_name(job.payload),
+            "arguments": clip(task_arguments(job.payload), 80),
             "payload": clip(encode_json(job.payload, what="payload")),
             "last error": clip(last_line(job.last_error), 100),
         }
         for job in jobs
     ]
+
+
+def task_name(payload: Any) -> str:
+    """The task a job runs (``{"task": NAME, ...}``), or "" for a plain payload."""
+    call = task_call(payload)
+    return "" if call is None else call[0]
+
+
+def task_arguments(payload: Any) -> str:
+    """A task job's arguments as a call would read them: ``"a.txt", retries=2``."""
+    call = task_call(payload)
+    if call is None:
+        return ""
+    _, args, kwargs = call
+    parts = [encode_json(a, what="argument") for a in args]
+    parts += [f"{k}={encode_json(v, what='argument')}" for k, v in kwargs.items()]
+    return ", ".join(parts)

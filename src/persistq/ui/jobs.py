@@ -15,11 +15,11 @@ from typing import Any
 
 import streamlit as st
 
-from persistq import insights
+from persistq import search
 from persistq.errors import InvalidTransition, JobNotFound, QueueError
-from persistq.insights import JobFilter, JobPage
-from persistq.model import CANCELLABLE, RESUBMITTABLE, Job, State, encode_json
+from persistq.model import CANCELLABLE, RESUBMITTABLE, Job, State, encode_json, task_call
 from persistq.queue import Queue
+from persistq.search import JobFilter, JobPage
 from persistq.ui import common
 
 ALL = "(all)"
@@ -70,7 +70,7 @@ class Outcome:
 
 def apply(
     action: Action,
-    queue: Queue,
+    q: Queue,
     ids: Sequence[int],
     flt: JobFilter | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -79,7 +79,7 @@ def apply(
     outcome = Outcome()
     for done, job_id in enumerate(ids, 1):
         try:
-            if flt is not None and not flt.matches(queue.get(job_id)):
+            if flt is not None and not flt.matches(q.get(job_id)):
                 outcome.changed += 1
             else:
                 action(job_id)
@@ -116,7 +116,7 @@ def filter_bar(
 ) -> tuple[JobFilter, bool, int]:
     """The filter widgets; ``status`` fixes the state (the dead-letter tabs)."""
     names = sorted(report["queues"])
-    columns = st.columns([2, 2, 3, 2, 2, 1] if status is None else [2, 4, 2, 2, 1])
+    columns = st.columns([2, 2, 2, 3, 2, 2, 1] if status is None else [2, 2, 4, 2, 2, 1])
     it = iter(columns)
     chosen_queue = next(it).selectbox("Queue", [ALL, *names], key=f"{key}_queue")
     if status is None:
@@ -124,6 +124,9 @@ def filter_bar(
             "State", [ALL, *(s.value for s in State)], key=f"{key}_state"
         )
         status = None if chosen_state == ALL else State(chosen_state)
+    task = next(it).text_input(
+        "Task", key=f"{key}_task", placeholder="e.g. stamp_file", help="Jobs of this task name"
+    )
     text = next(it).text_input(
         "Text in payload or error", key=f"{key}_text", placeholder="e.g. report-42 or KeyError"
     )
@@ -137,6 +140,7 @@ def filter_bar(
         text=text.strip() or None,
         created_from=created_from,
         created_to=created_to,
+        task=task.strip() or None,
     )
     return flt, order == "oldest first", int(page_size)
 
@@ -164,6 +168,8 @@ def describe(flt: JobFilter) -> str:
         f"queue `{flt.queue}`" if flt.queue else "every queue",
         f"state {flt.status}" if flt.status else "every state",
     ]
+    if flt.task:
+        parts.append(f"task `{common.clip(flt.task, 40)}`")
     if flt.text:
         parts.append(f"text “{common.clip(flt.text, 40)}”")
     if flt.created_from or flt.created_to:
@@ -176,7 +182,7 @@ def describe(flt: JobFilter) -> str:
 
 
 def job_table(
-    queue: Queue,
+    q: Queue,
     report: dict[str, Any],
     flt: JobFilter,
     oldest_first: bool,
@@ -199,7 +205,7 @@ def job_table(
     if top[1].button("Refresh", key=f"{key}_refresh", help="Read the jobs again"):
         invalidate(key)
     view = View(flt, oldest_first, page_size, page, int(st.session_state[budget_key]))
-    result = _page(queue, report, view, key)
+    result = _page(q, report, view, key)
     top[2].caption(_caption(result, view))
     deeper = not result.complete and flt.needs_scan
     if deeper and st.button("Search deeper", key=f"{key}_deeper", help="Read 4x more jobs"):
@@ -217,18 +223,18 @@ def job_table(
         placeholder="no jobs",
     )
     selected = [result.jobs[i] for i in shown.selection.rows if i < len(result.jobs)]
-    _selection_actions(queue, selected, key, verbs)
+    _selection_actions(q, selected, key, verbs)
     return selected
 
 
-def _page(queue: Queue, report: dict[str, Any], view: View, key: str) -> JobPage:
+def _page(q: Queue, report: dict[str, Any], view: View, key: str) -> JobPage:
     """The jobs of ``view``, read once and kept until the view changes or is invalidated."""
     shown = st.session_state.get(f"{key}_shown")
     if shown is not None and shown[0] == view:
         page: JobPage = shown[1]
         return page
-    page = insights.find_jobs(
-        queue,
+    page = search.find_jobs(
+        q,
         view.flt,
         limit=view.page_size,
         offset=(view.page - 1) * view.page_size,
@@ -257,15 +263,15 @@ def _caption(result: JobPage, view: View) -> str:
     )
 
 
-def _selection_actions(queue: Queue, selected: list[Job], key: str, verbs: tuple[str, str]) -> None:
+def _selection_actions(q: Queue, selected: list[Job], key: str, verbs: tuple[str, str]) -> None:
     resubmit, cancel = verbs
     left, middle, right = st.columns([2, 2, 5], vertical_alignment="center")
     n = len(selected)
     if left.button(f"{resubmit} selected ({n})", key=f"{key}_resubmit_sel", disabled=not n):
-        _report(apply(queue.resubmit, queue, [j.id for j in selected]), "resubmitted")
+        _report(apply(q.resubmit, q, [j.id for j in selected]), "resubmitted")
         _after_action(key)
     if middle.button(f"{cancel} selected ({n})", key=f"{key}_cancel_sel", disabled=not n):
-        _report(apply(queue.cancel, queue, [j.id for j in selected]), "cancelled")
+        _report(apply(q.cancel, q, [j.id for j in selected]), "cancelled")
         _after_action(key)
     right.caption("Select rows with the checkboxes at their left; one selected row opens below.")
 
@@ -284,7 +290,7 @@ def _after_action(key: str) -> None:
 
 
 def bulk_box(
-    queue: Queue, report: dict[str, Any], flt: JobFilter, key: str, *, verbs: tuple[str, str]
+    q: Queue, report: dict[str, Any], flt: JobFilter, key: str, *, verbs: tuple[str, str]
 ) -> None:
     """Count every job matching the filter, then act on exactly those, after confirmation."""
     resubmit, cancel = verbs
@@ -297,13 +303,13 @@ def bulk_box(
         st.caption(f"Filter: {describe(flt)}.")
         if st.button("Count matching jobs", key=f"{key}_count"):
             bar = st.progress(0.0, text="counting…")
-            candidates = insights.candidate_count(report, flt)
+            candidates = search.candidate_count(report, flt)
 
             def progress(read: int, matched: int) -> None:
                 share = min(1.0, read / candidates) if candidates else 1.0
                 bar.progress(share, text=f"read {read:,} jobs, {matched:,} match")
 
-            ids = insights.matching_ids(queue, flt, on_progress=progress, stats_report=report)
+            ids = search.matching_ids(q, flt, on_progress=progress, stats_report=report)
             bar.empty()
             snapshot = {"filter": flt, "ids": ids, "at": datetime.now(UTC)}
             st.session_state[snap_key] = snapshot
@@ -330,13 +336,13 @@ def bulk_box(
             f"{cancel} all {n:,}", key=f"{key}_cancel_all", disabled=not (sure and n and can_cancel)
         )
         if go_resubmit or go_cancel:
-            action = queue.resubmit if go_resubmit else queue.cancel
+            action = q.resubmit if go_resubmit else q.cancel
             bar = st.progress(0.0, text="working…")
 
             def advance(done: int) -> None:
                 bar.progress(done / n, text=f"{done:,} of {n:,}")
 
-            outcome = apply(action, queue, ids, flt, advance)
+            outcome = apply(action, q, ids, flt, advance)
             st.session_state.pop(snap_key, None)
             st.session_state.pop(f"{key}_sure", None)
             _report(outcome, "resubmitted" if go_resubmit else "cancelled")
@@ -346,15 +352,19 @@ def bulk_box(
 # -- one job --------------------------------------------------------------------------------
 
 
-def job_detail(queue: Queue, job_id: int, key: str) -> None:
+def job_detail(q: Queue, job_id: int, key: str) -> None:
     """Everything about one job: fields, payload, result, last error, events; its actions."""
     try:
-        job = queue.get(job_id)
-        events = queue.events(job_id)
+        job = q.get(job_id)
+        events = q.events(job_id)
     except JobNotFound:
         st.warning(f"There is no job {job_id}.")
         return
     st.subheader(f"Job {job.id}")
+    call = task_call(job.payload)
+    if call is not None:
+        st.markdown(f"**Task** {common.plain(call[0])}")
+        st.code(f"{call[0]}({common.task_arguments(job.payload)})", language="python")
     cells = st.columns(5)
     cells[0].metric("Status", str(job.status))
     cells[1].metric("Queue", job.queue)
@@ -373,7 +383,7 @@ def job_detail(queue: Queue, job_id: int, key: str) -> None:
         )
     if go_resubmit or go_cancel:
         try:
-            changed = queue.resubmit(job.id) if go_resubmit else queue.cancel(job.id)
+            changed = q.resubmit(job.id) if go_resubmit else q.cancel(job.id)
         except QueueError as exc:
             flash("error", str(exc))
         else:

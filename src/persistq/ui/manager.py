@@ -1,21 +1,25 @@
 """The Manager web UI (``persistq ui manager``, port 8501): jobs, dead letters, enqueue, queues.
 
 A Streamlit script: Streamlit runs it top to bottom on every click. It reads and writes
-through the Queue API and the read models of :mod:`persistq.insights`, never SQL; each page
-queries only what it shows (counts come from the per-state statistics).
+through the Queue API, the read models of :mod:`persistq.insights` and the job search of
+:mod:`persistq.search`, never SQL; each page queries only what it shows (counts come from
+the per-state statistics).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
 from persistq import insights
+from persistq.dispatch import task_payload
 from persistq.errors import QueueError, QueueNotEmpty
 from persistq.model import DEAD_LETTER, State
 from persistq.queue import Queue
+from persistq.tasks.files import FILES_QUEUE, STAMP_TASK
 from persistq.ui import common, jobs
 
 
@@ -62,13 +66,30 @@ def dead_letters_page(queue: Queue) -> None:
 def enqueue_page(queue: Queue) -> None:
     st.header("Enqueue a job")
     names = sorted(insights.stats(queue)["queues"]) or ["default"]
+    kind = st.radio(
+        "What", ["A task by name", "A raw JSON payload"], key="enqueue_kind", horizontal=True
+    )
+    as_task = kind == "A task by name"
     with st.form("enqueue"):
         name = st.text_input(
-            "Queue", value="default", key="enqueue_queue", help=f"Existing: {', '.join(names)}"
+            "Queue",
+            value=FILES_QUEUE if as_task else "default",
+            key="enqueue_queue",
+            help=f"Existing: {', '.join(names)}",
         )
-        text = st.text_area(
-            "Payload (JSON)", value='{"path": "data/files/example.txt"}', key="enqueue_payload"
-        )
+        if as_task:
+            task = st.text_input("Task name", value=STAMP_TASK, key="enqueue_task")
+            left, right = st.columns(2)
+            args_text = left.text_area(
+                "Arguments (a JSON list)", value='["data/files/example.txt"]', key="enqueue_args"
+            )
+            kwargs_text = right.text_area(
+                "Keyword arguments (a JSON object)", value="{}", key="enqueue_kwargs"
+            )
+        else:
+            text = st.text_area(
+                "Payload (JSON)", value='{"path": "data/files/example.txt"}', key="enqueue_payload"
+            )
         left, middle, right = st.columns(3)
         priority = left.number_input("Priority (higher first)", value=0, step=1, key="enqueue_prio")
         delay = middle.number_input(
@@ -82,9 +103,12 @@ def enqueue_page(queue: Queue) -> None:
     if not submitted:
         return
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        st.error(f"The payload is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
+        if as_task:
+            payload = _task_payload(task, args_text, kwargs_text)
+        else:
+            payload = _json_value(text, "The payload")
+    except ValueError as exc:
+        st.error(str(exc))
         return
     # Ids only grow: a returned job no newer than the newest before is the key's old job.
     newest = queue.jobs(limit=1)
@@ -107,13 +131,38 @@ def enqueue_page(queue: Queue) -> None:
         st.success(f"Enqueued job {job.id} on queue `{job.queue}` ({job.status}).")
 
 
+def _json_value(text: str, what: str) -> Any:
+    """``text`` parsed as JSON; ValueError saying where it is not."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise ValueError(f"{what} is not JSON: {exc.msg} ({where}).") from None
+
+
+def _task_payload(name: str, args_text: str, kwargs_text: str) -> dict[str, Any]:
+    """The payload that runs task ``name``; ValueError for a bad name or arguments."""
+    args = _json_value(args_text or "[]", "The arguments")
+    kwargs = _json_value(kwargs_text or "{}", "The keyword arguments")
+    if not isinstance(args, list):
+        raise ValueError('The arguments must be a JSON list, e.g. [1, "a"].')
+    if not isinstance(kwargs, dict):
+        raise ValueError('The keyword arguments must be a JSON object, e.g. {"retries": 2}.')
+    try:
+        return task_payload(name.strip(), args, kwargs)
+    except QueueError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def queues_page(queue: Queue) -> None:
     st.header("Queues")
     report = insights.stats(queue)
+    limits = common.queue_limits(queue)
     rows = [
         {
             "queue": name,
             "paused": "paused" if row["paused"] else "",
+            **common.limit_cells(row[State.PROCESSING], limits.get(name)),
             **{str(s): row[str(s)] for s in State},
             "oldest pending": common.duration(row["oldest_pending_age"]),
         }

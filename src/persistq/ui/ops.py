@@ -2,11 +2,14 @@
 
 The dashboard is one ``st.fragment(run_every=...)``: each refresh reruns only it, and the
 elements are replaced in place, so the page does not flicker. Everything comes from the
-read models of :mod:`persistq.insights`; nothing here writes.
+read models of :mod:`persistq.insights`; nothing here writes. They read through the queue
+API only, so with ``PERSISTQ_URL=http://…`` (and ``PERSISTQ_API_TOKEN``) the page shows a
+queue behind the REST API.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import datetime
@@ -17,8 +20,9 @@ import streamlit as st
 
 import persistq
 from persistq import insights
-from persistq.errors import QueueError
-from persistq.model import State
+from persistq.errors import JobNotFound, QueueError
+from persistq.model import QueueInfo, State
+from persistq.ports import ReadQueue
 from persistq.ui import common
 
 REFRESH_SECONDS = 5
@@ -50,7 +54,7 @@ def _integrity(url: str) -> IntegrityWatch:
     return IntegrityWatch(url)
 
 
-def database_report(queue: persistq.Queue) -> dict[str, Any]:
+def database_report(queue: ReadQueue) -> dict[str, Any]:
     """Sizes read now; integrity from the last background check (assumed fine until then)."""
     checked = _integrity(common.database_url()).latest
     report: dict[str, Any] = dict(checked or {"ok": True, "integrity": "checking"})
@@ -108,7 +112,7 @@ def _chart(rows: list[dict[str, Any]], series: list[str], title: str, colors: li
     )
 
 
-def show_charts(queue: persistq.Queue) -> None:
+def show_charts(queue: ReadQueue) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Finished per minute, last hour** (UTC)")
@@ -150,13 +154,14 @@ def _secs(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} s"
 
 
-def show_queues(report: dict[str, Any]) -> None:
+def show_queues(report: dict[str, Any], limits: dict[str, QueueInfo]) -> None:
     st.markdown("**Queues**")
     st.dataframe(
         [
             {
                 "queue": name,
                 "paused": "paused" if row["paused"] else "",
+                **common.limit_cells(row[State.PROCESSING], limits.get(name)),
                 **{str(s): row[str(s)] for s in State},
                 "oldest pending": common.duration(row["oldest_pending_age"]),
             }
@@ -186,8 +191,9 @@ def show_workers(workers: list[dict[str, Any]]) -> None:
     )
 
 
-def show_failures(queue: persistq.Queue) -> None:
+def show_failures(queue: ReadQueue) -> None:
     failures = insights.recent_failures(queue, limit=20)
+    payloads = _payloads(queue, {f["job_id"] for f in failures})
     st.markdown("**Recent failures**")
     st.dataframe(
         [
@@ -195,6 +201,8 @@ def show_failures(queue: persistq.Queue) -> None:
                 "at (UTC)": common.when(datetime.fromisoformat(f["at"])),
                 "job": f["job_id"],
                 "queue": f["queue"],
+                "task": common.task_name(payloads.get(f["job_id"])),
+                "arguments": common.clip(common.task_arguments(payloads.get(f["job_id"])), 80),
                 "event": f["kind"],
                 "worker": f["worker"] or "",
                 "error": common.clip(f["error"], 160),
@@ -204,6 +212,15 @@ def show_failures(queue: persistq.Queue) -> None:
         hide_index=True,
         placeholder="no failures",
     )
+
+
+def _payloads(queue: ReadQueue, ids: set[int]) -> dict[int, Any]:
+    """The payloads of these jobs (at most a screenful), for their task and arguments."""
+    found = {}
+    for job_id in ids:
+        with contextlib.suppress(JobNotFound):  # purged since its failure
+            found[job_id] = queue.get(job_id).payload
+    return found
 
 
 def show_database(report: dict[str, Any]) -> None:
@@ -228,7 +245,7 @@ def dashboard() -> None:
     show_charts(queue)
     left, right = st.columns(2)
     with left:
-        show_queues(report)
+        show_queues(report, common.queue_limits(queue))
     with right:
         show_workers(workers)
     show_failures(queue)

@@ -1,4 +1,5 @@
-"""Module-level routers: jobs (produce, consume, manage), queues, system (stats, metrics)."""
+"""Module-level routers: jobs (produce, consume, manage), queues, system (stats, metrics,
+health, the database), activity (finished jobs, throughput, failures)."""
 
 from __future__ import annotations
 

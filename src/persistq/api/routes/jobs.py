@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -22,11 +22,13 @@ from persistq.api.deps import (
 from persistq.api.errors import error_response
 from persistq.api.routes import CONFLICT, NOT_FOUND, PROTECTED, TOO_LARGE
 from persistq.api.schemas import (
+    MAX_WAIT_SECONDS,
     QUEUE_NAME_PATTERN,
     BatchIn,
     ClaimIn,
     ClaimManyIn,
     CompleteIn,
+    CrashedIn,
     ErrorOut,
     EventOut,
     FailIn,
@@ -35,10 +37,12 @@ from persistq.api.schemas import (
     Key,
     LeasedJobOut,
     LeaseIn,
+    ReleaseIn,
 )
 from persistq.model import INT64_MAX, Event, Job, State
 from persistq.queue import Queue
 
+T = TypeVar("T")
 router = APIRouter(tags=["jobs"], **PROTECTED)
 HOLDER = {**NOT_FOUND, **CONFLICT, **TOO_LARGE}
 
@@ -68,8 +72,10 @@ async def enqueue(
             queue=queue,
             priority=body.priority,
             delay=body.delay,
+            run_at=body.run_at,
             max_attempts=body.max_attempts,
             key=body.key or idempotency_key,
+            timeout=body.timeout,
         )
     )
     return job_response(job, status=201)
@@ -89,8 +95,10 @@ async def enqueue_many(queue: QueuePath, body: BatchIn, q: QueueDep) -> Response
             queue=queue,
             priority=body.priority,
             delay=body.delay,
+            run_at=body.run_at,
             max_attempts=body.max_attempts,
             keys=[item.key for item in body.jobs],
+            timeout=body.timeout,
         )
     )
     return jobs_response(jobs, status=201)
@@ -140,7 +148,7 @@ async def _claim(request: Request, q: Queue, queue: str, body: ClaimIn, limit: i
     return jobs
 
 
-async def _long_poll(request: Request, work: Callable[[], list[Job]], deadline: float) -> list[Job]:
+async def _long_poll(request: Request, work: Callable[[], T], deadline: float) -> T:
     """Run ``work`` on one of the long-poll threads (see api/app.py). A poll that finds them
     all busy waits for one without holding a thread, at most until its own deadline, and
     then looks once without waiting."""
@@ -185,14 +193,35 @@ async def fail(id: JobId, body: FailIn, q: QueueDep) -> Response:  # noqa: A002
     token = body.lease_token
     if token is None:
         return job_response(await in_thread(lambda: q.fail(id, body.error)))
-    job = await in_thread(lambda: q.fail(leased(q, id, token), body.error, retry=body.retry))
+    job = await in_thread(
+        lambda: q.fail(
+            leased(q, id, token),
+            body.error,
+            retry=body.retry,
+            backoff_base=body.backoff_base,
+            backoff_max=body.backoff_max,
+            timed_out=body.timed_out,
+        )
+    )
     return job_response(job)
 
 
 @router.post("/jobs/{id}/release", response_model=JobOut, responses=HOLDER)
-async def release(id: JobId, body: LeaseIn, q: QueueDep) -> Response:  # noqa: A002
-    """Give the job back unprocessed (worker shutting down); its attempt is refunded."""
-    return job_response(await in_thread(lambda: q.release(leased(q, id, body.lease_token))))
+async def release(id: JobId, body: ReleaseIn, q: QueueDep) -> Response:  # noqa: A002
+    """Give the job back unprocessed (worker shutting down); its attempt is refunded. With
+    `delay`, not claimable again for that many seconds; `reason` goes on the event."""
+    job = await in_thread(
+        lambda: q.release(leased(q, id, body.lease_token), delay=body.delay, reason=body.reason)
+    )
+    return job_response(job)
+
+
+@router.post("/jobs/{id}/crashed", response_model=JobOut, responses=HOLDER)
+async def crashed(id: JobId, body: CrashedIn, q: QueueDep) -> Response:  # noqa: A002
+    """The process running the handler died (a process-pool worker saw it): back to
+    PENDING at once, UNPROCESSABLE on the last attempt, as a lease expiry would."""
+    job = await in_thread(lambda: q.crashed(leased(q, id, body.lease_token), body.detail))
+    return job_response(job)
 
 
 @router.post("/jobs/{id}/resubmit", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
@@ -221,8 +250,29 @@ def list_jobs(
 
 
 @router.get("/jobs/{id}", response_model=JobOut, responses=NOT_FOUND)
-async def get_job(id: JobId, q: QueueDep) -> Response:  # noqa: A002
-    return job_response(await in_thread(lambda: q.get(id)))
+async def get_job(
+    id: JobId,  # noqa: A002
+    q: QueueDep,
+    request: Request,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            allow_inf_nan=False,
+            description="Long poll: answer as soon as the job is finished, at the latest "
+            "after this many seconds, with its state then.",
+        ),
+    ] = None,
+) -> Response:
+    if not wait:
+        return job_response(await in_thread(lambda: q.get(id)))
+    deadline = time.monotonic() + wait
+
+    def work() -> Job:
+        return q.wait(id, timeout=max(0.0, deadline - time.monotonic()))
+
+    return job_response(await _long_poll(request, work, deadline))
 
 
 @router.get("/jobs/{id}/events", responses=NOT_FOUND)

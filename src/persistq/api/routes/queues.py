@@ -1,4 +1,4 @@
-"""Queues: list, create, delete, pause, resume."""
+"""Queues: list, create, delete, pause, resume, limits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from persistq.api.deps import QueueDep, QueuePath, in_thread
 from persistq.api.routes import PROTECTED, TOO_LARGE, Responses
-from persistq.api.schemas import DeletedQueueOut, ErrorOut, QueueIn, QueueOut
+from persistq.api.schemas import DeletedQueueOut, ErrorOut, LimitsIn, QueueIn, QueueOut
 
 router = APIRouter(prefix="/queues", tags=["queues"], **PROTECTED)
 NO_QUEUE: Responses = {404: {"model": ErrorOut, "description": "No such queue."}}
@@ -48,6 +48,16 @@ def delete_queue(
 async def pause(queue: QueuePath, q: QueueDep) -> QueueOut:
     """Claims from a paused queue return nothing; enqueues are still accepted."""
     info = await in_thread(lambda: q.pause(queue))
+    return QueueOut.model_validate(info, from_attributes=True)
+
+
+@router.put("/{queue}/limits", responses=TOO_LARGE)
+async def set_limits(queue: QueuePath, body: LimitsIn, q: QueueDep) -> QueueOut:
+    """Set the queue's global limits, across every worker (null lifts one); checked inside
+    every claim. The queue is created if it does not exist yet."""
+    info = await in_thread(
+        lambda: q.set_limits(queue, concurrency=body.concurrency, rate=body.rate)
+    )
     return QueueOut.model_validate(info, from_attributes=True)
 
 

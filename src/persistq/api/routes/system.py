@@ -1,4 +1,4 @@
-"""Stats, Prometheus metrics, health, recovery and worker presence."""
+"""Stats, Prometheus metrics, health, recovery, worker presence, the database and its clock."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from persistq import insights
 from persistq.api.deps import HealthProbe, QueueDep
 from persistq.api.routes import PROTECTED, TOO_LARGE
 from persistq.api.schemas import (
+    CheckOut,
+    ClockOut,
     HealthOut,
     PrunedOut,
     RecoveredOut,
     StatsOut,
+    StorageOut,
     WorkerGoneIn,
     WorkerOut,
     WorkerPruneIn,
@@ -77,6 +80,27 @@ def worker_gone(body: WorkerGoneIn, q: QueueDep) -> Response:
 def prune_workers(body: WorkerPruneIn, q: QueueDep) -> PrunedOut:
     """Forget workers not seen for `unseen_for` seconds (remote workers' sweepers call this)."""
     return PrunedOut(pruned=q.prune_workers(unseen_for=body.unseen_for))
+
+
+@router.get("/clock", operation_id="clock")
+def clock(q: QueueDep) -> ClockOut:
+    """The queue's clock: what `since` and the ages of the other reads are measured on."""
+    return ClockOut(now=q.now())
+
+
+@router.get("/storage", operation_id="storage")
+def storage(q: QueueDep) -> StorageOut:
+    """Database and WAL file sizes and free disk, cheap enough to poll (no integrity check)."""
+    return StorageOut.model_validate(q.storage(), from_attributes=True)
+
+
+@router.get("/check", operation_id="check")
+def check(
+    q: QueueDep,
+    full: Annotated[bool, Query(description="Read every page (slow on a large database).")] = False,
+) -> CheckOut:
+    """The database check: integrity, schema version and sizes (`persistq check`)."""
+    return CheckOut.model_validate(q.check(full=full))
 
 
 @public.get(

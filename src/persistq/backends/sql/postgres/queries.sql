@@ -11,10 +11,10 @@ ON CONFLICT (name) DO NOTHING;
 
 -- name: insert_job
 INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
-                  created_at, updated_at)
+                  timeout, created_at, updated_at)
 VALUES (%(queue)s, %(payload)s, 'PENDING', %(priority)s,
         persistq_now(%(now)s) + make_interval(secs => %(delay_seconds)s), 0, %(max_attempts)s,
-        %(key)s, persistq_now(%(now)s), persistq_now(%(now)s))
+        %(key)s, %(timeout)s, persistq_now(%(now)s), persistq_now(%(now)s))
 ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -23,7 +23,7 @@ RETURNING *;
 -- queues (ensure_queue, in name order), the jobs, their `enqueued` events and the NOTIFY
 -- that wakes waiting claims (sent at commit). SQLite runs these one by one instead. Ids
 -- follow input order. The jobs come as one JSON array of [queue, payload, priority,
--- delay_seconds, max_attempts]: encoding a thousand payloads as one JSON text costs the
+-- delay_seconds, max_attempts, timeout]: encoding a thousand payloads as one JSON text costs the
 -- client a twentieth of a text[] parameter's. Only what the server decided comes back
 -- (id, run_at, created_at): the caller has the rest.
 WITH ensured AS (
@@ -34,10 +34,11 @@ WITH ensured AS (
     ON CONFLICT (name) DO NOTHING
 ), new AS (
     INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
-                      created_at, updated_at)
+                      timeout, created_at, updated_at)
     SELECT t.job->>0, t.job->>1, 'PENDING', (t.job->>2)::integer,
            persistq_now(%(now)s) + make_interval(secs => (t.job->>3)::double precision), 0,
-           (t.job->>4)::integer, NULL, persistq_now(%(now)s), persistq_now(%(now)s)
+           (t.job->>4)::integer, NULL, (t.job->>5)::double precision,
+           persistq_now(%(now)s), persistq_now(%(now)s)
     FROM json_array_elements(%(jobs)s::json) WITH ORDINALITY AS t(job, n)
     ORDER BY t.n
     RETURNING *
@@ -57,6 +58,11 @@ SELECT * FROM jobs WHERE id = %(id)s;
 
 -- name: get_job_by_key
 SELECT * FROM jobs WHERE queue = %(queue)s AND key = %(key)s;
+
+-- name: last_job_with_key_prefix
+-- left(), not LIKE or a range: no escaping, and no dependence on the column's collation.
+SELECT * FROM jobs WHERE queue = %(queue)s AND left(key, length(%(prefix)s)) = %(prefix)s
+ORDER BY id DESC LIMIT 1;
 
 -- name: claim_jobs
 -- Differs from SQLite: writes its `claimed` events too, in the same statement, so a claim
@@ -86,9 +92,17 @@ WITH claimed AS (
 SELECT * FROM claimed ORDER BY priority DESC, id;
 
 -- name: has_claimable
+-- A queue at its concurrency limit or out of rate tokens has nothing claimable either.
 SELECT 1 AS found FROM jobs
 WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
-  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
+  AND NOT EXISTS (
+      SELECT 1 FROM queues AS q WHERE q.name = %(queue)s AND (q.paused
+          OR q.concurrency_limit <= (
+              SELECT count(*) FROM jobs AS r
+              WHERE r.queue = %(queue)s AND r.status = 'PROCESSING'
+                AND r.lease_expires_at > persistq_now(%(now)s))
+          OR q.rate_tokens + greatest(0, extract(epoch FROM persistq_now(%(now)s) - q.rate_at))
+             * q.rate_limit / q.rate_window < 1))
 LIMIT 1;
 
 -- name: next_run_at
@@ -120,7 +134,8 @@ WITH done AS (
     SELECT id, persistq_now(%(now)s), %(events)s::json ->> status, worker
     FROM done WHERE %(events)s::json ->> status IS NOT NULL
 )
-SELECT * FROM done;
+-- The NOTIFY wakes whoever waits for this job (Queue.wait), on the channel of finished jobs.
+SELECT *, pg_notify(%(done_channel)s, id::text) AS notified FROM done;
 
 -- name: retry_job
 -- The database, not the caller's copy of the job, decides whether an attempt is left.
@@ -157,6 +172,9 @@ UPDATE jobs
 SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'PENDING' END,
     attempts = attempts - 1, worker = CASE WHEN cancel_requested THEN worker END,
     lease_token = NULL, lease_expires_at = NULL,
+    run_at = CASE WHEN %(delay_seconds)s::double precision > 0
+                  THEN persistq_now(%(now)s) + make_interval(secs => %(delay_seconds)s)
+                  ELSE run_at END,
     finished_at = CASE WHEN cancel_requested THEN persistq_now(%(now)s) END,
     updated_at = persistq_now(%(now)s)
 WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
@@ -188,6 +206,26 @@ WHERE id IN (
         FOR UPDATE SKIP LOCKED)
 RETURNING id, status, attempts, max_attempts, 
     -- PENDING: held by no one; the events name the worker of the latest claim (see SQLite).
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
+
+-- name: crash_job
+-- The holder saw the process running the handler die: as recover_expired, at once, for one
+-- job, guarded by its lease like every owner write (see SQLite).
+UPDATE jobs
+SET status = CASE
+        WHEN cancel_requested THEN 'CANCELLED'
+        WHEN attempts < max_attempts THEN 'PENDING'
+        ELSE 'UNPROCESSABLE' END,
+    last_error = %(error)s,
+    worker = CASE WHEN cancel_requested OR attempts >= max_attempts THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
+    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
+                       THEN persistq_now(%(now)s) END,
+    updated_at = persistq_now(%(now)s)
+WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
+  AND lease_expires_at > persistq_now(%(now)s)
+RETURNING *,
     (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
      ORDER BY e.id DESC LIMIT 1) AS holder;
 
@@ -258,6 +296,15 @@ RETURNING *;
 
 -- name: set_queue_paused
 UPDATE queues SET paused = (%(paused)s <> 0) WHERE name = %(queue)s RETURNING *;
+
+-- name: set_queue_limits
+-- The rate bucket starts empty (see SQLite).
+UPDATE queues
+SET concurrency_limit = %(concurrency)s, rate_limit = %(rate_limit)s,
+    rate_window = %(rate_window)s,
+    rate_tokens = CASE WHEN %(rate_limit)s::integer IS NULL THEN NULL ELSE 0 END,
+    rate_at = CASE WHEN %(rate_limit)s::integer IS NULL THEN NULL ELSE persistq_now(%(now)s) END
+WHERE name = %(queue)s RETURNING *;
 
 -- name: count_unfinished
 SELECT count(*) AS n FROM jobs WHERE queue = %(queue)s AND status IN ('PENDING', 'PROCESSING');

@@ -15,9 +15,9 @@ ON CONFLICT (name) DO NOTHING;
 
 -- name: insert_job
 INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
-                  created_at, updated_at)
+                  timeout, created_at, updated_at)
 VALUES (:queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts, :key,
-        :now, :now)
+        :timeout, :now, :now)
 ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -25,9 +25,9 @@ RETURNING *;
 -- The batch path of enqueue_many when no job has a key: no RETURNING, so executemany can
 -- run it; ids are contiguous because the transaction holds the only write lock.
 INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
-                  created_at, updated_at)
+                  timeout, created_at, updated_at)
 VALUES (:queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts, NULL,
-        :now, :now);
+        :timeout, :now, :now);
 
 -- name: last_insert_id
 SELECT last_insert_rowid() AS id;
@@ -45,6 +45,11 @@ SELECT * FROM jobs WHERE id = :id;
 
 -- name: get_job_by_key
 SELECT * FROM jobs WHERE queue = :queue AND key = :key;
+
+-- name: last_job_with_key_prefix
+-- substr, not LIKE: a prefix holding % or _ needs no escaping.
+SELECT * FROM jobs WHERE queue = :queue AND substr(key, 1, length(:prefix)) = :prefix
+ORDER BY id DESC LIMIT 1;
 
 -- name: claim_jobs
 -- One statement: pick the best claimable rows of one queue and lease them. A fresh random
@@ -67,14 +72,40 @@ WHERE id IN (
         SELECT id FROM jobs INDEXED BY jobs_claim
         WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
         ORDER BY priority DESC, id
-        LIMIT :limit)
+        LIMIT coalesce((
+            -- Global limits (migration 0005), read in this write transaction: SQLite's
+            -- single writer makes the count and the claim one atomic step.
+            SELECT max(0, min(:limit,
+                coalesce(q.concurrency_limit - (
+                    SELECT count(*) FROM jobs AS r INDEXED BY jobs_queue_status
+                    WHERE r.queue = :queue AND r.status = 'PROCESSING'
+                      AND r.lease_expires_at > :now), :limit),
+                coalesce(CAST(min(q.rate_limit, q.rate_tokens
+                    + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window) AS INTEGER),
+                    :limit)))
+            FROM queues AS q WHERE q.name = :queue), :limit))
   AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
 RETURNING *;
 
+-- name: spend_rate_tokens
+-- After a claim of :claimed jobs from a rate-limited queue, in the same transaction.
+UPDATE queues
+SET rate_tokens = min(rate_limit, rate_tokens + max(0, :now - rate_at) * rate_limit / rate_window)
+                  - :claimed,
+    rate_at = max(:now, rate_at)
+WHERE name = :queue AND rate_limit IS NOT NULL;
+
 -- name: has_claimable
+-- A queue at its concurrency limit or out of rate tokens has nothing claimable either.
 SELECT 1 FROM jobs INDEXED BY jobs_claim
 WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
-  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
+  AND NOT EXISTS (
+      SELECT 1 FROM queues AS q WHERE q.name = :queue AND (q.paused = 1
+          OR q.concurrency_limit <= (
+              SELECT count(*) FROM jobs AS r INDEXED BY jobs_queue_status
+              WHERE r.queue = :queue AND r.status = 'PROCESSING'
+                AND r.lease_expires_at > :now)
+          OR q.rate_tokens + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window < 1))
 LIMIT 1;
 
 -- name: next_run_at
@@ -129,11 +160,13 @@ WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
 RETURNING *;
 
 -- name: release_job
--- Given back unprocessed (worker shutdown): the attempt is refunded.
+-- Given back unprocessed (worker shutdown, a task this worker does not know): the attempt is
+-- refunded; with a delay, not claimable before it (run_at kept otherwise: the job's age).
 UPDATE jobs
 SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'PENDING' END,
     attempts = attempts - 1, worker = CASE WHEN cancel_requested = 1 THEN worker END,
     lease_token = NULL, lease_expires_at = NULL,
+    run_at = CASE WHEN :delay_seconds > 0 THEN :now + :delay_seconds ELSE run_at END,
     finished_at = CASE WHEN cancel_requested = 1 THEN :now END, updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
@@ -165,6 +198,26 @@ WHERE id IN (
 RETURNING id, status, attempts, max_attempts, 
     -- A job back in PENDING is held by no one (worker NULL); its events still name the
     -- worker that let go of it, the one its latest claim recorded.
+    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
+     ORDER BY e.id DESC LIMIT 1) AS holder;
+
+-- name: crash_job
+-- The holder saw the process running the handler die (process pool): as a lease expiry,
+-- but at once. PENDING while attempts remain, else UNPROCESSABLE; guarded like every owner
+-- write, so a crash reported after the lease was lost changes nothing.
+UPDATE jobs
+SET status = CASE
+        WHEN cancel_requested = 1 THEN 'CANCELLED'
+        WHEN attempts < max_attempts THEN 'PENDING'
+        ELSE 'UNPROCESSABLE' END,
+    last_error = :error,
+    worker = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN worker END,
+    lease_token = NULL, lease_expires_at = NULL,
+    finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
+    updated_at = :now
+WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
+  AND lease_expires_at > :now
+RETURNING *,
     (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
      ORDER BY e.id DESC LIMIT 1) AS holder;
 
@@ -238,6 +291,14 @@ RETURNING *;
 
 -- name: set_queue_paused
 UPDATE queues SET paused = :paused WHERE name = :queue RETURNING *;
+
+-- name: set_queue_limits
+-- The rate bucket starts empty: no burst of a full window's claims when a limit is set.
+UPDATE queues
+SET concurrency_limit = :concurrency, rate_limit = :rate_limit, rate_window = :rate_window,
+    rate_tokens = CASE WHEN :rate_limit IS NULL THEN NULL ELSE 0 END,
+    rate_at = CASE WHEN :rate_limit IS NULL THEN NULL ELSE :now END
+WHERE name = :queue RETURNING *;
 
 -- name: count_unfinished
 SELECT count(*) AS n FROM jobs WHERE queue = :queue AND status IN ('PENDING', 'PROCESSING');
