@@ -81,10 +81,23 @@ def drive_every_backend_method(q: Queue, clock: ManualClock) -> None:
     q.workers()
     q.prune_workers(unseen_for=60)
     q.worker_gone("w")
-    since = q.backend.now() - 3600
-    q.backend.count_finished(since, 60)
-    q.backend.finished_since(since, 10)
-    q.backend.recent_events(["failed", "retried"], 10)
+    q.backend.now()  # the database's clock (this queue reads the injected one)
+    since = q.now() - 3600
+    q.throughput(since=since, bucket=60)
+    q.finished(since=since, limit=10)
+    q.recent_failures(limit=10)
+    q.storage()
+    q.set_limits("limited", concurrency=1)
+    q.enqueue({"limited": True}, queue="limited", timeout=1)
+    crashing = q.claim(queue="limited", worker="w")
+    assert crashing is not None
+    q.crashed(crashing, "signal 9")  # a process-pool child died
+    q.set_limits("limited", rate="100/s")  # starts empty: no burst
+    clock.advance(1)
+    assert q.claim(queue="limited", worker="w") is not None  # spends a rate token
+    q.wait(keyed.id, timeout=0.01)  # finished or not, answered after a watch
+    q.enqueue({"tick": 1}, queue="ticks", key="periodic:t:1")
+    assert q.last_keyed_job("periodic:t:", queue="ticks") is not None
     q.check()
     q.health()
     q.backend.migrate()

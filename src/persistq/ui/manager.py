@@ -17,7 +17,7 @@ import streamlit as st
 from persistq import insights
 from persistq.dispatch import task_payload
 from persistq.errors import QueueError, QueueNotEmpty
-from persistq.model import DEAD_LETTER, State
+from persistq.model import DEAD_LETTER, MAX_ATTEMPTS, State
 from persistq.queue import Queue
 from persistq.tasks.files import FILES_QUEUE, STAMP_TASK
 from persistq.ui import common, jobs
@@ -96,7 +96,7 @@ def enqueue_page(queue: Queue) -> None:
             "Delay (seconds)", min_value=0.0, value=0.0, step=1.0, key="enqueue_delay"
         )
         attempts = right.number_input(
-            "Max attempts", min_value=1, max_value=1000, value=3, step=1, key="enqueue_attempts"
+            "Max attempts", min_value=1, max_value=MAX_ATTEMPTS, value=3, step=1, key="enqueue_attempts"
         )
         key = st.text_input("Idempotency key (optional)", key="enqueue_key")
         submitted = st.form_submit_button("Enqueue", type="primary")
