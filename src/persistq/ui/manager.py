@@ -96,7 +96,12 @@ def enqueue_page(queue: Queue) -> None:
             "Delay (seconds)", min_value=0.0, value=0.0, step=1.0, key="enqueue_delay"
         )
         attempts = right.number_input(
-            "Max attempts", min_value=1, max_value=MAX_ATTEMPTS, value=3, step=1, key="enqueue_attempts"
+            "Max attempts",
+            min_value=1,
+            max_value=MAX_ATTEMPTS,
+            value=3,
+            step=1,
+            key="enqueue_attempts",
         )
         key = st.text_input("Idempotency key (optional)", key="enqueue_key")
         submitted = st.form_submit_button("Enqueue", type="primary")
