@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import InvalidArgument, Unsatisfiable
 
 from apiserver import ApiServer
 
@@ -94,6 +94,11 @@ def fuzz(
         run()
     except Unsatisfiable:  # no invalid request exists for an operation without input
         assert mode == schemathesis.GenerationMode.NEGATIVE, label
+    except InvalidArgument as exc:
+        # A negative case past a 64 KiB maxLength asks Hypothesis for a longer string than
+        # it can make: the generator's limit, not the API's (test_api_app sends such texts).
+        if mode != schemathesis.GenerationMode.NEGATIVE or "min_size is larger" not in str(exc):
+            raise
 
 
 def test_every_operation_conforms_and_never_answers_5xx(server: ApiServer) -> None:
