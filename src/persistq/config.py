@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from persistq.errors import QueueError
@@ -17,6 +18,9 @@ API_TOKEN_ENV = "PERSISTQ_API_TOKEN"
 #: `purge --delete-files` deletes nothing outside it. Relative to the current directory (the
 #: home under `persistq up`, which also sets PERSISTQ_FILES_DIR for every program it starts).
 DEFAULT_FILES_DIR = "data/files"
+#: The directory holding data/ and logs/: relative paths (the default database
+#: ``data/queue.db``, the files directory) are under it. Unset: the current directory.
+HOME_ENV = "PERSISTQ_HOME"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,18 @@ class Settings:
             except ValueError:
                 raise QueueError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(cls(), **values)
+        settings = replace(cls(), **values)
+        home = env.get(HOME_ENV)
+        if not home:  # relative paths stay relative to the current directory
+            return settings
+        # Every command and program of one home opens one database and one files directory,
+        # wherever it is started from.
+        base = home_dir(home)
+        return replace(
+            settings,
+            url=url_under(base, settings.url),
+            files_dir=str(under_home(settings.files_dir, env)),
+        )
 
 
 _ENV: tuple[tuple[str, str, type], ...] = (
@@ -79,6 +94,28 @@ def split_sqlite_url(url: str) -> tuple[str, str] | None:
         return None
     path, _, options = url[len(SQLITE_PREFIX) :].partition("?")
     return path, options
+
+
+def home_dir(home: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The home, absolute: ``home`` if given, else PERSISTQ_HOME, else the current directory."""
+    env = os.environ if env is None else env
+    return Path(home or env.get(HOME_ENV) or Path.cwd()).resolve()
+
+
+def under_home(path: str | Path, env: Mapping[str, str] | None = None) -> Path:
+    """A relative path under PERSISTQ_HOME when it is set (else as it is); absolute stays."""
+    env = os.environ if env is None else env
+    home = env.get(HOME_ENV)
+    return home_dir(home) / path if home else Path(path)
+
+
+def url_under(home: Path, url: str) -> str:
+    """A relative SQLite URL made absolute under ``home`` (any other URL as it is)."""
+    sqlite = split_sqlite_url(url)
+    if sqlite is None or sqlite[0].startswith("/"):
+        return url
+    path, options = sqlite
+    return f"{SQLITE_PREFIX}{home / path}" + (f"?{options}" if options else "")
 
 
 def api_tokens(value: str | None = None) -> list[str]:

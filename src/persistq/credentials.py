@@ -29,7 +29,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from persistq.config import DEFAULT_URL, split_sqlite_url
+from persistq.config import HOME_ENV, Settings, split_sqlite_url
 from persistq.errors import QueueError
 
 PASSWORD_ENV = "PERSISTQ_ADMIN_PASSWORD"
@@ -47,11 +47,10 @@ class CredentialsError(QueueError):
 def data_dir(url: str | None = None, env: Mapping[str, str] | None = None) -> Path:
     """Where the hash lives: beside the SQLite file; else ``PERSISTQ_HOME/data`` (or ./data)."""
     env = os.environ if env is None else env
-    url = url or env.get("PERSISTQ_URL") or DEFAULT_URL
-    sqlite = split_sqlite_url(url)
+    sqlite = split_sqlite_url(Settings.from_env(env, url=url).url)  # under PERSISTQ_HOME
     if sqlite is not None:
         return Path(sqlite[0]).parent.resolve()
-    return (Path(env.get("PERSISTQ_HOME") or ".") / "data").resolve()
+    return (Path(env.get(HOME_ENV) or ".") / "data").resolve()
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,3 +213,46 @@ def test_a_later_up_whose_database_is_gone_refuses_instead_of_starting_an_empty_
     assert result.stderr.splitlines() == [f"error: no database at {db}; run `persistq init`"]
     assert not db.exists()
     assert not (home / "data" / "supervisord.pid").exists()
+
+
+def test_status_shows_the_running_ports_and_up_prints_a_stop_command_that_works(
+    home: Path,
+) -> None:
+    started = persistq(home, "up")
+    assert started.returncode == 0, started.stderr
+    ports = _env(home)
+    # A shell with none of the port variables (nor PERSISTQ_HOME), somewhere else.
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+    status = subprocess.run(
+        [sys.executable, "-m", "persistq", "status", "--home", str(home)],
+        cwd="/",
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    for program, var, path in (
+        ("api", "PERSISTQ_API_PORT", "/docs"),
+        ("ui-manager", "PERSISTQ_MANAGER_PORT", ""),
+        ("ui-ops", "PERSISTQ_OPS_PORT", ""),
+    ):
+        url = f"http://127.0.0.1:{ports[var]}{path}"
+        assert any(program in line and url in line for line in lines), (url, status.stdout)
+    assert ":8000" not in status.stdout and ":8501" not in status.stdout
+    assert (home / "data" / "urls.json").stat().st_mode & 0o077 == 0
+
+    [line] = [line for line in started.stdout.splitlines() if "stop: " in line]
+    stop = line.split("stop: ", 1)[1].strip()
+    print(f"up printed: {line.strip()}")
+    supervisord = int((home / "data" / "supervisord.pid").read_text())
+    pids = [supervisord, *_pids(home).values()]
+    # Run exactly as printed, by a shell elsewhere without the test's PERSISTQ_* variables.
+    stopped = subprocess.run(
+        stop, shell=True, cwd="/", env=bare, capture_output=True, text=True, timeout=120
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped; no persistq process left" in stopped.stdout
+    assert not any(_alive(pid) for pid in pids)

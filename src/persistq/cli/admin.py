@@ -9,7 +9,7 @@ import typer
 
 from persistq.cli.common import JsonFlag, echo, format_age, parse_duration, redact_url, warn
 from persistq.cli.main import app, fail, open_queue, print_json, print_table, progress
-from persistq.config import DEFAULT_FILES_DIR
+from persistq.config import DEFAULT_FILES_DIR, under_home
 from persistq.errors import JobNotFound, Unrecoverable
 from persistq.model import Job, State, validate_state
 from persistq.queue import Queue
@@ -195,6 +195,7 @@ def purge(
     candidates = _candidates(q, state, seconds) if delete_files else []
     with progress(f"purge {state}", len(candidates) or None) as update:
         purged = q.purge(status=state, older_than=seconds, on_progress=update)
+    files_dir = under_home(files_dir)
     counts = _delete_files(q, candidates, files_dir.resolve()) if delete_files else {}
     if as_json:
         print_json({"purged": purged, "status": str(state), **counts})

@@ -7,10 +7,12 @@ becomes one line on stderr and exit code 1 (usage errors exit 2, as Click does).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -20,6 +22,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 import persistq
+from persistq.config import HOME_ENV, home_dir
 from persistq.errors import QueueError
 from persistq.queue import Queue
 
@@ -83,10 +86,24 @@ def main(
             "--url",
             envvar="PERSISTQ_URL",
             show_envvar=True,
-            help="Database URL [default: sqlite:///data/queue.db].",
+            help="Database URL [default: sqlite:///data/queue.db, under the home].",
+        ),
+    ] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            envvar=HOME_ENV,
+            show_envvar=True,
+            help="Directory holding data/ and logs/; relative SQLite URLs and files are under "
+            "it [default: the current directory].",
         ),
     ] = None,
 ) -> None:
+    if home is not None:
+        # Set for this process and every program it starts (workers' pool children, the UIs'
+        # Streamlit, Supervisor's programs): all read the one rule in persistq.config.
+        os.environ[HOME_ENV] = str(home_dir(home))
     state = CliState(url)
     ctx.obj = state
     ctx.call_on_close(lambda: state._queue.close() if state._queue else None)

@@ -16,7 +16,7 @@ import persistq
 from persistq.app import AppHandler, resolve_app
 from persistq.cli.common import LogLevelOption, parse_duration
 from persistq.cli.main import app, fail, open_queue
-from persistq.config import DEFAULT_FILES_DIR
+from persistq.config import DEFAULT_FILES_DIR, under_home
 from persistq.errors import InvalidJob, QueueError
 from persistq.model import validate_queue_name, validate_timeout
 from persistq.ports import WorkQueue
@@ -273,6 +273,7 @@ def produce(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     produced = 0
+    directory = under_home(directory)
     log.info("event=producer_started queue=%s every=%.1f dir=%s", queue, every, directory)
     while not stop.is_set() and (count is None or produced < count):
         path = make_random_file(directory)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +24,7 @@ from supervisor.xmlrpc import SupervisorTransport
 import persistq
 from persistq.cli.api import ensure_api_token
 from persistq.cli.main import app, fail, print_table, stderr, stdout
-from persistq.config import DEFAULT_URL, SQLITE_PREFIX, Settings, split_sqlite_url
+from persistq.config import DEFAULT_URL, HOME_ENV, Settings, home_dir, url_under
 from persistq.credentials import PASSWORD_ENV, CredentialsError, admin_password, data_dir
 from persistq.model import Job, State
 from persistq.queue import Queue
@@ -35,18 +38,66 @@ PORTS = {
 }
 
 
-def url_of(program: str) -> str:
-    if program not in PORTS:
-        return ""
-    var, default, path = PORTS[program]
-    return f"http://127.0.0.1:{os.environ.get(var) or default}{path}"
+#: Where ``up`` records the URLs it started the programs on, so ``status`` shows those (not
+#: the ports of whatever shell it is run from). Owner-only, beside the database.
+URLS_FILE = Path("data") / "urls.json"
+
+
+def urls_from_env(env: dict[str, str]) -> dict[str, str]:
+    """program -> the URL it serves on, from the ports in ``env`` (defaults when unset)."""
+    return {
+        program: f"http://127.0.0.1:{env.get(var) or default}{path}"
+        for program, (var, default, path) in PORTS.items()
+    }
+
+
+def record_urls(home: Path, urls: dict[str, str]) -> None:
+    path = home / URLS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when an older, wider file was there
+    with os.fdopen(fd, "w") as out:
+        json.dump(urls, out)
+
+
+def recorded_urls(home: Path) -> dict[str, str]:
+    """The URLs the running system was started on; none known: empty (no guess shown)."""
+    try:
+        data = json.loads((home / URLS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def own_command(home: Path, command: str, *, executable: str | None = None) -> str:
+    """A command line that runs this persistq on ``home`` from any shell: ``persistq`` when
+    that name on the PATH is this installation's, else this interpreter's ``-m persistq``."""
+    exe = Path(executable or sys.executable).absolute()
+    found = shutil.which("persistq")
+    if executable is None and found and Path(found).absolute().parent == exe.parent:
+        prefix = "persistq"
+    else:
+        prefix = f"{shlex.quote(str(exe))} -m persistq"
+    return f"{prefix} {command} --home {shlex.quote(str(home))}"
+
+
+def stop_command(home: Path, *, executable: str | None = None, package: str | None = None) -> str:
+    """How to stop ``home``'s system, as ``up`` prints it: ``REPO/scripts/down`` when this is
+    the ``.venv`` of a checkout that ``scripts/up`` made (its persistq is the checkout's),
+    else :func:`own_command`'s ``down``."""
+    exe = Path(executable or sys.executable).absolute()
+    source = Path(package or persistq.__file__).absolute()
+    repo = exe.parent.parent.parent
+    script = repo / "scripts" / "down"
+    if exe.parent.parent.name == ".venv" and script.is_file() and repo in source.parents:
+        return str(script) + ("" if home == repo else f" --home {shlex.quote(str(home))}")
+    return own_command(home, "down", executable=executable)
 
 
 HomeOption = Annotated[
     Path | None,
     typer.Option(
         "--home",
-        envvar="PERSISTQ_HOME",
+        envvar=HOME_ENV,
         show_envvar=True,
         help="Directory holding data/ and logs/ [default: the current directory].",
     ),
@@ -58,17 +109,12 @@ def config_path() -> Path:
 
 
 def resolve_home(home: Path | None) -> Path:
-    return (home or Path.cwd()).resolve()
+    return home_dir(home)
 
 
 def resolve_url(home: Path, url: str | None) -> str:
     """Make a relative SQLite URL absolute under ``home``, so every program opens one file."""
-    url = url or os.environ.get("PERSISTQ_URL") or DEFAULT_URL
-    sqlite = split_sqlite_url(url)
-    if sqlite is None or sqlite[0].startswith("/"):
-        return url
-    path, options = sqlite
-    return f"{SQLITE_PREFIX}{home / path}" + (f"?{options}" if options else "")
+    return url_under(home, url or os.environ.get("PERSISTQ_URL") or DEFAULT_URL)
 
 
 def ensure_ui_password(url: str, env: dict[str, str]) -> str:
@@ -98,7 +144,7 @@ def ensure_ui_password(url: str, env: dict[str, str]) -> str:
 def resolve_files_dir(home: Path) -> Path:
     """The demo files' directory under ``home`` (PERSISTQ_FILES_DIR, default data/files): the
     one the producer writes to and the only one the consumers' stamp_file may touch."""
-    return home / Settings.from_env().files_dir
+    return home / Settings.from_env({**os.environ, HOME_ENV: str(home)}).files_dir
 
 
 def supervisor(home: Path) -> Any:
@@ -135,7 +181,8 @@ def _full_name(info: dict[str, Any]) -> str:
 
 def print_status(home: Path) -> list[dict[str, Any]]:
     infos = processes(home)
-    rows = [[i["name"], i["statename"], i["pid"] or "", url_of(i["group"])] for i in infos]
+    urls = recorded_urls(home)
+    rows = [[i["name"], i["statename"], i["pid"] or "", urls.get(i["group"], "")] for i in infos]
     print_table(None, ["program", "state", "pid", "url"], rows)
     return infos
 
@@ -172,6 +219,7 @@ def up(
     env.setdefault("PERSISTQ_LEASE_SECONDS", "30")
     for var, default, _ in PORTS.values():  # the config reads them; set, they move a port
         os.environ[var] = env[var] = env.get(var) or default
+    record_urls(home, urls_from_env(env))
     # `persistq api` refuses to start without a token: made at the first start, kept in data/.
     env["PERSISTQ_API_TOKEN"] = ensure_api_token(home)
     ui_login = ensure_ui_password(url, env)
@@ -194,7 +242,8 @@ def up(
     broken = [_full_name(i) for i in infos if i["statename"] != "RUNNING"]
     stdout.print(f"data:     {home / 'data'}  (database {url})")
     stdout.print(f"logs:     {home / 'logs'}  (e.g. tail -f {home / 'logs' / 'consumer-0.log'})")
-    stdout.print("status:   persistq status    stop: persistq down")
+    status_line = own_command(home, "status")
+    stdout.print(f"status:   {status_line}    stop: {stop_command(home)}", markup=False)
     stdout.print(ui_login, markup=False)
     if broken:
         fail(f"not running: {', '.join(broken)}; see {home / 'logs'}")

@@ -20,6 +20,7 @@ import persistq
 from persistq.cli.common import HostOption, PortOption
 from persistq.cli.main import app, fail, new_app, stderr
 from persistq.cli.system import resolve_url
+from persistq.config import home_dir
 from persistq.credentials import admin_password, data_dir
 
 ui_app = new_app("Serve a web UI: manager (jobs, queues, dead letters) or ops (read-only).")
@@ -60,7 +61,7 @@ def streamlit_command(page: str, host: str, port: int) -> list[str]:
 
 
 def serve(ctx: typer.Context, page: str, host: str, port: int) -> None:
-    url = resolve_url(Path.cwd(), ctx.find_root().obj.url)
+    url = resolve_url(home_dir(), ctx.find_root().obj.url)
     with persistq.connect(url, create=False):  # a bad URL or no database: one line, here
         pass
     password = admin_password(data_dir(url), announce=lambda text: stderr.print(text, markup=False))
