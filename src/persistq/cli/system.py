@@ -390,7 +390,7 @@ def _kill_handler_child(
     timeout: float,
     say: Callable[[str], None],
 ) -> None:
-    """SIGKILL the process-pool children of the consumer (one per slot: the demo runs one)
+    """SIGKILL the process-pool children of the consumer (one per slot: the demo runs two)
     and check the consumer itself lives on while its job comes back at once."""
     children = _pool_children(worker_pid)
     if not children:
