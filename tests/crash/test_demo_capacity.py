@@ -94,7 +94,9 @@ def test_an_hour_of_the_demo_ends_with_a_bounded_backlog(tmp_path: Path) -> None
         f"peak pending {peak}; oldest pending {files['oldest_pending_age']} s "
         f"(= {(files['oldest_pending_age'] or 0) * SCALE:.0f} demo s); samples {samples[::6]}"
     )
-    assert made >= 0.95 * DEMO_SECONDS / 5  # the producer really ran at the demo's rate
+    # The producer really ran at (about: a loaded machine slows it) the demo's rate.
+    assert made >= 0.9 * DEMO_SECONDS / 5
     assert files["FAILED"] == 0 and files["UNPROCESSABLE"] == 0
-    # Overloaded (one slot per consumer) it ends near 720 - 655 = 65 behind and growing.
+    # Overloaded (one slot per consumer) it ended 155 pending and growing by 4 a second,
+    # the oldest 7.7 s (= 13 demo minutes, past the Ops banner's 5).
     assert files["PENDING"] <= 5 and peak <= 10
