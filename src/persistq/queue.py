@@ -236,9 +236,13 @@ class Queue:
 
     def _sleep_until_claimable(self, queues: Sequence[str], deadline: float) -> bool:
         """Wait for a job to become claimable; False once the deadline passes."""
+        # A rate-limited queue's next token arrives without a commit to wake on: nap no
+        # longer than one token's interval, or a late wake-up would let tokens go to waste
+        # (the bucket holds at most one window's worth).
+        longest = min([MAX_NAP_SECONDS, *self._token_intervals(queues)])
         while (remaining := deadline - time.monotonic()) > 0:
             now = self.now()
-            nap = min(remaining, MAX_NAP_SECONDS)
+            nap = min(remaining, longest)
             next_at = self.backend.next_run_at(queues, now)
             if next_at is not None:
                 nap = min(nap, max(next_at - now, 0.0))
@@ -248,6 +252,16 @@ class Queue:
             if self.backend.has_claimable(queues, self._stamp()):
                 return True
         return False
+
+    def _token_intervals(self, queues: Sequence[str]) -> list[float]:
+        """Seconds between two rate tokens of each rate-limited queue among ``queues``."""
+        wanted = set(queues)
+        intervals = []
+        for info in self.backend.list_queues():
+            if info.name in wanted and info.rate is not None:
+                count, window = parse_rate(info.rate)
+                intervals.append(window / count)
+        return intervals
 
     def heartbeat(self, job: Job) -> Job:
         """Extend the lease by its length; ``LeaseLost`` when the caller no longer holds it."""
