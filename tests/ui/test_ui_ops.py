@@ -113,3 +113,13 @@ def test_ops_renders_over_the_rest_api(tmp_path: Path, monkeypatch: pytest.Monke
         assert shown["Database size"].endswith("KiB") and shown["Free disk"] != "n/a"
         assert len(charts(at)) == 2  # throughput and latency, read over HTTP
         assert "SMTPError: relay refused" in list(table(at, 2)["error"])
+
+
+def test_recent_failures_survive_a_bulk_enqueue(queue: Queue) -> None:
+    """Issue 15: the failures were looked for among the newest 100,000 events only."""
+    failed_job(queue, queue_name="mail", error="SMTPError: relay refused")
+    for _ in range(11):
+        queue.enqueue_many([{"n": i} for i in range(10_000)], queue="bulk")
+    at = login(app("ops"))
+    assert not at.exception, at.exception
+    assert list(table(at, 2)["error"]) == ["SMTPError: relay refused"]
