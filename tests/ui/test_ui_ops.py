@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_ops_renders_a_busy_database_with_alerts(queue: Queue, url: str) -> None
     assert "wait p50" in page
     queues = table(at, 0)
     assert list(queues["queue"]) == ["files", "mail", "reports"]
-    assert list(queues["paused"]) == ["", "", "paused"]
+    assert list(queues["paused"]) == ["no", "no", "yes"]
     assert list(queues["running / limit"]) == ["1 / 3", "0 / -", "0 / -"]
     assert list(queues["rate"]) == ["20/m", "-", "-"]
     workers = table(at, 1).set_index("worker")
@@ -112,7 +113,7 @@ def test_ops_renders_over_the_rest_api(tmp_path: Path, monkeypatch: pytest.Monke
         assert (shown["PENDING"], shown["COMPLETED"], shown["FAILED"]) == ("2", "1", "1")
         assert shown["Database size"].endswith("KiB") and shown["Free disk"] != "n/a"
         assert len(charts(at)) == 2  # throughput and latency, read over HTTP
-        assert "SMTPError: relay refused" in list(table(at, 2)["error"])
+        assert "SMTPError: relay refused" in list(table(at, -1)["error"])  # no workers table
 
 
 def test_recent_failures_survive_a_bulk_enqueue(queue: Queue) -> None:
@@ -122,4 +123,45 @@ def test_recent_failures_survive_a_bulk_enqueue(queue: Queue) -> None:
         queue.enqueue_many([{"n": i} for i in range(10_000)], queue="bulk")
     at = login(app("ops"))
     assert not at.exception, at.exception
-    assert list(table(at, 2)["error"]) == ["SMTPError: relay refused"]
+    assert list(table(at, -1)["error"]) == ["SMTPError: relay refused"]  # no workers table
+
+
+# -- issue 15's defects ----------------------------------------------------------------------
+
+
+def test_empty_tables_say_so_instead_of_an_empty_grid(queue: Queue) -> None:
+    at = login(app("ops"))
+    assert not at.exception, at.exception
+    assert not at.dataframe  # no bare "empty" grid
+    page = texts(at)
+    assert "no queues yet" in page and "no worker seen" in page and "no failures" in page
+
+
+def test_queues_show_every_state_yes_no_paused_and_grouped_counts(queue: Queue, url: str) -> None:
+    queue.enqueue_many([{"n": i} for i in range(1500)], queue="bulk")
+    queue.enqueue({"n": 1}, queue="reports")
+    queue.pause("reports")
+    clock = ManualClock(start=time.time() - 3725)
+    with persistq.connect(url, clock=clock) as past:
+        past.enqueue({"old": True}, queue="reports")
+    at = login(app("ops"))
+    assert not at.exception, at.exception
+    shown = metrics(at)
+    assert shown["PENDING"] == "1,502"
+    assert shown["Oldest pending"] == "1h 2m"  # short enough for its cell at 1500 px
+    queues = table(at, 0)
+    assert list(queues["paused"]) == ["no", "yes"]
+    assert {"UNPROCESSABLE", "CANCELLED"} <= set(queues.columns)
+    assert list(queues["PENDING"]) == ["1,500", "2"]  # as the metrics print counts
+    # The table has the page's width: in half of it the last states scrolled out of sight.
+    assert not any(column.get("arrow_data_frame") for column in at.columns)
+
+
+def test_chart_axes_span_the_hour_with_ten_minute_ticks(queue: Queue) -> None:
+    at = login(app("ops"))
+    [chart] = charts(at)
+    spec = json.loads(chart.proto.spec)  # type: ignore[attr-defined]
+    x = spec["encoding"]["x"]
+    assert x["axis"]["tickCount"] == {"interval": "minute", "step": 10}
+    start, end = x["scale"]["domain"]
+    assert end - start == 3600 * 1000  # a whole hour, however few the points

@@ -154,6 +154,23 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
+def age(seconds: float | None) -> str:
+    """A short :func:`duration` for a metric's cell: ``42s``, ``3m 5s``, ``2h 10m``, ``3d 4h``."""
+    long = duration(seconds)
+    for word, unit in ((" min", "m"), (" s", "s"), (" h", "h"), (" d", "d")):
+        long = long.replace(word, unit)
+    return long
+
+
+def count(value: int) -> str:
+    """Every count the UIs print, grouped the same way: ``200,009``."""
+    return f"{value:,}"
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def size(value: int | None) -> str:
     if value is None:
         return "n/a"
@@ -194,6 +211,29 @@ def limit_cells(processing: int, info: QueueInfo | None) -> dict[str, str]:
     limit = "-" if info is None or info.concurrency is None else str(info.concurrency)
     rate = "-" if info is None or info.rate is None else info.rate
     return {"running / limit": f"{processing} / {limit}", "rate": rate}
+
+
+def table(rows: list[dict[str, Any]], empty: str, **options: Any) -> Any:
+    """``st.dataframe`` of ``rows``, or the caption ``empty`` when there are none (an empty
+    list would draw a bare grid saying "empty"). Returns the dataframe's value, or None."""
+    if not rows:
+        st.caption(empty)
+        return None
+    return st.dataframe(rows, hide_index=True, **options)
+
+
+def queue_rows(report: dict[str, Any], limits: dict[str, QueueInfo]) -> list[dict[str, Any]]:
+    """The rows of the queues table both UIs show: every state, counts as :func:`count`."""
+    return [
+        {
+            "queue": name,
+            "paused": yes_no(row["paused"]),
+            **limit_cells(row[State.PROCESSING], limits.get(name)),
+            **{str(s): count(row[str(s)]) for s in State},
+            "oldest pending": duration(row["oldest_pending_age"]),
+        }
+        for name, row in sorted(report["queues"].items())
+    ]
 
 
 def state_totals(report: dict[str, Any]) -> dict[str, int]:

@@ -50,7 +50,7 @@ def dead_letters_page(queue: Queue) -> None:
     report = insights.stats(queue)
     totals = common.state_totals(report)
     states = sorted(DEAD_LETTER)  # FAILED, UNPROCESSABLE
-    tabs = st.tabs([f"{state} ({totals[state]:,})" for state in states])
+    tabs = st.tabs([f"{state} ({common.count(totals[state])})" for state in states])
     for tab, state in zip(tabs, states, strict=True):
         with tab:
             key = f"dlq_{state.lower()}"
@@ -163,17 +163,8 @@ def queues_page(queue: Queue) -> None:
     st.header("Queues")
     report = insights.stats(queue)
     limits = common.queue_limits(queue)
-    rows = [
-        {
-            "queue": name,
-            "paused": "paused" if row["paused"] else "",
-            **common.limit_cells(row[State.PROCESSING], limits.get(name)),
-            **{str(s): row[str(s)] for s in State},
-            "oldest pending": common.duration(row["oldest_pending_age"]),
-        }
-        for name, row in sorted(report["queues"].items())
-    ]
-    st.dataframe(rows, hide_index=True, key="queues_table", placeholder="no queues yet")
+    rows = common.queue_rows(report, limits)
+    common.table(rows, "no queues yet", key="queues_table")
     left, right = st.columns(2)
     with left, st.form("create_queue", clear_on_submit=True):
         st.markdown("**Create a queue**")
@@ -196,19 +187,19 @@ def queues_page(queue: Queue) -> None:
             _queue_action(lambda: f"Queue `{queue.resume(name).name}` is running again.")
         total = sum(row[str(s)] for s in State)
         force = st.checkbox(
-            f"Also delete its {unfinished:,} unfinished job(s)",
+            f"Also delete its {common.count(unfinished)} unfinished job(s)",
             key="queue_force",
             disabled=not unfinished,
             help="Without this, a queue holding PENDING or PROCESSING jobs is not deleted.",
         )
         typed = st.text_input(
-            f"Type `{name}` to delete it and its {total:,} job(s)", key="queue_confirm"
+            f"Type `{name}` to delete it and its {common.count(total)} job(s)", key="queue_confirm"
         )
         if st.button("Delete queue", key="queue_delete", disabled=typed != name):
 
             def delete() -> str:
                 deleted = queue.delete_queue(name, force=force)
-                return f"Deleted queue `{name}` and {deleted:,} job(s)."
+                return f"Deleted queue `{name}` and {common.count(deleted)} job(s)."
 
             _queue_action(delete)
 
