@@ -50,7 +50,7 @@ def test_the_right_password_opens_the_jobs_page(queue: Queue) -> None:
     login(at)
     assert not at.exception
     assert "Jobs" in [h.value for h in at.header]
-    assert list(table(at)["status"]) == ["PENDING"]
+    assert list(table(at)["status"]) == ["🟡 PENDING"]  # a coloured badge per state
 
 
 def test_a_wrong_password_is_refused_and_the_next_try_must_wait(queue: Queue) -> None:
@@ -115,7 +115,7 @@ def test_resubmit_and_cancel_of_selected_rows_change_the_database(
     manager.run()
     assert queue.get(waiting.id).status == State.CANCELLED
     assert queue.get(dead.id).status == State.CANCELLED
-    assert set(table(manager)["status"]) == {"CANCELLED"}  # the table was read again
+    assert set(table(manager)["status"]) == {"⚪ CANCELLED"}  # the table was read again
 
 
 def test_a_refused_transition_is_reported_and_changes_nothing(
@@ -142,6 +142,10 @@ def test_job_detail_shows_payload_error_and_events_and_resubmits(
     assert '"fails"' in str(manager.json[0].value)
     events = table(manager, -1)
     assert list(events["event"]) == ["enqueued", "claimed", "failed"]
+    runs = table(manager, -2)  # the attempts, above every event
+    assert list(zip(runs["worker"], runs["outcome"], runs["error"], strict=True)) == [
+        ("test-worker", "failed", "KeyError: 'path'")
+    ]
     button(manager, "Resubmit").click()
     manager.run()
     assert queue.get(dead.id).status == State.PENDING

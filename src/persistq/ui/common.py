@@ -241,13 +241,29 @@ def state_totals(report: dict[str, Any]) -> dict[str, int]:
     return {str(s): sum(row[str(s)] for row in report["queues"].values()) for s in State}
 
 
+#: One colour per state, wherever a state is shown (tables, the queue summary).
+BADGES: dict[State, str] = {
+    State.PENDING: "🟡",
+    State.PROCESSING: "🔵",
+    State.COMPLETED: "🟢",
+    State.FAILED: "🔴",
+    State.UNPROCESSABLE: "🟣",
+    State.CANCELLED: "⚪",
+}
+
+
+def badge(state: State) -> str:
+    """``🟢 COMPLETED``: a state with its colour."""
+    return f"{BADGES[state]} {state}"
+
+
 def job_rows(jobs: Iterable[Job]) -> list[dict[str, Any]]:
     """Table rows for jobs: what fits on a line of each."""
     return [
         {
             "id": job.id,
             "queue": job.queue,
-            "status": str(job.status),
+            "status": badge(job.status),
             "priority": job.priority,
             "attempts": f"{job.attempts}/{job.max_attempts}",
             "created (UTC)": when(job.created_at),

@@ -20,7 +20,7 @@ from persistq.errors import InvalidTransition, JobNotFound, QueueError
 from persistq.model import CANCELLABLE, RESUBMITTABLE, Job, State, encode_json, task_call
 from persistq.queue import Queue
 from persistq.search import JobFilter, JobPage
-from persistq.ui import common
+from persistq.ui import common, timeline
 
 ALL = "(all)"
 PERIODS: dict[str, int | None] = {
@@ -439,20 +439,40 @@ def job_detail(q: Queue, job_id: int, key: str) -> None:
         st.code(job.last_error, language=None, wrap_lines=True)
     else:
         st.caption("none")
-    st.markdown(f"**Events** ({common.count(len(events))})")
-    st.dataframe(
+    runs = timeline.attempts(events)
+    st.markdown(f"**Attempts** ({common.count(len(runs))})")
+    common.table(
         [
             {
-                "at (UTC)": common.when(e.at),
-                "event": str(e.kind),
-                "worker": e.worker or "",
-                "detail": common.last_line(e.detail),
+                "#": run.number,
+                "worker": run.worker or "",
+                "started (UTC)": common.when(run.started),
+                "ended (UTC)": common.when(run.ended),
+                "took": common.duration(
+                    None if run.ended is None else (run.ended - run.started).total_seconds()
+                ),
+                "outcome": run.outcome,
+                "error": common.last_line(run.error),
             }
-            for e in events
+            for run in runs
         ],
-        hide_index=True,
-        key=f"{key}_detail_events",
+        "not claimed yet",
+        key=f"{key}_detail_attempts",
     )
+    with st.expander(f"Every event ({common.count(len(events))})"):
+        st.dataframe(
+            [
+                {
+                    "at (UTC)": common.when(e.at),
+                    "event": str(e.kind),
+                    "worker": e.worker or "",
+                    "detail": common.last_line(e.detail),
+                }
+                for e in events
+            ],
+            hide_index=True,
+            key=f"{key}_detail_events",
+        )
 
 
 def _json(value: Any) -> None:
