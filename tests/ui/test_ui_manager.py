@@ -153,6 +153,29 @@ def test_job_detail_shows_payload_error_and_events_and_resubmits(
     assert list(table(manager, -1)["event"])[-1] == "resubmitted"
 
 
+def test_the_jobs_table_updates_by_itself_unless_paused_or_selected(
+    manager: AppTest, queue: Queue
+) -> None:
+    """Issue 15: the table changed only on Refresh. Each live rerun (the fragment's timer
+    in a browser) reads it again; the Live toggle pauses it, and so does a selection."""
+    first = queue.enqueue({"n": 1})
+    manager.run()
+    assert list(table(manager)["id"]) == [first.id]
+    summary = texts(manager)
+    assert "🟡 PENDING **1**" in summary and "🟢 COMPLETED **0**" in summary
+    manager.toggle(key="jobs_live").set_value(False).run()
+    second = queue.enqueue({"n": 2})
+    manager.run()
+    assert list(table(manager)["id"]) == [first.id]  # paused
+    manager.toggle(key="jobs_live").set_value(True).run()
+    assert list(table(manager)["id"]) == [second.id, first.id]
+    select_rows(manager, [first.id])
+    queue.enqueue({"n": 3})
+    manager.run()
+    assert list(table(manager)["id"]) == [second.id, first.id]  # the selection holds it
+    assert [s.value for s in manager.subheader] == [f"Job {first.id}"]  # its detail
+
+
 # -- filters ---------------------------------------------------------------------------------
 
 

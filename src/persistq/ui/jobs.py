@@ -192,9 +192,10 @@ def job_table(
     key: str,
     *,
     verbs: tuple[str, str] = ("Resubmit", "Cancel"),
+    live: bool = False,
 ) -> list[Job]:
     """The paginated table with row selection and actions on the selection; returns the
-    selected jobs."""
+    selected jobs. ``live``: read again on every run, except while rows are selected."""
     budget_key = f"{key}_budget"
     page_key = f"{key}_page"
     base = (flt, oldest_first, page_size)
@@ -205,6 +206,8 @@ def job_table(
     top = st.columns([1, 1, 6], vertical_alignment="bottom")
     page = int(top[0].number_input("Page", min_value=1, step=1, key=page_key))
     if top[1].button("Refresh", key=f"{key}_refresh", help="Read the jobs again"):
+        invalidate(key)
+    if live and not _selected_rows(key):
         invalidate(key)
     view = View(flt, oldest_first, page_size, page, int(st.session_state[budget_key]))
     result = _page(q, report, view, key)
@@ -229,6 +232,26 @@ def job_table(
     return selected
 
 
+def _selected_rows(key: str) -> list[int]:
+    """The rows selected in the table of ``key`` as last shown."""
+    shown = st.session_state.get(f"{key}_table_{st.session_state.get(f'{key}_generation')}")
+    try:
+        return list(shown["selection"]["rows"]) if shown is not None else []
+    except (KeyError, TypeError):
+        return []
+
+
+def queue_summary(report: dict[str, Any], queue_name: str | None) -> None:
+    """Jobs per state of one queue (or all), with their badges, beside the table."""
+    if queue_name is None:
+        counts = common.state_totals(report)
+    else:
+        row = report["queues"].get(queue_name, {})
+        counts = {str(s): row.get(str(s), 0) for s in State}
+    st.markdown(f"**{queue_name or 'All queues'}**")
+    st.markdown("\n\n".join(f"{common.badge(s)} **{common.count(counts[str(s)])}**" for s in State))
+
+
 def _page(q: Queue, report: dict[str, Any], view: View, key: str) -> JobPage:
     """The jobs of ``view``, read once and kept until the view changes or is invalidated."""
     shown = st.session_state.get(f"{key}_shown")
@@ -244,9 +267,13 @@ def _page(q: Queue, report: dict[str, Any], view: View, key: str) -> JobPage:
         max_scan=view.budget,
         stats_report=report,
     )
+    before = st.session_state.get(f"{key}_last_jobs")
     st.session_state[f"{key}_shown"] = (view, page)
-    # A new table widget: the old selection pointed at rows that are no longer shown.
-    st.session_state[f"{key}_generation"] = st.session_state.get(f"{key}_generation", 0) + 1
+    st.session_state[f"{key}_last_jobs"] = page.jobs
+    if before != page.jobs or f"{key}_generation" not in st.session_state:
+        # A new table widget: the old selection pointed at rows that are no longer shown.
+        # (A live reread that found the same rows keeps the widget, so it does not blink.)
+        st.session_state[f"{key}_generation"] = st.session_state.get(f"{key}_generation", 0) + 1
     return page
 
 

@@ -9,6 +9,7 @@ the per-state statistics).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +23,34 @@ from persistq.queue import Queue
 from persistq.tasks.files import FILES_QUEUE, STAMP_TASK
 from persistq.ui import common, jobs
 
+#: How often the live jobs table reads the database again.
+LIVE_SECONDS = 5
+
 
 def jobs_page(queue: Queue) -> None:
     st.header("Jobs")
+    live = st.toggle(
+        "Live",
+        value=True,
+        key="jobs_live",
+        help=f"Read the table again every {LIVE_SECONDS} s. It holds still while rows are "
+        "selected, so the selection keeps meaning the jobs shown.",
+    )
+    # Only the fragment reruns on its timer, so the page does not flicker; paused, it has
+    # no timer at all.
+    st.fragment(_jobs_body, run_every=LIVE_SECONDS if live else None)(queue, live)
+
+
+def _jobs_body(queue: Queue, live: bool) -> None:
+    if common.session_expired(None):
+        st.rerun()  # the whole script: it shows the login form
     report = insights.stats(queue)
     flt, oldest_first, page_size = jobs.filter_bar(report, "jobs")
-    selected = jobs.job_table(queue, report, flt, oldest_first, page_size, "jobs")
+    left, right = st.columns([6, 1])
+    with left:
+        selected = jobs.job_table(queue, report, flt, oldest_first, page_size, "jobs", live=live)
+    with right:
+        jobs.queue_summary(report, flt.queue)
     jobs.bulk_box(queue, report, flt, "jobs", verbs=("Resubmit", "Cancel"))
     st.divider()
     typed = st.number_input(
@@ -35,9 +58,11 @@ def jobs_page(queue: Queue) -> None:
     )
     job_id = int(typed) if typed is not None else (selected[0].id if len(selected) == 1 else None)
     if job_id is None:
-        st.caption("Select one row, or type a job id, to see its payload, error and events.")
+        st.caption("Select one row, or type a job id, to see its payload, error and attempts.")
     else:
         jobs.job_detail(queue, job_id, "jobs")
+    if live:
+        st.caption(f"Live: updated {common.when(time.time())} UTC")
 
 
 def dead_letters_page(queue: Queue) -> None:
