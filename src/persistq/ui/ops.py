@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import altair as alt
@@ -87,9 +87,11 @@ def show_counts(report: dict[str, Any]) -> None:
 
 def _chart(rows: list[dict[str, Any]], series: list[str], title: str, colors: list[str]) -> Any:
     """Lines of ``series`` over time (``at``, epoch seconds) on the last hour, the axis in
-    UTC. The axis spans the whole hour with a tick every 10 minutes: fitted to a few points,
-    vega-lite put several ticks in one minute, all labelled alike."""
-    end = time.time() * 1000
+    UTC. The axis spans the whole hour, ticks at least a minute apart: fitted to a few
+    points, vega-lite put several ticks in one minute, all labelled alike. (The domain is
+    ISO text: vega-lite drew numbers there, and a tickCount object, as a blank chart.)"""
+    end = time.time()
+    domain = [_iso(end - WINDOW_SECONDS), _iso(end)]
     data = alt.InlineData(
         values=[
             {"at": r["at"] * 1000, "series": name, "value": r[name]}
@@ -104,8 +106,8 @@ def _chart(rows: list[dict[str, Any]], series: list[str], title: str, colors: li
             x=alt.X(
                 "at:T",
                 title=None,
-                scale=alt.Scale(type="utc", domain=[end - WINDOW_SECONDS * 1000, end]),
-                axis=alt.Axis(format="%H:%M", tickCount={"interval": "minute", "step": 10}),
+                scale=alt.Scale(type="utc", domain=domain),
+                axis=alt.Axis(format="%H:%M", tickMinStep=60_000),
             ),
             y=alt.Y("value:Q", title=title),
             color=alt.Color(
@@ -121,6 +123,10 @@ def _chart(rows: list[dict[str, Any]], series: list[str], title: str, colors: li
             ],
         )
     )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def show_charts(queue: ReadQueue) -> None:
