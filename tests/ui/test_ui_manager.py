@@ -50,7 +50,7 @@ def test_the_right_password_opens_the_jobs_page(queue: Queue) -> None:
     login(at)
     assert not at.exception
     assert "Jobs" in [h.value for h in at.header]
-    assert list(table(at)["status"]) == ["🟡 PENDING"]  # a coloured badge per state
+    assert list(table(at)["status"]) == ["PENDING"]
 
 
 def test_a_wrong_password_is_refused_and_the_next_try_must_wait(queue: Queue) -> None:
@@ -115,7 +115,7 @@ def test_resubmit_and_cancel_of_selected_rows_change_the_database(
     manager.run()
     assert queue.get(waiting.id).status == State.CANCELLED
     assert queue.get(dead.id).status == State.CANCELLED
-    assert set(table(manager)["status"]) == {"⚪ CANCELLED"}  # the table was read again
+    assert set(table(manager)["status"]) == {"CANCELLED"}  # the table was read again
 
 
 def test_a_refused_transition_is_reported_and_changes_nothing(
@@ -162,7 +162,8 @@ def test_the_jobs_table_updates_by_itself_unless_paused_or_selected(
     manager.run()
     assert list(table(manager)["id"]) == [first.id]
     summary = texts(manager)
-    assert "🟡 PENDING **1**" in summary and "🟢 COMPLETED **0**" in summary
+    assert ":orange-badge[PENDING] **1**" in summary  # a coloured badge per state
+    assert ":green-badge[COMPLETED] **0**" in summary
     manager.toggle(key="jobs_live").set_value(False).run()
     second = queue.enqueue({"n": 2})
     manager.run()

@@ -213,13 +213,14 @@ def limit_cells(processing: int, info: QueueInfo | None) -> dict[str, str]:
     return {"running / limit": f"{processing} / {limit}", "rate": rate}
 
 
-def table(rows: list[dict[str, Any]], empty: str, **options: Any) -> Any:
-    """``st.dataframe`` of ``rows``, or the caption ``empty`` when there are none (an empty
-    list would draw a bare grid saying "empty"). Returns the dataframe's value, or None."""
+def table(rows: list[dict[str, Any]], empty: str, data: Any = None, **options: Any) -> Any:
+    """``st.dataframe`` of ``rows`` (or of ``data`` made from them, e.g. styled), or the
+    caption ``empty`` when there are none (an empty list would draw a bare grid saying
+    "empty"). Returns the dataframe's value, or None."""
     if not rows:
         st.caption(empty)
         return None
-    return st.dataframe(rows, hide_index=True, **options)
+    return st.dataframe(rows if data is None else data, hide_index=True, **options)
 
 
 def queue_rows(report: dict[str, Any], limits: dict[str, QueueInfo]) -> list[dict[str, Any]]:
@@ -241,20 +242,36 @@ def state_totals(report: dict[str, Any]) -> dict[str, int]:
     return {str(s): sum(row[str(s)] for row in report["queues"].values()) for s in State}
 
 
-#: One colour per state, wherever a state is shown (tables, the queue summary).
-BADGES: dict[State, str] = {
-    State.PENDING: "🟡",
-    State.PROCESSING: "🔵",
-    State.COMPLETED: "🟢",
-    State.FAILED: "🔴",
-    State.UNPROCESSABLE: "🟣",
-    State.CANCELLED: "⚪",
+#: One colour per state, wherever a state is shown: Streamlit's colour names (Markdown
+#: badges) and the same colours for table text. Not emoji: without an emoji font (headless
+#: Chromium, many Linux desktops) they draw as empty boxes.
+COLOURS: dict[State, tuple[str, str]] = {
+    State.PENDING: ("orange", "#d98c00"),
+    State.PROCESSING: ("blue", "#1c6fd1"),
+    State.COMPLETED: ("green", "#21a356"),
+    State.FAILED: ("red", "#d6443a"),
+    State.UNPROCESSABLE: ("violet", "#8a4fd3"),
+    State.CANCELLED: ("gray", "#7d7d7d"),
 }
 
 
 def badge(state: State) -> str:
-    """``🟢 COMPLETED``: a state with its colour."""
-    return f"{BADGES[state]} {state}"
+    """A state as a coloured Markdown badge."""
+    return f":{COLOURS[state][0]}-badge[{state}]"
+
+
+def state_styled(rows: list[dict[str, Any]], column: str = "status") -> Any:
+    """``rows`` as a frame whose ``column`` is in its state's colour (for st.dataframe)."""
+    # Streamlit's own dependency (no stubs installed); a Styler is how a cell gets a colour.
+    import pandas as pd  # type: ignore[import-untyped]
+
+    hexes = {str(state): hex_colour for state, (_, hex_colour) in COLOURS.items()}
+
+    def colour(value: str) -> str:
+        found = hexes.get(value)
+        return f"color: {found}; font-weight: 600" if found else ""
+
+    return pd.DataFrame(rows).style.map(colour, subset=[column])
 
 
 def job_rows(jobs: Iterable[Job]) -> list[dict[str, Any]]:
@@ -263,7 +280,7 @@ def job_rows(jobs: Iterable[Job]) -> list[dict[str, Any]]:
         {
             "id": job.id,
             "queue": job.queue,
-            "status": badge(job.status),
+            "status": str(job.status),
             "priority": job.priority,
             "attempts": f"{job.attempts}/{job.max_attempts}",
             "created (UTC)": when(job.created_at),

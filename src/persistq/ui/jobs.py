@@ -217,17 +217,19 @@ def job_table(
         st.session_state[budget_key] = view.budget * 4
         st.rerun()
     table_key = f"{key}_table_{st.session_state[f'{key}_generation']}"
+    rows = common.job_rows(result.jobs)
     shown = common.table(
-        common.job_rows(result.jobs),
+        rows,
         "no jobs",
+        data=common.state_styled(rows) if rows else None,
         key=table_key,
         on_select="rerun",
         selection_mode="multi-row",
         width="stretch",
         column_config={"id": st.column_config.NumberColumn("id", format="%d")},
     )
-    rows = [] if shown is None else shown.selection.rows
-    selected = [result.jobs[i] for i in rows if i < len(result.jobs)]
+    picked = [] if shown is None else shown.selection.rows
+    selected = [result.jobs[i] for i in picked if i < len(result.jobs)]
     _selection_actions(q, selected, key, verbs)
     return selected
 
