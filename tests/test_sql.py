@@ -17,6 +17,7 @@ from persistq import ManualClock, Queue, State, StorageBusy, StorageUnavailable
 from persistq.backends import Backend
 from persistq.backends import sqlite as sqlite_backend
 from persistq.backends.sql import migrations, queries, recording
+from persistq.model import FAILURE_KINDS
 
 
 class CallsSeen:
@@ -363,3 +364,18 @@ def test_a_database_busy_past_the_bound_raises_storage_busy(
             q.enqueue("refused")
         holder.join()
         assert q.jobs() == []
+
+
+def test_recent_failures_walk_an_index_of_failure_events_only(sqlite_url: str) -> None:
+    """Issue 15: failures were looked for among the newest 100,000 events only. The query
+    and the partial index name the kinds of FAILURE_KINDS, in both dialects."""
+    kinds = "IN (" + ", ".join(f"'{k}'" for k in FAILURE_KINDS) + ")"
+    for dialect in ("sqlite", "postgres"):
+        assert kinds in queries(dialect)["recent_failures"], dialect
+        [index] = [m for m in migrations(dialect) if m.name == "failure_events"]
+        assert kinds in index.sql, dialect
+    with persistq.connect(sqlite_url) as q:
+        path = q.check()["path"]
+    plan = _plan(sqlite3.connect(path), "recent_failures", {"limit": 20})
+    assert "USING INDEX events_failures" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan

@@ -15,7 +15,6 @@ from persistq.clock import Clock
 from persistq.config import Settings
 from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
 from persistq.model import (
-    FAILURE_KINDS,
     JSON,
     MAX_KEY_LENGTH,
     TERMINAL,
@@ -512,10 +511,7 @@ class Queue:
         """The newest failures (events of :data:`~persistq.model.FAILURE_KINDS`) with their
         job's queue, newest first, at most ``limit``."""
         limit = validate_int(limit, what="limit", minimum=1, maximum=MAX_READ_ROWS)
-        return [
-            FailureEvent(event, queue)
-            for event, queue in self.backend.recent_events(FAILURE_KINDS, limit)
-        ]
+        return [FailureEvent(event, queue) for event, queue in self.backend.recent_failures(limit)]
 
     def storage(self) -> StorageInfo:
         """Database and WAL file sizes and free disk, cheap enough to poll (``check`` reads

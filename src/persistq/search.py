@@ -147,23 +147,36 @@ def matching_ids(
     on_progress: Callable[[int, int], None] | None = None,
     stats_report: dict[str, Any] | None = None,
 ) -> list[int]:
-    """Ids of every matching job, newest first: the set a bulk action will act on.
+    """Ids of every matching job, newest first: the set a bulk action will act on."""
+    found = matching_jobs(q, flt, on_progress=on_progress, stats_report=stats_report)
+    return [job_id for job_id, _ in found]
+
+
+def matching_jobs(
+    q: ReadQueue,
+    flt: JobFilter,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    stats_report: dict[str, Any] | None = None,
+) -> list[tuple[int, State]]:
+    """``(id, state)`` of every matching job, newest first, so a bulk action can count only
+    the jobs it applies to.
 
     Reads each candidate once, in batches of BULK_BATCH; ``on_progress(read, matched)``
     is called after each batch. Candidates are counted first, from the statistics.
     """
     stats_report = stats_report if stats_report is not None else q.stats()
-    ids: list[int] = []
+    found: list[tuple[int, State]] = []
     scanned = 0
     for job in _walk(q, flt, False, stats_report, BULK_BATCH, BULK_BATCH):
         scanned += 1
         if flt.matches(job):
-            ids.append(job.id)
+            found.append((job.id, job.status))
         if on_progress is not None and scanned % BULK_BATCH == 0:
-            on_progress(scanned, len(ids))
+            on_progress(scanned, len(found))
     if on_progress is not None:
-        on_progress(scanned, len(ids))
-    return ids
+        on_progress(scanned, len(found))
+    return found
 
 
 def _list(q: ReadQueue, flt: JobFilter, limit: int, offset: int) -> list[Job]:

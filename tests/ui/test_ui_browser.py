@@ -202,6 +202,12 @@ def test_manager_logs_in_and_resubmits_a_failed_job(page: Any, served: dict[str,
     with persistq.connect(server.database) as queue:
         assert queue.get(server.failed_id).status == State.PENDING
         assert queue.events(server.failed_id)[-1].kind == "resubmitted"
+        queue.enqueue({"late": 1}, queue="files")
+    # No click: the live table reads the jobs again by itself (issue 15).
+    expect(page.get_by_text("rows 1–32 of 32 jobs")).to_be_visible(timeout=15_000)
+    # The summary beside the table (the table's own cells are drawn on a canvas).
+    summary = page.get_by_test_id("stMarkdown").filter(has_text="PENDING")
+    expect(summary.first).to_be_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "manager.png"), full_page=True)
 

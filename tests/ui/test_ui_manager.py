@@ -56,13 +56,13 @@ def test_the_right_password_opens_the_jobs_page(queue: Queue) -> None:
 def test_a_wrong_password_is_refused_and_the_next_try_must_wait(queue: Queue) -> None:
     at = login(app("manager"), "not the password")
     assert "Wrong password" in texts(at)
-    assert not at.dataframe
+    assert not at.header
     login(at)  # at once, even with the right password: refused
     assert "Too many failed attempts" in texts(at)
-    assert not at.dataframe
+    assert not at.header
     time.sleep(1.1)  # the first failure costs one second
     login(at)
-    assert at.dataframe, texts(at)
+    assert at.header, texts(at)
 
 
 def test_log_out_and_an_expired_session_ask_for_the_password_again(manager: AppTest) -> None:
@@ -89,10 +89,10 @@ def test_a_generated_password_works_and_none_is_the_default(
     assert (tmp_path / "ui-admin-password.argon2").stat().st_mode & 0o777 == 0o600
     for guess in ("", "admin", "password", "persistq"):
         at = login(app("manager"), guess)
-        assert not at.dataframe
+        assert not at.header
         (tmp_path / THROTTLE_FILE).unlink()  # forget the throttle: each guess judged on its merits
     login(at, generated)
-    assert at.dataframe
+    assert at.header
 
 
 # -- resubmit and cancel ---------------------------------------------------------------------
@@ -142,11 +142,39 @@ def test_job_detail_shows_payload_error_and_events_and_resubmits(
     assert '"fails"' in str(manager.json[0].value)
     events = table(manager, -1)
     assert list(events["event"]) == ["enqueued", "claimed", "failed"]
+    runs = table(manager, -2)  # the attempts, above every event
+    assert list(zip(runs["worker"], runs["outcome"], runs["error"], strict=True)) == [
+        ("test-worker", "failed", "KeyError: 'path'")
+    ]
     button(manager, "Resubmit").click()
     manager.run()
     assert queue.get(dead.id).status == State.PENDING
     assert f"Job {dead.id} is now PENDING" in texts(manager)
     assert list(table(manager, -1)["event"])[-1] == "resubmitted"
+
+
+def test_the_jobs_table_updates_by_itself_unless_paused_or_selected(
+    manager: AppTest, queue: Queue
+) -> None:
+    """Issue 15: the table changed only on Refresh. Each live rerun (the fragment's timer
+    in a browser) reads it again; the Live toggle pauses it, and so does a selection."""
+    first = queue.enqueue({"n": 1})
+    manager.run()
+    assert list(table(manager)["id"]) == [first.id]
+    summary = texts(manager)
+    assert ":orange-badge[PENDING] **1**" in summary  # a coloured badge per state
+    assert ":green-badge[COMPLETED] **0**" in summary
+    manager.toggle(key="jobs_live").set_value(False).run()
+    second = queue.enqueue({"n": 2})
+    manager.run()
+    assert list(table(manager)["id"]) == [first.id]  # paused
+    manager.toggle(key="jobs_live").set_value(True).run()
+    assert list(table(manager)["id"]) == [second.id, first.id]
+    select_rows(manager, [first.id])
+    queue.enqueue({"n": 3})
+    manager.run()
+    assert list(table(manager)["id"]) == [second.id, first.id]  # the selection holds it
+    assert [s.value for s in manager.subheader] == [f"Job {first.id}"]  # its detail
 
 
 # -- filters ---------------------------------------------------------------------------------
@@ -237,6 +265,29 @@ def test_bulk_cancel_over_a_text_filter_reads_every_candidate(
     assert queue.stats()["queues"]["default"]["CANCELLED"] == 3
 
 
+def test_bulk_buttons_count_only_the_jobs_their_action_applies_to(
+    manager: AppTest, queue: Queue
+) -> None:
+    """Issue 15: with every state, "Resubmit all" counted PENDING jobs it cannot resubmit."""
+    dead = [failed_job(queue).id for _ in range(2)]
+    waiting = [j.id for j in queue.enqueue_many([{"n": i} for i in range(3)])]
+    done = queue.claim(worker="w")
+    assert done is not None
+    queue.complete(done)
+    manager.run()
+    button(manager, "Count matching jobs").click()
+    manager.run()
+    assert "**5** job(s) match" in texts(manager)
+    assert button(manager, "Resubmit all").label == "Resubmit all 3"  # 2 FAILED, 1 COMPLETED
+    assert button(manager, "Cancel all").label == "Cancel all 4"  # 2 FAILED, 2 PENDING
+    manager.checkbox(key="jobs_sure").check().run()
+    button(manager, "Resubmit all").click()
+    manager.run()
+    assert "Resubmitted 3 job(s)." in texts(manager)  # none refused: none was counted
+    assert {queue.get(i).status for i in [*dead, done.id]} == {State.PENDING}
+    assert {queue.get(i).status for i in waiting} == {State.PENDING}
+
+
 # -- enqueue, queues, dead letters -------------------------------------------------------------
 
 
@@ -311,6 +362,7 @@ def test_dead_letters_keep_failed_and_unprocessable_apart_and_redrive(
     manager.run()
     assert queue.get(stalled.id).status == State.PENDING
     assert queue.get(dead.id).status == State.FAILED
+    assert "Redriven 1 job(s)." in texts(manager)  # issue 15: it said "Resubmitted"
 
 
 # -- tasks -----------------------------------------------------------------------------------

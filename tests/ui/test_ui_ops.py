@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -71,7 +73,7 @@ def test_ops_renders_a_busy_database_with_alerts(queue: Queue, url: str) -> None
     assert "wait p50" in page
     queues = table(at, 0)
     assert list(queues["queue"]) == ["files", "mail", "reports"]
-    assert list(queues["paused"]) == ["", "", "paused"]
+    assert list(queues["paused"]) == ["no", "no", "yes"]
     assert list(queues["running / limit"]) == ["1 / 3", "0 / -", "0 / -"]
     assert list(queues["rate"]) == ["20/m", "-", "-"]
     workers = table(at, 1).set_index("worker")
@@ -112,4 +114,55 @@ def test_ops_renders_over_the_rest_api(tmp_path: Path, monkeypatch: pytest.Monke
         assert (shown["PENDING"], shown["COMPLETED"], shown["FAILED"]) == ("2", "1", "1")
         assert shown["Database size"].endswith("KiB") and shown["Free disk"] != "n/a"
         assert len(charts(at)) == 2  # throughput and latency, read over HTTP
-        assert "SMTPError: relay refused" in list(table(at, 2)["error"])
+        assert "SMTPError: relay refused" in list(table(at, -1)["error"])  # no workers table
+
+
+def test_recent_failures_survive_a_bulk_enqueue(queue: Queue) -> None:
+    """Issue 15: the failures were looked for among the newest 100,000 events only."""
+    failed_job(queue, queue_name="mail", error="SMTPError: relay refused")
+    for _ in range(11):
+        queue.enqueue_many([{"n": i} for i in range(10_000)], queue="bulk")
+    at = login(app("ops"))
+    assert not at.exception, at.exception
+    assert list(table(at, -1)["error"]) == ["SMTPError: relay refused"]  # no workers table
+
+
+# -- issue 15's defects ----------------------------------------------------------------------
+
+
+def test_empty_tables_say_so_instead_of_an_empty_grid(queue: Queue) -> None:
+    at = login(app("ops"))
+    assert not at.exception, at.exception
+    assert not at.dataframe  # no bare "empty" grid
+    page = texts(at)
+    assert "no queues yet" in page and "no worker seen" in page and "no failures" in page
+
+
+def test_queues_show_every_state_yes_no_paused_and_grouped_counts(queue: Queue, url: str) -> None:
+    queue.enqueue_many([{"n": i} for i in range(1500)], queue="bulk")
+    queue.enqueue({"n": 1}, queue="reports")
+    queue.pause("reports")
+    clock = ManualClock(start=time.time() - 3725)
+    with persistq.connect(url, clock=clock) as past:
+        past.enqueue({"old": True}, queue="reports")
+    at = login(app("ops"))
+    assert not at.exception, at.exception
+    shown = metrics(at)
+    assert shown["PENDING"] == "1,502"
+    assert shown["Oldest pending"] == "1h 2m"  # short enough for its cell at 1500 px
+    queues = table(at, 0)
+    assert list(queues["paused"]) == ["no", "yes"]
+    assert {"UNPROCESSABLE", "CANCELLED"} <= set(queues.columns)
+    assert list(queues["PENDING"]) == ["1,500", "2"]  # as the metrics print counts
+    # The table has the page's width: in half of it the last states scrolled out of sight.
+    assert not any(column.get("arrow_data_frame") for column in at.columns)
+
+
+def test_chart_axes_span_the_hour_with_ticks_a_minute_apart(queue: Queue) -> None:
+    at = login(app("ops"))
+    [chart] = charts(at)
+    spec = json.loads(chart.proto.spec)  # type: ignore[attr-defined]
+    x = spec["encoding"]["x"]
+    assert x["axis"]["tickMinStep"] == 60_000  # never two ticks, labelled alike, in a minute
+    start, end = (datetime.fromisoformat(t) for t in x["scale"]["domain"])
+    assert (end - start).total_seconds() == 3600  # a whole hour, however few the points

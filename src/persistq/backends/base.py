@@ -261,11 +261,9 @@ class Backend(Protocol):
         """Timings of jobs finished since ``since``, newest first, at most ``limit``."""
         ...
 
-    def recent_events(
-        self, kinds: Sequence[str], limit: int, scan: int = 100_000
-    ) -> list[tuple[Event, str]]:
-        """The newest events of these kinds (among the last ``scan`` events) with their job's
-        queue, newest first."""
+    def recent_failures(self, limit: int) -> list[tuple[Event, str]]:
+        """The newest events of :data:`~persistq.model.FAILURE_KINDS` with their job's queue,
+        newest first, however many other events there are (an index of them alone)."""
         ...
 
     def worker_seen(self, worker: str, queues: Sequence[str], now: float | None) -> None:

@@ -532,13 +532,10 @@ class SQLBackend(ABC):
             for r in rows
         ]
 
-    def recent_events(
-        self, kinds: Sequence[str], limit: int, scan: int = 100_000
-    ) -> list[tuple[Event, str]]:
-        params = {"kinds": self._list(list(kinds)), "limit": limit, "scan": scan}
+    def recent_failures(self, limit: int) -> list[tuple[Event, str]]:
         return [
             (row_to_event(r, self._datetime), r["queue"])
-            for r in self._fetch_all("recent_events", params)
+            for r in self._fetch_all("recent_failures", {"limit": limit})
         ]
 
     def worker_seen(self, worker: str, queues: Sequence[str], now: float | None) -> None:

@@ -154,6 +154,23 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
+def age(seconds: float | None) -> str:
+    """A short :func:`duration` for a metric's cell: ``42s``, ``3m 5s``, ``2h 10m``, ``3d 4h``."""
+    long = duration(seconds)
+    for word, unit in ((" min", "m"), (" s", "s"), (" h", "h"), (" d", "d")):
+        long = long.replace(word, unit)
+    return long
+
+
+def count(value: int) -> str:
+    """Every count the UIs print, grouped the same way: ``200,009``."""
+    return f"{value:,}"
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def size(value: int | None) -> str:
     if value is None:
         return "n/a"
@@ -196,9 +213,65 @@ def limit_cells(processing: int, info: QueueInfo | None) -> dict[str, str]:
     return {"running / limit": f"{processing} / {limit}", "rate": rate}
 
 
+def table(rows: list[dict[str, Any]], empty: str, data: Any = None, **options: Any) -> Any:
+    """``st.dataframe`` of ``rows`` (or of ``data`` made from them, e.g. styled), or the
+    caption ``empty`` when there are none (an empty list would draw a bare grid saying
+    "empty"). Returns the dataframe's value, or None."""
+    if not rows:
+        st.caption(empty)
+        return None
+    return st.dataframe(rows if data is None else data, hide_index=True, **options)
+
+
+def queue_rows(report: dict[str, Any], limits: dict[str, QueueInfo]) -> list[dict[str, Any]]:
+    """The rows of the queues table both UIs show: every state, counts as :func:`count`."""
+    return [
+        {
+            "queue": name,
+            "paused": yes_no(row["paused"]),
+            **limit_cells(row[State.PROCESSING], limits.get(name)),
+            **{str(s): count(row[str(s)]) for s in State},
+            "oldest pending": duration(row["oldest_pending_age"]),
+        }
+        for name, row in sorted(report["queues"].items())
+    ]
+
+
 def state_totals(report: dict[str, Any]) -> dict[str, int]:
     """Jobs per state over all queues, from one :func:`persistq.insights.stats` report."""
     return {str(s): sum(row[str(s)] for row in report["queues"].values()) for s in State}
+
+
+#: One colour per state, wherever a state is shown: Streamlit's colour names (Markdown
+#: badges) and the same colours for table text. Not emoji: without an emoji font (headless
+#: Chromium, many Linux desktops) they draw as empty boxes.
+COLOURS: dict[State, tuple[str, str]] = {
+    State.PENDING: ("orange", "#d98c00"),
+    State.PROCESSING: ("blue", "#1c6fd1"),
+    State.COMPLETED: ("green", "#21a356"),
+    State.FAILED: ("red", "#d6443a"),
+    State.UNPROCESSABLE: ("violet", "#8a4fd3"),
+    State.CANCELLED: ("gray", "#7d7d7d"),
+}
+
+
+def badge(state: State) -> str:
+    """A state as a coloured Markdown badge."""
+    return f":{COLOURS[state][0]}-badge[{state}]"
+
+
+def state_styled(rows: list[dict[str, Any]], column: str = "status") -> Any:
+    """``rows`` as a frame whose ``column`` is in its state's colour (for st.dataframe)."""
+    # Streamlit's own dependency (no stubs installed); a Styler is how a cell gets a colour.
+    import pandas as pd  # type: ignore[import-untyped]
+
+    hexes = {str(state): hex_colour for state, (_, hex_colour) in COLOURS.items()}
+
+    def colour(value: str) -> str:
+        found = hexes.get(value)
+        return f"color: {found}; font-weight: 600" if found else ""
+
+    return pd.DataFrame(rows).style.map(colour, subset=[column])
 
 
 def job_rows(jobs: Iterable[Job]) -> list[dict[str, Any]]:

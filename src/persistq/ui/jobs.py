@@ -20,7 +20,7 @@ from persistq.errors import InvalidTransition, JobNotFound, QueueError
 from persistq.model import CANCELLABLE, RESUBMITTABLE, Job, State, encode_json, task_call
 from persistq.queue import Queue
 from persistq.search import JobFilter, JobPage
-from persistq.ui import common
+from persistq.ui import common, timeline
 
 ALL = "(all)"
 PERIODS: dict[str, int | None] = {
@@ -35,6 +35,8 @@ PAGE_SIZES = (25, 50, 100, 200)
 #: Jobs a page may read to find matches of a text or time filter; "Search deeper" x4.
 SCAN_BUDGET = 20_000
 Action = Callable[[int], Job]
+#: What each action's report says it did: a redrive is a resubmit, but it is not called one.
+DONE = {"Resubmit": "Resubmitted", "Redrive": "Redriven", "Cancel": "Cancelled"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +60,13 @@ class Outcome:
     gone: int = 0  # deleted meanwhile
 
     def summary(self, verb: str) -> str:
-        parts = [f"{verb} {self.done:,} job(s)"]
+        parts = [f"{verb} {common.count(self.done)} job(s)"]
         if self.refused:
-            parts.append(f"{self.refused:,} refused by their state")
+            parts.append(f"{common.count(self.refused)} refused by their state")
         if self.changed:
-            parts.append(f"{self.changed:,} skipped: no longer matching")
+            parts.append(f"{common.count(self.changed)} skipped: no longer matching")
         if self.gone:
-            parts.append(f"{self.gone:,} no longer exist")
+            parts.append(f"{common.count(self.gone)} no longer exist")
         return "; ".join(parts) + "."
 
 
@@ -190,9 +192,10 @@ def job_table(
     key: str,
     *,
     verbs: tuple[str, str] = ("Resubmit", "Cancel"),
+    live: bool = False,
 ) -> list[Job]:
     """The paginated table with row selection and actions on the selection; returns the
-    selected jobs."""
+    selected jobs. ``live``: read again on every run, except while rows are selected."""
     budget_key = f"{key}_budget"
     page_key = f"{key}_page"
     base = (flt, oldest_first, page_size)
@@ -204,6 +207,8 @@ def job_table(
     page = int(top[0].number_input("Page", min_value=1, step=1, key=page_key))
     if top[1].button("Refresh", key=f"{key}_refresh", help="Read the jobs again"):
         invalidate(key)
+    if live and not _selected_rows(key):
+        invalidate(key)
     view = View(flt, oldest_first, page_size, page, int(st.session_state[budget_key]))
     result = _page(q, report, view, key)
     top[2].caption(_caption(result, view))
@@ -212,19 +217,41 @@ def job_table(
         st.session_state[budget_key] = view.budget * 4
         st.rerun()
     table_key = f"{key}_table_{st.session_state[f'{key}_generation']}"
-    shown = st.dataframe(
-        common.job_rows(result.jobs),
+    rows = common.job_rows(result.jobs)
+    shown = common.table(
+        rows,
+        "no jobs",
+        data=common.state_styled(rows) if rows else None,
         key=table_key,
         on_select="rerun",
         selection_mode="multi-row",
-        hide_index=True,
         width="stretch",
         column_config={"id": st.column_config.NumberColumn("id", format="%d")},
-        placeholder="no jobs",
     )
-    selected = [result.jobs[i] for i in shown.selection.rows if i < len(result.jobs)]
+    picked = [] if shown is None else shown.selection.rows
+    selected = [result.jobs[i] for i in picked if i < len(result.jobs)]
     _selection_actions(q, selected, key, verbs)
     return selected
+
+
+def _selected_rows(key: str) -> list[int]:
+    """The rows selected in the table of ``key`` as last shown."""
+    shown = st.session_state.get(f"{key}_table_{st.session_state.get(f'{key}_generation')}")
+    try:
+        return list(shown["selection"]["rows"]) if shown is not None else []
+    except (KeyError, TypeError):
+        return []
+
+
+def queue_summary(report: dict[str, Any], queue_name: str | None) -> None:
+    """Jobs per state of one queue (or all), with their badges, beside the table."""
+    if queue_name is None:
+        counts = common.state_totals(report)
+    else:
+        row = report["queues"].get(queue_name, {})
+        counts = {str(s): row.get(str(s), 0) for s in State}
+    st.markdown(f"**{queue_name or 'All queues'}**")
+    st.markdown("\n\n".join(f"{common.badge(s)} **{common.count(counts[str(s)])}**" for s in State))
 
 
 def _page(q: Queue, report: dict[str, Any], view: View, key: str) -> JobPage:
@@ -242,23 +269,33 @@ def _page(q: Queue, report: dict[str, Any], view: View, key: str) -> JobPage:
         max_scan=view.budget,
         stats_report=report,
     )
+    before = st.session_state.get(f"{key}_last_jobs")
     st.session_state[f"{key}_shown"] = (view, page)
-    # A new table widget: the old selection pointed at rows that are no longer shown.
-    st.session_state[f"{key}_generation"] = st.session_state.get(f"{key}_generation", 0) + 1
+    st.session_state[f"{key}_last_jobs"] = page.jobs
+    if before != page.jobs or f"{key}_generation" not in st.session_state:
+        # A new table widget: the old selection pointed at rows that are no longer shown.
+        # (A live reread that found the same rows keeps the widget, so it does not blink.)
+        st.session_state[f"{key}_generation"] = st.session_state.get(f"{key}_generation", 0) + 1
     return page
 
 
 def _caption(result: JobPage, view: View) -> str:
     first = (view.page - 1) * view.page_size + 1
     last = first + len(result.jobs) - 1
-    rows = f"rows {first:,}–{last:,}" if result.jobs else "no rows on this page"
+    count = common.count
+    rows = f"rows {count(first)}–{count(last)}" if result.jobs else "no rows on this page"
     if result.total is not None and result.complete and not view.flt.needs_scan:
         pages = max(1, math.ceil(result.total / view.page_size))
-        return f"{rows} of {result.total:,} jobs · {pages:,} page(s) · click a row to select it"
+        return (
+            f"{rows} of {count(result.total)} jobs · {count(pages)} page(s) · "
+            "click a row to select it"
+        )
     if result.complete:
-        return f"{rows} of {result.total or 0:,} matching jobs (searched {result.scanned:,})"
+        return (
+            f"{rows} of {count(result.total or 0)} matching jobs (searched {count(result.scanned)})"
+        )
     return (
-        f"{rows} · searched {result.scanned:,} jobs so far; more may match further back "
+        f"{rows} · searched {count(result.scanned)} jobs so far; more may match further back "
         "(narrow by queue, state or time, or search deeper)"
     )
 
@@ -268,16 +305,16 @@ def _selection_actions(q: Queue, selected: list[Job], key: str, verbs: tuple[str
     left, middle, right = st.columns([2, 2, 5], vertical_alignment="center")
     n = len(selected)
     if left.button(f"{resubmit} selected ({n})", key=f"{key}_resubmit_sel", disabled=not n):
-        _report(apply(q.resubmit, q, [j.id for j in selected]), "resubmitted")
+        _report(apply(q.resubmit, q, [j.id for j in selected]), resubmit)
         _after_action(key)
     if middle.button(f"{cancel} selected ({n})", key=f"{key}_cancel_sel", disabled=not n):
-        _report(apply(q.cancel, q, [j.id for j in selected]), "cancelled")
+        _report(apply(q.cancel, q, [j.id for j in selected]), cancel)
         _after_action(key)
     right.caption("Select rows with the checkboxes at their left; one selected row opens below.")
 
 
 def _report(outcome: Outcome, verb: str) -> None:
-    text = outcome.summary(verb.capitalize())  # "resubmitted" also for a redrive: it is one
+    text = outcome.summary(DONE[verb])
     flash("success" if outcome.done and not outcome.refused else "warning", text)
 
 
@@ -307,45 +344,53 @@ def bulk_box(
 
             def progress(read: int, matched: int) -> None:
                 share = min(1.0, read / candidates) if candidates else 1.0
-                bar.progress(share, text=f"read {read:,} jobs, {matched:,} match")
+                bar.progress(
+                    share, text=f"read {common.count(read)} jobs, {common.count(matched)} match"
+                )
 
-            ids = search.matching_ids(q, flt, on_progress=progress, stats_report=report)
+            found = search.matching_jobs(q, flt, on_progress=progress, stats_report=report)
             bar.empty()
-            snapshot = {"filter": flt, "ids": ids, "at": datetime.now(UTC)}
+            snapshot = {"filter": flt, "found": found, "at": datetime.now(UTC)}
             st.session_state[snap_key] = snapshot
         if snapshot is None:
             st.caption("Counting reads the matching jobs once; nothing changes until you confirm.")
             return
-        ids = snapshot["ids"]
-        n = len(ids)
+        found = snapshot["found"]
+        n = len(found)
+        # Each button counts, and acts on, only the jobs whose state allows its action.
+        to_resubmit = [i for i, state in found if state in RESUBMITTABLE]
+        to_cancel = [i for i, state in found if state in CANCELLABLE]
         st.markdown(
-            f"**{n:,}** job(s) match (counted at {common.when(snapshot['at'])} UTC). "
+            f"**{common.count(n)}** job(s) match (counted at {common.when(snapshot['at'])} UTC). "
             "Only these are acted on, and each only if it still matches then."
         )
-        sure = st.checkbox(f"Yes, act on these {n:,} jobs", key=f"{key}_sure")
+        sure = st.checkbox(f"Yes, act on these {common.count(n)} jobs", key=f"{key}_sure")
         left, right = st.columns(2)
-        can_resubmit = flt.status is None or flt.status in RESUBMITTABLE
-        can_cancel = flt.status is None or flt.status in CANCELLABLE
         go_resubmit = left.button(
-            f"{resubmit} all {n:,}",
+            f"{resubmit} all {common.count(len(to_resubmit))}",
             key=f"{key}_resubmit_all",
-            disabled=not (sure and n and can_resubmit),
+            disabled=not (sure and to_resubmit),
             type="primary",
         )
         go_cancel = right.button(
-            f"{cancel} all {n:,}", key=f"{key}_cancel_all", disabled=not (sure and n and can_cancel)
+            f"{cancel} all {common.count(len(to_cancel))}",
+            key=f"{key}_cancel_all",
+            disabled=not (sure and to_cancel),
         )
         if go_resubmit or go_cancel:
             action = q.resubmit if go_resubmit else q.cancel
+            ids = to_resubmit if go_resubmit else to_cancel
             bar = st.progress(0.0, text="working…")
 
             def advance(done: int) -> None:
-                bar.progress(done / n, text=f"{done:,} of {n:,}")
+                bar.progress(
+                    done / len(ids), text=f"{common.count(done)} of {common.count(len(ids))}"
+                )
 
             outcome = apply(action, q, ids, flt, advance)
             st.session_state.pop(snap_key, None)
             st.session_state.pop(f"{key}_sure", None)
-            _report(outcome, "resubmitted" if go_resubmit else "cancelled")
+            _report(outcome, resubmit if go_resubmit else cancel)
             _after_action(key)
 
 
@@ -423,20 +468,40 @@ def job_detail(q: Queue, job_id: int, key: str) -> None:
         st.code(job.last_error, language=None, wrap_lines=True)
     else:
         st.caption("none")
-    st.markdown(f"**Events** ({len(events)})")
-    st.dataframe(
+    runs = timeline.attempts(events)
+    st.markdown(f"**Attempts** ({common.count(len(runs))})")
+    common.table(
         [
             {
-                "at (UTC)": common.when(e.at),
-                "event": str(e.kind),
-                "worker": e.worker or "",
-                "detail": common.last_line(e.detail),
+                "#": run.number,
+                "worker": run.worker or "",
+                "started (UTC)": common.when(run.started),
+                "ended (UTC)": common.when(run.ended),
+                "took": common.duration(
+                    None if run.ended is None else (run.ended - run.started).total_seconds()
+                ),
+                "outcome": run.outcome,
+                "error": common.last_line(run.error),
             }
-            for e in events
+            for run in runs
         ],
-        hide_index=True,
-        key=f"{key}_detail_events",
+        "not claimed yet",
+        key=f"{key}_detail_attempts",
     )
+    with st.expander(f"Every event ({common.count(len(events))})"):
+        st.dataframe(
+            [
+                {
+                    "at (UTC)": common.when(e.at),
+                    "event": str(e.kind),
+                    "worker": e.worker or "",
+                    "detail": common.last_line(e.detail),
+                }
+                for e in events
+            ],
+            hide_index=True,
+            key=f"{key}_detail_events",
+        )
 
 
 def _json(value: Any) -> None:

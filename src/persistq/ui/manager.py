@@ -9,6 +9,7 @@ the per-state statistics).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +23,34 @@ from persistq.queue import Queue
 from persistq.tasks.files import FILES_QUEUE, STAMP_TASK
 from persistq.ui import common, jobs
 
+#: How often the live jobs table reads the database again.
+LIVE_SECONDS = 5
+
 
 def jobs_page(queue: Queue) -> None:
     st.header("Jobs")
+    live = st.toggle(
+        "Live",
+        value=True,
+        key="jobs_live",
+        help=f"Read the table again every {LIVE_SECONDS} s. It holds still while rows are "
+        "selected, so the selection keeps meaning the jobs shown.",
+    )
+    # Only the fragment reruns on its timer, so the page does not flicker; paused, it has
+    # no timer at all.
+    st.fragment(_jobs_body, run_every=LIVE_SECONDS if live else None)(queue, live)
+
+
+def _jobs_body(queue: Queue, live: bool) -> None:
+    if common.session_expired(None):
+        st.rerun()  # the whole script: it shows the login form
     report = insights.stats(queue)
     flt, oldest_first, page_size = jobs.filter_bar(report, "jobs")
-    selected = jobs.job_table(queue, report, flt, oldest_first, page_size, "jobs")
+    left, right = st.columns([6, 1])
+    with left:
+        selected = jobs.job_table(queue, report, flt, oldest_first, page_size, "jobs", live=live)
+    with right:
+        jobs.queue_summary(report, flt.queue)
     jobs.bulk_box(queue, report, flt, "jobs", verbs=("Resubmit", "Cancel"))
     st.divider()
     typed = st.number_input(
@@ -35,9 +58,11 @@ def jobs_page(queue: Queue) -> None:
     )
     job_id = int(typed) if typed is not None else (selected[0].id if len(selected) == 1 else None)
     if job_id is None:
-        st.caption("Select one row, or type a job id, to see its payload, error and events.")
+        st.caption("Select one row, or type a job id, to see its payload, error and attempts.")
     else:
         jobs.job_detail(queue, job_id, "jobs")
+    if live:
+        st.caption(f"Live: updated {common.when(time.time())} UTC")
 
 
 def dead_letters_page(queue: Queue) -> None:
@@ -50,7 +75,7 @@ def dead_letters_page(queue: Queue) -> None:
     report = insights.stats(queue)
     totals = common.state_totals(report)
     states = sorted(DEAD_LETTER)  # FAILED, UNPROCESSABLE
-    tabs = st.tabs([f"{state} ({totals[state]:,})" for state in states])
+    tabs = st.tabs([f"{state} ({common.count(totals[state])})" for state in states])
     for tab, state in zip(tabs, states, strict=True):
         with tab:
             key = f"dlq_{state.lower()}"
@@ -163,17 +188,8 @@ def queues_page(queue: Queue) -> None:
     st.header("Queues")
     report = insights.stats(queue)
     limits = common.queue_limits(queue)
-    rows = [
-        {
-            "queue": name,
-            "paused": "paused" if row["paused"] else "",
-            **common.limit_cells(row[State.PROCESSING], limits.get(name)),
-            **{str(s): row[str(s)] for s in State},
-            "oldest pending": common.duration(row["oldest_pending_age"]),
-        }
-        for name, row in sorted(report["queues"].items())
-    ]
-    st.dataframe(rows, hide_index=True, key="queues_table", placeholder="no queues yet")
+    rows = common.queue_rows(report, limits)
+    common.table(rows, "no queues yet", key="queues_table")
     left, right = st.columns(2)
     with left, st.form("create_queue", clear_on_submit=True):
         st.markdown("**Create a queue**")
@@ -196,19 +212,19 @@ def queues_page(queue: Queue) -> None:
             _queue_action(lambda: f"Queue `{queue.resume(name).name}` is running again.")
         total = sum(row[str(s)] for s in State)
         force = st.checkbox(
-            f"Also delete its {unfinished:,} unfinished job(s)",
+            f"Also delete its {common.count(unfinished)} unfinished job(s)",
             key="queue_force",
             disabled=not unfinished,
             help="Without this, a queue holding PENDING or PROCESSING jobs is not deleted.",
         )
         typed = st.text_input(
-            f"Type `{name}` to delete it and its {total:,} job(s)", key="queue_confirm"
+            f"Type `{name}` to delete it and its {common.count(total)} job(s)", key="queue_confirm"
         )
         if st.button("Delete queue", key="queue_delete", disabled=typed != name):
 
             def delete() -> str:
                 deleted = queue.delete_queue(name, force=force)
-                return f"Deleted queue `{name}` and {deleted:,} job(s)."
+                return f"Deleted queue `{name}` and {common.count(deleted)} job(s)."
 
             _queue_action(delete)
 

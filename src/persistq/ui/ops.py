@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import altair as alt
@@ -26,6 +26,8 @@ from persistq.ports import ReadQueue
 from persistq.ui import common
 
 REFRESH_SECONDS = 5
+#: The charts show the last hour.
+WINDOW_SECONDS = 3600
 #: The integrity check reads every page of the database (about 4 s at 1,000,000 jobs), so
 #: it runs in the background, on its own connection, this often.
 INTEGRITY_EVERY_SECONDS = 600
@@ -76,14 +78,20 @@ def show_counts(report: dict[str, Any]) -> None:
     totals = common.state_totals(report)
     ages = [r["oldest_pending_age"] for r in report["queues"].values()]
     oldest = max((a for a in ages if a is not None), default=None)
-    cells = st.columns(len(State) + 1)
+    # The age gets a wider cell and a short form: at 1500 px "1 h 2 min" was cut off.
+    cells = st.columns([1.0] * len(State) + [1.3])
     for cell, state in zip(cells, State, strict=False):
-        cell.metric(str(state), f"{totals[str(state)]:,}")
-    cells[-1].metric("Oldest pending", common.duration(oldest) or "none")
+        cell.metric(str(state), common.count(totals[str(state)]))
+    cells[-1].metric("Oldest pending", common.age(oldest) or "none")
 
 
 def _chart(rows: list[dict[str, Any]], series: list[str], title: str, colors: list[str]) -> Any:
-    """Lines of ``series`` over time (``at``, epoch seconds), the axis in UTC hours."""
+    """Lines of ``series`` over time (``at``, epoch seconds) on the last hour, the axis in
+    UTC. The axis spans the whole hour, ticks at least a minute apart: fitted to a few
+    points, vega-lite put several ticks in one minute, all labelled alike. (The domain is
+    ISO text: vega-lite drew numbers there, and a tickCount object, as a blank chart.)"""
+    end = time.time()
+    domain = [_iso(end - WINDOW_SECONDS), _iso(end)]
     data = alt.InlineData(
         values=[
             {"at": r["at"] * 1000, "series": name, "value": r[name]}
@@ -95,7 +103,12 @@ def _chart(rows: list[dict[str, Any]], series: list[str], title: str, colors: li
         alt.Chart(data, height=240)
         .mark_line(point=alt.OverlayMarkDef(size=20), interpolate="monotone")
         .encode(
-            x=alt.X("at:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M")),
+            x=alt.X(
+                "at:T",
+                title=None,
+                scale=alt.Scale(type="utc", domain=domain),
+                axis=alt.Axis(format="%H:%M", tickMinStep=60_000),
+            ),
             y=alt.Y("value:Q", title=title),
             color=alt.Color(
                 "series:N",
@@ -112,13 +125,17 @@ def _chart(rows: list[dict[str, Any]], series: list[str], title: str, colors: li
     )
 
 
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
 def show_charts(queue: ReadQueue) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Finished per minute, last hour** (UTC)")
         rows = [
             {"at": r["at"], "completed": r["COMPLETED"], "failed": r["FAILED"] + r["UNPROCESSABLE"]}
-            for r in insights.throughput(queue, window_seconds=3600, bucket_seconds=60)
+            for r in insights.throughput(queue, window_seconds=WINDOW_SECONDS, bucket_seconds=60)
         ]
         st.altair_chart(
             _chart(rows, ["completed", "failed"], "jobs", ["#2e9f5b", "#d6443a"]),
@@ -126,7 +143,7 @@ def show_charts(queue: ReadQueue) -> None:
         )
     with right:
         st.markdown("**Wait and run time, last hour** (seconds, per 5 minutes)")
-        latency = insights.latency(queue, window_seconds=3600, bucket_seconds=300)
+        latency = insights.latency(queue, window_seconds=WINDOW_SECONDS, bucket_seconds=300)
         if not latency["buckets"]:
             st.caption("No job finished in the last hour.")
             return
@@ -145,7 +162,7 @@ def show_charts(queue: ReadQueue) -> None:
         st.altair_chart(_chart(rows, series, "seconds", colors), key="chart_latency")
         wait, run = latency["wait"], latency["run"]
         st.caption(
-            f"Whole hour, {latency['sampled']:,} jobs: wait p50 {_secs(wait['p50'])}, "
+            f"Whole hour, {common.count(latency['sampled'])} jobs: wait p50 {_secs(wait['p50'])}, "
             f"p95 {_secs(wait['p95'])} · run p50 {_secs(run['p50'])}, p95 {_secs(run['p95'])}"
         )
 
@@ -156,25 +173,12 @@ def _secs(value: float | None) -> str:
 
 def show_queues(report: dict[str, Any], limits: dict[str, QueueInfo]) -> None:
     st.markdown("**Queues**")
-    st.dataframe(
-        [
-            {
-                "queue": name,
-                "paused": "paused" if row["paused"] else "",
-                **common.limit_cells(row[State.PROCESSING], limits.get(name)),
-                **{str(s): row[str(s)] for s in State},
-                "oldest pending": common.duration(row["oldest_pending_age"]),
-            }
-            for name, row in sorted(report["queues"].items())
-        ],
-        hide_index=True,
-        placeholder="no queues yet",
-    )
+    common.table(common.queue_rows(report, limits), "no queues yet")
 
 
 def show_workers(workers: list[dict[str, Any]]) -> None:
-    st.markdown(f"**Workers** ({len(workers)} seen in the last hour)")
-    st.dataframe(
+    st.markdown(f"**Workers** ({common.count(len(workers))} seen in the last hour)")
+    common.table(
         [
             {
                 "worker": w["id"],
@@ -186,8 +190,7 @@ def show_workers(workers: list[dict[str, Any]]) -> None:
             }
             for w in workers
         ],
-        hide_index=True,
-        placeholder="no worker seen",
+        "no worker seen",
     )
 
 
@@ -195,7 +198,7 @@ def show_failures(queue: ReadQueue) -> None:
     failures = insights.recent_failures(queue, limit=20)
     payloads = _payloads(queue, {f["job_id"] for f in failures})
     st.markdown("**Recent failures**")
-    st.dataframe(
+    common.table(
         [
             {
                 "at (UTC)": common.when(datetime.fromisoformat(f["at"])),
@@ -209,8 +212,7 @@ def show_failures(queue: ReadQueue) -> None:
             }
             for f in failures
         ],
-        hide_index=True,
-        placeholder="no failures",
+        "no failures",
     )
 
 
@@ -243,11 +245,9 @@ def dashboard() -> None:
     show_alerts(insights.alerts(queue, worker_rows=workers, database_report=database))
     show_counts(report)
     show_charts(queue)
-    left, right = st.columns(2)
-    with left:
-        show_queues(report, common.queue_limits(queue))
-    with right:
-        show_workers(workers)
+    # Full width each: in half the page the queues table hid its last states.
+    show_queues(report, common.queue_limits(queue))
+    show_workers(workers)
     show_failures(queue)
     show_database(database)
     st.caption(

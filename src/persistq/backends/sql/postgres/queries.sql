@@ -346,11 +346,12 @@ FROM jobs
 WHERE finished_at >= to_timestamp(%(since)s) AND started_at IS NOT NULL
 ORDER BY jobs.finished_at DESC LIMIT %(limit)s;
 
--- name: recent_events
+-- name: recent_failures
+-- The kinds are persistq.model.FAILURE_KINDS, written out so the partial index
+-- events_failures (migration 0007) serves the query: it walks only failure events, newest first.
 SELECT e.id, e.job_id, e.at, e.kind, e.worker, e.detail, j.queue
 FROM events AS e JOIN jobs AS j ON j.id = e.job_id
-WHERE e.id > (SELECT coalesce(max(id), 0) FROM events) - %(scan)s
-  AND e.kind = ANY(%(kinds)s)
+WHERE e.kind IN ('failed', 'retried', 'lease_expired')
 ORDER BY e.id DESC LIMIT %(limit)s;
 
 -- name: worker_seen

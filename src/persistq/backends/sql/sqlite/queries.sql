@@ -337,12 +337,12 @@ SELECT queue, status, run_at, started_at, finished_at FROM jobs INDEXED BY jobs_
 WHERE finished_at >= :since AND started_at IS NOT NULL
 ORDER BY finished_at DESC LIMIT :limit;
 
--- name: recent_events
--- Looks back over the newest :scan events only, so a rare kind cannot cost a full scan.
+-- name: recent_failures
+-- The kinds are persistq.model.FAILURE_KINDS, written out so the partial index
+-- events_failures (migration 0006) serves the query: it walks only failure events, newest first.
 SELECT e.id, e.job_id, e.at, e.kind, e.worker, e.detail, j.queue
 FROM events AS e JOIN jobs AS j ON j.id = e.job_id
-WHERE e.id > (SELECT coalesce(max(id), 0) FROM events) - :scan
-  AND e.kind IN (SELECT value FROM json_each(:kinds))
+WHERE e.kind IN ('failed', 'retried', 'lease_expired')
 ORDER BY e.id DESC LIMIT :limit;
 
 -- name: worker_seen
