@@ -108,9 +108,34 @@ class Queue:
         ``run_at`` (an aware datetime) instead of ``delay``: not claimable before then; a
         time already past makes the job due at once.
         """
+        return self.enqueue_keyed(
+            payload,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            key=key,
+            timeout=timeout,
+        )[0]
+
+    def enqueue_keyed(
+        self,
+        payload: JSON,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        run_at: datetime | None = None,
+        max_attempts: int = 3,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[Job, bool]:
+        """``enqueue``, and whether the job was created: False when ``key`` named an existing
+        job, which is returned (the REST API answers 200 rather than 201 then)."""
         delay = self._delay_until(delay, run_at)
         new = self._new_job(payload, queue, priority, delay, max_attempts, key, timeout)
-        return self.backend.insert_jobs([new], self._stamp())[0]
+        return self.backend.insert_job(new, self._stamp())
 
     def validate(
         self,

@@ -65,6 +65,11 @@ class Backend(Protocol):
         queue is not inserted: the existing job is returned in its place."""
         ...
 
+    def insert_job(self, job: NewJob, now: float | None) -> tuple[Job, bool]:
+        """``insert_jobs`` of one job, and whether it was created (False: its ``key``
+        existed, and that job is returned)."""
+        ...
+
     def claim_jobs(
         self,
         queues: Sequence[str],

@@ -165,13 +165,25 @@ class SQLBackend(ABC):
 
         return self._write(work, wakes=True)
 
+    def insert_job(self, job: NewJob, now: float | None) -> tuple[Job, bool]:
+        now = self._now(now)
+
+        def work(conn: Conn) -> tuple[Job, bool]:
+            conn.execute(self.SQL["ensure_queue"], {"queue": job.queue, "now": now})
+            return self._insert_keyed(conn, job, now)
+
+        return self._write(work, wakes=True)
+
     def _insert_one(self, conn: Conn, job: NewJob, now: float | None) -> Job:
+        return self._insert_keyed(conn, job, now)[0]
+
+    def _insert_keyed(self, conn: Conn, job: NewJob, now: float | None) -> tuple[Job, bool]:
         row = conn.execute(self.SQL["insert_job"], {**job_params(job), "now": now}).fetchone()
         if row is None:  # the key exists: hand back that job, create nothing
             params = {"queue": job.queue, "key": job.key}
-            return self._job(conn.execute(self.SQL["get_job_by_key"], params).fetchone())
+            return self._job(conn.execute(self.SQL["get_job_by_key"], params).fetchone()), False
         conn.execute(self.SQL["insert_event"], event(row["id"], EventKind.ENQUEUED, now))
-        return self._job(row)
+        return self._job(row), True
 
     # -- claiming ------------------------------------------------------------------------
 
