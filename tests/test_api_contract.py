@@ -25,6 +25,7 @@ OPERATION_IDS = {
     "clock",
     "complete_job",
     "crashed_job",
+    "counters",
     "create_queue",
     "delete_queue",
     "enqueue_job",

@@ -528,6 +528,12 @@ class Queue:
             for event, queue in self.backend.recent_events(FAILURE_KINDS, limit)
         ]
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Lifetime counts per queue, exact across restarts and purges: ``enqueued``,
+        ``completed``, ``failed``, ``unprocessable``, ``cancelled``, ``retried``,
+        ``lease_expired`` (a name is absent until its first count)."""
+        return self.backend.counters()
+
     def storage(self) -> StorageInfo:
         """Database and WAL file sizes and free disk, cheap enough to poll (``check`` reads
         every page); None where the database has no local files (PostgreSQL)."""

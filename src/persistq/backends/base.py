@@ -198,6 +198,11 @@ class Backend(Protocol):
         """``{queue: {state: count}}`` for states with at least one job."""
         ...
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        """``{queue: {counter: value}}``: lifetime counts kept by the database itself, never
+        lowered by a purge (see the counters migration for the names)."""
+        ...
+
     def oldest_pending(self, now: float | None) -> dict[str, float]:
         """``{queue: earliest run_at}`` among PENDING jobs already due at ``now``."""
         ...

@@ -443,6 +443,12 @@ class SQLBackend(ABC):
             counts.setdefault(row["queue"], {})[State(row["status"])] = int(row["n"])
         return counts
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for row in self._fetch_all("counters", {}):
+            counts.setdefault(row["queue"], {})[row["name"]] = int(row["value"])
+        return counts
+
     def oldest_pending(self, now: float | None) -> dict[str, float]:
         rows = self._fetch_all("oldest_pending", {"now": self._now(now)})
         return {row["queue"]: float(row["run_at"]) for row in rows}

@@ -93,6 +93,13 @@ def clock(q: QueueDep) -> ClockOut:
     return ClockOut(now=q.now())
 
 
+@router.get("/counters", operation_id="counters")
+def counters(q: QueueDep) -> dict[str, dict[str, int]]:
+    """Lifetime counts per queue (what /metrics' counters show), exact across restarts and
+    purges."""
+    return q.counters()
+
+
 @router.get("/storage", operation_id="storage")
 def storage(q: QueueDep) -> StorageOut:
     """Database and WAL file sizes and free disk, cheap enough to poll (no integrity check)."""

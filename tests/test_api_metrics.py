@@ -1,0 +1,168 @@
+"""/metrics as Prometheus sees it: scraped from a real ``persistq api`` and parsed with
+prometheus_client's own parser, across an API restart and a purge.
+
+``increase()`` only sees a counter's step when a sample exists before it, so every counter
+of every known queue must be present at 0 before its first event, and none may ever go
+down (an API restart or a purge is not a counter reset: the counts live in the database).
+``promtool check metrics`` (Debian's ``prometheus`` package) lints the exposition where the
+binary is there; CI (PERSISTQ_REQUIRE_PROMTOOL) installs it with apt-get and never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import persistq
+from apiserver import ApiServer
+from persistq.config import Settings
+from persistq.errors import QueueError
+
+COUNTERS = (
+    "persistq_jobs_enqueued_total",
+    "persistq_jobs_completed_total",
+    "persistq_jobs_failed_total",
+    "persistq_jobs_unprocessable_total",
+    "persistq_jobs_cancelled_total",
+    "persistq_jobs_recovered_total",
+    "persistq_jobs_retried_total",
+)
+# Read at import: the autouse fixture of conftest.py strips PERSISTQ_* before each test.
+PROMTOOL_REQUIRED = bool(os.environ.get("PERSISTQ_REQUIRE_PROMTOOL"))
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(server: ApiServer) -> tuple[str, Samples, Samples]:
+    """The text, its counter samples and its gauge samples, by (name, labels)."""
+    with server.client() as http:
+        response = http.get("/metrics")
+    assert response.status_code == 200, response.text
+    counters: Samples = {}
+    gauges: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        into = counters if family.type in ("counter", "histogram") else gauges
+        for sample in family.samples:
+            if family.type == "counter" and not sample.name.endswith("_total"):
+                continue  # the _created samples of prometheus_client's own counters
+            into[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return response.text, counters, gauges
+
+
+def value(samples: Samples, name: str, queue: str) -> float:
+    return samples[(name, (("queue", queue),))]
+
+
+def never_decreased(before: Samples, after: Samples) -> None:
+    for key, old in before.items():
+        assert key in after, f"{key} vanished"
+        assert after[key] >= old, f"{key} went down: {old} -> {after[key]}"
+
+
+def test_counters_are_present_at_zero_exact_and_monotonic_across_restart_and_purge(
+    tmp_path: Path,
+) -> None:
+    server = ApiServer(tmp_path)
+    with server:
+        with server.client() as http:
+            assert http.post("/queues", json={"name": "files"}).status_code == 201
+        _, first, gauges = scrape(server)
+    for name in COUNTERS:  # before any event: present, at 0, so increase() sees the first
+        assert value(first, name, "files") == 0, name
+    assert value(first, "persistq_job_run_seconds_count", "files") == 0
+    assert ("persistq_queue_oldest_pending_age_seconds", (("queue", "files"),)) not in gauges
+
+    # Three failures in another process, while no API runs at all.
+    with persistq.connect(server.db_url) as other:
+        for n in range(3):
+            other.enqueue(n, queue="files", max_attempts=1)
+            job = other.claim(queue="files", worker="elsewhere")
+            assert job is not None
+            other.fail(job, "boom")
+        other.enqueue("waits", queue="files")
+    with server:  # a restarted API
+        _, restarted, gauges = scrape(server)
+    never_decreased(first, restarted)
+    assert value(restarted, "persistq_jobs_failed_total", "files") == 3  # increase() == 3
+    assert value(restarted, "persistq_jobs_enqueued_total", "files") == 4
+    assert value(gauges, "persistq_queue_oldest_pending_age_seconds", "files") >= 0
+
+    with persistq.connect(server.db_url) as other:
+        assert other.purge(status="FAILED", older_than=0) == 3
+        job = other.claim(queue="files", worker="elsewhere")
+        assert job is not None
+        other.complete(job)
+        other.enqueue("again", queue="files", max_attempts=1)
+        job = other.claim(queue="files", worker="elsewhere")
+        assert job is not None
+        other.fail(job, "boom")
+        assert other.delete_queue("files") == 2  # the queue and its jobs are gone
+    with server:
+        _, purged, gauges = scrape(server)
+        _, again, _ = scrape(server)
+    never_decreased(restarted, purged)
+    never_decreased(purged, again)
+    assert value(purged, "persistq_jobs_failed_total", "files") == 4
+    assert value(purged, "persistq_jobs_completed_total", "files") == 1
+    assert value(purged, "persistq_jobs_enqueued_total", "files") == 5
+    assert value(purged, "persistq_jobs_recovered_total", "files") == 0
+    assert ("persistq_queue_oldest_pending_age_seconds", (("queue", "files"),)) not in gauges
+
+
+def test_histogram_buckets_are_configurable(tmp_path: Path) -> None:
+    server = ApiServer(tmp_path, env={"PERSISTQ_METRICS_BUCKETS": "1, 10, 100"})
+    with persistq.connect(server.db_url) as q:
+        q.create_queue("b")
+    with server:
+        _, counters, _ = scrape(server)
+    bounds = [
+        dict(labels)["le"] for name, labels in counters if name == "persistq_job_run_seconds_bucket"
+    ]
+    assert sorted(bounds) == sorted(["1.0", "10.0", "100.0", "+Inf"])
+
+
+def test_bad_buckets_are_refused_with_a_reason() -> None:
+    with pytest.raises(QueueError, match="PERSISTQ_METRICS_BUCKETS='10,1'"):
+        Settings.from_env({"PERSISTQ_METRICS_BUCKETS": "10,1"})
+    assert Settings.from_env({"PERSISTQ_METRICS_BUCKETS": "0.5,2"}).metrics_buckets == (0.5, 2.0)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Debian's promtool; installed with apt-get (as root) only when CI requires it: the
+    package is ~100 MB and takes a minute or two, too much for a developer's run."""
+    found = shutil.which("promtool")
+    if found is None and PROMTOOL_REQUIRED and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
+        for command in (["apt-get", "update"], install):
+            subprocess.run(command, env=env, capture_output=True, check=False)
+        found = shutil.which("promtool")
+    if found is None:
+        reason = "promtool is missing; install it with: apt-get install -y prometheus"
+        if PROMTOOL_REQUIRED:
+            pytest.fail(f"{reason} (PERSISTQ_REQUIRE_PROMTOOL is set)")
+        pytest.skip(reason)
+    return found
+
+
+def test_promtool_finds_nothing_to_lint(tmp_path: Path, promtool: str) -> None:
+    server = ApiServer(tmp_path)
+    with persistq.connect(server.db_url) as q:
+        q.enqueue(1, queue="a")
+        job = q.claim(queue="a", worker="w")
+        assert job is not None
+        q.complete(job)
+        q.enqueue(2, queue="b")
+    with server:
+        text, _, _ = scrape(server)
+    done = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "" and done.stderr.strip() == "", done.stdout + done.stderr
