@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,30 @@ def test_promtool_finds_nothing_to_lint(tmp_path: Path, promtool: str) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "" and done.stderr.strip() == "", done.stdout + done.stderr
+
+
+def test_counters_count_every_path_on_every_backend(backend_url: str) -> None:
+    with persistq.connect(backend_url, lease=0.05) as q:
+        q.enqueue_many([1, 2, 3, 4], queue="c", max_attempts=1)  # the batch path
+        q.enqueue(5, queue="c", key="k")
+        q.enqueue(6, queue="c", key="k")  # an existing key: nothing created, nothing counted
+        job = q.claim(queue="c", worker="w")
+        assert job is not None
+        q.complete(job)
+        job = q.claim(queue="c", worker="w")
+        assert job is not None
+        q.fail(job, "boom")
+        q.cancel(q.jobs(status="PENDING", queue="c")[0].id)
+        held = q.claim(queue="c", worker="w")
+        assert held is not None
+        time.sleep(0.1)
+        assert q.recover_stalled() == 1  # its last attempt: UNPROCESSABLE
+        assert q.purge(status="COMPLETED", older_than=0) == 1
+        assert q.counters()["c"] == {
+            "enqueued": 5,
+            "completed": 1,
+            "failed": 1,
+            "cancelled": 1,
+            "unprocessable": 1,
+            "lease_expired": 1,
+        }
