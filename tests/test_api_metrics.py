@@ -11,6 +11,7 @@ binary is there; CI (PERSISTQ_REQUIRE_PROMTOOL) installs it with apt-get and nev
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import time
@@ -21,7 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import persistq
 from apiserver import ApiServer
-from persistq.config import Settings
+from persistq import insights
+from persistq.api import metrics
+from persistq.config import DEFAULT_METRICS_BUCKETS, Settings
 from persistq.errors import QueueError
 
 COUNTERS = (
@@ -194,3 +197,32 @@ def test_counters_count_every_path_on_every_backend(backend_url: str) -> None:
             "unprocessable": 1,
             "lease_expired": 1,
         }
+
+
+def histogram_quantile(q: float, cumulative: list[tuple[str, float]]) -> float:
+    """Prometheus's histogram_quantile: linear within the bucket the rank falls in."""
+    total = cumulative[-1][1]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound, count in cumulative:
+        if count >= rank:
+            if bound == "+Inf":
+                return lower
+            return lower + (float(bound) - lower) * (rank - below) / (count - below)
+        lower, below = float(bound), count
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_prometheus_and_the_ops_ui_read_about_the_same_p95(seed: int) -> None:
+    """The demo's 7-15 s jobs: the Ops UI's exact p95 (insights.percentiles) and
+    histogram_quantile over the default buckets agree within half a second."""
+    rng = random.Random(seed)
+    population = [rng.uniform(7, 15) for _ in range(2000)]
+    histogram = metrics.Histogram(DEFAULT_METRICS_BUCKETS)
+    for seconds in population:
+        histogram.observe(seconds)
+    ops = insights.percentiles(population).p95
+    assert ops is not None
+    prometheus = histogram_quantile(0.95, histogram.cumulative())
+    assert abs(prometheus - ops) < 0.5, (prometheus, ops)
