@@ -135,6 +135,8 @@ class Queue:
         job, which is returned (the REST API answers 200 rather than 201 then)."""
         delay = self._delay_until(delay, run_at)
         new = self._new_job(payload, queue, priority, delay, max_attempts, key, timeout)
+        if new.key is None:  # always created; the batch path is the backends' fastest
+            return self.backend.insert_jobs([new], self._stamp())[0], True
         return self.backend.insert_job(new, self._stamp())
 
     def validate(
