@@ -40,6 +40,7 @@ class ApiServer:
         token: str = TOKEN,
         args: tuple[str, ...] = (),
         access_log: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.directory = directory
         self.db_url = f"sqlite:///{directory / 'queue.db'}"
@@ -49,12 +50,14 @@ class ApiServer:
         self.log = directory / "api.log"
         self.args = args
         self.access_log = access_log
+        self.env = env or {}  # PERSISTQ_* settings for the server (the caller's are dropped)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ApiServer:
         persistq.connect(self.db_url).close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
         env["PERSISTQ_API_TOKEN"] = self.token
+        env.update(self.env)
         command = [sys.executable, "-m", "persistq", "--url", self.db_url, "api"]
         command += ["--port", str(self.port), *self.args]
         command.append("--access-log" if self.access_log else "--no-access-log")

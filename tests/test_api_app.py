@@ -221,7 +221,7 @@ def test_metrics_count_what_other_processes_did(client: TestClient, sqlite_url: 
         text = client.get("/metrics", headers=AUTH).text
     finally:
         metrics.SETTLE_SECONDS = settle
-    assert "persistq_jobs_enqueued_total 3.0" in text
+    assert 'persistq_jobs_enqueued_total{queue="m"} 3.0' in text
     assert 'persistq_jobs_completed_total{queue="m"} 2.0' in text
     assert 'persistq_jobs_recovered_total{queue="m"} 1.0' in text
     assert 'persistq_job_run_seconds_count{queue="m"} 2.0' in text

@@ -88,6 +88,7 @@ def drive_every_backend_method(q: Queue, clock: ManualClock) -> None:
     q.finished(since=since, limit=10)
     q.recent_failures(limit=10)
     q.storage()
+    assert q.counters()["default"]["enqueued"] >= 1  # the triggers of 0006/0007 ran
     q.set_limits("limited", concurrency=1)
     q.enqueue({"limited": True}, queue="limited", timeout=1)
     crashing = q.claim(queue="limited", worker="w")

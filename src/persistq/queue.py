@@ -107,9 +107,36 @@ class Queue:
         ``run_at`` (an aware datetime) instead of ``delay``: not claimable before then; a
         time already past makes the job due at once.
         """
+        return self.enqueue_keyed(
+            payload,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            key=key,
+            timeout=timeout,
+        )[0]
+
+    def enqueue_keyed(
+        self,
+        payload: JSON,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0,
+        run_at: datetime | None = None,
+        max_attempts: int = 3,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[Job, bool]:
+        """``enqueue``, and whether the job was created: False when ``key`` named an existing
+        job, which is returned (the REST API answers 200 rather than 201 then)."""
         delay = self._delay_until(delay, run_at)
         new = self._new_job(payload, queue, priority, delay, max_attempts, key, timeout)
-        return self.backend.insert_jobs([new], self._stamp())[0]
+        if new.key is None:  # always created; the batch path is the backends' fastest
+            return self.backend.insert_jobs([new], self._stamp())[0], True
+        return self.backend.insert_job(new, self._stamp())
 
     def validate(
         self,
@@ -512,6 +539,12 @@ class Queue:
         job's queue, newest first, at most ``limit``."""
         limit = validate_int(limit, what="limit", minimum=1, maximum=MAX_READ_ROWS)
         return [FailureEvent(event, queue) for event, queue in self.backend.recent_failures(limit)]
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Lifetime counts per queue, exact across restarts and purges: ``enqueued``,
+        ``completed``, ``failed``, ``unprocessable``, ``cancelled``, ``retried``,
+        ``lease_expired`` (a name is absent until its first count)."""
+        return self.backend.counters()
 
     def storage(self) -> StorageInfo:
         """Database and WAL file sizes and free disk, cheap enough to poll (``check`` reads

@@ -412,6 +412,10 @@ class RemoteQueue:
         rows = self._call("GET", "/failures", params={"limit": limit})
         return [FailureEvent(event_from_json(row), row["queue"]) for row in rows]
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = self._call("GET", "/counters")
+        return counts
+
     def storage(self) -> StorageInfo:
         data = self._call("GET", "/storage")
         return StorageInfo(**{name: data[name] for name in StorageInfo.__slots__})

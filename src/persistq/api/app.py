@@ -70,7 +70,7 @@ def create_app(
         )
         app.state.queue = q
         app.state.waiting_claims = anyio.CapacityLimiter(max_waiting_claims)
-        app.state.metrics = registry_for(q)
+        app.state.metrics = registry_for(q, buckets=settings.metrics_buckets)
         app.state.health = HealthProbe(q, check_every=health_check_seconds)
         # Built once now, not by the first request on the event loop.
         redact = accesslog.install(tokens, app.openapi())

@@ -5,20 +5,23 @@ process would only see the calls made through it. So everything here is read fro
 database at scrape time:
 
 - gauges (jobs per queue and state, paused, oldest pending age, workers, database size)
-  are the current values;
-- ``persistq_jobs_enqueued_total`` is the highest job id ever issued: ids are never reused,
-  so it counts every enqueue of every process, and survives restarts and purges;
-- the other counters and the two histograms accumulate, from the first scrape of this API
-  process on, what the database shows happened since the previous scrape: jobs finished
-  (with their wait and run times) and lease expiries. Like any Prometheus counter they
-  restart from zero with the process; ``rate()`` handles that. A job's finish is counted
-  once it is :data:`SETTLE_SECONDS` old, so a commit delayed by a busy database is still
-  seen; a job that finishes, is resubmitted and finishes again within one scrape interval
-  counts once.
+  are the current values; a queue with nothing due has no oldest-pending-age sample (0
+  would read as "a job is waiting, just now");
+- the counters (``persistq_jobs_*_total{queue}``) are the database's own lifetime counts
+  (``Queue.counters``: a table the job transactions bump by trigger), so they are exact,
+  never go down across API restarts and purges, and every known queue has every counter
+  from its first scrape on, at 0 before its first event: ``increase()`` sees the first one;
+- the two histograms accumulate in this process, from its first scrape on, the finished
+  jobs the database shows since the previous scrape (wait and run times); like any
+  in-process Prometheus histogram they restart from zero with the process, which
+  ``rate()``/``histogram_quantile`` handle. A finish is counted once it is
+  :data:`SETTLE_SECONDS` old, so a commit delayed by a busy database is still seen; a job
+  that finishes, is resubmitted and finishes again within one interval counts once.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import defaultdict
@@ -34,31 +37,41 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from persistq import insights
-from persistq.model import EventKind, State, Timing
+from persistq.config import DEFAULT_METRICS_BUCKETS
+from persistq.model import State, Timing
 from persistq.ports import ReadQueue
 
 SETTLE_SECONDS = 5.0
 #: Most finished jobs read per scrape (a scrape every 15 s keeps up with ~6,000 jobs/s).
 MAX_FINISHED_PER_SCRAPE = 100_000
-MAX_EVENTS_PER_SCRAPE = 10_000
 #: quick_check reads every page; the size and disk figures are refreshed this often.
 DATABASE_REPORT_SECONDS = 60.0
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+#: (family, Queue.counters name, help): every one present for every known queue.
+COUNTERS = (
+    ("persistq_jobs_enqueued", "enqueued", "Jobs enqueued."),
+    ("persistq_jobs_completed", "completed", "Jobs completed."),
+    ("persistq_jobs_failed", "failed", "Jobs that failed on their last attempt."),
+    ("persistq_jobs_unprocessable", "unprocessable", "Jobs whose last lease expired."),
+    ("persistq_jobs_cancelled", "cancelled", "Jobs cancelled."),
+    ("persistq_jobs_recovered", "lease_expired", "Expired leases recovered by a sweep."),
+    ("persistq_jobs_retried", "retried", "Handler failures retried later."),
+)
 
 
 class Histogram:
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
         self.sum += value
-        index = next((i for i, bound in enumerate(BUCKETS) if value <= bound), len(BUCKETS))
+        index = bisect.bisect_left(self.buckets, value)  # the first bound >= value
         self.counts[index] += 1
 
     def cumulative(self) -> list[tuple[str, float]]:
         out, total = [], 0
-        for bound, count in zip([*map(str, BUCKETS), "+Inf"], self.counts, strict=True):
+        for bound, count in zip([*map(str, self.buckets), "+Inf"], self.counts, strict=True):
             total += count
             out.append((bound, float(total)))
         return out
@@ -81,17 +94,14 @@ class Cached:
 
 
 class QueueCollector(Collector):
-    def __init__(self, queue: ReadQueue) -> None:
+    def __init__(self, queue: ReadQueue, buckets: tuple[float, ...]) -> None:
         self.queue = queue
         self._lock = threading.Lock()
-        self._enqueued = 0
         self._finished_mark: float | None = None
-        self._event_mark: int | None = None
-        self._finished: dict[tuple[str, str], int] = defaultdict(int)
-        self._recovered: dict[str, int] = defaultdict(int)
-        self._retried: dict[str, int] = defaultdict(int)
-        self._wait: dict[str, Histogram] = defaultdict(Histogram)
-        self._run: dict[str, Histogram] = defaultdict(Histogram)
+        self._counts: dict[str, dict[str, int]] = {}
+        self._known: list[str] = []
+        self._wait: dict[str, Histogram] = defaultdict(lambda: Histogram(buckets))
+        self._run: dict[str, Histogram] = defaultdict(lambda: Histogram(buckets))
         self._database = Cached(lambda: insights.database(queue), DATABASE_REPORT_SECONDS)
 
     def describe(self) -> list[Metric]:
@@ -99,17 +109,17 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
+            stats = insights.stats(self.queue)["queues"]
+            self._counts = self.queue.counters()
+            self._known = sorted(set(stats) | set(self._counts))
             self._accumulate()
-            yield from self._gauges()
+            yield from self._gauges(stats)
             yield from self._counters()
             yield from self._histograms()
 
     # -- reading the database -------------------------------------------------------------
 
     def _accumulate(self) -> None:
-        newest = self.queue.jobs(limit=1)
-        if newest:
-            self._enqueued = max(self._enqueued, newest[0].id)
         until = self.queue.now() - SETTLE_SECONDS
         if self._finished_mark is not None:
             finished = self.queue.finished(since=self._finished_mark, limit=MAX_FINISHED_PER_SCRAPE)
@@ -117,25 +127,14 @@ class QueueCollector(Collector):
                 if timing.finished_at < until:
                     self._count_finished(timing)
         self._finished_mark = until
-        failures = self.queue.recent_failures(limit=MAX_EVENTS_PER_SCRAPE)
-        if self._event_mark is not None:
-            for failure in failures:
-                if failure.event.id <= self._event_mark:
-                    continue
-                if failure.event.kind == EventKind.LEASE_EXPIRED:
-                    self._recovered[failure.queue] += 1
-                elif failure.event.kind == EventKind.RETRIED:
-                    self._retried[failure.queue] += 1
-        self._event_mark = max((f.event.id for f in failures), default=self._event_mark or 0)
 
     def _count_finished(self, timing: Timing) -> None:
-        self._finished[(timing.queue, str(timing.status))] += 1
         self._wait[timing.queue].observe(max(0.0, timing.started_at - timing.run_at))
         self._run[timing.queue].observe(max(0.0, timing.finished_at - timing.started_at))
 
     # -- metrics ------------------------------------------------------------------------
 
-    def _gauges(self) -> Iterator[Metric]:
+    def _gauges(self, stats: dict[str, Any]) -> Iterator[Metric]:
         jobs = GaugeMetricFamily(
             "persistq_jobs", "Jobs per queue and state.", labels=["queue", "state"]
         )
@@ -147,11 +146,12 @@ class QueueCollector(Collector):
             "How long the oldest due PENDING job has waited.",
             labels=["queue"],
         )
-        for name, row in insights.stats(self.queue)["queues"].items():
+        for name, row in stats.items():
             for state in State:
                 jobs.add_metric([name, str(state)], row[str(state)])
             paused.add_metric([name], 1.0 if row["paused"] else 0.0)
-            oldest.add_metric([name], row["oldest_pending_age"] or 0.0)
+            if row["oldest_pending_age"] is not None:
+                oldest.add_metric([name], row["oldest_pending_age"])
         workers = GaugeMetricFamily(
             "persistq_workers", "Workers seen in the last hour.", labels=["stalled"]
         )
@@ -170,26 +170,10 @@ class QueueCollector(Collector):
                 yield GaugeMetricFamily(name, text, value=float(report[key]))
 
     def _counters(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(
-            "persistq_jobs_enqueued", "Jobs ever enqueued (the highest job id).", self._enqueued
-        )
-        for name, state, text in (
-            ("persistq_jobs_completed", State.COMPLETED, "Jobs completed."),
-            ("persistq_jobs_failed", State.FAILED, "Jobs that failed on their last attempt."),
-            ("persistq_jobs_unprocessable", State.UNPROCESSABLE, "Jobs whose last lease expired."),
-        ):
-            family = CounterMetricFamily(name, text, labels=["queue"])
-            for (queue, status), count in sorted(self._finished.items()):
-                if status == state:
-                    family.add_metric([queue], count)
-            yield family
-        for name, counts, text in (
-            ("persistq_jobs_recovered", self._recovered, "Expired leases recovered by a sweep."),
-            ("persistq_jobs_retried", self._retried, "Handler failures retried later."),
-        ):
-            family = CounterMetricFamily(name, text, labels=["queue"])
-            for queue, count in sorted(counts.items()):
-                family.add_metric([queue], count)
+        for family_name, counter, text in COUNTERS:
+            family = CounterMetricFamily(family_name, text, labels=["queue"])
+            for queue in self._known:
+                family.add_metric([queue], self._counts.get(queue, {}).get(counter, 0))
             yield family
 
     def _histograms(self) -> Iterator[Metric]:
@@ -198,12 +182,15 @@ class QueueCollector(Collector):
             ("persistq_job_run_seconds", self._run, "From claimed to finished."),
         ):
             family = HistogramMetricFamily(name, text + " Finished jobs.", labels=["queue"])
-            for queue, histogram in sorted(histograms.items()):
+            for queue in self._known:
+                histogram = histograms[queue]
                 family.add_metric([queue], histogram.cumulative(), histogram.sum)
             yield family
 
 
-def registry_for(queue: ReadQueue) -> CollectorRegistry:
+def registry_for(
+    queue: ReadQueue, *, buckets: tuple[float, ...] = DEFAULT_METRICS_BUCKETS
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueCollector(queue))
+    registry.register(QueueCollector(queue, buckets))
     return registry

@@ -65,6 +65,11 @@ class Backend(Protocol):
         queue is not inserted: the existing job is returned in its place."""
         ...
 
+    def insert_job(self, job: NewJob, now: float | None) -> tuple[Job, bool]:
+        """``insert_jobs`` of one job, and whether it was created (False: its ``key``
+        existed, and that job is returned)."""
+        ...
+
     def claim_jobs(
         self,
         queues: Sequence[str],
@@ -191,6 +196,11 @@ class Backend(Protocol):
 
     def count_by_status(self) -> dict[str, dict[State, int]]:
         """``{queue: {state: count}}`` for states with at least one job."""
+        ...
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """``{queue: {counter: value}}``: lifetime counts kept by the database itself, never
+        lowered by a purge (see the counters migration for the names)."""
         ...
 
     def oldest_pending(self, now: float | None) -> dict[str, float]:

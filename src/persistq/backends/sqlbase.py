@@ -165,13 +165,25 @@ class SQLBackend(ABC):
 
         return self._write(work, wakes=True)
 
+    def insert_job(self, job: NewJob, now: float | None) -> tuple[Job, bool]:
+        now = self._now(now)
+
+        def work(conn: Conn) -> tuple[Job, bool]:
+            conn.execute(self.SQL["ensure_queue"], {"queue": job.queue, "now": now})
+            return self._insert_keyed(conn, job, now)
+
+        return self._write(work, wakes=True)
+
     def _insert_one(self, conn: Conn, job: NewJob, now: float | None) -> Job:
+        return self._insert_keyed(conn, job, now)[0]
+
+    def _insert_keyed(self, conn: Conn, job: NewJob, now: float | None) -> tuple[Job, bool]:
         row = conn.execute(self.SQL["insert_job"], {**job_params(job), "now": now}).fetchone()
         if row is None:  # the key exists: hand back that job, create nothing
             params = {"queue": job.queue, "key": job.key}
-            return self._job(conn.execute(self.SQL["get_job_by_key"], params).fetchone())
+            return self._job(conn.execute(self.SQL["get_job_by_key"], params).fetchone()), False
         conn.execute(self.SQL["insert_event"], event(row["id"], EventKind.ENQUEUED, now))
-        return self._job(row)
+        return self._job(row), True
 
     # -- claiming ------------------------------------------------------------------------
 
@@ -429,6 +441,12 @@ class SQLBackend(ABC):
         counts: dict[str, dict[State, int]] = {}
         for row in self._fetch_all("count_by_status", {}):
             counts.setdefault(row["queue"], {})[State(row["status"])] = int(row["n"])
+        return counts
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for row in self._fetch_all("counters", {}):
+            counts.setdefault(row["queue"], {})[row["name"]] = int(row["value"])
         return counts
 
     def oldest_pending(self, now: float | None) -> dict[str, float]:

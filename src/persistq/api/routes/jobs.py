@@ -49,9 +49,11 @@ HOLDER = {**NOT_FOUND, **CONFLICT, **TOO_LARGE}
 
 @router.post(
     "/queues/{queue}/jobs",
+    operation_id="enqueue_job",
     status_code=201,
     response_model=JobOut,
     responses={
+        200: {"model": JobOut, "description": "The key already existed: that job, unchanged."},
         **TOO_LARGE,
         409: {"model": ErrorOut, "description": "Header and body keys differ."},
     },
@@ -62,12 +64,12 @@ async def enqueue(
     q: QueueDep,
     idempotency_key: Annotated[Key | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
-    """Store one job. A `key` (in the body or the Idempotency-Key header) that a job of this
-    queue already has returns that job instead."""
+    """Store one job: 201. A `key` (in the body or the Idempotency-Key header) that a job of
+    this queue already has returns that job instead, with 200."""
     if idempotency_key is not None and body.key is not None and idempotency_key != body.key:
         return error_response(409, "key_conflict", "the Idempotency-Key header and key differ")
-    job = await in_thread(
-        lambda: q.enqueue(
+    job, created = await in_thread(
+        lambda: q.enqueue_keyed(
             body.payload,
             queue=queue,
             priority=body.priority,
@@ -78,17 +80,19 @@ async def enqueue(
             timeout=body.timeout,
         )
     )
-    return job_response(job, status=201)
+    return job_response(job, status=201 if created else 200)
 
 
 @router.post(
     "/queues/{queue}/jobs/batch",
+    operation_id="enqueue_jobs",
     status_code=201,
     response_model=list[JobOut],
     responses=TOO_LARGE,
 )
 async def enqueue_many(queue: QueuePath, body: BatchIn, q: QueueDep) -> Response:
-    """Store every job in one transaction, or none (any invalid one refuses all)."""
+    """Store every job in one transaction, or none (any invalid one refuses all). Always 201,
+    also when some keys named existing jobs (those are returned in their place)."""
     jobs = await in_thread(
         lambda: q.enqueue_many(
             [item.payload for item in body.jobs],
@@ -106,6 +110,7 @@ async def enqueue_many(queue: QueuePath, body: BatchIn, q: QueueDep) -> Response
 
 @router.post(
     "/queues/{queue}/claim",
+    operation_id="claim_job",
     response_model=LeasedJobOut,
     responses={204: {"description": "No job became claimable in time."}, **TOO_LARGE},
 )
@@ -118,7 +123,12 @@ async def claim(queue: QueuePath, body: ClaimIn, q: QueueDep, request: Request) 
     return job_response(jobs[0], with_token=True)
 
 
-@router.post("/queues/{queue}/claim/batch", response_model=list[LeasedJobOut], responses=TOO_LARGE)
+@router.post(
+    "/queues/{queue}/claim/batch",
+    operation_id="claim_jobs",
+    response_model=list[LeasedJobOut],
+    responses=TOO_LARGE,
+)
 async def claim_many(
     queue: QueuePath, body: ClaimManyIn, q: QueueDep, request: Request
 ) -> Response:
@@ -171,14 +181,21 @@ def _release_all(q: Queue, jobs: list[Job]) -> None:
         q.release(job)
 
 
-@router.post("/jobs/{id}/heartbeat", response_model=LeasedJobOut, responses=HOLDER)
+@router.post(
+    "/jobs/{id}/heartbeat",
+    operation_id="heartbeat_job",
+    response_model=LeasedJobOut,
+    responses=HOLDER,
+)
 async def heartbeat(id: JobId, body: LeaseIn, q: QueueDep) -> Response:  # noqa: A002
     """Extend the lease by its length; 409 when the token no longer holds it."""
     job = await in_thread(lambda: q.heartbeat(leased(q, id, body.lease_token)))
     return job_response(job, with_token=True)
 
 
-@router.post("/jobs/{id}/complete", response_model=JobOut, responses=HOLDER)
+@router.post(
+    "/jobs/{id}/complete", operation_id="complete_job", response_model=JobOut, responses=HOLDER
+)
 async def complete(id: JobId, body: CompleteIn, q: QueueDep) -> Response:  # noqa: A002
     """Record the result; 409 when the token no longer holds the lease."""
     return job_response(
@@ -186,7 +203,7 @@ async def complete(id: JobId, body: CompleteIn, q: QueueDep) -> Response:  # noq
     )
 
 
-@router.post("/jobs/{id}/fail", response_model=JobOut, responses=HOLDER)
+@router.post("/jobs/{id}/fail", operation_id="fail_job", response_model=JobOut, responses=HOLDER)
 async def fail(id: JobId, body: FailIn, q: QueueDep) -> Response:  # noqa: A002
     """Record a failure: retried later with backoff while attempts remain (and `retry`),
     else FAILED. Without `lease_token`, an operator fails the job at once."""
@@ -206,7 +223,9 @@ async def fail(id: JobId, body: FailIn, q: QueueDep) -> Response:  # noqa: A002
     return job_response(job)
 
 
-@router.post("/jobs/{id}/release", response_model=JobOut, responses=HOLDER)
+@router.post(
+    "/jobs/{id}/release", operation_id="release_job", response_model=JobOut, responses=HOLDER
+)
 async def release(id: JobId, body: ReleaseIn, q: QueueDep) -> Response:  # noqa: A002
     """Give the job back unprocessed (worker shutting down); its attempt is refunded. With
     `delay`, not claimable again for that many seconds; `reason` goes on the event."""
@@ -216,7 +235,9 @@ async def release(id: JobId, body: ReleaseIn, q: QueueDep) -> Response:  # noqa:
     return job_response(job)
 
 
-@router.post("/jobs/{id}/crashed", response_model=JobOut, responses=HOLDER)
+@router.post(
+    "/jobs/{id}/crashed", operation_id="crashed_job", response_model=JobOut, responses=HOLDER
+)
 async def crashed(id: JobId, body: CrashedIn, q: QueueDep) -> Response:  # noqa: A002
     """The process running the handler died (a process-pool worker saw it): back to
     PENDING at once, UNPROCESSABLE on the last attempt, as a lease expiry would."""
@@ -224,19 +245,29 @@ async def crashed(id: JobId, body: CrashedIn, q: QueueDep) -> Response:  # noqa:
     return job_response(job)
 
 
-@router.post("/jobs/{id}/resubmit", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
+@router.post(
+    "/jobs/{id}/resubmit",
+    operation_id="resubmit_job",
+    response_model=JobOut,
+    responses={**NOT_FOUND, **CONFLICT},
+)
 async def resubmit(id: JobId, q: QueueDep) -> Response:  # noqa: A002
     """FAILED, UNPROCESSABLE, CANCELLED or COMPLETED -> PENDING, attempts reset; else 409."""
     return job_response(await in_thread(lambda: q.resubmit(id)))
 
 
-@router.post("/jobs/{id}/cancel", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT})
+@router.post(
+    "/jobs/{id}/cancel",
+    operation_id="cancel_job",
+    response_model=JobOut,
+    responses={**NOT_FOUND, **CONFLICT},
+)
 async def cancel(id: JobId, q: QueueDep) -> Response:  # noqa: A002
     """PENDING, FAILED, UNPROCESSABLE -> CANCELLED; PROCESSING: cancel requested; else 409."""
     return job_response(await in_thread(lambda: q.cancel(id)))
 
 
-@router.get("/jobs", response_model=list[JobOut])
+@router.get("/jobs", operation_id="list_jobs", response_model=list[JobOut])
 def list_jobs(
     q: QueueDep,
     status: State | None = None,
@@ -249,7 +280,7 @@ def list_jobs(
     return jobs_response(q.jobs(status=status, queue=queue, limit=limit, offset=offset))
 
 
-@router.get("/jobs/{id}", response_model=JobOut, responses=NOT_FOUND)
+@router.get("/jobs/{id}", operation_id="get_job", response_model=JobOut, responses=NOT_FOUND)
 async def get_job(
     id: JobId,  # noqa: A002
     q: QueueDep,
@@ -275,7 +306,7 @@ async def get_job(
     return job_response(await _long_poll(request, work, deadline))
 
 
-@router.get("/jobs/{id}/events", responses=NOT_FOUND)
+@router.get("/jobs/{id}/events", operation_id="job_events", responses=NOT_FOUND)
 async def events(id: JobId, q: QueueDep) -> list[EventOut]:  # noqa: A002
     """Every state change of the job, oldest first."""
     return [EventOut.from_event(e) for e in await in_thread(lambda: _events(q, id))]

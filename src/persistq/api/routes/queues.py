@@ -14,13 +14,13 @@ router = APIRouter(prefix="/queues", tags=["queues"], **PROTECTED)
 NO_QUEUE: Responses = {404: {"model": ErrorOut, "description": "No such queue."}}
 
 
-@router.get("")
+@router.get("", operation_id="list_queues")
 async def list_queues(q: QueueDep) -> list[QueueOut]:
     found = await in_thread(q.queues)
     return [QueueOut.model_validate(info, from_attributes=True) for info in found]
 
 
-@router.post("", status_code=201, responses=TOO_LARGE)
+@router.post("", operation_id="create_queue", status_code=201, responses=TOO_LARGE)
 async def create_queue(body: QueueIn, q: QueueDep) -> QueueOut:
     """Create a queue (enqueueing creates one too); an existing queue is returned as is."""
     info = await in_thread(lambda: q.create_queue(body.name))
@@ -29,6 +29,7 @@ async def create_queue(body: QueueIn, q: QueueDep) -> QueueOut:
 
 @router.delete(
     "/{queue}",
+    operation_id="delete_queue",
     responses={
         **NO_QUEUE,
         409: {"model": ErrorOut, "description": "Unfinished jobs left and no `force`."},
@@ -44,14 +45,14 @@ def delete_queue(
     return DeletedQueueOut(name=queue, deleted_jobs=q.delete_queue(queue, force=force))
 
 
-@router.post("/{queue}/pause", responses=NO_QUEUE)
+@router.post("/{queue}/pause", operation_id="pause_queue", responses=NO_QUEUE)
 async def pause(queue: QueuePath, q: QueueDep) -> QueueOut:
     """Claims from a paused queue return nothing; enqueues are still accepted."""
     info = await in_thread(lambda: q.pause(queue))
     return QueueOut.model_validate(info, from_attributes=True)
 
 
-@router.put("/{queue}/limits", responses=TOO_LARGE)
+@router.put("/{queue}/limits", operation_id="set_queue_limits", responses=TOO_LARGE)
 async def set_limits(queue: QueuePath, body: LimitsIn, q: QueueDep) -> QueueOut:
     """Set the queue's global limits, across every worker (null lifts one); checked inside
     every claim. The queue is created if it does not exist yet."""
@@ -61,7 +62,7 @@ async def set_limits(queue: QueuePath, body: LimitsIn, q: QueueDep) -> QueueOut:
     return QueueOut.model_validate(info, from_attributes=True)
 
 
-@router.post("/{queue}/resume", responses=NO_QUEUE)
+@router.post("/{queue}/resume", operation_id="resume_queue", responses=NO_QUEUE)
 async def resume(queue: QueuePath, q: QueueDep) -> QueueOut:
     info = await in_thread(lambda: q.resume(queue))
     return QueueOut.model_validate(info, from_attributes=True)

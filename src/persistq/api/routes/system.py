@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from persistq import insights
 from persistq.api.deps import HealthProbe, QueueDep
@@ -27,9 +28,12 @@ from persistq.api.schemas import (
 
 router = APIRouter(tags=["system"], **PROTECTED)
 public = APIRouter(tags=["system"])
+#: The classic text format (what generate_latest writes), which every Prometheus reads.
+TEXT_FORMAT = CONTENT_TYPE_PLAIN_0_0_4
+TEXT_SCHEMA = {"schema": {"type": "string", "description": "Prometheus text format 0.0.4."}}
 
 
-@router.get("/stats")
+@router.get("/stats", operation_id="stats")
 def stats(q: QueueDep) -> StatsOut:
     """Jobs per queue and state, paused flag, oldest pending age (seconds)."""
     return StatsOut.model_validate(insights.stats(q))
@@ -37,21 +41,22 @@ def stats(q: QueueDep) -> StatsOut:
 
 @router.get(
     "/metrics",
+    operation_id="metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+    responses={200: {"content": {TEXT_FORMAT: TEXT_SCHEMA}, "description": "Prometheus text."}},
 )
 def metrics(request: Request) -> Response:
     """Prometheus text format; see persistq/api/metrics.py for what each series counts."""
-    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
-@router.post("/recover")
+@router.post("/recover", operation_id="recover")
 def recover(q: QueueDep) -> RecoveredOut:
     """Sweep: recover every PROCESSING job whose lease expired (remote workers call this)."""
     return RecoveredOut(recovered=q.recover_stalled())
 
 
-@router.get("/workers")
+@router.get("/workers", operation_id="list_workers")
 def workers(
     q: QueueDep, seen_within: Annotated[float, Query(gt=0, le=30 * 86400)] = 300.0
 ) -> list[WorkerOut]:
@@ -62,21 +67,21 @@ def workers(
     ]
 
 
-@router.post("/workers/seen", status_code=204, responses=TOO_LARGE)
+@router.post("/workers/seen", operation_id="worker_seen", status_code=204, responses=TOO_LARGE)
 def worker_seen(body: WorkerSeenIn, q: QueueDep) -> Response:
     """A worker says it is alive (every few seconds while it runs)."""
     q.worker_seen(body.worker, body.queues)
     return Response(status_code=204)
 
 
-@router.post("/workers/gone", status_code=204, responses=TOO_LARGE)
+@router.post("/workers/gone", operation_id="worker_gone", status_code=204, responses=TOO_LARGE)
 def worker_gone(body: WorkerGoneIn, q: QueueDep) -> Response:
     """A worker says it stopped."""
     q.worker_gone(body.worker)
     return Response(status_code=204)
 
 
-@router.post("/workers/prune", responses=TOO_LARGE)
+@router.post("/workers/prune", operation_id="prune_workers", responses=TOO_LARGE)
 def prune_workers(body: WorkerPruneIn, q: QueueDep) -> PrunedOut:
     """Forget workers not seen for `unseen_for` seconds (remote workers' sweepers call this)."""
     return PrunedOut(pruned=q.prune_workers(unseen_for=body.unseen_for))
@@ -86,6 +91,13 @@ def prune_workers(body: WorkerPruneIn, q: QueueDep) -> PrunedOut:
 def clock(q: QueueDep) -> ClockOut:
     """The queue's clock: what `since` and the ages of the other reads are measured on."""
     return ClockOut(now=q.now())
+
+
+@router.get("/counters", operation_id="counters")
+def counters(q: QueueDep) -> dict[str, dict[str, int]]:
+    """Lifetime counts per queue (what /metrics' counters show), exact across restarts and
+    purges."""
+    return q.counters()
 
 
 @router.get("/storage", operation_id="storage")
@@ -105,6 +117,7 @@ def check(
 
 @public.get(
     "/healthz",
+    operation_id="healthz",
     response_model=HealthOut,
     responses={503: {"model": HealthOut, "description": "Unhealthy or busy: why."}},
 )

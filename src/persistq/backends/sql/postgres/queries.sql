@@ -372,3 +372,8 @@ ORDER BY w.id;
 
 -- name: prune_workers
 DELETE FROM workers WHERE last_seen_at < to_timestamp(%(before)s);
+
+-- name: counters
+-- Lifetime counts per queue (enqueued, completed, failed, unprocessable, cancelled,
+-- retried, lease_expired), kept by the triggers of the counters migration.
+SELECT queue, name, value FROM counters ORDER BY queue, name;
