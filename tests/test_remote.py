@@ -1,23 +1,16 @@
 """The remote client (``persistq.connect("http://…")``) against a real ``persistq api``.
 
-These are the core contract checks that make sense over HTTP: enqueue, claim, complete,
-fail and retry, lease fencing, cancel, resubmit, queues, stats, events and the errors, each
-raised as the same exception the local library raises. Left out, and why:
-
-- everything driven by ``ManualClock`` (exact lease expiry and backoff times, purge by
-  age, the state-machine model test): the server runs on the real clock, and a client
-  cannot inject one. Lease recovery is checked once with a short real lease instead;
-- ``purge``: an operator call the API does not expose. The reads behind the read models
-  (``now``, ``check``, ``storage``, ``finished``, ...) are compared with the local ones in
-  test_insights_remote.py.
-
-Then a real ``persistq worker --url http://…`` subprocess completes jobs, and the CLI's
-token handling (``persistq api`` without one, ``persistq up``'s generated one).
+The queue contract itself runs on the remote client in the contract suite
+(tests/test_queue_*.py, the ``queue`` fixture's ``remote`` variant, over the API in process).
+What stays here is what only a real server and socket show: one job end to end, fields and
+routes that travel over HTTP (timeouts, crashes, limits, fences), long polls, error mapping,
+worker presence, bounded retries against an unreachable server, tokens; then a real
+``persistq worker --url http://…`` subprocess, and the CLI's token handling (``persistq api``
+without one, ``persistq up``'s generated one).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import stat
@@ -52,7 +45,6 @@ from persistq import (
     StorageFull,
     StorageReplaced,
     StorageUnavailable,
-    Unrecoverable,
 )
 from persistq.api import errors as api_errors
 from persistq.cli.api import ensure_api_token
@@ -123,31 +115,6 @@ def test_timeouts_crashes_and_limits_travel_over_rest(remote: RemoteQueue, name:
     assert remote.set_limits(name).rate is None
 
 
-def test_claim_order_is_priority_then_fifo_and_queues_in_order(
-    remote: RemoteQueue, name: str
-) -> None:
-    low = remote.enqueue("low", queue=name)
-    high = remote.enqueue("high", queue=name, priority=9)
-    low2 = remote.enqueue("low2", queue=name)
-    other = remote.enqueue("other", queue=name + "-2")
-    got = [remote.claim(queue=[name, name + "-2"], worker="w") for _ in range(5)]
-    assert [j.id if j else None for j in got] == [high.id, low.id, low2.id, other.id, None]
-
-
-def test_delayed_job_is_not_claimable_yet(remote: RemoteQueue, name: str) -> None:
-    remote.enqueue(1, queue=name, delay=3600)
-    assert remote.claim(queue=name, worker="w") is None
-
-
-def test_enqueue_many_and_keys(remote: RemoteQueue, name: str) -> None:
-    jobs = remote.enqueue_many([1, 2, 3], queue=name, keys=["a", "b", None])
-    assert [j.payload for j in jobs] == [1, 2, 3]
-    assert remote.enqueue(9, queue=name, key="a").id == jobs[0].id
-    with pytest.raises(InvalidJob):
-        remote.enqueue_many([1, 2], queue=name, keys=["x"])
-    assert len(remote.claim_many(queue=name, worker="w", limit=5)) == 3
-
-
 def test_long_wait_returns_none_after_the_wait(remote: RemoteQueue, name: str) -> None:
     started = time.monotonic()
     assert remote.claim(queue=name, worker="w", wait=0.3) is None
@@ -155,16 +122,6 @@ def test_long_wait_returns_none_after_the_wait(remote: RemoteQueue, name: str) -
 
 
 # -- lease fencing ---------------------------------------------------------------------------
-
-
-def test_heartbeat_extends_and_keeps_the_token(remote: RemoteQueue, name: str) -> None:
-    remote.enqueue(1, queue=name)
-    leased = remote.claim(queue=name, worker="w", lease=10)
-    assert leased is not None and leased.lease_expires_at is not None
-    time.sleep(0.01)
-    beat = remote.heartbeat(leased)
-    assert beat.lease_token == leased.lease_token
-    assert beat.lease_expires_at is not None and beat.lease_expires_at > leased.lease_expires_at
 
 
 def test_the_fence_travels_in_job_json_and_grows_with_every_claim(
@@ -181,106 +138,10 @@ def test_the_fence_travels_in_job_json_and_grows_with_every_claim(
     assert remote.resubmit(job.id).fence == remote.get(job.id).fence == 2
 
 
-def test_stale_token_raises_lease_lost_and_changes_nothing(remote: RemoteQueue, name: str) -> None:
-    remote.enqueue(1, queue=name)
-    leased = remote.claim(queue=name, worker="w")
-    assert leased is not None
-    stale = dataclasses.replace(leased, lease_token="stale-token")
-    for action in (
-        lambda: remote.heartbeat(stale),
-        lambda: remote.complete(stale, 1),
-        lambda: remote.fail(stale, "boom"),
-        lambda: remote.release(stale),
-    ):
-        with pytest.raises(LeaseLost) as caught:
-            action()
-        assert caught.value.job_id == leased.id
-    assert remote.get(leased.id).status == State.PROCESSING
-    remote.complete(leased)
-    with pytest.raises(LeaseLost):
-        remote.complete(leased)  # at most once
-    with pytest.raises(LeaseLost):  # a job from get() holds no lease
-        remote.complete(remote.get(leased.id))
-
-
-def test_expired_lease_is_recovered_by_a_sweep_and_the_old_holder_is_fenced(
-    remote: RemoteQueue, name: str
-) -> None:
-    # The one real-clock lease test: a remote client cannot inject a clock.
-    remote.enqueue(1, queue=name, max_attempts=2)
-    first = remote.claim(queue=name, worker="slow", lease=0.2)
-    assert first is not None
-    time.sleep(0.4)
-    assert remote.recover_stalled() >= 1
-    second = remote.claim(queue=name, worker="fast")
-    assert second is not None and second.id == first.id and second.attempts == 2
-    with pytest.raises(LeaseLost):
-        remote.complete(first)
-    assert remote.complete(second).status == State.COMPLETED
-    kinds = [e.kind for e in remote.events(first.id)]
-    assert "lease_expired" in kinds
-
-
 # -- failures --------------------------------------------------------------------------------
 
 
-def test_fail_retries_with_backoff_then_fails(remote: RemoteQueue, name: str) -> None:
-    job = remote.enqueue(1, queue=name, max_attempts=2)
-    leased = remote.claim(queue=name, worker="w")
-    assert leased is not None
-    retried = remote.fail(leased, RuntimeError("first"))
-    assert retried.status == State.PENDING and retried.run_at > job.run_at
-    assert retried.last_error is not None and "RuntimeError: first" in retried.last_error
-    resubmitted = remote.get(job.id)
-    assert resubmitted.attempts == 1
-
-
-def test_unrecoverable_and_last_attempt_fail_for_good(remote: RemoteQueue, name: str) -> None:
-    remote.enqueue(1, queue=name, max_attempts=5)
-    leased = remote.claim(queue=name, worker="w")
-    assert leased is not None
-    assert remote.fail(leased, Unrecoverable("no")).status == State.FAILED
-    remote.enqueue(2, queue=name, max_attempts=1)
-    leased = remote.claim(queue=name, worker="w")
-    assert leased is not None
-    assert remote.fail(leased, "boom").status == State.FAILED
-
-
-def test_operator_fail_by_id(remote: RemoteQueue, name: str) -> None:
-    job = remote.enqueue(1, queue=name)
-    assert remote.fail(job.id, "stop").status == State.FAILED
-
-
-def test_release_refunds_the_attempt(remote: RemoteQueue, name: str) -> None:
-    remote.enqueue(1, queue=name)
-    leased = remote.claim(queue=name, worker="w")
-    assert leased is not None
-    released = remote.release(leased)
-    assert (released.status, released.attempts) == (State.PENDING, 0)
-
-
 # -- managing --------------------------------------------------------------------------------
-
-
-def test_cancel_resubmit_and_invalid_transitions(remote: RemoteQueue, name: str) -> None:
-    job = remote.enqueue(1, queue=name)
-    with pytest.raises(InvalidTransition) as caught:
-        remote.resubmit(job.id)
-    assert (caught.value.current, caught.value.requested) == ("PENDING", "resubmit")
-    assert remote.cancel(job.id).status == State.CANCELLED
-    with pytest.raises(InvalidTransition):
-        remote.cancel(job.id)
-    again = remote.resubmit(job.id)
-    assert (again.status, again.attempts) == (State.PENDING, 0)
-
-
-def test_cancel_of_a_processing_job_is_requested(remote: RemoteQueue, name: str) -> None:
-    remote.enqueue(1, queue=name)
-    leased = remote.claim(queue=name, worker="w")
-    assert leased is not None
-    assert remote.cancel(leased.id).cancel_requested
-    assert remote.heartbeat(leased).cancel_requested
-    assert remote.complete(leased).status == State.CANCELLED
 
 
 def test_unknown_ids_and_bad_input_raise_the_library_errors(remote: RemoteQueue) -> None:
@@ -303,30 +164,6 @@ def test_unknown_ids_and_bad_input_raise_the_library_errors(remote: RemoteQueue)
     ):
         with pytest.raises(InvalidJob):
             bad()
-
-
-def test_jobs_events_and_stats(remote: RemoteQueue, name: str) -> None:
-    first = remote.enqueue(1, queue=name)
-    second = remote.enqueue(2, queue=name)
-    assert [j.id for j in remote.jobs(queue=name)] == [second.id, first.id]
-    assert [j.id for j in remote.jobs(queue=name, status="pending", limit=1)] == [second.id]
-    assert [e.kind for e in remote.events(first.id)] == ["enqueued"]
-    row = remote.stats()["queues"][name]
-    assert (row["PENDING"], row["paused"]) == (2, False)
-
-
-def test_queues_pause_resume_delete(remote: RemoteQueue, name: str) -> None:
-    assert remote.create_queue(name).name == name
-    assert remote.pause(name).paused
-    remote.enqueue(1, queue=name)
-    assert remote.claim(queue=name, worker="w") is None
-    assert not remote.resume(name).paused
-    with pytest.raises(QueueNotEmpty):
-        remote.delete_queue(name)
-    assert remote.delete_queue(name, force=True) == 1
-    with pytest.raises(QueueNotFound):
-        remote.pause(name)
-    assert name not in [q.name for q in remote.queues()]
 
 
 def test_worker_presence(remote: RemoteQueue, name: str) -> None:
