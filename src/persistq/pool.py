@@ -139,6 +139,9 @@ class Child:
         self.process.start()
         theirs.close()
         lifeline.close()
+        # kill() may come from the slot's thread and from a shutdown at once: closing a
+        # pipe twice at the same moment is EBADF, so one of them does it.
+        self._killing = threading.Lock()
 
     @property
     def pid(self) -> int:
@@ -183,14 +186,15 @@ class Child:
 
     def kill(self) -> None:
         """SIGTERM, then SIGKILL after a short grace; returns once the child is gone."""
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(KILL_GRACE_SECONDS)
+        with self._killing:
             if self.process.is_alive():
-                self.process.kill()
-        self.process.join()
-        self.conn.close()
-        self._lifeline.close()
+                self.process.terminate()
+                self.process.join(KILL_GRACE_SECONDS)
+                if self.process.is_alive():
+                    self.process.kill()
+            self.process.join()
+            self.conn.close()  # a second close, once the first is done, does nothing
+            self._lifeline.close()
 
     def alive(self) -> bool:
         return bool(self.process.is_alive())
