@@ -20,7 +20,7 @@ import json
 import math
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -330,6 +330,14 @@ def validate_worker(value: object) -> str:
     worker = validate_text(value, what="worker", max_length=MAX_WORKER_LENGTH, optional=False)
     assert worker is not None
     return worker
+
+
+def validate_queue_list(queue: str | Sequence[str]) -> list[str]:
+    """A claim's queues: one name or several, tried in order (repeats dropped)."""
+    names = [queue] if isinstance(queue, str) else list(queue)
+    if not names:
+        raise InvalidJob("claim needs at least one queue")
+    return list(dict.fromkeys(validate_queue_name(n) for n in names))
 
 
 def validate_run_at(run_at: object, delay: float) -> datetime | None:

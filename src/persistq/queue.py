@@ -36,6 +36,7 @@ from persistq.model import (
     validate_int,
     validate_key,
     validate_page,
+    validate_queue_list,
     validate_queue_name,
     validate_run_at,
     validate_seconds,
@@ -247,8 +248,8 @@ class Queue:
         lease: float | None = None,
         wait: float = 0,
     ) -> list[Job]:
-        queues = _queue_list(queue)
-        worker_id = _worker_id(worker)
+        queues = validate_queue_list(queue)
+        worker_id = validate_worker(worker)
         limit = validate_int(limit, what="limit", minimum=1, maximum=10_000)
         lease_seconds = validate_seconds(
             self.settings.lease_seconds if lease is None else lease, what="lease", minimum=0.001
@@ -497,12 +498,12 @@ class Queue:
     def worker_seen(self, worker: str, queues: Sequence[str]) -> None:
         """A worker says it is alive (workers call this every few seconds while running)."""
         self.backend.worker_seen(
-            _worker_id(worker), [validate_queue_name(q) for q in queues], self._stamp()
+            validate_worker(worker), [validate_queue_name(q) for q in queues], self._stamp()
         )
 
     def worker_gone(self, worker: str) -> None:
         """A worker says it stopped."""
-        self.backend.worker_gone(_worker_id(worker))
+        self.backend.worker_gone(validate_worker(worker))
 
     def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]:
         """Workers seen in the last ``seen_within`` seconds, with the jobs they hold."""
@@ -598,17 +599,6 @@ def _instant(value: object, *, what: str) -> float:
     ):
         raise InvalidJob(f"{what} must be epoch seconds from 0 to {MAX_INSTANT:.0f}, got {value!r}")
     return float(value)
-
-
-def _queue_list(queue: str | Sequence[str]) -> list[str]:
-    names = [queue] if isinstance(queue, str) else list(queue)
-    if not names:
-        raise InvalidJob("claim needs at least one queue")
-    return list(dict.fromkeys(validate_queue_name(n) for n in names))
-
-
-def _worker_id(value: object) -> str:
-    return validate_worker(value)
 
 
 def _job_id(value: object) -> int:

@@ -57,6 +57,7 @@ from persistq.model import (
     error_text,
     validate_key,
     validate_page,
+    validate_queue_list,
     validate_queue_name,
     validate_run_at,
     validate_seconds,
@@ -218,11 +219,7 @@ class RemoteQueue:
         lease: float | None = None,
         wait: float = 0,
     ) -> list[Job]:
-        names = [queue] if isinstance(queue, str) else list(queue)
-        if not names:
-            raise InvalidJob("claim needs at least one queue")
-        for name in names:
-            validate_queue_name(name)
+        names = validate_queue_list(queue)
         validate_worker(worker)
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
             raise InvalidJob(f"wait must be a number of seconds, got {wait!r}")
