@@ -77,9 +77,32 @@ def assert_one_error(result: Result, *, code: int = 1, says: str = "") -> None:
 
 
 def assert_usage_error(result: Result) -> None:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert "Usage:" in result.stderr
-    assert "Traceback" not in result.output
+    """Click's usage error as one line too (exit 2), naming where the help is."""
+    assert_one_error(result, code=2, says="--help`)")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["nosuch"],
+        ["--bogus", "stats"],
+        ["queues", "create"],
+        ["jobs", "--limit", "x"],
+        ["worker", "--concurrency", "0", "--handler", "tests.handlers:ok"],
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_help(
+    cli: Callable[..., Result], args: list[str]
+) -> None:
+    # before: Click's 4-line block ("Usage: …", "Try … for help.", "", "Error: …")
+    assert_usage_error(cli(*args))
+
+
+def test_a_command_group_without_arguments_still_shows_its_help(
+    cli: Callable[..., Result],
+) -> None:
+    result = cli("queues")
+    assert "Usage:" in result.output and "create" in result.output
 
 
 def dead_job(api: Queue, at: Callable[[float], Queue], state: State, **options: Any) -> Job:
@@ -954,8 +977,10 @@ def test_process_partial_failure_processes_the_rest_and_exits_1(
 
 
 def test_process_usage_error_exits_2_without_a_traceback(sqlite_url: str) -> None:
-    assert_process_error(persistq_cmd(sqlite_url, "show", "not-a-number"), 2, "Usage:")
-    assert_process_error(persistq_cmd(sqlite_url, "no-such-command"), 2, "Usage:")
+    for args in (["show", "not-a-number"], ["no-such-command"]):
+        proc = persistq_cmd(sqlite_url, *args)
+        assert_process_error(proc, 2, "--help`)")
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
 def test_process_bulk_enqueue_from_stdin_and_json_output_parses(

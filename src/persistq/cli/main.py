@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
 import persistq
@@ -32,7 +33,15 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class ErrorBoundary(TyperGroup):
-    """Turns library errors into one stderr line and exit 1, for every subcommand."""
+    """Turns library errors into one stderr line and exit 1, and usage errors (a bad option,
+    an unknown command) into one line and exit 2, for every subcommand."""
+
+    def make_context(self, info_name: str | None, args: list[str], *rest: Any, **extra: Any) -> Any:
+        # This group's own options and its subcommand's name are parsed here.
+        try:
+            return super().make_context(info_name, args, *rest, **extra)
+        except typer.TyperException as exc:
+            fail_usage(exc)
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
         try:
@@ -41,6 +50,18 @@ class ErrorBoundary(TyperGroup):
             fail(str(exc))
         except OSError as exc:  # files the CLI itself reads or writes
             fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        except typer.TyperException as exc:  # a subcommand's options, parsed in invoke
+            fail_usage(exc)
+
+
+def fail_usage(exc: typer.TyperException) -> NoReturn:
+    """Click's usage error (its message, where to get help) as one line, exit 2; a command
+    given no arguments shows its help, as Click does."""
+    if isinstance(exc, NoArgsIsHelpError):
+        raise exc
+    context = getattr(exc, "ctx", None)
+    where = f" (see `{context.command_path} --help`)" if context is not None else ""
+    fail(f"{exc.format_message()}{where}", code=int(getattr(exc, "exit_code", 2)))
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
