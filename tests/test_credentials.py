@@ -13,11 +13,14 @@ import pytest
 
 from persistq.credentials import (
     HASH_FILE,
+    SESSIONS_FILE,
     THROTTLE_FILE,
     CredentialsError,
     LoginThrottle,
+    Sessions,
     admin_password,
     data_dir,
+    session_limits,
 )
 
 
@@ -240,3 +243,73 @@ def test_processes_trying_at_once_get_one_check_between_them(tmp_path: Path) -> 
     assert sum(bool(r["ran"]) for r in results) == 1, results
     assert sum(bool(r["checked"]) for r in results) == 1
     assert not any(r["ok"] for r in results)
+
+
+# -- sign-ins --------------------------------------------------------------------------------
+
+
+def test_a_sign_in_lasts_its_lifetime_and_only_its_digest_is_stored(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sessions = Sessions(tmp_path, lifetime=100, clock=clock)
+    token = sessions.start()
+    assert len(token) >= 40
+    stored = (tmp_path / SESSIONS_FILE).read_text()
+    assert token not in stored
+    assert (tmp_path / SESSIONS_FILE).stat().st_mode & 0o777 == 0o600
+    clock.now += 100
+    assert sessions.since(token) == 1000.0
+    assert Sessions(tmp_path, lifetime=100, clock=clock).since(token) == 1000.0  # another UI
+    clock.now += 0.5
+    assert sessions.since(token) is None
+    assert sessions.since("a token never issued") is None
+
+
+def test_the_idle_limit_counts_from_the_last_touch(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sessions = Sessions(tmp_path, lifetime=1000, clock=clock)
+    token = sessions.start()
+    clock.now += 30
+    assert sessions.since(token, idle=30, touch=True) == 1000.0  # a click: seen now
+    clock.now += Sessions.TOUCH_EVERY - 1
+    sessions.since(token, idle=30, touch=True)  # too soon after the last write: not written
+    clock.now = 1060.0
+    assert sessions.since(token, idle=30) == 1000.0  # 30 s after the touch at 1030
+    assert sessions.since(token, idle=29.9) is None
+    assert sessions.since(token) == 1000.0  # no idle limit (the Ops UI): still signed in
+
+
+def test_signing_in_again_renews_a_listed_token_and_replaces_an_ended_one(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sessions = Sessions(tmp_path, lifetime=100, clock=clock)
+    token = sessions.start()
+    clock.now += 50
+    assert sessions.start(token) == token  # idle in the Manager: the same sign-in, afresh
+    clock.now += 99
+    assert sessions.since(token) == 1050.0
+    sessions.end(token)
+    assert sessions.since(token) is None
+    assert sessions.start(token) != token  # logged out: a token is never revived
+    clock.now += 1000
+    other = sessions.start()
+    records = json.loads((tmp_path / SESSIONS_FILE).read_text())
+    assert list(records) and len(records) == 1  # the expired ones are dropped
+    assert sessions.since(other) == clock.now
+
+
+def test_a_damaged_sign_in_file_signs_no_one_in(tmp_path: Path) -> None:
+    sessions = Sessions(tmp_path)
+    token = sessions.start()
+    (tmp_path / SESSIONS_FILE).write_text("{not json")
+    assert sessions.since(token) is None
+    (tmp_path / SESSIONS_FILE).write_text(json.dumps({"x": {"since": "soon"}}))
+    assert sessions.since(token) is None
+    assert sessions.since(sessions.start()) is not None  # and a login still works
+
+
+def test_session_limits_come_from_the_environment_or_the_defaults() -> None:
+    assert session_limits({}) == (8 * 3600, 30 * 60)
+    env = {"PERSISTQ_UI_SESSION_SECONDS": "60", "PERSISTQ_UI_IDLE_SECONDS": "2.5"}
+    assert session_limits(env) == (60, 2.5)
+    for bad in ("0", "-1", "soon", "inf", "nan"):
+        with pytest.raises(CredentialsError, match="PERSISTQ_UI_SESSION_SECONDS"):
+            session_limits({"PERSISTQ_UI_SESSION_SECONDS": bad})

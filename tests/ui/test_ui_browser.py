@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,26 +101,12 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"{url} not healthy within 60 s: {log.read_text()[-2000:]}")
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Served]]:
-    """Both UIs as real ``persistq ui`` processes on one seeded database."""
-    home = tmp_path_factory.mktemp("ui-home")
+@contextmanager
+def serve_both(home: Path, **extra_env: str) -> Iterator[dict[str, Served]]:
+    """Both UIs as real ``persistq ui`` processes on the database of ``home``."""
     database = f"sqlite:///{home / 'data' / 'queue.db'}"
-    with persistq.connect(database) as queue:
-        queue.enqueue_many([{"path": f"data/files/{i:03}.txt"} for i in range(30)], queue="files")
-        for _ in range(18):  # finished in the last minutes: the Ops charts have data
-            job = queue.claim(queue="files", worker="host:4242")
-            assert job is not None
-            queue.complete(job, {"stamped": True})
-        queue.worker_seen("host:4242", ["files"])
-        failed_id = failed_job(
-            queue,
-            queue_name="mail",
-            error='Traceback (most recent call last):\n  File "send.py", line 9, in send\n'
-            "SMTPError: 554 relay access denied",
-        ).id
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
-    env.update(PERSISTQ_URL=database, PERSISTQ_ADMIN_PASSWORD=PASSWORD)
+    env.update(PERSISTQ_URL=database, PERSISTQ_ADMIN_PASSWORD=PASSWORD, **extra_env)
     processes: list[subprocess.Popen[bytes]] = []
     servers: dict[str, Served] = {}
     try:
@@ -133,7 +120,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serve
                 )
             processes.append(process)
             url = f"http://127.0.0.1:{port}"
-            servers[page] = Served(url, database, failed_id, home / "data")
+            servers[page] = Served(url, database, 0, home / "data")
         for (page, server), process in zip(servers.items(), processes, strict=True):
             wait_healthy(server.url, process, home / f"ui-{page}.log")
         yield servers
@@ -147,6 +134,29 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serve
                 process.kill()
                 raise AssertionError("a UI did not stop within 20 s of SIGTERM") from None
         assert [p.returncode for p in processes] == [0, 0]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Served]]:
+    """Both UIs on one seeded database."""
+    home = tmp_path_factory.mktemp("ui-home")
+    with persistq.connect(f"sqlite:///{home / 'data' / 'queue.db'}") as queue:
+        queue.enqueue_many([{"path": f"data/files/{i:03}.txt"} for i in range(30)], queue="files")
+        for _ in range(18):  # finished in the last minutes: the Ops charts have data
+            job = queue.claim(queue="files", worker="host:4242")
+            assert job is not None
+            queue.complete(job, {"stamped": True})
+        queue.worker_seen("host:4242", ["files"])
+        failed_id = failed_job(
+            queue,
+            queue_name="mail",
+            error='Traceback (most recent call last):\n  File "send.py", line 9, in send\n'
+            "SMTPError: 554 relay access denied",
+        ).id
+    with serve_both(home) as servers:
+        for server in servers.values():
+            server.failed_id = failed_id
+        yield servers
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +306,89 @@ def test_failed_logins_slow_down_every_new_session_of_both_uis(
         for context in opened:
             context.close()
         state.unlink(missing_ok=True)  # the module's other tests log in without waiting
+
+
+#: The sign-in's lifetime in the test below: long enough for its first steps on a busy
+#: machine, short enough to wait out.
+SHORT_SESSION = 40
+
+
+@pytest.fixture(scope="module")
+def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Served]]:
+    """Both UIs on an empty database, with sign-ins that last SHORT_SESSION seconds."""
+    home = tmp_path_factory.mktemp("ui-short")
+    with persistq.connect(f"sqlite:///{home / 'data' / 'queue.db'}"):
+        pass
+    with serve_both(home, PERSISTQ_UI_SESSION_SECONDS=str(SHORT_SESSION)) as servers:
+        yield servers
+
+
+def test_one_sign_in_survives_a_reload_reaches_the_ops_ui_and_ends_for_both(
+    browser: Any, short_lived: dict[str, Served]
+) -> None:
+    """Issue 15: the password once, for both UIs and for reloads, until the sign-in expires
+    or someone logs out; the cookie that carries it is out of reach of the page's scripts."""
+    from playwright.sync_api import expect
+
+    from persistq.credentials import SESSIONS_FILE
+
+    manager_url, ops_url = short_lived["manager"].url, short_lived["ops"].url
+    context = browser.new_context()
+    context.set_default_timeout(30_000)
+    try:
+        manager = context.new_page()
+        password = manager.get_by_label("Password", exact=True)
+        log_out = manager.get_by_role("button", name="Log out")
+        log_in(manager, manager_url)
+        signed_in_at = time.time()
+        # The redirect that sets the cookie comes back to a signed-in page.
+        expect(log_out).to_be_visible()
+        expect(manager.get_by_role("heading", name="Jobs")).to_be_visible()
+        cookies = [c for c in context.cookies() if c["name"].startswith("persistq_session_")]
+        assert len(cookies) == 1, context.cookies()
+        cookie = cookies[0]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]
+        assert cookie["path"] == "/" and cookie["domain"] == "127.0.0.1"
+        assert 0 < cookie["expires"] - signed_in_at <= SHORT_SESSION + 1
+        assert "persistq_session_" not in manager.evaluate("document.cookie")  # HttpOnly
+        stored = (short_lived["manager"].data / SESSIONS_FILE).read_text()
+        assert cookie["value"] not in stored  # the server keeps only its digest
+
+        manager.reload()
+        expect(log_out).to_be_visible()
+        expect(password).to_have_count(0)
+
+        # The Ops UI, another process on another port: the same cookie signs it in.
+        ops = context.new_page()
+        ops.goto(ops_url)
+        expect(ops.get_by_role("button", name="Log out")).to_be_visible()
+        expect(ops.get_by_label("Password", exact=True)).to_have_count(0)
+        expect(ops.get_by_test_id("stMetric").first).to_be_visible()
+
+        # Past the lifetime: a reload asks again, and the open Ops tab asks at its next
+        # refresh, without a reload.
+        time.sleep(max(0.0, signed_in_at + SHORT_SESSION + 1 - time.time()))
+        expect(ops.get_by_label("Password", exact=True)).to_be_visible(timeout=15_000)
+        manager.reload()
+        expect(password).to_be_visible()
+
+        # Signed in again; a log-out in the Manager ends it in the open Ops tab too, and
+        # the browser no longer has the cookie.
+        password.fill(PASSWORD)
+        manager.get_by_role("button", name="Log in").click()
+        expect(log_out).to_be_visible()
+        ops.reload()
+        expect(ops.get_by_role("button", name="Log out")).to_be_visible()
+        log_out.click()
+        expect(password).to_be_visible()
+        expect(ops.get_by_label("Password", exact=True)).to_be_visible(timeout=15_000)
+        names = [c["name"] for c in context.cookies()]
+        assert not [n for n in names if n.startswith("persistq_session_")], names
+        manager.reload()
+        expect(password).to_be_visible()
+        expect(manager.get_by_text("Your session expired. Log in again.")).to_have_count(0)
+        fresh = context.new_page()
+        fresh.goto(ops_url)
+        expect(fresh.get_by_label("Password", exact=True)).to_be_visible()
+    finally:
+        context.close()

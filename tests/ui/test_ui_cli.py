@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from typer.testing import CliRunner
+from ui_support import UI
 
 from persistq.cli.main import app
 from persistq.cli.ui import streamlit_command
@@ -15,10 +14,9 @@ runner = CliRunner()
 def test_each_ui_is_a_packaged_script_served_headless_without_telemetry() -> None:
     for page in ("manager", "ops"):
         command = streamlit_command(page, "0.0.0.0", 9999)
-        assert command[1:4] == ["-m", "streamlit", "run"]
-        script = Path(command[4])
-        assert script.name == f"{page}.py" and script.is_file()
-        options = dict(zip(command[5::2], command[6::2], strict=True))
+        assert command[1:4] == ["-m", "persistq.ui.server", page]
+        assert (UI / f"{page}.py").is_file()
+        options = dict(zip(command[4::2], command[5::2], strict=True))
         assert options["--server.address"] == "0.0.0.0"
         assert options["--server.port"] == "9999"
         assert options["--server.headless"] == "true"

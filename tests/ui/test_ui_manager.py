@@ -5,6 +5,7 @@ Every action is checked in the database afterwards, not on the page alone.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from ui_support import (
 
 import persistq
 from persistq import ManualClock, Queue, State
-from persistq.credentials import THROTTLE_FILE
+from persistq.credentials import SESSIONS_FILE, THROTTLE_FILE
 from persistq.tasks.files import stamp_payload
 
 
@@ -65,15 +66,53 @@ def test_a_wrong_password_is_refused_and_the_next_try_must_wait(queue: Queue) ->
     assert at.header, texts(at)
 
 
-def test_log_out_and_an_expired_session_ask_for_the_password_again(manager: AppTest) -> None:
+def signed_in(at: AppTest) -> bool:
+    return any(b.label == "Log out" for b in at.button)
+
+
+def age_sign_ins(directory: Path, field: str, seconds: float) -> None:
+    """Move every sign-in's ``field`` (since: the login; seen: the last click) back."""
+    path = directory / SESSIONS_FILE
+    records = json.loads(path.read_text())
+    for record in records.values():
+        record[field] -= seconds
+    path.write_text(json.dumps(records))
+
+
+def test_log_out_and_an_expired_session_ask_for_the_password_again(
+    manager: AppTest, tmp_path: Path
+) -> None:
     button(manager, "Log out").click()
     manager.run()
     assert manager.text_input(key="login_password")
+    assert not json.loads((tmp_path / SESSIONS_FILE).read_text())  # ended for every tab
     login(manager)
-    manager.session_state["_persistq_auth"]["since"] -= 9 * 3600  # past the 8 h limit
+    age_sign_ins(tmp_path, "since", 8 * 3600 + 1)  # past the 8 h limit
     manager.run()
     assert "session expired" in texts(manager)
     assert not manager.dataframe
+
+
+def test_an_idle_manager_asks_again_while_the_ops_ui_of_the_same_sign_in_stays(
+    manager: AppTest, tmp_path: Path
+) -> None:
+    """Idle means no click in the Manager for 30 min; the Ops page refreshing by itself is
+    not a person there, so the same sign-in (one cookie for both) goes on there."""
+    token = manager.session_state["_persistq_auth"]["token"]
+    age_sign_ins(tmp_path, "seen", 29 * 60)
+    manager.run()  # a click inside the limit: not idle, and seen again now
+    assert signed_in(manager)
+    age_sign_ins(tmp_path, "seen", 30 * 60 + 1)
+    ops = app("ops")
+    ops.session_state["_persistq_auth"] = {"token": token, "since": 0.0}  # as its cookie
+    ops.run()
+    assert signed_in(ops) and ops.metric, texts(ops)
+    manager.run()
+    assert "session expired" in texts(manager)
+    assert not signed_in(manager)
+    login(manager)  # signs the same sign-in in afresh: the Ops tab keeps it
+    assert manager.session_state["_persistq_auth"]["token"] == token
+    assert signed_in(ops.run())
 
 
 def test_a_generated_password_works_and_none_is_the_default(

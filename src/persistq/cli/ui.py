@@ -3,8 +3,9 @@
 The command checks the database and the admin password first (under ``persistq up`` the
 password exists already: ``up`` made it; a UI started on its own with none makes it and
 prints it here, once, to its stderr), then replaces itself with
-``streamlit run <packaged script>``: the server gets the process's pid, so Supervisor's
-SIGTERM reaches it directly and Streamlit shuts down cleanly.
+``python -m persistq.ui.server <page>`` (Streamlit's ``st.App`` with the routes of the
+shared session cookie): the server gets the process's pid, so Supervisor's SIGTERM reaches
+it directly and Streamlit shuts down cleanly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from pathlib import Path
 
 import typer
 
@@ -21,7 +21,7 @@ from persistq.cli.common import HostOption, PortOption
 from persistq.cli.main import app, fail, new_app, stderr
 from persistq.cli.system import resolve_url
 from persistq.config import home_dir
-from persistq.credentials import admin_password, data_dir
+from persistq.credentials import admin_password, data_dir, session_limits
 
 ui_app = new_app("Serve a web UI: manager (jobs, queues, dead letters) or ops (read-only).")
 app.add_typer(ui_app, name="ui")
@@ -33,13 +33,11 @@ def streamlit_command(page: str, host: str, port: int) -> list[str]:
     if spec is None or not spec.submodule_search_locations:
         fail("the web UIs are not installed (package persistq.ui is missing)")
         raise AssertionError("unreachable")
-    script = Path(next(iter(spec.submodule_search_locations))) / f"{page}.py"
     return [
         sys.executable,
         "-m",
-        "streamlit",
-        "run",
-        str(script),
+        "persistq.ui.server",
+        page,
         "--server.address",
         host,
         "--server.port",
@@ -65,6 +63,7 @@ def serve(ctx: typer.Context, page: str, host: str, port: int) -> None:
     with persistq.connect(url, create=False):  # a bad URL or no database: one line, here
         pass
     password = admin_password(data_dir(url), announce=lambda text: stderr.print(text, markup=False))
+    session_limits()  # a bad PERSISTQ_UI_*_SECONDS: one line, here, not on every login page
     where = "PERSISTQ_ADMIN_PASSWORD" if password.source == "environment" else password.path
     stderr.print(
         f"persistq ui {page}: http://{host}:{port}  database {url}  password {where}", markup=False

@@ -3,12 +3,15 @@
 One :class:`~persistq.queue.Queue` per process and database URL (``st.cache_resource``),
 shared by every browser session; it is thread-safe. The login checks the admin password
 of :mod:`persistq.credentials` through its throttle, which counts failures for the account
-across sessions and both UI processes; a session lives in Streamlit's per-tab session
-state, so a reload or a new tab asks again, and it expires.
+across sessions and both UI processes. A login starts a sign-in
+(:class:`~persistq.credentials.Sessions`) whose token the browser keeps in an HttpOnly
+cookie shared by both UIs (:mod:`persistq.ui.signin`), so a reload, a new tab and the
+other UI are signed in too, until the sign-in expires or someone logs out.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -20,17 +23,24 @@ import streamlit as st
 
 import persistq
 from persistq.config import Settings
-from persistq.credentials import LoginThrottle, admin_password, data_dir
+from persistq.credentials import (
+    LoginThrottle,
+    Sessions,
+    admin_password,
+    data_dir,
+    session_limits,
+)
 from persistq.errors import QueueError
 from persistq.model import Job, QueueInfo, State, encode_json, task_call
 from persistq.queue import Queue
+from persistq.ui import signin
 
-#: A session ends this long after its login, whatever happens.
-SESSION_SECONDS = 8 * 3600
-#: ... and the Manager's after this long without a click (the Ops page refreshes by itself,
-#: which is not a person being there, so only the first limit applies to it).
-IDLE_SECONDS = 30 * 60
+#: This tab's sign-in: {"token": ..., "since": login time}.
 _AUTH = "_persistq_auth"
+#: The sign-in this tab had until it expired: a login renews it if it may be.
+_STALE = "_persistq_stale"
+#: The browser is still to be sent to this URL (to set or clear the cookie).
+_REDIRECT = "_persistq_redirect"
 
 
 def database_url() -> str:
@@ -55,28 +65,69 @@ def _announce(text: str) -> None:
     print(text, file=sys.stderr, flush=True)  # the UI's log, under Supervisor
 
 
-def session_expired(idle_seconds: float | None) -> bool:
+def _sessions() -> Sessions:
+    return Sessions(data_dir(database_url()), lifetime=session_limits()[0])
+
+
+def _cookie() -> str | None:
+    """The token in the browser's cookie (as it was when this tab's websocket opened)."""
+    value = st.context.cookies.get(signin.cookie_name(data_dir(database_url())))
+    return value if isinstance(value, str) and value else None  # AppTest has no real ones
+
+
+def session_expired(*, idle: bool = False) -> bool:
+    """Whether this tab has no live sign-in: its own (from its login), else the cookie's.
+
+    Asked of the shared sign-ins on every run, so a log-out in any tab of either UI ends
+    this one at its next run. ``idle``: this run is a person's click in the Manager, which
+    also ends a sign-in idle there too long (a timer's rerun is neither)."""
     auth = st.session_state.get(_AUTH)
-    if not auth:
+    token = auth["token"] if auth else _cookie()
+    if token is None:
         return True
-    now = time.time()
-    if now - auth["since"] > SESSION_SECONDS:
+    limit = session_limits()[1] if idle else None
+    since = _sessions().since(token, limit, touch=idle)
+    if since is None:
         return True
-    return idle_seconds is not None and now - auth["seen"] > idle_seconds
+    st.session_state[_AUTH] = {"token": token, "since": since}
+    return False
 
 
-def require_login(app: str, *, idle_seconds: float | None = IDLE_SECONDS) -> None:
-    """Stop the script with a login form unless this session is logged in and not expired."""
-    if not session_expired(idle_seconds):
-        st.session_state[_AUTH]["seen"] = time.time()
+def require_login(app: str, *, idle: bool = True) -> None:
+    """Stop the script with a login form unless this tab is signed in and not expired
+    (nor, with ``idle``, idle too long: the Ops page, never clicked, passes False)."""
+    try:
+        expired = session_expired(idle=idle)
+    except QueueError as exc:
+        st.error(f"The sign-in cannot be checked: {exc}")
+        st.stop()
+    _redirect()
+    if not expired:
         return
-    expired = _AUTH in st.session_state
-    st.session_state.pop(_AUTH, None)
-    _login_form(app, expired)
+    # The sign-in this tab had, or the browser's cookie brought, and that ended here: only
+    # idle in the Manager, it is signed in afresh, for the other UI's tabs that share it.
+    auth = st.session_state.pop(_AUTH, None)
+    if auth:
+        st.session_state[_STALE] = auth["token"]  # for the runs of the login form
+    _login_form(app, st.session_state.get(_STALE) or _cookie())
     st.stop()
 
 
-def _login_form(app: str, expired: bool) -> None:
+def _redirect() -> None:
+    """Send the browser where the cookie is set or cleared (it comes back to this page).
+
+    After a login nothing else is drawn: the page is drawn once, after the cookie."""
+    url = st.session_state.pop(_REDIRECT, None)
+    if url is None:
+        return
+    script = f"<script>window.location.replace({json.dumps(url)});</script>"
+    st.html(script, unsafe_allow_javascript=True)
+    if url.startswith(signin.SESSION_PATH):
+        st.caption(f"Signing in… [continue]({url})")
+        st.stop()
+
+
+def _login_form(app: str, stale: str | None) -> None:
     directory = data_dir(database_url())
     try:
         password = admin_password(directory, announce=_announce)
@@ -84,7 +135,7 @@ def _login_form(app: str, expired: bool) -> None:
         st.error(f"The admin password cannot be used: {exc}")
         return
     st.title(f"persistq {app}")
-    if expired:
+    if stale is not None:
         st.info("Your session expired. Log in again.")
     with st.form("login", clear_on_submit=True, width=420):
         given = st.text_input("Password", type="password", key="login_password")
@@ -108,8 +159,14 @@ def _login_form(app: str, expired: bool) -> None:
         st.error(f"The login cannot be checked: {exc}")
         return
     if attempt.ok:
-        now = time.time()
-        st.session_state[_AUTH] = {"since": now, "seen": now}
+        try:
+            token = _sessions().start(stale)
+        except QueueError as exc:
+            st.error(f"The sign-in cannot be recorded: {exc}")
+            return
+        st.session_state.pop(_STALE, None)
+        st.session_state[_AUTH] = {"token": token, "since": time.time()}
+        st.session_state[_REDIRECT] = signin.session_url(signin.TICKETS.issue(token))
         st.rerun()
     if not attempt.checked:
         st.error(f"Too many failed attempts. Try again in {math.ceil(attempt.wait)} s.")
@@ -120,10 +177,13 @@ def _login_form(app: str, expired: bool) -> None:
 def account_box() -> None:
     """The sidebar's session line and log-out button."""
     auth = st.session_state.get(_AUTH) or {}
-    left = SESSION_SECONDS - (time.time() - auth.get("since", time.time()))
+    left = session_limits()[0] - (time.time() - auth.get("since", time.time()))
     st.caption(f"Logged in as admin · session ends in {duration(left)}")
-    if st.button("Log out", key="logout"):
+    if st.button("Log out", key="logout", help="Ends this sign-in in every tab of both UIs."):
+        if auth:
+            _sessions().end(auth["token"])  # every tab sharing it asks again at its next run
         st.session_state.pop(_AUTH, None)
+        st.session_state[_REDIRECT] = signin.LOGOUT_PATH  # and the browser forgets it
         st.rerun()
     st.caption(f"Database: `{database_url()}`")
 

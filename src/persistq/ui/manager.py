@@ -42,7 +42,7 @@ def jobs_page(queue: Queue) -> None:
 
 
 def _jobs_body(queue: Queue, live: bool) -> None:
-    if common.session_expired(None):
+    if common.session_expired():
         st.rerun()  # the whole script: it shows the login form
     report = insights.stats(queue)
     flt, oldest_first, page_size = jobs.filter_bar(report, "jobs")

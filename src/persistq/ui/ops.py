@@ -236,7 +236,7 @@ def show_database(report: dict[str, Any]) -> None:
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def dashboard() -> None:
-    if common.session_expired(None):
+    if common.session_expired():
         st.rerun()  # the whole script: it shows the login form
     queue = common.queue()
     report = insights.stats(queue)
@@ -257,7 +257,7 @@ def dashboard() -> None:
 
 def main() -> None:
     common.setup_page("Ops")
-    common.require_login("Ops", idle_seconds=None)
+    common.require_login("Ops", idle=False)
     with st.sidebar:
         st.title("persistq Ops")
         common.account_box()
