@@ -7,13 +7,14 @@ import re
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import persistq
-from persistq import ManualClock, Queue, State, StorageBusy, StorageUnavailable
+from persistq import JobFilter, ManualClock, Queue, State, StorageBusy, StorageUnavailable
 from persistq.backends import Backend
 from persistq.backends import sqlite as sqlite_backend
 from persistq.backends.sql import migrations, queries, recording
@@ -70,6 +71,17 @@ def drive_every_backend_method(q: Queue, clock: ManualClock) -> None:
     q.jobs(queue="default")
     q.events(keyed.id)
     q.stats()
+    # The search: plain and scanning, both orders, a time range (its id bounds), counts.
+    page = q.search(JobFilter(queue="default"), limit=2)
+    assert page.next is not None and q.search(JobFilter(), after=page.next).jobs
+    q.search(JobFilter(text="BOOM", task="t"), oldest_first=True)
+    since = datetime.fromtimestamp(clock.now() - 60, UTC)
+    assert q.count(JobFilter(created_from=since, created_to=since + timedelta(hours=1))) > 0
+    failed = q.count(JobFilter.of(states="FAILED"))
+    assert failed >= 1 and q.resubmit_matching(JobFilter.of(states="FAILED")).done == failed
+    bulk_held = q.claim(worker="w")
+    assert bulk_held is not None
+    assert q.cancel_matching(JobFilter(queue="default")).done >= 2  # cancels and asks
     q.create_queue("spare")
     q.pause("spare")
     q.resume("spare")

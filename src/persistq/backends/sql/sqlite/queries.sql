@@ -367,3 +367,81 @@ DELETE FROM workers WHERE last_seen_at < :before;
 -- Lifetime counts per queue (enqueued, completed, failed, unprocessable, cancelled,
 -- retried, lease_expired), kept by the triggers of the counters migration.
 SELECT queue, name, value FROM counters ORDER BY queue, name;
+
+-- name: search_ids
+-- A page of the Manager's search (newest first) within one (queue, state): the range of
+-- jobs_state (queue, status, id) below the cursor, read no further than the page needs.
+-- :above <= id < :below holds the cursor, max_id and a time range's id bounds. Text is
+-- matched as persistq.model.JobFilter says: lower() folds ASCII letters only here.
+SELECT id FROM jobs
+WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
+  AND (:created_from IS NULL OR created_at >= :created_from)
+  AND (:created_to IS NULL OR created_at < :created_to)
+  AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+  AND (:text IS NULL OR instr(lower(payload), lower(:text)) > 0
+       OR instr(lower(coalesce(last_error, '')), lower(:text)) > 0)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: search_ids_oldest
+-- search_ids, oldest first.
+SELECT id FROM jobs
+WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
+  AND (:created_from IS NULL OR created_at >= :created_from)
+  AND (:created_to IS NULL OR created_at < :created_to)
+  AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+  AND (:text IS NULL OR instr(lower(payload), lower(:text)) > 0
+       OR instr(lower(coalesce(last_error, '')), lower(:text)) > 0)
+ORDER BY id LIMIT :limit;
+
+-- name: count_matching
+-- What search_ids would find in one (queue, state), counted.
+SELECT count(*) AS n FROM jobs
+WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
+  AND (:created_from IS NULL OR created_at >= :created_from)
+  AND (:created_to IS NULL OR created_at < :created_to)
+  AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+  AND (:text IS NULL OR instr(lower(payload), lower(:text)) > 0
+       OR instr(lower(coalesce(last_error, '')), lower(:text)) > 0);
+
+-- name: count_in_state
+-- count_matching without text, task or time: the index alone answers it.
+SELECT count(*) AS n FROM jobs
+WHERE queue = :queue AND status = :status AND id >= :above AND id < :below;
+
+-- name: id_range
+SELECT min(id) AS low, max(id) AS high FROM jobs;
+
+-- name: first_job_from
+-- A probe of the binary search that turns a time range into ids (sqlbase._first_id_at).
+SELECT id, created_at FROM jobs WHERE id >= :id ORDER BY id LIMIT 1;
+
+-- name: get_jobs
+SELECT * FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: resubmit_jobs
+-- resubmit_job for a batch of ids; those no longer in a resubmittable state are left as
+-- they are.
+UPDATE jobs
+SET status = 'PENDING', attempts = 0, run_at = :now, worker = NULL, lease_token = NULL,
+    lease_seconds = NULL, lease_expires_at = NULL, cancel_requested = 0, result = NULL,
+    started_at = NULL, finished_at = NULL, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND status IN ('FAILED', 'UNPROCESSABLE', 'CANCELLED', 'COMPLETED')
+RETURNING id;
+
+-- name: cancel_jobs
+UPDATE jobs
+SET status = 'CANCELLED', lease_token = NULL, lease_expires_at = NULL,
+    finished_at = :now, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('PENDING', 'FAILED', 'UNPROCESSABLE')
+RETURNING id;
+
+-- name: request_cancel_jobs
+UPDATE jobs
+SET cancel_requested = 1, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'PROCESSING' AND cancel_requested = 0
+RETURNING id;
+
+-- name: insert_events_of_jobs
+-- One event of :kind for each job of a bulk action.
+INSERT INTO events (job_id, at, kind) SELECT value, :now, :kind FROM json_each(:ids);
