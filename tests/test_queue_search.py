@@ -90,7 +90,7 @@ def test_text_matches_payload_or_error_in_any_case(
     assert all(j.queue == "b" for j in both.jobs) and len(both.jobs) == 5
     # The payload as stored: compact JSON, so its quotes and colons match too.
     assert queue.count(JobFilter(text='"tag":"item-07"')) == 1
-    assert queue.count(JobFilter(text="%")) == 0  # no pattern characters: a plain substring
+    assert queue.count(JobFilter(text="%")) == queue.count(JobFilter(text="_")) == 0  # literal
 
 
 def test_a_task_filter_matches_the_payloads_task_name(queue: Queue) -> None:

@@ -74,7 +74,11 @@ def drive_every_backend_method(q: Queue, clock: ManualClock) -> None:
     # The search: plain and scanning, both orders, a time range (its id bounds), counts.
     page = q.search(JobFilter(queue="default"), limit=2)
     assert page.next is not None and q.search(JobFilter(), after=page.next).jobs
+    q.search(JobFilter(queue="default"), oldest_first=True, limit=1)
+    # A text over most jobs reads the table in id order; over a few, their index ranges.
+    assert q.search(JobFilter(text="N"), limit=1).jobs
     q.search(JobFilter(text="BOOM", task="t"), oldest_first=True)
+    assert q.count(JobFilter.of(states="FAILED", text="BY HAND")) == 1
     since = datetime.fromtimestamp(clock.now() - 60, UTC)
     assert q.count(JobFilter(created_from=since, created_to=since + timedelta(hours=1))) > 0
     failed = q.count(JobFilter.of(states="FAILED"))

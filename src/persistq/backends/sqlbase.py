@@ -476,10 +476,14 @@ class SQLBackend(ABC):
             bounds = self._id_bounds(conn, flt, None, oldest_first=False)
             if bounds is None:
                 return 0
+            if self._scan_pays(conn, flt, bounds):
+                return int(
+                    conn.execute(self.SQL["scan_count"], self._scan(flt, bounds)).fetchone()["n"]
+                )
             # Without text, task or time the count reads the (queue, status, id) index only.
             name = "count_matching" if _scans(flt) else "count_in_state"
             return sum(
-                int(conn.execute(self.SQL[name], params).fetchone()["n"])
+                int(conn.execute(self.SQL[name], {**params, "limit": INT64_MAX}).fetchone()["n"])
                 for params in self._pairs(conn, flt, bounds)
             )
 
@@ -540,6 +544,10 @@ class SQLBackend(ABC):
         bounds = self._id_bounds(conn, flt, after, oldest_first)
         if bounds is None:
             return []
+        if self._scan_pays(conn, flt, bounds):
+            name = "scan_ids_oldest" if oldest_first else "scan_ids"
+            rows = conn.execute(self.SQL[name], {**self._scan(flt, bounds), "limit": limit})
+            return [int(r["id"]) for r in rows]
         name = "search_ids_oldest" if oldest_first else "search_ids"
         found: list[int] = []
         for params in self._pairs(conn, flt, bounds):
@@ -547,6 +555,43 @@ class SQLBackend(ABC):
             found.extend(int(r["id"]) for r in rows)
         found.sort(reverse=not oldest_first)
         return found[:limit]
+
+    def _scan_pays(self, conn: Conn, flt: JobFilter, bounds: tuple[int, int]) -> bool:
+        """Whether to read the table in id order rather than each (queue, state) range of
+        the index: only when every row must be tested (text, task or time) and the
+        candidates are a quarter or more of the rows between the bounds. Then the index's
+        row-by-row lookups cost more than the table read straight through (a text over
+        COMPLETED, a third of 1M jobs: 0.35 s against 0.22 s). Counting the candidates stops
+        at that quarter, and reads the index only."""
+        if not _scans(flt):
+            return False
+        span = conn.execute(self.SQL["id_range"], {}).fetchone()
+        if span is None or span["low"] is None:
+            return False
+        rows = min(bounds[1], int(span["high"]) + 1) - max(bounds[0], int(span["low"]))
+        need = max(1, rows // SCAN_SHARE)
+        seen = 0
+        for params in self._pairs(conn, flt, bounds):
+            found = conn.execute(self.SQL["count_in_state"], {**params, "limit": need - seen})
+            seen += int(found.fetchone()["n"])
+            if seen >= need:
+                return True
+        return False
+
+    def _scan(self, flt: JobFilter, bounds: tuple[int, int]) -> dict[str, Any]:
+        """The parameters of a scan in id order (``scan_ids``, ``scan_count``)."""
+        states = [str(s) for s in flt.states or State]
+        return {**self._conditions(flt, bounds), "queue": flt.queue, "states": self._list(states)}
+
+    def _conditions(self, flt: JobFilter, bounds: tuple[int, int]) -> dict[str, Any]:
+        return {
+            "above": bounds[0],
+            "below": bounds[1],
+            "pattern": like_pattern(flt.text),
+            "task": flt.task,
+            "created_from": _epoch(flt.created_from),
+            "created_to": _epoch(flt.created_to),
+        }
 
     def _pairs(
         self, conn: Conn, flt: JobFilter, bounds: tuple[int, int]
@@ -556,14 +601,7 @@ class SQLBackend(ABC):
             queues = [flt.queue]
         else:
             queues = [r["name"] for r in conn.execute(self.SQL["list_queues"], {})]
-        common = {
-            "above": bounds[0],
-            "below": bounds[1],
-            "text": flt.text,
-            "task": flt.task,
-            "created_from": _epoch(flt.created_from),
-            "created_to": _epoch(flt.created_to),
-        }
+        common = self._conditions(flt, bounds)
         for queue in queues:
             for state in flt.states or State:
                 yield {**common, "queue": queue, "status": str(state)}
@@ -740,6 +778,19 @@ class SQLBackend(ABC):
 #: How far out of clock order producers may commit (a producer reads the clock, then waits
 #: for the write lock): a time range's id bounds are widened by this much.
 CLOCK_SLACK_SECONDS = 120.0
+
+
+#: A scan in id order pays when the candidates are at least 1/SCAN_SHARE of the rows.
+SCAN_SHARE = 4
+
+
+def like_pattern(text: str | None) -> str | None:
+    """``text`` as a LIKE pattern matching it anywhere, its own ``%``, ``_`` and ``\\``
+    taken literally (the statements say ESCAPE '\\')."""
+    if text is None:
+        return None
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _scans(flt: JobFilter) -> bool:

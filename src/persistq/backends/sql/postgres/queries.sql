@@ -379,15 +379,15 @@ DELETE FROM workers WHERE last_seen_at < to_timestamp(%(before)s);
 SELECT queue, name, value FROM counters ORDER BY queue, name;
 
 -- name: search_ids
--- As SQLite's: one (queue, state) range of jobs_state below the cursor. lower() folds
--- every letter here (SQLite's, ASCII only).
+-- As SQLite's: one (queue, state) range of jobs_state below the cursor. ILIKE folds every
+-- letter here (SQLite's LIKE, ASCII only).
 SELECT id FROM jobs
 WHERE queue = %(queue)s AND status = %(status)s AND id >= %(above)s AND id < %(below)s
   AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
   AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
   AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
-  AND (%(text)s::text IS NULL OR position(lower(%(text)s::text) in lower(payload)) > 0
-       OR position(lower(%(text)s::text) in lower(coalesce(last_error, ''))) > 0)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\')
 ORDER BY id DESC LIMIT %(limit)s;
 
 -- name: search_ids_oldest
@@ -396,8 +396,8 @@ WHERE queue = %(queue)s AND status = %(status)s AND id >= %(above)s AND id < %(b
   AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
   AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
   AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
-  AND (%(text)s::text IS NULL OR position(lower(%(text)s::text) in lower(payload)) > 0
-       OR position(lower(%(text)s::text) in lower(coalesce(last_error, ''))) > 0)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\')
 ORDER BY id LIMIT %(limit)s;
 
 -- name: count_matching
@@ -406,12 +406,47 @@ WHERE queue = %(queue)s AND status = %(status)s AND id >= %(above)s AND id < %(b
   AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
   AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
   AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
-  AND (%(text)s::text IS NULL OR position(lower(%(text)s::text) in lower(payload)) > 0
-       OR position(lower(%(text)s::text) in lower(coalesce(last_error, ''))) > 0);
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\');
 
 -- name: count_in_state
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM jobs
+    WHERE queue = %(queue)s AND status = %(status)s AND id >= %(above)s AND id < %(below)s
+    LIMIT %(limit)s) AS candidates;
+
+-- name: scan_ids
+-- As SQLite's, without its NOT INDEXED: the planner chooses how to read the table.
+SELECT id FROM jobs
+WHERE id >= %(above)s AND id < %(below)s
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) AND status = ANY(%(states)s)
+  AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
+  AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
+  AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\')
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: scan_ids_oldest
+SELECT id FROM jobs
+WHERE id >= %(above)s AND id < %(below)s
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) AND status = ANY(%(states)s)
+  AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
+  AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
+  AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\')
+ORDER BY id LIMIT %(limit)s;
+
+-- name: scan_count
 SELECT count(*) AS n FROM jobs
-WHERE queue = %(queue)s AND status = %(status)s AND id >= %(above)s AND id < %(below)s;
+WHERE id >= %(above)s AND id < %(below)s
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) AND status = ANY(%(states)s)
+  AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
+  AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
+  AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\');
 
 -- name: id_range
 SELECT min(id) AS low, max(id) AS high FROM jobs;

@@ -371,15 +371,16 @@ SELECT queue, name, value FROM counters ORDER BY queue, name;
 -- name: search_ids
 -- A page of the Manager's search (newest first) within one (queue, state): the range of
 -- jobs_state (queue, status, id) below the cursor, read no further than the page needs.
--- :above <= id < :below holds the cursor, max_id and a time range's id bounds. Text is
--- matched as persistq.model.JobFilter says: lower() folds ASCII letters only here.
+-- :above <= id < :below holds the cursor, max_id and a time range's id bounds. :pattern is
+-- the text as a LIKE pattern (sqlbase.like_pattern); LIKE folds ASCII letters only. LIKE,
+-- not instr(lower(...)): it matches in place, ten times faster over a million payloads.
 SELECT id FROM jobs
 WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
   AND (:created_from IS NULL OR created_at >= :created_from)
   AND (:created_to IS NULL OR created_at < :created_to)
   AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
-  AND (:text IS NULL OR instr(lower(payload), lower(:text)) > 0
-       OR instr(lower(coalesce(last_error, '')), lower(:text)) > 0)
+  AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+       OR last_error LIKE :pattern ESCAPE '\')
 ORDER BY id DESC LIMIT :limit;
 
 -- name: search_ids_oldest
@@ -389,8 +390,8 @@ WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
   AND (:created_from IS NULL OR created_at >= :created_from)
   AND (:created_to IS NULL OR created_at < :created_to)
   AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
-  AND (:text IS NULL OR instr(lower(payload), lower(:text)) > 0
-       OR instr(lower(coalesce(last_error, '')), lower(:text)) > 0)
+  AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+       OR last_error LIKE :pattern ESCAPE '\')
 ORDER BY id LIMIT :limit;
 
 -- name: count_matching
@@ -400,16 +401,56 @@ WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
   AND (:created_from IS NULL OR created_at >= :created_from)
   AND (:created_to IS NULL OR created_at < :created_to)
   AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
-  AND (:text IS NULL OR instr(lower(payload), lower(:text)) > 0
-       OR instr(lower(coalesce(last_error, '')), lower(:text)) > 0);
+  AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+       OR last_error LIKE :pattern ESCAPE '\');
 
 -- name: count_in_state
--- count_matching without text, task or time: the index alone answers it.
-SELECT count(*) AS n FROM jobs
-WHERE queue = :queue AND status = :status AND id >= :above AND id < :below;
+-- Jobs of one (queue, state) between the ids, from the index alone, counting no further
+-- than :limit.
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM jobs
+    WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
+    LIMIT :limit);
+
+-- name: scan_ids
+-- search_ids over the table in id order instead of one index range per (queue, state):
+-- when the candidates are a large share of the rows, reading the table straight through
+-- costs less than looking each of them up from the index (sqlbase._scan_pays).
+-- :states is a JSON list; :queue NULL means every queue.
+SELECT id FROM jobs NOT INDEXED
+WHERE id >= :above AND id < :below AND (:queue IS NULL OR queue = :queue)
+  AND status IN (SELECT value FROM json_each(:states))
+  AND (:created_from IS NULL OR created_at >= :created_from)
+  AND (:created_to IS NULL OR created_at < :created_to)
+  AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+  AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+       OR last_error LIKE :pattern ESCAPE '\')
+ORDER BY id DESC LIMIT :limit;
+
+-- name: scan_ids_oldest
+SELECT id FROM jobs NOT INDEXED
+WHERE id >= :above AND id < :below AND (:queue IS NULL OR queue = :queue)
+  AND status IN (SELECT value FROM json_each(:states))
+  AND (:created_from IS NULL OR created_at >= :created_from)
+  AND (:created_to IS NULL OR created_at < :created_to)
+  AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+  AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+       OR last_error LIKE :pattern ESCAPE '\')
+ORDER BY id LIMIT :limit;
+
+-- name: scan_count
+SELECT count(*) AS n FROM jobs NOT INDEXED
+WHERE id >= :above AND id < :below AND (:queue IS NULL OR queue = :queue)
+  AND status IN (SELECT value FROM json_each(:states))
+  AND (:created_from IS NULL OR created_at >= :created_from)
+  AND (:created_to IS NULL OR created_at < :created_to)
+  AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+  AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+       OR last_error LIKE :pattern ESCAPE '\');
 
 -- name: id_range
-SELECT min(id) AS low, max(id) AS high FROM jobs;
+-- Two subqueries: min() and max() in one SELECT would read the whole table.
+SELECT (SELECT min(id) FROM jobs) AS low, (SELECT max(id) FROM jobs) AS high;
 
 -- name: first_job_from
 -- A probe of the binary search that turns a time range into ids (sqlbase._first_id_at).
