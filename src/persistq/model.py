@@ -557,10 +557,11 @@ class JobFilter:
             max_id=self.max_id,
         )
 
-    def narrowed(self, allowed: frozenset[State]) -> JobFilter:
-        """The filter's jobs in ``allowed`` states only (those a bulk action applies to)."""
-        wanted = self.states or tuple(State)
-        return replace(self, states=tuple(s for s in wanted if s in allowed))
+    def narrowed(self, allowed: frozenset[State]) -> JobFilter | None:
+        """The filter's jobs in ``allowed`` states only (those a bulk action applies to);
+        None when it leaves no state (an empty ``states`` would mean every one)."""
+        states = tuple(s for s in self.states or State if s in allowed)
+        return replace(self, states=states) if states else None
 
     def matches(self, job: Job) -> bool:
         """What the backends' search statements test, in Python (for checks and tests)."""

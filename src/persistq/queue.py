@@ -482,7 +482,7 @@ class Queue:
         cursor = None if after is None else validate_int(after, what="after", minimum=0)
         left = validate_int(limit, what="limit", minimum=1, maximum=MAX_BULK)
         size = validate_int(batch, what="batch", minimum=1, maximum=MAX_BULK_BATCH)
-        if not flt.states:
+        if flt is None:
             return BulkResult(0, None)
         done = 0
         while left > 0:
