@@ -231,6 +231,34 @@ def test_bad_input_is_refused_and_changes_nothing(
     assert [(j.id, j.status) for j in queue.jobs(limit=100)] == before
 
 
+def refuse_update_of(url: str, queue: Queue, job_id: int) -> None:
+    """A trigger that makes the database refuse any change of ``job_id``'s state."""
+    if url.startswith("sqlite"):
+        db = sqlite3.connect(queue.check()["path"])
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE OF status ON jobs"
+            f" WHEN NEW.id = {job_id} BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        db.commit()
+        db.close()
+        return
+    import psycopg
+
+    from persistq.backends.postgres import parse_postgres_url
+
+    server, schema = parse_postgres_url(url)
+    with psycopg.connect(server, autocommit=True) as db:
+        db.execute(f'SET search_path TO "{schema}"')
+        db.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.id = {job_id} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"
+        )
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE OF status ON jobs"
+            " FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+
+
 @pytest.mark.local_only
 def test_a_failure_mid_way_keeps_whole_batches_and_nothing_of_the_failed_one(
     queue: Queue, spread: dict[str, list[int]], backend_url: str
@@ -239,15 +267,7 @@ def test_a_failure_mid_way_keeps_whole_batches_and_nothing_of_the_failed_one(
     third not at all, the rest untouched (a real fault: the database refuses one update)."""
     targets = sorted(spread["b"], reverse=True)  # newest first, as the action goes
     victim = targets[24]  # in the third batch of ten
-    if not backend_url.startswith("sqlite"):
-        pytest.skip("the fault is a SQLite trigger")
-    path = queue.check()["path"]
-    db = sqlite3.connect(path)
-    db.execute(
-        "CREATE TRIGGER refuse BEFORE UPDATE OF status ON jobs"
-        f" WHEN NEW.id = {victim} BEGIN SELECT RAISE(ABORT, 'refused'); END"
-    )
-    db.commit()
+    refuse_update_of(backend_url, queue, victim)
     with pytest.raises(Exception, match="refused"):
         queue.cancel_matching(JobFilter(queue="b"), batch=10)
     states = {job_id: queue.get(job_id).status for job_id in targets}
