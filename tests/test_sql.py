@@ -396,3 +396,39 @@ def test_recent_failures_walk_an_index_of_failure_events_only(sqlite_url: str) -
     plan = _plan(sqlite3.connect(path), "recent_failures", {"limit": 20})
     assert "USING INDEX events_failures" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+SEARCH_PARAMS: dict[str, object] = {
+    "queue": "q",
+    "status": "FAILED",
+    "states": '["FAILED"]',
+    "above": 0,
+    "below": 10,
+    "created_from": None,
+    "created_to": None,
+    "task": None,
+    "pattern": None,
+    "limit": 5,
+}
+
+
+def test_search_walks_one_index_range_per_queue_and_state_or_the_table_in_id_order(
+    sqlite_url: str,
+) -> None:
+    """Issue 15: the search must not sort, nor scan, to find a page: each (queue, state) is
+    a range of an index ordered by id (jobs_state once it exists), and a scan in id order
+    is a range of the primary key."""
+    with persistq.connect(sqlite_url) as q:
+        path = q.check()["path"]
+    conn = sqlite3.connect(path)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    for name in ("search_ids", "search_ids_oldest", "count_in_state", "count_matching"):
+        plan = _plan(conn, name, SEARCH_PARAMS)
+        assert "SEARCH jobs USING" in plan and "TEMP B-TREE" not in plan, (name, plan)
+        assert "jobs_state" in plan or "jobs_state" not in indexes, (name, plan)
+    for name in ("scan_ids", "scan_ids_oldest", "scan_count"):
+        plan = _plan(conn, name, SEARCH_PARAMS)
+        assert "USING INTEGER PRIMARY KEY" in plan and "TEMP B-TREE" not in plan, (name, plan)
+    for name in ("id_range", "first_job_from"):
+        plan = _plan(conn, name, {"id": 1})
+        assert "SCAN jobs" not in plan.replace("SCAN jobs USING", ""), (name, plan)
