@@ -545,9 +545,7 @@ class SQLBackend(ABC):
         if bounds is None:
             return []
         if self._scan_pays(conn, flt, bounds):
-            name = "scan_ids_oldest" if oldest_first else "scan_ids"
-            rows = conn.execute(self.SQL[name], {**self._scan(flt, bounds), "limit": limit})
-            return [int(r["id"]) for r in rows]
+            return self._scan_ids(conn, flt, bounds, limit, oldest_first)
         name = "search_ids_oldest" if oldest_first else "search_ids"
         found: list[int] = []
         for params in self._pairs(conn, flt, bounds):
@@ -555,6 +553,26 @@ class SQLBackend(ABC):
             found.extend(int(r["id"]) for r in rows)
         found.sort(reverse=not oldest_first)
         return found[:limit]
+
+    def _scan_ids(
+        self, conn: Conn, flt: JobFilter, bounds: tuple[int, int], limit: int, oldest_first: bool
+    ) -> list[int]:
+        """``scan_ids`` in windows of ids from the cursor on, doubling, until the page is
+        full: a page of a frequent text stops early even where the planner, misjudging how
+        many rows match, would read and sort the whole range (PostgreSQL)."""
+        name = "scan_ids_oldest" if oldest_first else "scan_ids"
+        above, below = bounds
+        window = SCAN_WINDOW
+        found: list[int] = []
+        while above < below and len(found) < limit:
+            if oldest_first:
+                part, above = (above, min(below, above + window)), min(below, above + window)
+            else:
+                part, below = (max(above, below - window), below), max(above, below - window)
+            params = {**self._scan(flt, part), "limit": limit - len(found)}
+            found.extend(int(r["id"]) for r in conn.execute(self.SQL[name], params))
+            window *= 2
+        return found
 
     def _scan_pays(self, conn: Conn, flt: JobFilter, bounds: tuple[int, int]) -> bool:
         """Whether to read the table in id order rather than each (queue, state) range of
@@ -565,11 +583,7 @@ class SQLBackend(ABC):
         at that quarter, and reads the index only."""
         if not _scans(flt):
             return False
-        span = conn.execute(self.SQL["id_range"], {}).fetchone()
-        if span is None or span["low"] is None:
-            return False
-        rows = min(bounds[1], int(span["high"]) + 1) - max(bounds[0], int(span["low"]))
-        need = max(1, rows // SCAN_SHARE)
+        need = max(1, (bounds[1] - bounds[0]) // SCAN_SHARE)
         seen = 0
         for params in self._pairs(conn, flt, bounds):
             found = conn.execute(self.SQL["count_in_state"], {**params, "limit": need - seen})
@@ -609,23 +623,24 @@ class SQLBackend(ABC):
     def _id_bounds(
         self, conn: Conn, flt: JobFilter, after: int | None, oldest_first: bool
     ) -> tuple[int, int] | None:
-        """``above <= id < below`` for the filter and cursor, None when that is empty. A time
-        range becomes an id range too: ids grow with enqueue time, so a binary search over
-        ids finds where it starts and ends (allowing CLOCK_SLACK_SECONDS, as producers
-        commit a little out of clock order); the times themselves are tested row by row."""
-        above, below = 0, INT64_MAX
+        """``above <= id < below`` for the filter and cursor, within the ids that exist;
+        None when that is empty. A time range becomes an id range too: ids grow with
+        enqueue time, so a binary search over ids finds where it starts and ends (allowing
+        CLOCK_SLACK_SECONDS, as producers commit a little out of clock order); the times
+        themselves are tested row by row."""
+        span = conn.execute(self.SQL["id_range"], {}).fetchone()
+        if span is None or span["low"] is None:
+            return None  # no jobs at all
+        low, high = int(span["low"]), int(span["high"]) + 1
+        above, below = low, high
         if after is not None:
             if oldest_first:
-                above = after + 1
+                above = max(above, after + 1)
             else:
-                below = after
+                below = min(below, after)
         if flt.max_id is not None:
             below = min(below, flt.max_id + 1)
         if flt.created_from is not None or flt.created_to is not None:
-            span = conn.execute(self.SQL["id_range"], {}).fetchone()
-            if span is None or span["low"] is None:
-                return None
-            low, high = int(span["low"]), int(span["high"]) + 1
             if flt.created_from is not None:
                 start = flt.created_from.timestamp() - CLOCK_SLACK_SECONDS
                 above = max(above, self._first_id_at(conn, low, high, start))
@@ -782,6 +797,8 @@ CLOCK_SLACK_SECONDS = 120.0
 
 #: A scan in id order pays when the candidates are at least 1/SCAN_SHARE of the rows.
 SCAN_SHARE = 4
+#: Ids a scan for a page reads first; each next window is twice as wide.
+SCAN_WINDOW = 20_000
 
 
 def like_pattern(text: str | None) -> str | None:
