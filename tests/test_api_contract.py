@@ -19,11 +19,13 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 #: rename breaks every client. Change this list only on purpose.
 OPERATION_IDS = {
     "cancel_job",
+    "cancel_matching",
     "check",
     "claim_job",
     "claim_jobs",
     "clock",
     "complete_job",
+    "count_jobs",
     "crashed_job",
     "counters",
     "create_queue",
@@ -46,7 +48,9 @@ OPERATION_IDS = {
     "recover",
     "release_job",
     "resubmit_job",
+    "resubmit_matching",
     "resume_queue",
+    "search_jobs",
     "set_queue_limits",
     "stats",
     "storage",

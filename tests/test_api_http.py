@@ -384,6 +384,39 @@ def test_list_jobs_filters_and_validates(http: httpx.Client, queue_name: str) ->
     assert http.get("/jobs", params={"limit": 0}).status_code == 422
 
 
+def test_search_count_and_bulk_routes_page_act_and_refuse_bad_input(
+    http: httpx.Client, queue_name: str
+) -> None:
+    ids = [enqueue(http, queue_name, payload={"n": n, "tag": "Find-Me"})["id"] for n in range(5)]
+    flt = {"queue": queue_name, "states": ["PENDING"], "text": "find-me"}
+    first = http.post("/jobs/search", json={"filter": flt, "limit": 3}).json()
+    assert [j["id"] for j in first["jobs"]] == ids[::-1][:3] and first["next"] == ids[2]
+    rest = http.post("/jobs/search", json={"filter": flt, "after": first["next"]}).json()
+    assert ([j["id"] for j in rest["jobs"]], rest["next"]) == (ids[::-1][3:], None)
+    assert http.post("/jobs/count", json={"filter": flt}).json() == {"count": 5}
+    since = {"queue": queue_name, "created_from": "2000-01-01T00:00:00Z"}
+    assert http.post("/jobs/count", json={"filter": since}).json() == {"count": 5}
+    for bad in (
+        {"filter": {**flt, "states": ["DONE"]}},
+        {"filter": {**flt, "created_from": "2026-01-01T00:00:00"}},  # no offset
+        {"filter": {**flt, "text": "x" * 1001}},
+        {"filter": flt, "batch": 0},
+        {"filter": flt, "surprise": 1},
+    ):
+        response = http.post("/jobs/cancel", json=bad)
+        assert response.status_code == 422, (bad, response.text)
+    assert http.post("/jobs/count", json={"filter": flt}).json() == {"count": 5}  # untouched
+    done = http.post("/jobs/cancel", json={"filter": flt, "limit": 2, "batch": 1}).json()
+    assert done == {"done": 2, "next": ids[3]}
+    done = http.post("/jobs/cancel", json={"filter": flt, "after": ids[3]}).json()
+    assert done == {"done": 3, "next": None}
+    cancelled = {"queue": queue_name, "states": ["CANCELLED"]}
+    assert http.post("/jobs/resubmit", json={"filter": cancelled}).json() == {
+        "done": 5,
+        "next": None,
+    }
+
+
 def test_events_of_a_job(http: httpx.Client, queue_name: str) -> None:
     job = enqueue(http, queue_name)
     leased = claim(http, queue_name).json()

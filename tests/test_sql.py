@@ -7,13 +7,14 @@ import re
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import persistq
-from persistq import ManualClock, Queue, State, StorageBusy, StorageUnavailable
+from persistq import JobFilter, ManualClock, Queue, State, StorageBusy, StorageUnavailable
 from persistq.backends import Backend
 from persistq.backends import sqlite as sqlite_backend
 from persistq.backends.sql import migrations, queries, recording
@@ -70,6 +71,21 @@ def drive_every_backend_method(q: Queue, clock: ManualClock) -> None:
     q.jobs(queue="default")
     q.events(keyed.id)
     q.stats()
+    # The search: plain and scanning, both orders, a time range (its id bounds), counts.
+    page = q.search(JobFilter(queue="default"), limit=2)
+    assert page.next is not None and q.search(JobFilter(), after=page.next).jobs
+    q.search(JobFilter(queue="default"), oldest_first=True, limit=1)
+    # A text over most jobs reads the table in id order; over a few, their index ranges.
+    assert q.search(JobFilter(text="N"), limit=1).jobs
+    q.search(JobFilter(text="BOOM", task="t"), oldest_first=True)
+    assert q.count(JobFilter.of(states="FAILED", text="BY HAND")) == 1
+    since = datetime.fromtimestamp(clock.now() - 60, UTC)
+    assert q.count(JobFilter(created_from=since, created_to=since + timedelta(hours=1))) > 0
+    failed = q.count(JobFilter.of(states="FAILED"))
+    assert failed >= 1 and q.resubmit_matching(JobFilter.of(states="FAILED")).done == failed
+    bulk_held = q.claim(worker="w")
+    assert bulk_held is not None
+    assert q.cancel_matching(JobFilter(queue="default")).done >= 2  # cancels and asks
     q.create_queue("spare")
     q.pause("spare")
     q.resume("spare")
@@ -380,3 +396,39 @@ def test_recent_failures_walk_an_index_of_failure_events_only(sqlite_url: str) -
     plan = _plan(sqlite3.connect(path), "recent_failures", {"limit": 20})
     assert "USING INDEX events_failures" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+SEARCH_PARAMS: dict[str, object] = {
+    "queue": "q",
+    "status": "FAILED",
+    "states": '["FAILED"]',
+    "above": 0,
+    "below": 10,
+    "created_from": None,
+    "created_to": None,
+    "task": None,
+    "pattern": None,
+    "limit": 5,
+}
+
+
+def test_search_walks_one_index_range_per_queue_and_state_or_the_table_in_id_order(
+    sqlite_url: str,
+) -> None:
+    """Issue 15: the search must not sort, nor scan, to find a page: each (queue, state) is
+    a range of an index ordered by id (jobs_state once it exists), and a scan in id order
+    is a range of the primary key."""
+    with persistq.connect(sqlite_url) as q:
+        path = q.check()["path"]
+    conn = sqlite3.connect(path)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    for name in ("search_ids", "search_ids_oldest", "count_in_state", "count_matching"):
+        plan = _plan(conn, name, SEARCH_PARAMS)
+        assert "SEARCH jobs USING" in plan and "TEMP B-TREE" not in plan, (name, plan)
+        assert "jobs_state" in plan or "jobs_state" not in indexes, (name, plan)
+    for name in ("scan_ids", "scan_ids_oldest", "scan_count"):
+        plan = _plan(conn, name, SEARCH_PARAMS)
+        assert "USING INTEGER PRIMARY KEY" in plan and "TEMP B-TREE" not in plan, (name, plan)
+    for name in ("id_range", "first_job_from"):
+        plan = _plan(conn, name, {"id": 1})
+        assert "SCAN jobs" not in plan.replace("SCAN jobs USING", ""), (name, plan)

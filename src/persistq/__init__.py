@@ -28,7 +28,7 @@ from persistq.errors import (
     TaskFailed,
     Unrecoverable,
 )
-from persistq.model import Event, EventKind, Job, QueueInfo, State
+from persistq.model import BulkResult, Event, EventKind, Job, JobFilter, JobPage, QueueInfo, State
 from persistq.queue import Queue
 
 if TYPE_CHECKING:
@@ -41,13 +41,16 @@ except PackageNotFoundError:  # a source tree on sys.path that was never install
 
 __all__ = [
     "App",
+    "BulkResult",
     "Clock",
     "Event",
     "EventKind",
     "InvalidJob",
     "InvalidTransition",
     "Job",
+    "JobFilter",
     "JobNotFound",
+    "JobPage",
     "LeaseLost",
     "ManualClock",
     "Queue",

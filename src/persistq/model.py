@@ -21,7 +21,7 @@ import math
 import re
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -480,3 +480,125 @@ class StorageInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+#: Longest text a search matches (a needle, not a document).
+MAX_SEARCH_TEXT = 1000
+#: Most jobs one bulk call acts on, and most in one of its transactions.
+MAX_BULK = 1_000_000
+MAX_BULK_BATCH = 10_000
+#: Jobs a bulk resubmit or cancel changes per transaction unless told otherwise: enough that
+#: a transaction's fixed cost (an fsync) fades, few enough that the write lock is held briefly.
+BULK_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a search, a count or a bulk action means: every given condition holds.
+
+    ``states``: any of these (empty: every state). ``text``: a case-insensitive substring
+    of the payload (as stored, compact JSON) or of ``last_error`` (SQLite folds the case of
+    ASCII letters only). ``created_from`` is inclusive, ``created_to`` exclusive (aware
+    datetimes). ``task``: the payload's ``"task"`` is this name. ``max_id``: jobs up to
+    this id, so an action confirmed after a count leaves out jobs enqueued since.
+    """
+
+    queue: str | None = None
+    states: tuple[State, ...] = ()
+    text: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    task: str | None = None
+    max_id: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        queue: str | None = None,
+        states: Sequence[State | str] | State | str | None = None,
+        text: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        task: str | None = None,
+        max_id: int | None = None,
+    ) -> JobFilter:
+        """A checked filter: ``InvalidJob`` for a bad name, state, text or time."""
+        if states is None:
+            states = ()
+        elif isinstance(states, str):
+            states = (states,)
+        found = tuple(sorted({validate_state(s) for s in states}, key=list(State).index))
+        for name, moment in (("created_from", created_from), ("created_to", created_to)):
+            if moment is not None and (
+                not isinstance(moment, datetime) or moment.utcoffset() is None
+            ):
+                raise InvalidJob(f"{name} must be an aware datetime, got {moment!r}")
+        return cls(
+            queue=None if queue is None else validate_queue_name(queue),
+            states=found,
+            text=validate_text(
+                text or None, what="text", max_length=MAX_SEARCH_TEXT, optional=True
+            ),
+            created_from=created_from,
+            created_to=created_to,
+            task=validate_text(task or None, what="task", max_length=MAX_KEY_LENGTH, optional=True),
+            max_id=None if max_id is None else validate_int(max_id, what="max_id", minimum=0),
+        )
+
+    def checked(self) -> JobFilter:
+        return JobFilter.of(
+            queue=self.queue,
+            states=self.states,
+            text=self.text,
+            created_from=self.created_from,
+            created_to=self.created_to,
+            task=self.task,
+            max_id=self.max_id,
+        )
+
+    def narrowed(self, allowed: frozenset[State]) -> JobFilter | None:
+        """The filter's jobs in ``allowed`` states only (those a bulk action applies to);
+        None when it leaves no state (an empty ``states`` would mean every one)."""
+        states = tuple(s for s in self.states or State if s in allowed)
+        return replace(self, states=states) if states else None
+
+    def matches(self, job: Job) -> bool:
+        """What the backends' search statements test, in Python (for checks and tests)."""
+        if self.queue is not None and job.queue != self.queue:
+            return False
+        if self.states and job.status not in self.states:
+            return False
+        if self.max_id is not None and job.id > self.max_id:
+            return False
+        if self.created_from is not None and job.created_at < self.created_from:
+            return False
+        if self.created_to is not None and job.created_at >= self.created_to:
+            return False
+        if self.task and not (
+            isinstance(job.payload, dict) and job.payload.get("task") == self.task
+        ):
+            return False
+        if self.text:
+            needle = self.text.lower()
+            payload = encode_json(job.payload, what="payload").lower()
+            return needle in payload or needle in (job.last_error or "").lower()
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a search; ``next``: the cursor (``after``) of the following page, None
+    after the last."""
+
+    jobs: list[Job]
+    next: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What a bulk action did: ``done`` jobs changed; ``next``: the cursor to continue from
+    (``after``) when it stopped at its ``limit``, None when no matching job is left."""
+
+    done: int
+    next: int | None

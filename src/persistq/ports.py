@@ -6,7 +6,7 @@ REST API) both satisfy :class:`QueueAPI` (and so its parts :class:`WorkQueue` an
 :class:`ReadQueue`) structurally; neither imports this module, and
 ``tests/test_ports.py`` holds them to it signature by signature. The worker and the
 sweeper are typed with ``WorkQueue``, the read models (:mod:`persistq.insights`,
-:mod:`persistq.search`, ``/metrics``) with ``ReadQueue``, which keeps them free of either
+``/metrics``) with ``ReadQueue``, which keeps them free of either
 transport.
 """
 
@@ -18,11 +18,16 @@ from typing import Any, Protocol
 
 from persistq.config import Settings
 from persistq.model import (
+    BULK_BATCH,
     JSON,
+    MAX_BULK,
+    BulkResult,
     Event,
     FailureEvent,
     FinishedCount,
     Job,
+    JobFilter,
+    JobPage,
     QueueInfo,
     State,
     StorageInfo,
@@ -100,6 +105,17 @@ class ReadQueue(Protocol):
         offset: int = 0,
     ) -> list[Job]: ...
 
+    def search(
+        self,
+        where: JobFilter | None = None,
+        *,
+        after: int | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> JobPage: ...
+
+    def count(self, where: JobFilter | None = None) -> int: ...
+
     def workers(self, *, seen_within: float = 300.0) -> list[WorkerInfo]: ...
 
     def finished(self, *, since: float, limit: int = 1000) -> list[Timing]: ...
@@ -164,6 +180,24 @@ class QueueAPI(WorkQueue, ReadQueue, Protocol):
     def resubmit(self, id: int) -> Job: ...  # noqa: A002
 
     def cancel(self, id: int) -> Job: ...  # noqa: A002
+
+    def resubmit_matching(
+        self,
+        where: JobFilter | None = None,
+        *,
+        after: int | None = None,
+        limit: int = MAX_BULK,
+        batch: int = BULK_BATCH,
+    ) -> BulkResult: ...
+
+    def cancel_matching(
+        self,
+        where: JobFilter | None = None,
+        *,
+        after: int | None = None,
+        limit: int = MAX_BULK,
+        batch: int = BULK_BATCH,
+    ) -> BulkResult: ...
 
     def queues(self) -> list[QueueInfo]: ...
 

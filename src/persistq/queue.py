@@ -15,15 +15,24 @@ from persistq.clock import Clock
 from persistq.config import Settings
 from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
 from persistq.model import (
+    BULK_BATCH,
+    CANCELLABLE,
     JSON,
+    MAX_BULK,
+    MAX_BULK_BATCH,
     MAX_KEY_LENGTH,
+    MAX_PAGE,
+    RESUBMITTABLE,
     TERMINAL,
+    BulkResult,
     Event,
     FailureEvent,
     FinishedCount,
     Health,
     Job,
+    JobFilter,
     JobOptions,
+    JobPage,
     QueueInfo,
     State,
     StorageInfo,
@@ -414,6 +423,76 @@ class Queue:
             *validate_page(limit, offset),
         )
 
+    def search(
+        self,
+        where: JobFilter | None = None,
+        *,
+        after: int | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> JobPage:
+        """A page of the jobs matching ``where``, newest (or oldest) first. Keyset paging:
+        pass the page's ``next`` as ``after`` for the following page; its cost does not
+        grow with how deep the page is."""
+        flt = _everything(where)
+        cursor = None if after is None else validate_int(after, what="after", minimum=0)
+        limit = validate_int(limit, what="limit", minimum=1, maximum=MAX_PAGE)
+        found = self.backend.search_jobs(flt, cursor, limit + 1, bool(oldest_first))
+        jobs = found[:limit]
+        return JobPage(jobs, jobs[-1].id if len(found) > limit else None)
+
+    def count(self, where: JobFilter | None = None) -> int:
+        """How many jobs match ``where``."""
+        return self.backend.count_jobs(_everything(where))
+
+    def resubmit_matching(
+        self,
+        where: JobFilter | None = None,
+        *,
+        after: int | None = None,
+        limit: int = MAX_BULK,
+        batch: int = BULK_BATCH,
+    ) -> BulkResult:
+        """Resubmit the jobs matching ``where`` that may be resubmitted, newest first, at
+        most ``limit``, ``batch`` per transaction (a crash keeps whole batches). Bad input
+        changes nothing. ``next``: pass it as ``after`` to go on past ``limit``."""
+        return self._bulk(self.backend.resubmit_matching, RESUBMITTABLE, where, after, limit, batch)
+
+    def cancel_matching(
+        self,
+        where: JobFilter | None = None,
+        *,
+        after: int | None = None,
+        limit: int = MAX_BULK,
+        batch: int = BULK_BATCH,
+    ) -> BulkResult:
+        """``resubmit_matching`` for ``cancel``: PROCESSING jobs get a cancel request."""
+        return self._bulk(self.backend.cancel_matching, CANCELLABLE, where, after, limit, batch)
+
+    def _bulk(
+        self,
+        act: Callable[[JobFilter, int | None, int, float | None], tuple[int, int | None]],
+        allowed: frozenset[State],
+        where: JobFilter | None,
+        after: int | None,
+        limit: int,
+        batch: int,
+    ) -> BulkResult:
+        flt = _everything(where).narrowed(allowed)
+        cursor = None if after is None else validate_int(after, what="after", minimum=0)
+        left = validate_int(limit, what="limit", minimum=1, maximum=MAX_BULK)
+        size = validate_int(batch, what="batch", minimum=1, maximum=MAX_BULK_BATCH)
+        if flt is None:
+            return BulkResult(0, None)
+        done = 0
+        while left > 0:
+            changed, cursor = act(flt, cursor, min(size, left), self._stamp())
+            done += changed
+            left -= min(size, left)
+            if cursor is None:
+                return BulkResult(done, None)
+        return BulkResult(done, cursor)
+
     def events(self, id: int) -> list[Event]:  # noqa: A002
         return self.backend.list_events(_job_id(id))
 
@@ -599,6 +678,12 @@ def _instant(value: object, *, what: str) -> float:
     ):
         raise InvalidJob(f"{what} must be epoch seconds from 0 to {MAX_INSTANT:.0f}, got {value!r}")
     return float(value)
+
+
+def _everything(where: JobFilter | None) -> JobFilter:
+    """``where`` checked, with every state spelled out when it names none."""
+    flt = JobFilter() if where is None else where.checked()
+    return flt if flt.states else replace(flt, states=tuple(State))
 
 
 def _job_id(value: object) -> int:

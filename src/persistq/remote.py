@@ -40,14 +40,21 @@ from persistq.errors import (
     Unrecoverable,
 )
 from persistq.model import (
+    BULK_BATCH,
     JSON,
+    MAX_BULK,
+    MAX_BULK_BATCH,
+    MAX_PAGE,
     TERMINAL,
+    BulkResult,
     Event,
     EventKind,
     FailureEvent,
     FinishedCount,
     Job,
+    JobFilter,
     JobOptions,
+    JobPage,
     QueueInfo,
     State,
     StorageInfo,
@@ -55,6 +62,7 @@ from persistq.model import (
     WorkerInfo,
     encode_json,
     error_text,
+    validate_int,
     validate_key,
     validate_page,
     validate_queue_list,
@@ -68,6 +76,8 @@ from persistq.model import (
 
 #: The server bounds a long poll to 30 s; longer waits are several polls.
 MAX_POLL_SECONDS = 30.0
+#: Batches one bulk request asks for: a few seconds of work, well inside the timeout.
+BULK_REQUEST_BATCHES = 20
 
 
 class Unauthorized(QueueError):
@@ -333,6 +343,68 @@ class RemoteQueue:
             params["queue"] = validate_queue_name(queue)
         return [job_from_json(row) for row in self._call("GET", "/jobs", params=params)]
 
+    def search(
+        self,
+        where: JobFilter | None = None,
+        *,
+        after: int | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> JobPage:
+        body = {
+            "filter": _filter_json(where),
+            "after": None if after is None else validate_int(after, what="after", minimum=0),
+            "limit": validate_int(limit, what="limit", minimum=1, maximum=MAX_PAGE),
+            "oldest_first": bool(oldest_first),
+        }
+        data = self._call("POST", "/jobs/search", body, safe=True)
+        return JobPage([job_from_json(row) for row in data["jobs"]], data["next"])
+
+    def count(self, where: JobFilter | None = None) -> int:
+        data = self._call("POST", "/jobs/count", {"filter": _filter_json(where)}, safe=True)
+        return int(data["count"])
+
+    def resubmit_matching(
+        self,
+        where: JobFilter | None = None,
+        *,
+        after: int | None = None,
+        limit: int = MAX_BULK,
+        batch: int = BULK_BATCH,
+    ) -> BulkResult:
+        return self._bulk("/jobs/resubmit", where, after, limit, batch)
+
+    def cancel_matching(
+        self,
+        where: JobFilter | None = None,
+        *,
+        after: int | None = None,
+        limit: int = MAX_BULK,
+        batch: int = BULK_BATCH,
+    ) -> BulkResult:
+        return self._bulk("/jobs/cancel", where, after, limit, batch)
+
+    def _bulk(
+        self, path: str, where: JobFilter | None, after: int | None, limit: int, batch: int
+    ) -> BulkResult:
+        """Requests of at most BULK_REQUEST_BATCHES batches each, so none outlasts the
+        timeout; not resent (a batch may have been committed)."""
+        flt = _filter_json(where)
+        cursor = None if after is None else validate_int(after, what="after", minimum=0)
+        left = validate_int(limit, what="limit", minimum=1, maximum=MAX_BULK)
+        size = validate_int(batch, what="batch", minimum=1, maximum=MAX_BULK_BATCH)
+        done = 0
+        while left > 0:
+            step = min(left, size * BULK_REQUEST_BATCHES)
+            body = {"filter": flt, "after": cursor, "limit": step, "batch": size}
+            data = self._call("POST", path, body, safe=False)
+            done += int(data["done"])
+            cursor = data["next"]
+            left -= step
+            if cursor is None:
+                return BulkResult(done, None)
+        return BulkResult(done, cursor)
+
     def events(self, id: int) -> list[Event]:  # noqa: A002
         return [event_from_json(row) for row in self._call("GET", f"/jobs/{_id(id)}/events")]
 
@@ -491,6 +563,20 @@ def _encode(body: Any) -> bytes:
         return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidJob(f"payload is not JSON: {exc}") from None
+
+
+def _filter_json(where: JobFilter | None) -> dict[str, Any]:
+    """The filter as the API takes it, checked here first (the same refusal as locally)."""
+    flt = JobFilter() if where is None else where.checked()
+    return {
+        "queue": flt.queue,
+        "states": [s.value for s in flt.states],
+        "text": flt.text,
+        "task": flt.task,
+        "created_from": _iso(flt.created_from),
+        "created_to": _iso(flt.created_to),
+        "max_id": flt.max_id,
+    }
 
 
 def _lease(job: Job) -> dict[str, Any]:

@@ -19,16 +19,23 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from persistq.model import (
+    BULK_BATCH,
+    INT64_MAX,
     MAX_ATTEMPTS,
+    MAX_BULK,
+    MAX_BULK_BATCH,
     MAX_ERROR_CHARS,
     MAX_KEY_LENGTH,
+    MAX_PAGE,
     MAX_PRIORITY,
+    MAX_SEARCH_TEXT,
     MAX_SECONDS,
     MAX_WORKER_LENGTH,
     MIN_PRIORITY,
     QUEUE_NAME,
     Event,
     EventKind,
+    JobFilter,
     State,
 )
 
@@ -147,9 +154,69 @@ class BatchIn(RequestModel):
     timeout: Timeout | None = None
 
 
+Moment = Annotated[
+    datetime | None,
+    Field(strict=False, description="ISO 8601 with a UTC offset, e.g. 2026-12-01T12:00:00Z."),
+    BeforeValidator(_iso_text),
+]
+
+
+class FilterIn(RequestModel):
+    """Which jobs: every given condition holds (``persistq.JobFilter``)."""
+
+    queue: str | None = Field(default=None, pattern=QUEUE_NAME_PATTERN)
+    states: list[Annotated[State, Field(strict=False)]] = Field(
+        default_factory=list, max_length=len(State), description="Any of these; none: every state."
+    )
+    text: str | None = Field(
+        default=None,
+        max_length=MAX_SEARCH_TEXT,
+        description="A case-insensitive substring of the payload (compact JSON) or last error.",
+    )
+    task: str | None = Field(
+        default=None, max_length=255, description="The payload's `task` is this."
+    )
+    created_from: Moment = None
+    created_to: Moment = None
+    max_id: int | None = Field(default=None, ge=0, le=INT64_MAX, description="Jobs up to this id.")
+
+    def to_filter(self) -> JobFilter:
+        return JobFilter.of(
+            queue=self.queue,
+            states=self.states,
+            text=self.text,
+            task=self.task,
+            created_from=self.created_from,
+            created_to=self.created_to,
+            max_id=self.max_id,
+        )
+
+
+class SearchIn(RequestModel):
+    filter: FilterIn = Field(default_factory=lambda: FilterIn())
+    after: int | None = Field(default=None, ge=0, le=INT64_MAX, description="The `next` of a page.")
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    oldest_first: bool = False
+
+
+class CountIn(RequestModel):
+    filter: FilterIn = Field(default_factory=lambda: FilterIn())
+
+
+class BulkIn(RequestModel):
+    filter: FilterIn = Field(default_factory=lambda: FilterIn())
+    after: int | None = Field(default=None, ge=0, le=INT64_MAX, description="The `next` of a call.")
+    limit: int = Field(default=MAX_BULK, ge=1, le=MAX_BULK)
+    batch: int = Field(
+        default=BULK_BATCH, ge=1, le=MAX_BULK_BATCH, description="Jobs per transaction."
+    )
+
+
 class ClaimIn(RequestModel):
     worker: Worker
-    lease: Lease | None = Field(None, description="Seconds; the server's default when absent.")
+    lease: Lease | None = Field(
+        default=None, description="Seconds; the server's default when absent."
+    )
     wait: float = Field(
         0,
         ge=0,
@@ -326,6 +393,20 @@ class WorkerOut(BaseModel):
     started_at: datetime
     last_seen_at: datetime
     job_ids: list[int]
+
+
+class SearchOut(BaseModel):
+    jobs: list[JobOut]
+    next: int | None = Field(description="`after` of the next page; null after the last.")
+
+
+class CountOut(BaseModel):
+    count: int
+
+
+class BulkOut(BaseModel):
+    done: int = Field(description="Jobs changed.")
+    next: int | None = Field(description="`after` to go on from; null when none is left.")
 
 
 class RecoveredOut(BaseModel):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from persistq.errors import StorageUnavailable
-from persistq.model import Event, Job, QueueInfo, State, StorageInfo, Timing, WorkerInfo
+from persistq.model import Event, Job, JobFilter, QueueInfo, State, StorageInfo, Timing, WorkerInfo
 
 
 def no_database(where: object) -> StorageUnavailable:
@@ -188,6 +188,33 @@ class Backend(Protocol):
         self, status: State | None, queue: str | None, limit: int, offset: int
     ) -> list[Job]:
         """Newest first."""
+        ...
+
+    def search_jobs(
+        self, flt: JobFilter, after: int | None, limit: int, oldest_first: bool
+    ) -> list[Job]:
+        """Up to ``limit`` jobs matching ``flt`` (checked, ``states`` never empty), newest
+        (or oldest) first, past the cursor ``after`` (an id: below it, or above it when
+        oldest first). Reads no more than the page needs from each (queue, state)."""
+        ...
+
+    def count_jobs(self, flt: JobFilter) -> int:
+        """How many jobs match ``flt`` (checked, ``states`` never empty)."""
+        ...
+
+    def resubmit_matching(
+        self, flt: JobFilter, after: int | None, limit: int, now: float | None
+    ) -> tuple[int, int | None]:
+        """One transaction: the next ``limit`` matching jobs below id ``after`` (newest
+        first) that are still resubmittable are resubmitted, as ``resubmit_job`` each.
+        Returns how many, and the cursor to go on from (None: no matching job is left)."""
+        ...
+
+    def cancel_matching(
+        self, flt: JobFilter, after: int | None, limit: int, now: float | None
+    ) -> tuple[int, int | None]:
+        """``resubmit_matching`` for ``cancel_job``: PENDING/FAILED/UNPROCESSABLE ->
+        CANCELLED, PROCESSING -> cancel requested; others are left as they are."""
         ...
 
     def list_events(self, job_id: int) -> list[Event]:

@@ -28,10 +28,12 @@ from persistq.errors import (
     StorageError,
 )
 from persistq.model import (
+    INT64_MAX,
     TERMINAL,
     Event,
     EventKind,
     Job,
+    JobFilter,
     QueueInfo,
     State,
     Timing,
@@ -453,6 +455,211 @@ class SQLBackend(ABC):
         rows = self._fetch_all("oldest_pending", {"now": self._now(now)})
         return {row["queue"]: float(row["run_at"]) for row in rows}
 
+    # -- searching and bulk actions (the Manager's table) -------------------------------
+
+    def search_jobs(
+        self, flt: JobFilter, after: int | None, limit: int, oldest_first: bool
+    ) -> list[Job]:
+        def work(conn: Conn) -> list[Any]:
+            ids = self._matching_ids(conn, flt, after, limit, oldest_first)
+            if not ids:
+                return []
+            rows = {
+                r["id"]: r for r in conn.execute(self.SQL["get_jobs"], {"ids": self._list(ids)})
+            }
+            return [rows[i] for i in ids if i in rows]
+
+        return [self._job(row) for row in self._read(work)]
+
+    def count_jobs(self, flt: JobFilter) -> int:
+        def work(conn: Conn) -> int:
+            bounds = self._id_bounds(conn, flt, None, oldest_first=False)
+            if bounds is None:
+                return 0
+            if self._scan_pays(conn, flt, bounds):
+                return int(
+                    conn.execute(self.SQL["scan_count"], self._scan(flt, bounds)).fetchone()["n"]
+                )
+            # Without text, task or time the count reads the (queue, status, id) index only.
+            name = "count_matching" if _scans(flt) else "count_in_state"
+            return sum(
+                int(conn.execute(self.SQL[name], {**params, "limit": INT64_MAX}).fetchone()["n"])
+                for params in self._pairs(conn, flt, bounds)
+            )
+
+        return self._read(work)
+
+    def resubmit_matching(
+        self, flt: JobFilter, after: int | None, limit: int, now: float | None
+    ) -> tuple[int, int | None]:
+        return self._bulk(flt, after, limit, now, (("resubmit_jobs", EventKind.RESUBMITTED),))
+
+    def cancel_matching(
+        self, flt: JobFilter, after: int | None, limit: int, now: float | None
+    ) -> tuple[int, int | None]:
+        steps = (
+            ("cancel_jobs", EventKind.CANCELLED),
+            ("request_cancel_jobs", EventKind.CANCEL_REQUESTED),
+        )
+        return self._bulk(flt, after, limit, now, steps)
+
+    def _bulk(
+        self,
+        flt: JobFilter,
+        after: int | None,
+        limit: int,
+        now: float | None,
+        steps: Sequence[tuple[str, EventKind]],
+    ) -> tuple[int, int | None]:
+        """One batch, one transaction: the next ``limit`` matching ids below ``after``, and
+        each step's guarded update of them with its events."""
+        now = self._now(now)
+
+        def work(conn: Conn) -> tuple[int, int | None]:
+            found = self._matching_ids(conn, flt, after, limit + 1, oldest_first=False)
+            ids, more = found[:limit], len(found) > limit
+            done = 0
+            for name, kind in steps:
+                if not ids:
+                    break
+                changed = [
+                    r["id"]
+                    for r in conn.execute(self.SQL[name], {"ids": self._list(ids), "now": now})
+                ]
+                if changed:
+                    params = {"ids": self._list(changed), "kind": str(kind), "now": now}
+                    conn.execute(self.SQL["insert_events_of_jobs"], params)
+                    if kind == EventKind.CANCELLED:
+                        self._finished(conn, changed)
+                done += len(changed)
+            return done, ids[-1] if more else None
+
+        return self._write(work, wakes=True)
+
+    def _matching_ids(
+        self, conn: Conn, flt: JobFilter, after: int | None, limit: int, oldest_first: bool
+    ) -> list[int]:
+        """Up to ``limit`` ids of matching jobs past the cursor ``after``, in page order: one
+        index range per (queue, state), each read no further than ``limit``, merged here."""
+        bounds = self._id_bounds(conn, flt, after, oldest_first)
+        if bounds is None:
+            return []
+        if self._scan_pays(conn, flt, bounds):
+            return self._scan_ids(conn, flt, bounds, limit, oldest_first)
+        name = "search_ids_oldest" if oldest_first else "search_ids"
+        found: list[int] = []
+        for params in self._pairs(conn, flt, bounds):
+            rows = conn.execute(self.SQL[name], {**params, "limit": limit}).fetchall()
+            found.extend(int(r["id"]) for r in rows)
+        found.sort(reverse=not oldest_first)
+        return found[:limit]
+
+    def _scan_ids(
+        self, conn: Conn, flt: JobFilter, bounds: tuple[int, int], limit: int, oldest_first: bool
+    ) -> list[int]:
+        """``scan_ids`` in windows of ids from the cursor on, doubling, until the page is
+        full: a page of a frequent text stops early even where the planner, misjudging how
+        many rows match, would read and sort the whole range (PostgreSQL)."""
+        name = "scan_ids_oldest" if oldest_first else "scan_ids"
+        above, below = bounds
+        window = SCAN_WINDOW
+        found: list[int] = []
+        while above < below and len(found) < limit:
+            if oldest_first:
+                part, above = (above, min(below, above + window)), min(below, above + window)
+            else:
+                part, below = (max(above, below - window), below), max(above, below - window)
+            params = {**self._scan(flt, part), "limit": limit - len(found)}
+            found.extend(int(r["id"]) for r in conn.execute(self.SQL[name], params))
+            window *= 2
+        return found
+
+    def _scan_pays(self, conn: Conn, flt: JobFilter, bounds: tuple[int, int]) -> bool:
+        """Whether to read the table in id order rather than each (queue, state) range of
+        the index: only when every row must be tested (text, task or time) and the
+        candidates are a quarter or more of the rows between the bounds. Then the index's
+        row-by-row lookups cost more than the table read straight through (a text over
+        COMPLETED, a third of 1M jobs: 0.35 s against 0.22 s). Counting the candidates stops
+        at that quarter, and reads the index only."""
+        if not _scans(flt):
+            return False
+        need = max(1, (bounds[1] - bounds[0]) // SCAN_SHARE)
+        seen = 0
+        for params in self._pairs(conn, flt, bounds):
+            found = conn.execute(self.SQL["count_in_state"], {**params, "limit": need - seen})
+            seen += int(found.fetchone()["n"])
+            if seen >= need:
+                return True
+        return False
+
+    def _scan(self, flt: JobFilter, bounds: tuple[int, int]) -> dict[str, Any]:
+        """The parameters of a scan in id order (``scan_ids``, ``scan_count``)."""
+        states = [str(s) for s in flt.states or State]
+        return {**self._conditions(flt, bounds), "queue": flt.queue, "states": self._list(states)}
+
+    def _conditions(self, flt: JobFilter, bounds: tuple[int, int]) -> dict[str, Any]:
+        return {
+            "above": bounds[0],
+            "below": bounds[1],
+            "pattern": like_pattern(flt.text),
+            "task": flt.task,
+            "created_from": _epoch(flt.created_from),
+            "created_to": _epoch(flt.created_to),
+        }
+
+    def _pairs(
+        self, conn: Conn, flt: JobFilter, bounds: tuple[int, int]
+    ) -> Iterator[dict[str, Any]]:
+        """The parameters of each (queue, state) the filter covers."""
+        if flt.queue is not None:
+            queues = [flt.queue]
+        else:
+            queues = [r["name"] for r in conn.execute(self.SQL["list_queues"], {})]
+        common = self._conditions(flt, bounds)
+        for queue in queues:
+            for state in flt.states or State:
+                yield {**common, "queue": queue, "status": str(state)}
+
+    def _id_bounds(
+        self, conn: Conn, flt: JobFilter, after: int | None, oldest_first: bool
+    ) -> tuple[int, int] | None:
+        """``above <= id < below`` for the filter and cursor, within the ids that exist;
+        None when that is empty. A time range becomes an id range too: ids grow with
+        enqueue time, so a binary search over ids finds where it starts and ends (allowing
+        CLOCK_SLACK_SECONDS, as producers commit a little out of clock order); the times
+        themselves are tested row by row."""
+        span = conn.execute(self.SQL["id_range"], {}).fetchone()
+        if span is None or span["low"] is None:
+            return None  # no jobs at all
+        low, high = int(span["low"]), int(span["high"]) + 1
+        above, below = low, high
+        if after is not None:
+            if oldest_first:
+                above = max(above, after + 1)
+            else:
+                below = min(below, after)
+        if flt.max_id is not None:
+            below = min(below, flt.max_id + 1)
+        if flt.created_from is not None or flt.created_to is not None:
+            if flt.created_from is not None:
+                start = flt.created_from.timestamp() - CLOCK_SLACK_SECONDS
+                above = max(above, self._first_id_at(conn, low, high, start))
+            if flt.created_to is not None:
+                end = flt.created_to.timestamp() + CLOCK_SLACK_SECONDS
+                below = min(below, self._first_id_at(conn, low, high, end))
+        return (above, below) if above < below else None
+
+    def _first_id_at(self, conn: Conn, low: int, high: int, moment: float) -> int:
+        """The least id from which on jobs were created at ``moment`` or later."""
+        while low < high:
+            middle = (low + high) // 2
+            row = conn.execute(self.SQL["first_job_from"], {"id": middle}).fetchone()
+            if row is None or float(row["created_at"]) >= moment:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
     # -- queues --------------------------------------------------------------------------
 
     def list_queues(self) -> list[QueueInfo]:
@@ -581,6 +788,35 @@ class SQLBackend(ABC):
                 lambda conn: conn.execute(self.SQL["prune_workers"], {"before": before}).rowcount
             )
         )
+
+
+#: How far out of clock order producers may commit (a producer reads the clock, then waits
+#: for the write lock): a time range's id bounds are widened by this much.
+CLOCK_SLACK_SECONDS = 120.0
+
+
+#: A scan in id order pays when the candidates are at least 1/SCAN_SHARE of the rows.
+SCAN_SHARE = 4
+#: Ids a scan for a page reads first; each next window is twice as wide.
+SCAN_WINDOW = 20_000
+
+
+def like_pattern(text: str | None) -> str | None:
+    """``text`` as a LIKE pattern matching it anywhere, its own ``%``, ``_`` and ``\\``
+    taken literally (the statements say ESCAPE '\\')."""
+    if text is None:
+        return None
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _scans(flt: JobFilter) -> bool:
+    """Whether matching needs more than the job's queue, state and id."""
+    return bool(flt.text or flt.task or flt.created_from or flt.created_to)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
 
 
 #: Owner writes that may hand the job back to PENDING: they clear ``worker`` and return the

@@ -1,4 +1,8 @@
-"""The Manager's job views: filter bar, paginated table, bulk actions and a job's detail.
+"""The Manager's job views: filter bar, paged table, bulk actions and a job's detail.
+
+Everything is read and changed through the Queue API: ``Queue.search`` (keyset pages),
+``Queue.count`` and ``Queue.resubmit_matching`` / ``cancel_matching`` (batched
+transactions in the database), never by reading jobs here to filter them.
 
 A rendered page of jobs is kept in session state until the filter, the page or the data
 changes on purpose (Refresh, an action). So a rerun caused by a click never reshuffles the
@@ -9,17 +13,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
 
-from persistq import search
 from persistq.errors import InvalidTransition, JobNotFound, QueueError
-from persistq.model import CANCELLABLE, RESUBMITTABLE, Job, State, encode_json, task_call
+from persistq.model import (
+    CANCELLABLE,
+    MAX_PAGE,
+    RESUBMITTABLE,
+    Job,
+    JobFilter,
+    JobPage,
+    State,
+    encode_json,
+    task_call,
+)
 from persistq.queue import Queue
-from persistq.search import JobFilter, JobPage
 from persistq.ui import common, timeline
 
 ALL = "(all)"
@@ -32,8 +44,8 @@ PERIODS: dict[str, int | None] = {
     "between…": -1,
 }
 PAGE_SIZES = (25, 50, 100, 200)
-#: Jobs a page may read to find matches of a text or time filter; "Search deeper" x4.
-SCAN_BUDGET = 20_000
+#: Jobs one call of a bulk action changes, between two moves of its progress bar.
+BULK_STEP = 5000
 Action = Callable[[int], Job]
 #: What each action's report says it did: a redrive is a resubmit, but it is not called one.
 DONE = {"Resubmit": "Resubmitted", "Redrive": "Redriven", "Cancel": "Cancelled"}
@@ -47,12 +59,11 @@ class View:
     oldest_first: bool
     page_size: int
     page: int
-    budget: int
 
 
 @dataclass(slots=True)
 class Outcome:
-    """What a bulk action did to the jobs it was given."""
+    """What an action did to the jobs it was given."""
 
     done: int = 0
     refused: int = 0  # their state does not allow the action (InvalidTransition)
@@ -71,21 +82,14 @@ class Outcome:
 
 
 def apply(
-    action: Action,
-    q: Queue,
-    ids: Sequence[int],
-    flt: JobFilter | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    action: Action, ids: Sequence[int], on_progress: Callable[[int], None] | None = None
 ) -> Outcome:
-    """Run ``action`` on each job; with ``flt``, only on jobs that still match it."""
+    """Run ``action`` on each job of a selection."""
     outcome = Outcome()
     for done, job_id in enumerate(ids, 1):
         try:
-            if flt is not None and not flt.matches(q.get(job_id)):
-                outcome.changed += 1
-            else:
-                action(job_id)
-                outcome.done += 1
+            action(job_id)
+            outcome.done += 1
         except JobNotFound:
             outcome.gone += 1
         except InvalidTransition:
@@ -138,7 +142,7 @@ def filter_bar(
     created_from, created_to = _period(period, key)
     flt = JobFilter(
         queue=None if chosen_queue == ALL else chosen_queue,
-        status=status,
+        states=() if status is None else (status,),
         text=text.strip() or None,
         created_from=created_from,
         created_to=created_to,
@@ -168,7 +172,7 @@ def _period(period: str, key: str) -> tuple[datetime | None, datetime | None]:
 def describe(flt: JobFilter) -> str:
     parts = [
         f"queue `{flt.queue}`" if flt.queue else "every queue",
-        f"state {flt.status}" if flt.status else "every state",
+        f"state {', '.join(flt.states)}" if flt.states else "every state",
     ]
     if flt.task:
         parts.append(f"task `{common.clip(flt.task, 40)}`")
@@ -178,6 +182,21 @@ def describe(flt: JobFilter) -> str:
         start = common.when(flt.created_from) or "…"
         parts.append(f"enqueued {start} to {common.when(flt.created_to) or 'now'} UTC")
     return ", ".join(parts)
+
+
+def _scans(flt: JobFilter) -> bool:
+    """Whether the filter tests more than queue and state, so the statistics' counts per
+    queue and state do not give its total."""
+    return bool(flt.text or flt.task or flt.created_from or flt.created_to)
+
+
+def plain_total(report: dict[str, Any], flt: JobFilter) -> int:
+    """Jobs of the filter's queue and states, from the counts of ``Queue.stats``."""
+    total = 0
+    for name, row in report["queues"].items():
+        if flt.queue is None or name == flt.queue:
+            total += sum(int(row.get(str(state), 0)) for state in flt.states or State)
+    return total
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -194,28 +213,23 @@ def job_table(
     verbs: tuple[str, str] = ("Resubmit", "Cancel"),
     live: bool = False,
 ) -> list[Job]:
-    """The paginated table with row selection and actions on the selection; returns the
+    """The paged table with row selection and actions on the selection; returns the
     selected jobs. ``live``: read again on every run, except while rows are selected."""
-    budget_key = f"{key}_budget"
     page_key = f"{key}_page"
     base = (flt, oldest_first, page_size)
     if st.session_state.get(f"{key}_base") != base:  # a new filter starts on page 1
         st.session_state[f"{key}_base"] = base
         st.session_state[page_key] = 1
-        st.session_state[budget_key] = SCAN_BUDGET
+        st.session_state[f"{key}_cursors"] = {1: None}
     top = st.columns([1, 1, 6], vertical_alignment="bottom")
     page = int(top[0].number_input("Page", min_value=1, step=1, key=page_key))
     if top[1].button("Refresh", key=f"{key}_refresh", help="Read the jobs again"):
         invalidate(key)
     if live and not _selected_rows(key):
         invalidate(key)
-    view = View(flt, oldest_first, page_size, page, int(st.session_state[budget_key]))
-    result = _page(q, report, view, key)
-    top[2].caption(_caption(result, view))
-    deeper = not result.complete and flt.needs_scan
-    if deeper and st.button("Search deeper", key=f"{key}_deeper", help="Read 4x more jobs"):
-        st.session_state[budget_key] = view.budget * 4
-        st.rerun()
+    view = View(flt, oldest_first, page_size, page)
+    result = _page(q, view, key)
+    top[2].caption(_caption(report, result, view))
     table_key = f"{key}_table_{st.session_state[f'{key}_generation']}"
     rows = common.job_rows(result.jobs)
     shown = common.table(
@@ -254,21 +268,44 @@ def queue_summary(report: dict[str, Any], queue_name: str | None) -> None:
     st.markdown("\n\n".join(f"{common.badge(s)} **{common.count(counts[str(s)])}**" for s in State))
 
 
-def _page(q: Queue, report: dict[str, Any], view: View, key: str) -> JobPage:
+def _cursor(q: Queue, view: View, key: str) -> tuple[int | None, bool]:
+    """The ``after`` of the view's page, and whether that page exists. Cursors of pages
+    seen are kept per filter; a page further on is reached from the nearest one before it,
+    reading up to MAX_PAGE jobs per step (a jump of many pages costs a few queries)."""
+    cursors: dict[int, int | None] = st.session_state.setdefault(f"{key}_cursors", {1: None})
+    known = max(p for p in cursors if p <= view.page)
+    while known < view.page:
+        pages = min(view.page - known, MAX_PAGE // view.page_size)
+        step = q.search(
+            view.flt,
+            after=cursors[known],
+            limit=pages * view.page_size,
+            oldest_first=view.oldest_first,
+        )
+        for n in range(1, pages + 1):
+            end = n * view.page_size
+            if end < len(step.jobs):
+                cursors[known + n] = step.jobs[end - 1].id
+            elif end == len(step.jobs) and step.next is not None:
+                cursors[known + n] = step.next
+        if known + pages not in cursors:
+            return None, False
+        known += pages
+    return cursors[view.page], True
+
+
+def _page(q: Queue, view: View, key: str) -> JobPage:
     """The jobs of ``view``, read once and kept until the view changes or is invalidated."""
     shown = st.session_state.get(f"{key}_shown")
     if shown is not None and shown[0] == view:
         page: JobPage = shown[1]
         return page
-    page = search.find_jobs(
-        q,
-        view.flt,
-        limit=view.page_size,
-        offset=(view.page - 1) * view.page_size,
-        oldest_first=view.oldest_first,
-        max_scan=view.budget,
-        stats_report=report,
-    )
+    after, exists = _cursor(q, view, key)
+    page = JobPage([], None)
+    if exists:
+        page = q.search(view.flt, after=after, limit=view.page_size, oldest_first=view.oldest_first)
+        if page.next is not None:
+            st.session_state[f"{key}_cursors"][view.page + 1] = page.next
     before = st.session_state.get(f"{key}_last_jobs")
     st.session_state[f"{key}_shown"] = (view, page)
     st.session_state[f"{key}_last_jobs"] = page.jobs
@@ -279,25 +316,17 @@ def _page(q: Queue, report: dict[str, Any], view: View, key: str) -> JobPage:
     return page
 
 
-def _caption(result: JobPage, view: View) -> str:
+def _caption(report: dict[str, Any], result: JobPage, view: View) -> str:
     first = (view.page - 1) * view.page_size + 1
     last = first + len(result.jobs) - 1
     count = common.count
     rows = f"rows {count(first)}–{count(last)}" if result.jobs else "no rows on this page"
-    if result.total is not None and result.complete and not view.flt.needs_scan:
-        pages = max(1, math.ceil(result.total / view.page_size))
-        return (
-            f"{rows} of {count(result.total)} jobs · {count(pages)} page(s) · "
-            "click a row to select it"
-        )
-    if result.complete:
-        return (
-            f"{rows} of {count(result.total or 0)} matching jobs (searched {count(result.scanned)})"
-        )
-    return (
-        f"{rows} · searched {count(result.scanned)} jobs so far; more may match further back "
-        "(narrow by queue, state or time, or search deeper)"
-    )
+    if not _scans(view.flt):
+        total = plain_total(report, view.flt)
+        pages = max(1, math.ceil(total / view.page_size))
+        return f"{rows} of {count(total)} jobs · {count(pages)} page(s) · click a row to select it"
+    more = "more on the next page" if result.next is not None else "the last page"
+    return f"{rows} of the matching jobs · {more} · “Count matching jobs” below counts them all"
 
 
 def _selection_actions(q: Queue, selected: list[Job], key: str, verbs: tuple[str, str]) -> None:
@@ -305,10 +334,10 @@ def _selection_actions(q: Queue, selected: list[Job], key: str, verbs: tuple[str
     left, middle, right = st.columns([2, 2, 5], vertical_alignment="center")
     n = len(selected)
     if left.button(f"{resubmit} selected ({n})", key=f"{key}_resubmit_sel", disabled=not n):
-        _report(apply(q.resubmit, q, [j.id for j in selected]), resubmit)
+        _report(apply(q.resubmit, [j.id for j in selected]), resubmit)
         _after_action(key)
     if middle.button(f"{cancel} selected ({n})", key=f"{key}_cancel_sel", disabled=not n):
-        _report(apply(q.cancel, q, [j.id for j in selected]), cancel)
+        _report(apply(q.cancel, [j.id for j in selected]), cancel)
         _after_action(key)
     right.caption("Select rows with the checkboxes at their left; one selected row opens below.")
 
@@ -326,10 +355,18 @@ def _after_action(key: str) -> None:
 # -- every job that matches -----------------------------------------------------------------
 
 
+def count_by_state(q: Queue, flt: JobFilter) -> dict[State, int]:
+    """Matching jobs per state: one count each, so a text over the many COMPLETED jobs
+    and one over the few FAILED are each read the cheapest way (see ``Queue.count``)."""
+    return {state: q.count(replace(flt, states=(state,))) for state in flt.states or State}
+
+
 def bulk_box(
     q: Queue, report: dict[str, Any], flt: JobFilter, key: str, *, verbs: tuple[str, str]
 ) -> None:
-    """Count every job matching the filter, then act on exactly those, after confirmation."""
+    """Count every job matching the filter, then act on those, after confirmation: in the
+    database, a batch per transaction, on jobs that still match then and are no newer than
+    the count."""
     resubmit, cancel = verbs
     snap_key = f"{key}_snapshot"
     snapshot = st.session_state.get(snap_key)
@@ -339,58 +376,60 @@ def bulk_box(
     with st.expander("Act on all jobs that match this filter", expanded=snapshot is not None):
         st.caption(f"Filter: {describe(flt)}.")
         if st.button("Count matching jobs", key=f"{key}_count"):
-            bar = st.progress(0.0, text="counting…")
-            candidates = search.candidate_count(report, flt)
-
-            def progress(read: int, matched: int) -> None:
-                share = min(1.0, read / candidates) if candidates else 1.0
-                bar.progress(
-                    share, text=f"read {common.count(read)} jobs, {common.count(matched)} match"
-                )
-
-            found = search.matching_jobs(q, flt, on_progress=progress, stats_report=report)
-            bar.empty()
-            snapshot = {"filter": flt, "found": found, "at": datetime.now(UTC)}
+            newest = q.search(JobFilter(), limit=1).jobs
+            bounded = replace(flt, max_id=newest[0].id if newest else 0)
+            snapshot = {
+                "filter": flt,
+                "bounded": bounded,
+                "counts": count_by_state(q, bounded),
+                "at": datetime.now(UTC),
+            }
             st.session_state[snap_key] = snapshot
         if snapshot is None:
-            st.caption("Counting reads the matching jobs once; nothing changes until you confirm.")
+            st.caption("Counting changes nothing; nothing changes until you confirm.")
             return
-        found = snapshot["found"]
-        n = len(found)
+        counts: dict[State, int] = snapshot["counts"]
+        n = sum(counts.values())
         # Each button counts, and acts on, only the jobs whose state allows its action.
-        to_resubmit = [i for i, state in found if state in RESUBMITTABLE]
-        to_cancel = [i for i, state in found if state in CANCELLABLE]
+        to_resubmit = sum(c for s, c in counts.items() if s in RESUBMITTABLE)
+        to_cancel = sum(c for s, c in counts.items() if s in CANCELLABLE)
         st.markdown(
             f"**{common.count(n)}** job(s) match (counted at {common.when(snapshot['at'])} UTC). "
-            "Only these are acted on, and each only if it still matches then."
+            "Jobs enqueued since are left out, and each job is acted on only if it still "
+            "matches then."
         )
         sure = st.checkbox(f"Yes, act on these {common.count(n)} jobs", key=f"{key}_sure")
         left, right = st.columns(2)
         go_resubmit = left.button(
-            f"{resubmit} all {common.count(len(to_resubmit))}",
+            f"{resubmit} all {common.count(to_resubmit)}",
             key=f"{key}_resubmit_all",
             disabled=not (sure and to_resubmit),
             type="primary",
         )
         go_cancel = right.button(
-            f"{cancel} all {common.count(len(to_cancel))}",
+            f"{cancel} all {common.count(to_cancel)}",
             key=f"{key}_cancel_all",
             disabled=not (sure and to_cancel),
         )
         if go_resubmit or go_cancel:
-            action = q.resubmit if go_resubmit else q.cancel
-            ids = to_resubmit if go_resubmit else to_cancel
+            act = q.resubmit_matching if go_resubmit else q.cancel_matching
+            expected = to_resubmit if go_resubmit else to_cancel
             bar = st.progress(0.0, text="working…")
-
-            def advance(done: int) -> None:
-                bar.progress(
-                    done / len(ids), text=f"{common.count(done)} of {common.count(len(ids))}"
-                )
-
-            outcome = apply(action, q, ids, flt, advance)
+            done, after = 0, None
+            while True:
+                step = act(snapshot["bounded"], after=after, limit=BULK_STEP)
+                done += step.done
+                after = step.next
+                share = min(1.0, done / expected) if expected else 1.0
+                bar.progress(share, text=f"{common.count(done)} of {common.count(expected)}")
+                if after is None:
+                    break
             st.session_state.pop(snap_key, None)
             st.session_state.pop(f"{key}_sure", None)
-            _report(outcome, resubmit if go_resubmit else cancel)
+            _report(
+                Outcome(done=done, changed=max(0, expected - done)),
+                resubmit if go_resubmit else cancel,
+            )
             _after_action(key)
 
 

@@ -1,8 +1,8 @@
 """The Manager web UI (``persistq ui manager``, port 8501): jobs, dead letters, enqueue, queues.
 
 A Streamlit script: Streamlit runs it top to bottom on every click. It reads and writes
-through the Queue API, the read models of :mod:`persistq.insights` and the job search of
-:mod:`persistq.search`, never SQL; each page queries only what it shows (counts come from
+through the Queue API (its job search included) and the read models of
+:mod:`persistq.insights`, never SQL; each page queries only what it shows (counts come from
 the per-state statistics).
 """
 

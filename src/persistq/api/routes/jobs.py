@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from persistq.api.deps import (
     JobId,
@@ -25,9 +26,13 @@ from persistq.api.schemas import (
     MAX_WAIT_SECONDS,
     QUEUE_NAME_PATTERN,
     BatchIn,
+    BulkIn,
+    BulkOut,
     ClaimIn,
     ClaimManyIn,
     CompleteIn,
+    CountIn,
+    CountOut,
     CrashedIn,
     ErrorOut,
     EventOut,
@@ -38,6 +43,8 @@ from persistq.api.schemas import (
     LeasedJobOut,
     LeaseIn,
     ReleaseIn,
+    SearchIn,
+    SearchOut,
 )
 from persistq.model import INT64_MAX, Event, Job, State
 from persistq.queue import Queue
@@ -278,6 +285,52 @@ def list_jobs(
     """Jobs, newest first, optionally of one state and queue (in a thread: a large offset
     is slow)."""
     return jobs_response(q.jobs(status=status, queue=queue, limit=limit, offset=offset))
+
+
+# The search routes take their filter as a JSON body (a list of states, times), so they
+# are POSTs; search and count change nothing.
+@router.post("/jobs/search", operation_id="search_jobs", response_model=SearchOut)
+async def search(body: SearchIn, q: QueueDep) -> Response:
+    """A page of the jobs matching `filter`, newest (or oldest) first. Keyset paging: pass
+    the answer's `next` as `after` for the following page."""
+    page = await in_thread(
+        lambda: q.search(
+            body.filter.to_filter(),
+            after=body.after,
+            limit=body.limit,
+            oldest_first=body.oldest_first,
+        )
+    )
+    return JSONResponse({"jobs": [job.to_dict() for job in page.jobs], "next": page.next})
+
+
+@router.post("/jobs/count", operation_id="count_jobs")
+async def count(body: CountIn, q: QueueDep) -> CountOut:
+    """How many jobs match `filter`."""
+    return CountOut(count=await in_thread(lambda: q.count(body.filter.to_filter())))
+
+
+@router.post("/jobs/resubmit", operation_id="resubmit_matching")
+async def resubmit_matching(body: BulkIn, q: QueueDep) -> BulkOut:
+    """Resubmit the jobs matching `filter` that may be (FAILED, UNPROCESSABLE, CANCELLED,
+    COMPLETED), newest first, at most `limit`, `batch` per transaction. Bad input changes
+    nothing; `next` says where to go on (as `after`) when `limit` stopped it."""
+    flt = body.filter.to_filter()
+    done = await in_thread(
+        lambda: q.resubmit_matching(flt, after=body.after, limit=body.limit, batch=body.batch)
+    )
+    return BulkOut(done=done.done, next=done.next)
+
+
+@router.post("/jobs/cancel", operation_id="cancel_matching")
+async def cancel_matching(body: BulkIn, q: QueueDep) -> BulkOut:
+    """Cancel the jobs matching `filter` that may be (PENDING, FAILED, UNPROCESSABLE;
+    PROCESSING: cancel requested), as `/jobs/resubmit` does."""
+    flt = body.filter.to_filter()
+    done = await in_thread(
+        lambda: q.cancel_matching(flt, after=body.after, limit=body.limit, batch=body.batch)
+    )
+    return BulkOut(done=done.done, next=done.next)
 
 
 @router.get("/jobs/{id}", operation_id="get_job", response_model=JobOut, responses=NOT_FOUND)

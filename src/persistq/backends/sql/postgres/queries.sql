@@ -377,3 +377,108 @@ DELETE FROM workers WHERE last_seen_at < to_timestamp(%(before)s);
 -- Lifetime counts per queue (enqueued, completed, failed, unprocessable, cancelled,
 -- retried, lease_expired), kept by the triggers of the counters migration.
 SELECT queue, name, value FROM counters ORDER BY queue, name;
+
+-- name: search_ids
+-- As SQLite's: one (queue, state) range of jobs_state below the cursor. ILIKE folds every
+-- letter here (SQLite's LIKE, ASCII only).
+SELECT id FROM jobs
+WHERE queue = %(queue)s AND status = %(status)s AND id >= %(above)s AND id < %(below)s
+  AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
+  AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
+  AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\')
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: search_ids_oldest
+SELECT id FROM jobs
+WHERE queue = %(queue)s AND status = %(status)s AND id >= %(above)s AND id < %(below)s
+  AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
+  AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
+  AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\')
+ORDER BY id LIMIT %(limit)s;
+
+-- name: count_matching
+SELECT count(*) AS n FROM jobs
+WHERE queue = %(queue)s AND status = %(status)s AND id >= %(above)s AND id < %(below)s
+  AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
+  AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
+  AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\');
+
+-- name: count_in_state
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM jobs
+    WHERE queue = %(queue)s AND status = %(status)s AND id >= %(above)s AND id < %(below)s
+    LIMIT %(limit)s) AS candidates;
+
+-- name: scan_ids
+-- As SQLite's, without its NOT INDEXED: the planner chooses how to read the table.
+SELECT id FROM jobs
+WHERE id >= %(above)s AND id < %(below)s
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) AND status = ANY(%(states)s)
+  AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
+  AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
+  AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\')
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: scan_ids_oldest
+SELECT id FROM jobs
+WHERE id >= %(above)s AND id < %(below)s
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) AND status = ANY(%(states)s)
+  AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
+  AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
+  AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\')
+ORDER BY id LIMIT %(limit)s;
+
+-- name: scan_count
+SELECT count(*) AS n FROM jobs
+WHERE id >= %(above)s AND id < %(below)s
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) AND status = ANY(%(states)s)
+  AND (%(created_from)s::float8 IS NULL OR created_at >= to_timestamp(%(created_from)s::float8))
+  AND (%(created_to)s::float8 IS NULL OR created_at < to_timestamp(%(created_to)s::float8))
+  AND (%(task)s::text IS NULL OR (payload::json ->> 'task') = %(task)s::text)
+  AND (%(pattern)s::text IS NULL OR payload ILIKE %(pattern)s::text ESCAPE '\'
+       OR last_error ILIKE %(pattern)s::text ESCAPE '\');
+
+-- name: id_range
+SELECT min(id) AS low, max(id) AS high FROM jobs;
+
+-- name: first_job_from
+SELECT id, extract(epoch FROM created_at)::double precision AS created_at FROM jobs
+WHERE id >= %(id)s ORDER BY id LIMIT 1;
+
+-- name: get_jobs
+SELECT * FROM jobs WHERE id = ANY(%(ids)s);
+
+-- name: resubmit_jobs
+UPDATE jobs
+SET status = 'PENDING', attempts = 0, run_at = persistq_now(%(now)s), worker = NULL,
+    lease_token = NULL, lease_seconds = NULL, lease_expires_at = NULL, cancel_requested = false,
+    result = NULL, started_at = NULL, finished_at = NULL, updated_at = persistq_now(%(now)s)
+WHERE id = ANY(%(ids)s) AND status IN ('FAILED', 'UNPROCESSABLE', 'CANCELLED', 'COMPLETED')
+RETURNING id;
+
+-- name: cancel_jobs
+UPDATE jobs
+SET status = 'CANCELLED', lease_token = NULL, lease_expires_at = NULL,
+    finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
+WHERE id = ANY(%(ids)s) AND status IN ('PENDING', 'FAILED', 'UNPROCESSABLE')
+RETURNING id;
+
+-- name: request_cancel_jobs
+UPDATE jobs
+SET cancel_requested = true, updated_at = persistq_now(%(now)s)
+WHERE id = ANY(%(ids)s) AND status = 'PROCESSING' AND NOT cancel_requested
+RETURNING id;
+
+-- name: insert_events_of_jobs
+INSERT INTO events (job_id, at, kind)
+SELECT t.id, persistq_now(%(now)s), %(kind)s FROM unnest(%(ids)s::bigint[]) AS t(id);
