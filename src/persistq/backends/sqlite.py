@@ -324,7 +324,11 @@ class SQLiteBackend(SQLBackend):
             self._queued.append(call)
             leads = not self._leading
             self._leading = True
-        if not leads:
+        if leads:
+            # Not a delay: a yield, so that threads already runnable (those the previous
+            # commit just answered, on their way back) queue behind this one first.
+            time.sleep(0)
+        else:
             call.ready.wait()
             if call.done:
                 return
