@@ -185,7 +185,7 @@ class SQLiteBackend(SQLBackend):
         self.path, self._synchronous, grouping = parse_sqlite_url(url)
         #: 1: every call its own transaction (``?group_commit=off``).
         self._group_max = max(1, group_commit_max) if grouping else 1
-        #: Groups committed, by size (the bench and tests read it).
+        #: Groups run (committed or failed), by size: the bench and tests read it.
         self.group_sizes: Counter[int] = Counter()
         # Absolute once: a later chdir must not point the checks at another file.
         self._absolute = os.path.abspath(self.path)
@@ -213,6 +213,7 @@ class SQLiteBackend(SQLBackend):
         self._queued: deque[_Call[Any]] = deque()
         self._queue_lock = threading.Lock()
         self._leading = False
+        self._last_group = 1
 
     # -- connection and transactions ------------------------------------------------
 
@@ -324,11 +325,12 @@ class SQLiteBackend(SQLBackend):
             self._queued.append(call)
             leads = not self._leading
             self._leading = True
-        if leads:
-            # Not a delay: a yield, so that threads already runnable (those the previous
-            # commit just answered, on their way back) queue behind this one first.
+        if leads and self._last_group > 1:
+            # Not a delay: a yield, so that the threads the previous group just answered,
+            # on their way back, queue behind this one first. A caller alone (the last
+            # group was its own) does not pay for this syscall.
             time.sleep(0)
-        else:
+        elif not leads:
             call.ready.wait()
             if call.done:
                 return
@@ -363,6 +365,9 @@ class SQLiteBackend(SQLBackend):
         """Run every call of ``group`` in one transaction and commit it; set each call's
         answer. A busy file retries the whole group; a storage error, or a failed commit,
         is every call's answer. Raises only what is no Exception (the group rolled back)."""
+        self._last_group = len(group)
+        with self._changed:
+            self.group_sizes[len(group)] += 1
         try:
             self._retrying(lambda: self._attempt(group))
         except Exception as exc:
@@ -371,9 +376,8 @@ class SQLiteBackend(SQLBackend):
             return
         done = [call for call in group if call.error is None]
         # Other processes notice through PRAGMA data_version; this one's waiters here.
-        with self._changed:
-            self.group_sizes[len(group)] += 1
-            if done:
+        if done:
+            with self._changed:
                 self._local_commits += len(done)
                 self._local_writes += sum(call.wakes for call in done)
                 self._changed.notify_all()
