@@ -108,6 +108,16 @@ def add_poison_trigger(url: str) -> None:
     conn.close()
 
 
+def lease_tokens(url: str) -> dict[int, str]:
+    """The lease token of every PROCESSING job (the library hands them only to holders)."""
+    conn = sqlite3.connect(sqlite_path(url))
+    try:
+        query = "SELECT id, lease_token FROM jobs WHERE status = 'PROCESSING'"
+        return dict(conn.execute(query))
+    finally:
+        conn.close()
+
+
 def lines_of(path: Path) -> list[list[str]]:
     text = path.read_text()
     return [line.split() for line in text[: text.rfind("\n") + 1].splitlines()]
@@ -150,7 +160,7 @@ def run_rounds(q: Queue, url: str, tmp_path: Path) -> None:
         found = lines_of(out)
         lines += found
         groups = [words for words in found if words[0] == "groups"]
-        if groups:
+        if groups and groups[-1][1:]:
             sizes = Counter({int(s): int(n) for s, n in (w.split(":") for w in groups[-1][1:])})
             largest[max(sizes)] += 1
     said = Counter(words[0] for words in lines)
@@ -160,8 +170,11 @@ def run_rounds(q: Queue, url: str, tmp_path: Path) -> None:
 
     assert not [w for w in lines if w[0] == "accepted-poison"]
     jobs = {}
-    while page := q.jobs(limit=10_000, offset=len(jobs)):
+    while True:
+        page = q.jobs(limit=10_000, offset=len(jobs))
         jobs.update((job.id, job) for job in page)
+        if len(page) < 10_000:
+            break
     payloads = Counter(
         (job.payload["r"], job.payload["t"], job.payload["n"]) for job in jobs.values()
     )
@@ -183,9 +196,7 @@ def run_rounds(q: Queue, url: str, tmp_path: Path) -> None:
     completed = {int(w[1]): int(w[2]) for w in lines if w[0] == "completed"}
     for job_id, result in completed.items():
         assert (jobs[job_id].status, jobs[job_id].result) == (State.COMPLETED, result), job_id
-    conn = sqlite3.connect(sqlite_path(url))
-    tokens = dict(conn.execute("SELECT id, lease_token FROM jobs WHERE status = 'PROCESSING'"))
-    conn.close()
+    tokens = lease_tokens(url)
     in_flight = 0
     for w in lines:
         if w[0] == "claimed" and int(w[1]) not in completed:
