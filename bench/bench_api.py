@@ -56,6 +56,8 @@ def start_server(url: str, directory: Path) -> tuple[subprocess.Popen[bytes], st
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
     env["PERSISTQ_API_TOKEN"] = TOKEN
+    # the server opens only a database that exists (create=False)
+    subprocess.run([sys.executable, "-m", "persistq", "--url", url, "init"], env=env, check=True)
     command = [sys.executable, "-m", "persistq", "--url", url, "api", "--port", str(port)]
     command += ["--no-access-log", "--log-level", "warning"]
     log = (directory / "api.log").open("wb")

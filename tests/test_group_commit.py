@@ -10,7 +10,11 @@ that group, which ``backend.group_sizes`` shows committed as one.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -420,3 +424,49 @@ def tempfile_dir(tmp_path: Path) -> Path:
     folder = tmp_path / f"example-{next(_examples)}"
     folder.mkdir()
     return folder
+
+
+HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()  # held until killed (a forked child holds the pipe open too)
+"""
+
+
+def test_a_child_forked_while_a_group_waits_writes_on_its_own(q: Queue, path: Path) -> None:
+    """At the fork another thread leads a group (it waits on a lock another process holds):
+    the child has no such thread, so it must start with no leader and its own connection.
+    (The holder is another process: SQLite's locks of this process's own connections would
+    be the child's too.)"""
+    backend = backend_of(q)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+    leader = threading.Thread(target=lambda: q.enqueue("parent"))
+    leader.start()
+    wait_until(lambda: backend._leading, "the parent's leader waits")
+    pid = os.fork()
+    if pid == 0:  # the child: enqueue once the lock is free, then leave without cleanup
+        code = 1
+        try:
+            q.enqueue("child")
+            code = 0
+        finally:
+            os._exit(code)
+    holder.kill()  # the lock goes with its process
+    holder.wait(30)
+    leader.join(30)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the child hung: it waited for the parent's leader")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert sorted(j.payload for j in q.jobs()) == ["child", "parent"]
+    q.enqueue("after")  # the parent's own groups go on
+    assert len(q.jobs()) == 3
