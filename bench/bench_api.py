@@ -7,6 +7,7 @@ operation for both, and whether the API adds at most 2 ms p50 per call (the targ
 
     .venv/bin/python bench/bench_api.py                     # 3 rounds of 4 x 500 jobs
     .venv/bin/python bench/bench_api.py --jobs 2000 --durability normal --repeat 5
+    .venv/bin/python bench/bench_api.py --clients 16 --group-commit off   # issue 14
 
 The API runs as a real ``persistq api`` process (uvicorn, access log off) on 127.0.0.1,
 on its own SQLite file; the library runs in this process on another file with the same
@@ -55,6 +56,8 @@ def start_server(url: str, directory: Path) -> tuple[subprocess.Popen[bytes], st
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
     env["PERSISTQ_API_TOKEN"] = TOKEN
+    # the server opens only a database that exists (create=False)
+    subprocess.run([sys.executable, "-m", "persistq", "--url", url, "init"], env=env, check=True)
     command = [sys.executable, "-m", "persistq", "--url", url, "api", "--port", str(port)]
     command += ["--no-access-log", "--log-level", "warning"]
     log = (directory / "api.log").open("wb")
@@ -203,15 +206,25 @@ def print_round(library: Summary, api: Summary) -> None:
 
 
 def main() -> None:
+    global CLIENTS  # the one setting the phases read
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=500, help="jobs per client per phase")
     parser.add_argument("--durability", choices=("full", "normal"), default="full")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; verdict on the median")
+    parser.add_argument("--clients", type=int, default=CLIENTS, help="concurrent clients")
+    parser.add_argument(
+        "--group-commit", choices=("on", "off"), default="on", help="SQLite group commit"
+    )
     args = parser.parse_args()
-    query = "?synchronous=normal" if args.durability == "normal" else ""
+    CLIENTS = args.clients
+    options = [f"synchronous={args.durability}"] if args.durability == "normal" else []
+    if args.group_commit == "off":
+        options.append("group_commit=off")
+    query = f"?{'&'.join(options)}" if options else ""
     print(
         f"persistq REST API vs library: {CLIENTS} concurrent clients x {args.jobs} jobs, "
-        f"SQLite synchronous={args.durability.upper()}, {os.cpu_count()} cores, "
+        f"SQLite synchronous={args.durability.upper()}, group commit {args.group_commit}, "
+        f"{os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
     rounds = []

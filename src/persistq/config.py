@@ -46,6 +46,9 @@ class Settings:
     max_payload_bytes: int = 1024 * 1024
     #: How long a write waits for a busy SQLite file before giving up with StorageBusy.
     busy_timeout_seconds: float = 60.0
+    #: Most write calls of one process that SQLite commits together (group commit; 1: each
+    #: call its own transaction, as ``?group_commit=off`` in the URL).
+    group_commit_max: int = 64
     #: Most connections one process opens to PostgreSQL.
     pg_pool_size: int = 10
     #: The demo file task's simulated work, "min-max" seconds or one number.
@@ -99,6 +102,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("task_delay", "PERSISTQ_TASK_DELAY", str),
     ("files_dir", "PERSISTQ_FILES_DIR", str),
     ("pg_pool_size", "PERSISTQ_PG_POOL_SIZE", int),
+    ("group_commit_max", "PERSISTQ_GROUP_COMMIT_MAX", int),
     ("worker_retention_seconds", "PERSISTQ_WORKER_RETENTION_SECONDS", float),
     ("unknown_task_seconds", "PERSISTQ_UNKNOWN_TASK_SECONDS", float),
     ("metrics_buckets", "PERSISTQ_METRICS_BUCKETS", buckets),

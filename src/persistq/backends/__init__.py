@@ -16,7 +16,12 @@ def open_backend(settings: Settings, *, create: bool = True) -> Backend:
     if url.startswith("sqlite:"):
         from persistq.backends.sqlite import SQLiteBackend
 
-        return SQLiteBackend(url, busy_timeout_seconds=settings.busy_timeout_seconds, create=create)
+        return SQLiteBackend(
+            url,
+            busy_timeout_seconds=settings.busy_timeout_seconds,
+            create=create,
+            group_commit_max=settings.group_commit_max,
+        )
     if url.startswith(("postgresql:", "postgres:")):
         try:
             from persistq.backends.postgres import PostgresBackend

@@ -9,22 +9,31 @@ directories), and SQLite is never left to create it. Before each use the backend
 that the file at the path is still the one it opened (device and inode, one ``stat``): an
 open connection to a deleted or replaced file would go on committing into a file no one
 can open again, so it raises :class:`StorageReplaced` instead.
+
+Group commit: concurrent writes of one process share one transaction. The first caller
+becomes the leader; the calls queued while the previous commit ran (at most
+``group_commit_max``) run one after another, each under its own savepoint, and commit once.
+Each caller is answered after that commit; a call whose work fails is rolled back to its
+savepoint and fails alone. There is no fixed delay: a lone caller runs at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
 import sqlite3
 import threading
 import time
+import weakref
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from persistq.backends.base import NewJob, no_database
@@ -65,10 +74,23 @@ _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_SN
 #: beyond that. SQLite gives the -wal and -shm files the database file's mode.
 FILE_MODE = 0o640
 DIRECTORY_MODE = 0o750
+#: Most write calls one group commit holds (Settings.group_commit_max): bounds how long a
+#: read of this process waits behind a group (reads share the one connection).
+GROUP_COMMIT_MAX = 64
+#: Storage errors that end the whole group: every caller of the transaction gets them.
+_GROUP_ERRORS = (StorageBusy, StorageFull, StorageCorrupt, StorageUnavailable)
 
 
-def parse_sqlite_url(url: str) -> tuple[Path, str]:
-    """``sqlite:///rel/path.db`` or ``sqlite:////abs/path.db``, optional ``?synchronous=``."""
+class SQLiteURL(NamedTuple):
+    path: Path
+    synchronous: str
+    #: False with ``?group_commit=off``: one transaction per write call, for comparison.
+    group_commit: bool
+
+
+def parse_sqlite_url(url: str) -> SQLiteURL:
+    """``sqlite:///rel/path.db`` or ``sqlite:////abs/path.db``, optional ``?synchronous=``
+    and ``?group_commit=``."""
     parts = split_sqlite_url(url)
     if parts is None:
         raise StorageUnavailable(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
@@ -76,13 +98,16 @@ def parse_sqlite_url(url: str) -> tuple[Path, str]:
     if not rest:
         raise StorageUnavailable(f"SQLite URL {url!r} names no file")
     options = dict(part.partition("=")[::2] for part in query.split("&") if part)
-    unknown = set(options) - {"synchronous"}
+    unknown = set(options) - {"synchronous", "group_commit"}
     if unknown:
         raise StorageUnavailable(f"unknown SQLite URL option(s): {', '.join(sorted(unknown))}")
     sync = options.get("synchronous", "full").lower()
     if sync not in _SYNCHRONOUS:
         raise StorageUnavailable(f"synchronous={sync!r}: use full (default) or normal")
-    return Path(rest), _SYNCHRONOUS[sync]
+    group = options.get("group_commit", "on").lower()
+    if group not in ("on", "off"):
+        raise StorageUnavailable(f"group_commit={group!r}: use on (default) or off")
+    return SQLiteURL(Path(rest), _SYNCHRONOUS[sync], group == "on")
 
 
 def translate(exc: sqlite3.Error, path: Path) -> StorageError:
@@ -121,23 +146,53 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return name in _BUSY or "database is locked" in str(exc)
 
 
+class _Call(Generic[T]):
+    """One write call waiting in a group: set by the leader, read by its caller."""
+
+    __slots__ = ("done", "error", "ready", "result", "wakes", "work")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], T], wakes: bool) -> None:
+        self.work, self.wakes = work, wakes
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        #: Answered (result or error); else, when ``ready`` is set, this caller now leads.
+        self.done = False
+        self.ready = threading.Event()
+
+    def answer(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]  # set by a work that returned
+
+
+#: Backends of this process, to reset their groups in a forked child.
+_BACKENDS: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
+
+
 class SQLiteBackend(SQLBackend):
     SQL = SQL
     wakes_only_for_claimable_jobs = False
 
     def __init__(
-        self, url: str, *, busy_timeout_seconds: float = 60.0, create: bool = True
+        self,
+        url: str,
+        *,
+        busy_timeout_seconds: float = 60.0,
+        create: bool = True,
+        group_commit_max: int = GROUP_COMMIT_MAX,
     ) -> None:
         self.url = url
-        self.path, self._synchronous = parse_sqlite_url(url)
+        self.path, self._synchronous, grouping = parse_sqlite_url(url)
+        #: 1: every call its own transaction (``?group_commit=off``).
+        self._group_max = max(1, group_commit_max) if grouping else 1
+        #: Groups run (committed or failed), by size: the bench and tests read it.
+        self.group_sizes: Counter[int] = Counter()
         # Absolute once: a later chdir must not point the checks at another file.
         self._absolute = os.path.abspath(self.path)
         self._create = create
         #: (st_dev, st_ino) of the file the first connection opened.
         self._identity: tuple[int, int] | None = None
         self._busy_timeout = busy_timeout_seconds
-        self._lock = threading.RLock()
-        self._changed = threading.Condition()
         #: Writes of this process that may make jobs claimable (what waiting claims watch).
         self._local_writes = 0
         #: Every write of this process (what waiting for a job watches): PRAGMA data_version
@@ -146,7 +201,19 @@ class SQLiteBackend(SQLBackend):
         self._writes = LastWrite()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        self._reset_group()
+        _BACKENDS.add(self)
         self._connection()  # fail now, with the cause, if the file cannot be used
+
+    def _reset_group(self) -> None:
+        """No calls queued, no leader: new, and in a forked child (the parent's leader
+        thread, and the connection it held, are not there)."""
+        self._lock = threading.RLock()
+        self._changed = threading.Condition()
+        self._queued: deque[_Call[Any]] = deque()
+        self._queue_lock = threading.Lock()
+        self._leading = False
+        self._last_group = 1
 
     # -- connection and transactions ------------------------------------------------
 
@@ -237,34 +304,119 @@ class SQLiteBackend(SQLBackend):
             pause = min(pause * 2, 0.05)
 
     def _write(self, work: Callable[[sqlite3.Connection], T], *, wakes: bool = False) -> T:
-        """Run ``work`` in one immediate transaction, retried whole while the file is busy.
+        """Run ``work`` in an immediate transaction, retried whole while the file is busy:
+        its own (group commit off), or one shared with the calls queued meanwhile.
 
         The connection is held per attempt, not across the retries: while another process
         holds the write lock, this process's reads (WAL readers are not blocked by a writer)
-        and other calls still get through between attempts."""
-
-        def attempt() -> T:
-            with self._lock:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = work(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                return result
-
+        still get through between attempts."""
+        call = _Call(work, wakes)
         with self._writes.watch():
-            result = self._retrying(attempt)
-        # Other processes notice through PRAGMA data_version; this one's waiters here.
+            if self._group_max == 1:
+                self._commit([call])
+            else:
+                self._join(call)
+            return call.answer()
+
+    def _join(self, call: _Call[Any]) -> None:
+        """Queue ``call``; lead a group when no one leads, else wait to be answered (or to
+        be handed the lead). Returns once ``call`` is answered."""
+        with self._queue_lock:
+            self._queued.append(call)
+            leads = not self._leading
+            self._leading = True
+        if leads and self._last_group > 1:
+            # Not a delay: a yield, so that the threads the previous group just answered,
+            # on their way back, queue behind this one first. A caller alone (the last
+            # group was its own) does not pay for this syscall.
+            time.sleep(0)
+        elif not leads:
+            call.ready.wait()
+            if call.done:
+                return
+        # Leading: the group is what queued while the previous one committed (call first).
+        with self._queue_lock:
+            size = min(len(self._queued), self._group_max)
+            group = [self._queued.popleft() for _ in range(size)]
+        try:
+            self._commit(group)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, SystemExit): everything was rolled back; the
+            # others are not answered and go again under the next leader.
+            with self._queue_lock:
+                self._queued.extendleft(reversed([c for c in group if c is not call]))
+            self._hand_over()
+            raise
+        for other in group:
+            other.done = True
+            if other is not call:
+                other.ready.set()
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """The lead to the first call queued meanwhile, if any."""
+        with self._queue_lock:
+            if self._queued:
+                self._queued[0].ready.set()
+            else:
+                self._leading = False
+
+    def _commit(self, group: list[_Call[Any]]) -> None:
+        """Run every call of ``group`` in one transaction and commit it; set each call's
+        answer. A busy file retries the whole group; a storage error, or a failed commit,
+        is every call's answer. Raises only what is no Exception (the group rolled back)."""
+        self._last_group = len(group)
         with self._changed:
-            self._local_commits += 1
-            if wakes:
-                self._local_writes += 1
-            self._changed.notify_all()
-        return result
+            self.group_sizes[len(group)] += 1
+        try:
+            self._retrying(lambda: self._attempt(group))
+        except Exception as exc:
+            for n, call in enumerate(group):
+                call.result, call.error = None, exc if n == 0 else _own_copy(exc)
+            return
+        done = [call for call in group if call.error is None]
+        # Other processes notice through PRAGMA data_version; this one's waiters here.
+        if done:
+            with self._changed:
+                self._local_commits += len(done)
+                self._local_writes += sum(call.wakes for call in done)
+                self._changed.notify_all()
+
+    def _attempt(self, group: list[_Call[Any]]) -> None:
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if len(group) == 1:  # alone: no savepoint, its error rolls back everything
+                    call = group[0]
+                    call.result, call.error = call.work(conn), None
+                else:
+                    for call in group:
+                        self._run_alone(conn, call)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _run_alone(self, conn: sqlite3.Connection, call: _Call[Any]) -> None:
+        """``call.work`` under its own savepoint: its failure is its own answer and undoes
+        only its own statements. Raises what ends the group (a busy file, a failing disk,
+        a transaction SQLite rolled back itself)."""
+        call.result, call.error = None, None
+        conn.execute("SAVEPOINT call")
+        try:
+            call.result = call.work(conn)
+        except sqlite3.Error as exc:
+            error = translate(exc, self.path)
+            if isinstance(error, _GROUP_ERRORS) or not conn.in_transaction:
+                raise
+            call.error = error  # e.g. a constraint: this call's statement only
+            conn.execute("ROLLBACK TO call")
+        except Exception as exc:
+            call.error = exc
+            conn.execute("ROLLBACK TO call")
+        conn.execute("RELEASE call")
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def attempt() -> T:
@@ -433,6 +585,23 @@ class SQLiteBackend(SQLBackend):
         report["latest_schema_version"] = latest
         report["ok"] = report["integrity"] == "ok" and report["schema_version"] == latest
         return report
+
+
+def _own_copy(exc: Exception) -> Exception:
+    """The same error for another caller's thread to raise (one object raised in several
+    threads would share, and garble, one traceback)."""
+    try:
+        return copy.copy(exc)
+    except Exception:
+        return exc
+
+
+def _reset_groups_after_fork() -> None:
+    for backend in list(_BACKENDS):
+        backend._reset_group()
+
+
+os.register_at_fork(after_in_child=_reset_groups_after_fork)
 
 
 def _new_jobs(jobs: Sequence[NewJob], first_id: int, now: float) -> list[Job]:

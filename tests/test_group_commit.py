@@ -1,0 +1,472 @@
+"""SQLite group commit (issue 14): concurrent writes of one process share one transaction,
+and each call still gets exactly its own answer.
+
+A group is made to form for real: another connection (as another process would) holds
+the write lock while a first call waits on it as the leader; the calls under test are then
+started one at a time, each only once the one before it is queued, so they make up the
+next group, in a known order. Releasing the lock lets the leader commit and hand over to
+that group, which ``backend.group_sizes`` shows committed as one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import persistq
+from persistq import InvalidTransition, Job, LeaseLost, Queue, State
+from persistq.backends.sqlite import SQLiteBackend, parse_sqlite_url
+from persistq.errors import StorageError, StorageReplaced, StorageUnavailable
+
+POISON = "poison"
+
+
+def backend_of(q: Queue) -> SQLiteBackend:
+    backend = q.backend
+    assert isinstance(backend, SQLiteBackend)
+    return backend
+
+
+def poison_payloads(path: Path) -> None:
+    """A payload the database itself refuses (Python validation lets it through)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        f"CREATE TRIGGER poison BEFORE INSERT ON jobs WHEN NEW.payload LIKE '%{POISON}%' "
+        "BEGIN SELECT RAISE(ABORT, 'poisoned payload'); END"
+    )
+    conn.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.001)
+
+
+@dataclass
+class Answer:
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class Grouped:
+    """What ``one_group`` ran: each call's answer, in the order given."""
+
+    answers: list[Answer] = field(default_factory=list)
+
+
+@contextmanager
+def lock_held(path: Path) -> Iterator[Callable[[], None]]:
+    """Another connection's write lock on ``path``; yields its release."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            holder.execute("ROLLBACK")
+            released = True
+
+    try:
+        yield release
+    finally:
+        release()
+        holder.close()
+
+
+def one_group(
+    q: Queue,
+    path: Path,
+    calls: Sequence[Callable[[], Any]],
+    between: Callable[[], None] | None = None,
+) -> Grouped:
+    """Run ``calls`` from threads of their own as one group commit, in this order."""
+    backend = backend_of(q)
+    before = backend.group_sizes[len(calls)]
+    grouped = Grouped([Answer() for _ in calls])
+
+    def run(call: Callable[[], Any], answer: Answer) -> None:
+        try:
+            answer.result = call()
+        except BaseException as exc:
+            answer.error = exc
+
+    leader = Answer()
+    with lock_held(path) as release:
+        threads = [
+            threading.Thread(target=run, args=(lambda: q.enqueue("lead", queue="lead"), leader))
+        ]
+        threads[0].start()
+        wait_until(lambda: backend._leading and not backend._queued, "the leader waits")
+        for n, (call, answer) in enumerate(zip(calls, grouped.answers, strict=True)):
+            thread = threading.Thread(target=run, args=(call, answer))
+            thread.start()
+            threads.append(thread)
+            wait_until(lambda n=n: len(backend._queued) == n + 1, f"call {n} is queued")
+        if between is not None:
+            between()
+        release()
+        for thread in threads:
+            thread.join(30)
+    if leader.error is None:  # else the group failed too; the test looks at the answers
+        assert backend.group_sizes[len(calls)] == before + 1, backend.group_sizes
+    return grouped
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "queue.db"
+
+
+@pytest.fixture
+def q(path: Path) -> Iterator[Queue]:
+    with persistq.connect(f"sqlite:///{path}") as queue:
+        yield queue
+
+
+def test_a_bad_enqueue_fails_alone_and_its_fifteen_neighbours_commit(q: Queue, path: Path) -> None:
+    poison_payloads(path)
+    payloads: list[Any] = [{"n": n} for n in range(15)]
+    payloads.insert(7, {"n": POISON})
+    calls = [
+        # the poisoned one names a queue of its own: its ensure_queue must be undone too
+        lambda p=p: q.enqueue(p, queue="bad" if p["n"] == POISON else "good")
+        for p in payloads
+    ]
+    grouped = one_group(q, path, calls)
+    errors = [a.error for a in grouped.answers]
+    assert isinstance(errors[7], StorageError) and "poisoned payload" in str(errors[7])
+    assert all(e is None for n, e in enumerate(errors) if n != 7), errors
+    jobs = {j.id: j for j in q.jobs(queue="good", limit=100)}
+    answered = [a.result for n, a in enumerate(grouped.answers) if n != 7]
+    assert sorted(jobs) == sorted(j.id for j in answered)
+    assert [jobs[j.id].payload for j in answered] == [{"n": n} for n in range(15)]
+    assert all([e.kind for e in q.events(j.id)] == ["enqueued"] for j in answered)
+    assert "bad" not in [info.name for info in q.queues()]
+    assert not q.jobs(queue="bad")
+
+
+def test_a_stale_complete_fails_alone_and_changes_nothing(q: Queue, path: Path) -> None:
+    for n in range(16):
+        q.enqueue(n)
+    held = q.claim_many(worker="w", limit=16)
+    stale = held[5]
+    q.release(stale)
+    again = q.claim(worker="w2")
+    assert again is not None and again.id == stale.id
+    events_before = q.events(stale.id)
+    calls = [lambda j=j: q.complete(j, result=j.payload) for j in held]
+    grouped = one_group(q, path, calls)
+    for n, (job, answer) in enumerate(zip(held, grouped.answers, strict=True)):
+        if n == 5:
+            assert isinstance(answer.error, LeaseLost), answer
+            assert answer.error.job_id == job.id
+        else:
+            assert answer.error is None, answer
+            assert answer.result.status is State.COMPLETED
+            assert q.get(job.id).status is State.COMPLETED
+    now = q.get(stale.id)
+    assert (now.status, now.worker, now.attempts) == (State.PROCESSING, "w2", 1)
+    assert q.events(stale.id) == events_before
+    assert q.complete(again).status is State.COMPLETED  # the live lease still works
+
+
+def test_mixed_calls_in_one_group_each_get_their_own_answer(q: Queue, path: Path) -> None:
+    poison_payloads(path)
+    done = q.enqueue("done")
+    claimed = q.claim(worker="w")
+    assert claimed is not None
+    q.complete(claimed)
+    pending = q.enqueue("pending")
+    calls: list[Callable[[], Any]] = [
+        lambda: q.enqueue("a", key="k"),
+        lambda: q.resubmit(pending.id),  # PENDING: InvalidTransition
+        lambda: q.enqueue("b", key="k"),  # the key taken two calls ago, in this group
+        lambda: q.cancel(done.id),  # COMPLETED: InvalidTransition
+        lambda: q.enqueue(POISON),
+        lambda: q.claim(worker="w3"),
+        lambda: q.resubmit(done.id),
+    ]
+    answers = one_group(q, path, calls).answers
+    first, second = answers[0].result, answers[2].result
+    assert second.id == first.id and second.payload == "a"
+    assert isinstance(answers[1].error, InvalidTransition)
+    assert isinstance(answers[3].error, InvalidTransition)
+    assert answers[3].error.current == State.COMPLETED
+    assert isinstance(answers[4].error, StorageError)
+    assert answers[5].result.id == pending.id  # the oldest pending job
+    assert answers[6].result.status is State.PENDING
+    assert [j.payload for j in q.jobs(queue="default", limit=100)].count(POISON) == 0
+
+
+def test_a_group_whose_file_was_replaced_fails_every_caller(q: Queue, path: Path) -> None:
+    q.enqueue("before")
+
+    def delete() -> None:
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            name.unlink(missing_ok=True)
+
+    answers = one_group(q, path, [lambda n=n: q.enqueue(n) for n in range(8)], delete).answers
+    assert all(isinstance(a.error, StorageReplaced) for a in answers), answers
+    assert len({id(a.error) for a in answers}) == 8  # each caller raises its own copy
+
+
+def test_group_commit_off_commits_each_call_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}?group_commit=off&synchronous=normal"
+    assert parse_sqlite_url(url).group_commit is False
+    assert parse_sqlite_url(f"sqlite:///{tmp_path / 'q.db'}").group_commit is True
+    with persistq.connect(url) as q:
+        threads = [
+            threading.Thread(target=lambda: [q.enqueue(n) for n in range(20)]) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert set(backend_of(q).group_sizes) == {1}
+        assert len(q.jobs(limit=1000)) == 160
+    with pytest.raises(StorageUnavailable, match="group_commit='sometimes'"):
+        persistq.connect(f"sqlite:///{tmp_path / 'q.db'}?group_commit=sometimes")
+
+
+def test_concurrent_writers_form_groups_and_lose_nothing(q: Queue) -> None:
+    """No lock trick: 16 threads enqueueing and settling at once group by themselves."""
+
+    def work(t: int) -> None:
+        for n in range(25):
+            q.enqueue({"t": t, "n": n})
+            job = q.claim(worker=f"w{t}")
+            if job is not None:
+                q.complete(job)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sizes = backend_of(q).group_sizes
+    print("group sizes:", dict(sorted(sizes.items())))
+    assert max(sizes) > 1
+    jobs = q.jobs(limit=1000)
+    assert len(jobs) == 400
+    assert sorted((j.payload["t"], j.payload["n"]) for j in jobs) == sorted(
+        (t, n) for t in range(16) for n in range(25)
+    )
+    assert q.stats()["queues"]["default"]["COMPLETED"] == 400 - len(
+        [j for j in jobs if j.status is State.PENDING]
+    )
+
+
+# -- concurrent calls against a model of the state machine --------------------------------
+
+
+@dataclass
+class ModelJob:
+    status: State = State.PENDING
+    token: str | None = None
+    cancel_requested: bool = False
+    key: str | None = None
+
+
+OPS = st.one_of(
+    st.tuples(st.just("enqueue"), st.sampled_from([None, None, "k1", "k2", POISON])),
+    st.tuples(st.just("claim"), st.just(0)),
+    st.tuples(st.sampled_from(["complete", "fail", "release", "heartbeat"]), st.integers(0, 30)),
+    st.tuples(st.sampled_from(["cancel", "resubmit"]), st.integers(0, 30)),
+)
+
+
+class GroupModel:
+    """The SPEC's transitions for the calls drawn, applied in the group's order."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, ModelJob] = {}
+        self.copies: list[Job] = []  # every lease copy handed out, stale ones too
+
+    def plan(self, q: Queue, op: str, arg: Any) -> tuple[Callable[[], Any], Any] | None:
+        """The call for ``op`` on the state before the group, and what it targets (a claim
+        made in a group hands out its copy to the next groups)."""
+        if op == "enqueue":
+            return lambda: q.enqueue(arg or "x", key=arg if arg != POISON else None), arg
+        if op == "claim":
+            return lambda: q.claim(worker="w"), None
+        if op in ("complete", "fail", "release", "heartbeat"):
+            if not self.copies:
+                return None
+            copy = self.copies[arg % len(self.copies)]
+            calls: dict[str, Callable[[], Any]] = {
+                "complete": lambda: q.complete(copy),
+                "fail": lambda: q.fail(copy, "no", retry=False),
+                "release": lambda: q.release(copy),
+                "heartbeat": lambda: q.heartbeat(copy),
+            }
+            return calls[op], copy
+        if not self.jobs:
+            return None
+        job_id = sorted(self.jobs)[arg % len(self.jobs)]
+        if op == "cancel":
+            return lambda: q.cancel(job_id), job_id
+        return lambda: q.resubmit(job_id), job_id
+
+    def expect(self, op: str, target: Any, answer: Answer) -> None:
+        """Check ``answer`` against the model, then apply it."""
+        got, error = answer.result, answer.error
+        if op == "enqueue":
+            if target == POISON:
+                assert isinstance(error, StorageError), answer
+                return
+            assert error is None, answer
+            existing = [i for i, j in self.jobs.items() if target is not None and j.key == target]
+            if existing:
+                assert got.id == existing[0]
+            else:
+                assert got.id not in self.jobs
+                self.jobs[got.id] = ModelJob(key=target)
+            return
+        if op == "claim":
+            assert error is None, answer
+            due = sorted(i for i, j in self.jobs.items() if j.status is State.PENDING)
+            if not due:
+                assert got is None
+                return
+            assert got.id == due[0]
+            job = self.jobs[got.id]
+            job.status, job.token = State.PROCESSING, got.lease_token
+            self.copies.append(got)
+            return
+        if op in ("complete", "fail", "release", "heartbeat"):
+            job = self.jobs[target.id]
+            if job.status is not State.PROCESSING or job.token != target.lease_token:
+                assert isinstance(error, LeaseLost), answer
+                return
+            assert error is None, answer
+            after = {
+                "complete": State.COMPLETED,
+                "fail": State.FAILED,
+                "release": State.PENDING,
+                "heartbeat": State.PROCESSING,
+            }[op]
+            if after is not State.PROCESSING:
+                if job.cancel_requested:  # the holder let go of a job asked to cancel
+                    after = State.CANCELLED
+                job.status, job.token = after, None
+            assert got.status is after, (op, got, after)
+            return
+        job = self.jobs[target]
+        if op == "cancel":
+            if job.status in (State.COMPLETED, State.CANCELLED):
+                assert isinstance(error, InvalidTransition), answer
+            elif job.status is State.PROCESSING:
+                assert error is None and got.cancel_requested, answer
+                job.cancel_requested = True
+            else:
+                assert error is None and got.status is State.CANCELLED, answer
+                job.status = State.CANCELLED
+            return
+        if job.status in (State.PENDING, State.PROCESSING):
+            assert isinstance(error, InvalidTransition), answer
+        else:
+            assert error is None and got.status is State.PENDING, answer
+            job.status, job.cancel_requested = State.PENDING, False
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(groups=st.lists(st.lists(OPS, min_size=2, max_size=10), min_size=1, max_size=4))
+def test_concurrent_groups_agree_with_the_model(tmp_path: Path, groups: list[Any]) -> None:
+    folder = Path(tempfile_dir(tmp_path))
+    path = folder / "queue.db"
+    with persistq.connect(f"sqlite:///{path}") as q:
+        poison_payloads(path)
+        model = GroupModel()
+        for ops in groups:
+            # the model is applied in the group's order, so each call is built from the
+            # state before the group (a claim's copy is usable from the next group on)
+            planned = [(op, model.plan(q, op, arg)) for op, arg in ops]
+            calls = [(op, plan) for op, plan in planned if plan is not None]
+            if len(calls) < 2:
+                continue
+            answers = one_group(q, path, [call for _, (call, _) in calls]).answers
+            for (op, (_, target)), answer in zip(calls, answers, strict=True):
+                model.expect(op, target, answer)
+            for job_id, job in model.jobs.items():
+                stored = q.get(job_id)
+                assert stored.status is job.status, (job_id, stored, job)
+                assert stored.cancel_requested == job.cancel_requested
+
+
+_examples = iter(range(10**9))
+
+
+def tempfile_dir(tmp_path: Path) -> Path:
+    """A fresh directory per hypothesis example (tmp_path is one per test)."""
+    folder = tmp_path / f"example-{next(_examples)}"
+    folder.mkdir()
+    return folder
+
+
+HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()  # held until killed (a forked child holds the pipe open too)
+"""
+
+
+def test_a_child_forked_while_a_group_waits_writes_on_its_own(q: Queue, path: Path) -> None:
+    """At the fork another thread leads a group (it waits on a lock another process holds):
+    the child has no such thread, so it must start with no leader and its own connection.
+    (The holder is another process: SQLite's locks of this process's own connections would
+    be the child's too.)"""
+    backend = backend_of(q)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+    leader = threading.Thread(target=lambda: q.enqueue("parent"))
+    leader.start()
+    wait_until(lambda: backend._leading, "the parent's leader waits")
+    pid = os.fork()
+    if pid == 0:  # the child: enqueue once the lock is free, then leave without cleanup
+        code = 1
+        try:
+            q.enqueue("child")
+            code = 0
+        finally:
+            os._exit(code)
+    holder.kill()  # the lock goes with its process
+    holder.wait(30)
+    leader.join(30)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the child hung: it waited for the parent's leader")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert sorted(j.payload for j in q.jobs()) == ["child", "parent"]
+    q.enqueue("after")  # the parent's own groups go on
+    assert len(q.jobs()) == 3
