@@ -397,7 +397,7 @@ def test_a_heartbeat_extends_the_lease_from_now_and_stops_once_the_lease_is_lost
         assert stored is not None
         return stored.timestamp()
 
-    with Heartbeat(queue, job, 0.02) as beat:
+    with Heartbeat(queue, 0.02).hold(job) as beat:
         wait_until(lambda: expires_at() > claimed_until, "a beat")
         assert expires_at() == pytest.approx(clock.now() + 30, abs=0.01)
         assert not beat.lost.is_set()
@@ -412,9 +412,9 @@ def test_the_worker_heartbeats_every_third_of_its_lease(
     intervals: list[float] = []
 
     class Spy(Heartbeat):
-        def __init__(self, queue: Queue, job: Job, every_seconds: float) -> None:
+        def __init__(self, queue: Queue, every_seconds: float, name: str = "") -> None:
             intervals.append(every_seconds)
-            super().__init__(queue, job, every_seconds)
+            super().__init__(queue, every_seconds, name)
 
     monkeypatch.setattr("persistq.worker.Heartbeat", Spy)
     queue.enqueue_many([{}, {}])
@@ -451,8 +451,8 @@ def test_without_heartbeats_the_same_handler_loses_its_lease(
     """The control for the test above: the sweeper and the lease are real."""
 
     class NoBeat(Heartbeat):
-        def __init__(self, queue: Queue, job: Job, every_seconds: float) -> None:
-            super().__init__(queue, job, 3600)
+        def __init__(self, queue: Queue, every_seconds: float, name: str = "") -> None:
+            super().__init__(queue, 3600, name)
 
     monkeypatch.setattr("persistq.worker.Heartbeat", NoBeat)
     q = make_queue(clock=SystemClock())

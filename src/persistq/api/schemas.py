@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from persistq.model import (
+    INT64_MAX,
     MAX_ATTEMPTS,
     MAX_ERROR_CHARS,
     MAX_KEY_LENGTH,
@@ -170,6 +171,16 @@ class ClaimManyIn(ClaimIn):
 
 class LeaseIn(RequestModel):
     lease_token: LeaseToken
+
+
+class HeldLeaseIn(LeaseIn):
+    id: Annotated[int, Field(ge=1, le=INT64_MAX, description="The job's id.")]
+
+
+class HeartbeatManyIn(RequestModel):
+    """Leases extended in one transaction; a lost one does not stop the others."""
+
+    leases: list[HeldLeaseIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class CompleteIn(LeaseIn):
