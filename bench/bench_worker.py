@@ -86,19 +86,61 @@ def wait_completed(q: persistq.Queue, jobs: int, timeout: float = 300.0) -> None
         time.sleep(0.02)
 
 
-def worker_drain(ws: Workspace, sync: str, jobs: int, concurrency: int) -> float:
-    directory = ws.prefilled("persistq", jobs, sync, f"worker-{sync}")
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_drain(ws: Workspace, sync: str, jobs: int, concurrency: int) -> tuple[float, float]:
+    """jobs/s and CPU seconds per job of one worker process draining ``jobs`` jobs given it
+    once it is up and idle (so its start-up is not counted)."""
+    directory = ws.fresh(f"worker-{sync}")
     url = url_of(directory, sync)
     q = persistq.connect(url)
     try:
         procs = [start_worker(url, "bench-worker", concurrency)]
         try:
+            wait_workers(q, 1)
+            before = cpu_seconds(procs[0].pid)
+            for first in range(0, jobs, 1000):
+                q.enqueue_many(
+                    [{"n": n} for n in range(first, min(first + 1000, jobs))], queue=QUEUE
+                )
             wait_completed(q, jobs)
+            cpu = cpu_seconds(procs[0].pid) - before
         finally:
             stop(procs)
-        return jobs / completed_span(q, jobs)
+        return jobs / completed_span(q, jobs), cpu / jobs
     finally:
         q.close()
+
+
+def bare_drain(ws: Workspace, sync: str, jobs: int) -> tuple[float, float]:
+    """bench_core's S3 on persistq (claim + complete, one job at a time, in this process):
+    jobs/s and CPU seconds per job."""
+    directory = ws.fresh(f"bare-{sync}")
+    filler = bench_core.PersistqAdapter(directory, sync)
+    filler.fill(jobs)
+    filler.close()
+    adapter = bench_core.PersistqAdapter(directory, sync)
+    try:
+        cpu, wall = time.process_time(), time.perf_counter()
+        while adapter.take("bench-1") is not None:
+            pass
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        adapter.close()
+    return jobs / wall, cpu / jobs
+
+
+def wait_workers(q: persistq.Queue, count: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while len(q.workers(seen_within=60)) < count:  # each is up and polling
+        if time.monotonic() > deadline:
+            raise TimeoutError("workers did not start")
+        time.sleep(0.05)
+    time.sleep(0.3)
 
 
 def worker_s4(ws: Workspace, sync: str, jobs: int, concurrency: int) -> tuple[float, int]:
@@ -109,12 +151,7 @@ def worker_s4(ws: Workspace, sync: str, jobs: int, concurrency: int) -> tuple[fl
     try:
         procs = [start_worker(url, f"w-{i}", concurrency) for i in range(WORKERS)]
         try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while len(q.workers(seen_within=60)) < WORKERS:  # each is up and polling
-                if time.monotonic() > deadline:
-                    raise TimeoutError("workers did not start")
-                time.sleep(0.05)
-            time.sleep(0.3)
+            wait_workers(q, WORKERS)
             ctx = mp.get_context("spawn")
             barrier = ctx.Barrier(bench_core.S4_PRODUCERS + 1)
             abort = ctx.Event()
@@ -169,20 +206,35 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f}; synchronous={sync}; jobs={jobs}")
     try:
         if "1" in parts:
-            rows: dict[str, list[float]] = {"worker": [], "bare": [], "raw": []}
+            rates: dict[str, list[float]] = {"worker": [], "bare": [], "raw": []}
+            cpus: dict[str, list[float]] = {"worker": [], "bare": []}
             for _ in range(args.rounds):
-                rows["worker"].append(worker_drain(ws, sync, jobs, args.concurrency))
-                rows["bare"].append(run_s3(ws, "persistq", sync, jobs).rate)
-                rows["raw"].append(run_s3(ws, "raw", sync, jobs).rate)
-            ratio = [w / b for w, b in zip(rows["worker"], rows["bare"], strict=True)]
-            print(f"\n1. one process draining {jobs} jobs, jobs/s per round")
-            for name, rates in rows.items():
-                print(f"  {name:<28} " + "  ".join(f"{r:8.0f}" for r in rates))
+                for name, measure in (
+                    ("worker", lambda: worker_drain(ws, sync, jobs, args.concurrency)),
+                    ("bare", lambda: bare_drain(ws, sync, jobs)),
+                ):
+                    rate, cpu = measure()
+                    rates[name].append(rate)
+                    cpus[name].append(cpu)
+                rates["raw"].append(run_s3(ws, "raw", sync, jobs).rate)
+            print(f"\n1. one process draining {jobs} jobs, per round")
+            for name, values in rates.items():
+                print(f"  {name + ' jobs/s':<28} " + "  ".join(f"{r:8.0f}" for r in values))
+            for name, values in cpus.items():
+                print(
+                    f"  {name + ' CPU us/job':<28} " + "  ".join(f"{c * 1e6:8.0f}" for c in values)
+                )
+            ratio = [w / b for w, b in zip(rates["worker"], rates["bare"], strict=True)]
+            cpu_ratio = [b / w for w, b in zip(cpus["worker"], cpus["bare"], strict=True)]
             print(
-                f"  worker / bare claim+complete  median {median(ratio):.2f}x  "
+                f"  worker / bare, jobs/s        median {median(ratio):.2f}x  "
                 + " ".join(f"{r:.2f}" for r in ratio)
             )
-            raw_ratio = [w / r for w, r in zip(rows["worker"], rows["raw"], strict=True)]
+            print(
+                f"  worker / bare, by CPU per job median {median(cpu_ratio):.2f}x  "
+                + " ".join(f"{r:.2f}" for r in cpu_ratio)
+            )
+            raw_ratio = [w / r for w, r in zip(rates["worker"], rates["raw"], strict=True)]
             print(f"  worker / raw S3               median {median(raw_ratio):.2f}x")
         if "2" in parts:
             worker_rates: list[float] = []

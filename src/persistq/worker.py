@@ -45,6 +45,12 @@ POOLS = ("thread", "process")
 #: retries every error but Unrecoverable with the queue's backoff.
 PolicyFor = Callable[[Job, BaseException], RetryPolicy]
 DEFAULT_POLICY = RetryPolicy()
+#: The log event of a job settled in each state (PENDING: released or retried).
+SETTLED_EVENT = {
+    State.COMPLETED: "completed",
+    State.FAILED: "failed",
+    State.CANCELLED: "cancelled",
+}
 #: Most handler threads one worker process runs.
 MAX_CONCURRENCY = 256
 
@@ -111,6 +117,8 @@ def default_worker_id() -> str:
 
 def log_job(event: str, job: Job, worker: str, **fields: Any) -> None:
     """One structured (logfmt) line per job state change."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # two lines per job: not even formatted when nobody reads them
     parts = [
         f"event={event}",
         f"job={job.id}",
@@ -123,12 +131,15 @@ def log_job(event: str, job: Job, worker: str, **fields: Any) -> None:
 
 
 class Lease:
-    """A job the worker runs, as its heartbeat sees it."""
+    """A job the worker runs, as its heartbeat sees it (plain attributes, not an Event: a
+    job's costs on the hot path are counted in microseconds)."""
+
+    __slots__ = ("cancel_requested", "job", "lost")
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        #: Set once a beat is refused: the handler's result must not be recorded.
-        self.lost = threading.Event()
+        #: True once a beat is refused: the handler's result must not be recorded.
+        self.lost = False
         #: As the last beat found it (someone asked to cancel the job meanwhile).
         self.cancel_requested = job.cancel_requested
 
@@ -209,7 +220,7 @@ class Heartbeat:
             if isinstance(beat, LeaseLost):
                 with self._lock:
                     self._held.discard(lease)
-                lease.lost.set()
+                lease.lost = True
             else:
                 lease.job = beat
                 lease.cancel_requested = beat.cancel_requested
@@ -317,7 +328,7 @@ class Worker:
         try:
             if self._abandoning and outcome.crashed is not None:
                 return None  # killed at shutdown: the job is released by _release_running
-            if beat.lost.is_set():
+            if beat.lost:
                 log_job(
                     "lease_lost",
                     job,
@@ -375,12 +386,10 @@ class Worker:
                 "lease_lost", job, self.worker_id, duration=duration, note="result not recorded"
             )
             return None
-        event = {
-            State.COMPLETED: "completed",
-            State.PENDING: "released" if isinstance(error, ReleaseJob) else "retried",
-            State.FAILED: "failed",
-            State.CANCELLED: "cancelled",
-        }.get(settled.status, settled.status.lower())
+        if settled.status == State.PENDING:
+            event = "released" if isinstance(error, ReleaseJob) else "retried"
+        else:
+            event = SETTLED_EVENT.get(settled.status, settled.status.lower())
         fields: dict[str, Any] = {"duration": duration}
         if error is not None:
             fields["error"] = f"{type(error).__name__}: {error}"
