@@ -4,7 +4,8 @@ Concurrency is ``concurrency`` slots, each a thread claiming and settling. With 
 pool (the default) the handler runs in that thread: handlers are mostly I/O, threads share
 one connection. With the process pool (``pool="process"``, see :mod:`persistq.pool`) each
 slot hands its job to a child process of its own, which can be killed at the job's timeout
-and whose death is seen at once. Both end in one settle path.
+and whose death is seen at once. Both end in one settle path. One heartbeat thread per
+worker extends the leases of all the jobs its slots run, in one transaction per tick.
 """
 
 from __future__ import annotations
