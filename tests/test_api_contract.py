@@ -38,6 +38,7 @@ OPERATION_IDS = {
     "get_job",
     "healthz",
     "heartbeat_job",
+    "heartbeat_jobs",
     "job_events",
     "list_jobs",
     "list_queues",

@@ -181,3 +181,57 @@ def test_every_way_back_to_pending_leaves_the_job_without_a_worker(
         assert queue.get(job.id).worker is None
     for job, kind in ((released, "released"), (retried, "retried"), (expired, "lease_expired")):
         assert [e.worker for e in queue.events(job.id) if e.kind == kind] == ["w1"]
+
+
+def test_heartbeat_many_extends_every_lease_and_a_lost_one_alone_is_refused(
+    queue: Queue, clock: ManualClock
+) -> None:
+    """One lost lease among three (another worker holds it now), a cancel requested on one
+    still held, a copy without a token and a job that is gone: each gets its own answer."""
+    queue.enqueue_many(["a", "b", "c"])
+    first, second, third = queue.claim_many(worker="w1", limit=3, lease=30)
+    clock.advance(20)
+    queue.release(second)
+    again = queue.claim(worker="w2")
+    assert again is not None and again.id == second.id
+    queue.cancel(third.id)
+    before = queue.get(second.id)
+    events_before = queue.events(second.id)
+
+    beats = queue.heartbeat_many([first, second, third])
+
+    assert [type(b) for b in beats] == [Job, LeaseLost, Job]
+    lost = beats[1]
+    assert isinstance(lost, LeaseLost) and lost.job_id == second.id
+    for beat, job in ((beats[0], first), (beats[2], third)):
+        assert isinstance(beat, Job) and beat.id == job.id
+        assert beat.lease_token == job.lease_token
+        assert beat.lease_expires_at is not None
+        assert beat.lease_expires_at.timestamp() == pytest.approx(clock.now() + 30)
+    assert isinstance(beats[2], Job) and beats[2].cancel_requested
+    assert isinstance(beats[0], Job) and not beats[0].cancel_requested
+    assert queue.get(second.id) == before  # the lost lease changed nothing
+    assert queue.events(second.id) == events_before
+    clock.advance(20)  # 40 s after the claim, 20 after the beat: still held
+    assert queue.complete(first).status == State.COMPLETED
+    assert queue.complete(again).status == State.COMPLETED
+
+    gone = replace(first, id=first.id + 1000)
+    unheld = queue.get(third.id)  # a read copy carries no token
+    answers = queue.heartbeat_many([gone, unheld, third])
+    assert [type(a) for a in answers] == [LeaseLost, LeaseLost, Job]
+    assert queue.heartbeat_many([]) == []
+
+
+def test_heartbeat_many_refuses_expired_leases_before_the_sweep(
+    queue: Queue, clock: ManualClock
+) -> None:
+    queue.enqueue_many(["a", "b"])
+    old = queue.claim(worker="w1", lease=10)
+    clock.advance(5)
+    young = queue.claim(worker="w1", lease=10)
+    assert old is not None and young is not None
+    clock.advance(6)  # past the first lease only
+    beats = queue.heartbeat_many([old, young])
+    assert isinstance(beats[0], LeaseLost) and isinstance(beats[1], Job)
+    assert queue.get(old.id).status == State.PROCESSING  # not recovered yet: nothing moved

@@ -49,6 +49,7 @@ def drive_every_backend_method(q: Queue, clock: ManualClock) -> None:
     held = q.claim(worker="w")
     assert held is not None
     q.heartbeat(held)
+    q.heartbeat_many([held, first])
     q.complete(held, {"ok": True})
     q.fail(first, "boom")  # attempts left: retried
     q.fail(second, "boom", retry=False)  # FAILED

@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 
 import handlers
-from persistq import InvalidJob, Job, ManualClock, Queue, State, SystemClock, Unrecoverable
+from persistq import (
+    InvalidJob,
+    Job,
+    LeaseLost,
+    ManualClock,
+    Queue,
+    State,
+    SystemClock,
+    Unrecoverable,
+)
 from persistq.sweeper import Sweeper
 from persistq.worker import Heartbeat, Worker
 from procs import wait_until
@@ -397,13 +406,34 @@ def test_a_heartbeat_extends_the_lease_from_now_and_stops_once_the_lease_is_lost
         assert stored is not None
         return stored.timestamp()
 
-    with Heartbeat(queue, job, 0.02) as beat:
+    with Heartbeat(queue, 0.02).hold(job) as beat:
         wait_until(lambda: expires_at() > claimed_until, "a beat")
         assert expires_at() == pytest.approx(clock.now() + 30, abs=0.01)
-        assert not beat.lost.is_set()
+        assert not beat.lost
         clock.advance(31)  # past the lease between two beats: the next one is refused
-        assert beat.lost.wait(TIMEOUT)
+        wait_until(lambda: beat.lost, "a refused beat")
     assert queue.get(job.id).status == State.PROCESSING  # the beat changed nothing
+
+
+def test_a_lost_lease_stops_only_its_own_beats_and_a_cancel_reaches_the_holder(
+    queue: Queue, clock: ManualClock
+) -> None:
+    queue.enqueue_many([{}, {}, {}])
+    first, second, third = queue.claim_many(worker="w", limit=3)
+    queue.release(second)
+    assert queue.claim(worker="other") is not None  # another worker holds it now
+    queue.cancel(third.id)
+    heartbeat = Heartbeat(queue, 3600)
+    with heartbeat.hold(first) as a, heartbeat.hold(second) as b, heartbeat.hold(third) as c:
+        clock.advance(20)
+        heartbeat.beat([a, b, c])
+        assert [lease.lost for lease in (a, b, c)] == [False, True, False]
+        assert (a.cancel_requested, c.cancel_requested) == (False, True)
+        clock.advance(20)  # 40 s after the claim: held thanks to the beat
+        heartbeat.beat([a, c])
+        assert not a.lost and not c.lost
+    assert queue.complete(first).status == State.COMPLETED
+    assert queue.complete(third).status == State.CANCELLED
 
 
 def test_the_worker_heartbeats_every_third_of_its_lease(
@@ -412,9 +442,9 @@ def test_the_worker_heartbeats_every_third_of_its_lease(
     intervals: list[float] = []
 
     class Spy(Heartbeat):
-        def __init__(self, queue: Queue, job: Job, every_seconds: float) -> None:
+        def __init__(self, queue: Queue, every_seconds: float, name: str = "") -> None:
             intervals.append(every_seconds)
-            super().__init__(queue, job, every_seconds)
+            super().__init__(queue, every_seconds, name)
 
     monkeypatch.setattr("persistq.worker.Heartbeat", Spy)
     queue.enqueue_many([{}, {}])
@@ -445,14 +475,48 @@ def test_heartbeats_keep_a_short_real_lease_alive_through_a_long_handler(
     assert kinds(q, job.id) == ["enqueued", "claimed", "completed"]
 
 
+def test_one_heartbeat_thread_extends_every_running_lease_in_one_call(
+    make_queue: Callable[..., Queue], monkeypatch: pytest.MonkeyPatch, threads_joined: None
+) -> None:
+    """Three slots, lease 0.9 s, handlers of 1.5 s: one thread keeps all three alive, all
+    three leases in each beat."""
+    q = make_queue(clock=SystemClock())
+    jobs = q.enqueue_many([{"sleep": 1.5}] * 3)
+    beats: list[list[int]] = []
+    heartbeat_many = q.heartbeat_many
+
+    def spy(held: list[Job]) -> list[Job | LeaseLost]:
+        beats.append(sorted(job.id for job in held))
+        return heartbeat_many(held)
+
+    monkeypatch.setattr(q, "heartbeat_many", spy)
+    worker = make_worker(q, handlers.act, lease_seconds=0.9, concurrency=3)
+    running = threading.Thread(target=worker.run)
+    running.start()
+    try:
+        wait_until(lambda: len(q.jobs(status="PROCESSING")) == 3, "three jobs running")
+        names = [t.name for t in threading.enumerate() if t.name.startswith("heartbeat")]
+        assert names == ["heartbeat-w-1"]
+        wait_until(lambda: len(q.jobs(status="COMPLETED")) == 3, "three jobs done")
+    finally:
+        worker.stop()
+        running.join(TIMEOUT)
+    assert sorted(job.id for job in jobs) in beats
+    for job in jobs:
+        assert (q.get(job.id).attempts, kinds(q, job.id)) == (
+            1,
+            ["enqueued", "claimed", "completed"],
+        )
+
+
 def test_without_heartbeats_the_same_handler_loses_its_lease(
     make_queue: Callable[..., Queue], monkeypatch: pytest.MonkeyPatch, threads_joined: None
 ) -> None:
     """The control for the test above: the sweeper and the lease are real."""
 
     class NoBeat(Heartbeat):
-        def __init__(self, queue: Queue, job: Job, every_seconds: float) -> None:
-            super().__init__(queue, job, 3600)
+        def __init__(self, queue: Queue, every_seconds: float, name: str = "") -> None:
+            super().__init__(queue, 3600, name)
 
     monkeypatch.setattr("persistq.worker.Heartbeat", NoBeat)
     q = make_queue(clock=SystemClock())

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from persistq.config import Settings
+from persistq.errors import LeaseLost
 from persistq.model import (
     BULK_BATCH,
     JSON,
@@ -55,6 +56,8 @@ class WorkQueue(Protocol):
     ) -> Job | None: ...
 
     def heartbeat(self, job: Job) -> Job: ...
+
+    def heartbeat_many(self, jobs: Sequence[Job]) -> list[Job | LeaseLost]: ...
 
     def complete(self, job: Job, result: JSON = None) -> Job: ...
 

@@ -303,6 +303,19 @@ class Queue:
         """Extend the lease by its length; ``LeaseLost`` when the caller no longer holds it."""
         return self.backend.extend_lease(job.id, _token(job), self._stamp())
 
+    def heartbeat_many(self, jobs: Sequence[Job]) -> list[Job | LeaseLost]:
+        """Extend the leases of ``jobs`` in one transaction (a worker's beat for all it
+        runs): per job, in order, the refreshed job (``cancel_requested`` as it now stands)
+        or a ``LeaseLost`` it is no longer the holder of; one lost lease leaves the rest
+        extended."""
+        held = [job for job in jobs if job.lease_token]
+        extended = iter(
+            self.backend.extend_leases([(j.id, _token(j)) for j in held], self._stamp())
+            if held
+            else []
+        )
+        return [next(extended) if job.lease_token else LeaseLost(job.id) for job in jobs]
+
     def complete(self, job: Job, result: JSON = None) -> Job:
         encoded = None if result is None else encode_json(result, what="result")
         return self.backend.complete_job(job.id, _token(job), encoded, self._stamp())

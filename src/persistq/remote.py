@@ -78,6 +78,8 @@ from persistq.model import (
 MAX_POLL_SECONDS = 30.0
 #: Batches one bulk request asks for: a few seconds of work, well inside the timeout.
 BULK_REQUEST_BATCHES = 20
+#: Most leases one heartbeat request carries (the API's batch bound).
+MAX_HEARTBEATS = 1000
 
 
 class Unauthorized(QueueError):
@@ -256,6 +258,20 @@ class RemoteQueue:
     def heartbeat(self, job: Job) -> Job:
         data = self._call("POST", f"/jobs/{job.id}/heartbeat", _lease(job), safe=True)
         return job_from_json(data)
+
+    def heartbeat_many(self, jobs: Sequence[Job]) -> list[Job | LeaseLost]:
+        held = [job for job in jobs if job.lease_token]
+        beats: list[Job | LeaseLost] = []
+        for start in range(0, len(held), MAX_HEARTBEATS):  # the server's bound per request
+            chunk = held[start : start + MAX_HEARTBEATS]
+            body = {"leases": [{"id": job.id, **_lease(job)} for job in chunk]}
+            data = self._call("POST", "/jobs/heartbeat", body, safe=True)
+            beats += [
+                LeaseLost.restore(row["detail"], row) if "code" in row else job_from_json(row)
+                for row in data
+            ]
+        answers = iter(beats)
+        return [next(answers) if job.lease_token else LeaseLost(job.id) for job in jobs]
 
     def complete(self, job: Job, result: JSON = None) -> Job:
         encode_json(result, what="result")

@@ -4,7 +4,8 @@ Concurrency is ``concurrency`` slots, each a thread claiming and settling. With 
 pool (the default) the handler runs in that thread: handlers are mostly I/O, threads share
 one connection. With the process pool (``pool="process"``, see :mod:`persistq.pool`) each
 slot hands its job to a child process of its own, which can be killed at the job's timeout
-and whose death is seen at once. Both end in one settle path.
+and whose death is seen at once. Both end in one settle path. One heartbeat thread per
+worker extends the leases of all the jobs its slots run, in one transaction per tick.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -45,6 +46,12 @@ POOLS = ("thread", "process")
 #: retries every error but Unrecoverable with the queue's backoff.
 PolicyFor = Callable[[Job, BaseException], RetryPolicy]
 DEFAULT_POLICY = RetryPolicy()
+#: The log event of a job settled in each state (PENDING: released or retried).
+SETTLED_EVENT = {
+    State.COMPLETED: "completed",
+    State.FAILED: "failed",
+    State.CANCELLED: "cancelled",
+}
 #: Most handler threads one worker process runs.
 MAX_CONCURRENCY = 256
 
@@ -111,6 +118,8 @@ def default_worker_id() -> str:
 
 def log_job(event: str, job: Job, worker: str, **fields: Any) -> None:
     """One structured (logfmt) line per job state change."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # two lines per job: not even formatted when nobody reads them
     parts = [
         f"event={event}",
         f"job={job.id}",
@@ -122,39 +131,100 @@ def log_job(event: str, job: Job, worker: str, **fields: Any) -> None:
     log.info(" ".join(parts))
 
 
-class Heartbeat:
-    """Extends the lease every ``every_seconds`` while the handler runs.
+class Lease:
+    """A job the worker runs, as its heartbeat sees it (plain attributes, not an Event: a
+    job's costs on the hot path are counted in microseconds)."""
 
-    A failed beat is logged and retried at the next tick; ``LeaseLost`` sets :attr:`lost`,
-    after which the handler's result must not be recorded.
+    __slots__ = ("cancel_requested", "job", "lost")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        #: True once a beat is refused: the handler's result must not be recorded.
+        self.lost = False
+        #: As the last beat found it (someone asked to cancel the job meanwhile).
+        self.cancel_requested = job.cancel_requested
+
+
+class Heartbeat:
+    """One thread per worker that extends the lease of every job it runs, all in one
+    transaction each ``every_seconds`` (``Queue.heartbeat_many``).
+
+    The thread runs while the heartbeat is entered (``with heartbeat:``, nestable: the
+    worker's loop holds it for its whole run, so no job starts a thread of its own). A
+    failed beat is logged and retried at the next tick; a lease refused to one job sets
+    that job's :attr:`Lease.lost` and stops its beats, the others beat on.
     """
 
-    def __init__(self, queue: WorkQueue, job: Job, every_seconds: float) -> None:
+    def __init__(self, queue: WorkQueue, every_seconds: float, name: str = "heartbeat") -> None:
         self.queue = queue
-        self.job = job
         self.every_seconds = every_seconds
-        self.lost = threading.Event()
-        self.cancel_requested = job.cancel_requested
+        self.name = name
+        self._lock = threading.Lock()
+        self._held: set[Lease] = set()
+        self._users = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Heartbeat:
-        self._thread.start()
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._stop,), name=self.name, daemon=True
+                )
+                self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.every_seconds):
-            try:
-                self.cancel_requested = self.queue.heartbeat(self.job).cancel_requested
-            except LeaseLost:
-                self.lost.set()
+        with self._lock:
+            self._users -= 1
+            if self._users:
                 return
-            except QueueError as exc:
-                log.warning("event=heartbeat_failed job=%d error=%r", self.job.id, str(exc))
+            stop, thread, self._thread = self._stop, self._thread, None
+        stop.set()
+        if thread is not None:
+            thread.join()
+
+    @contextlib.contextmanager
+    def hold(self, job: Job) -> Iterator[Lease]:
+        """Beat for ``job`` until the block ends (a timed-out handler's lease is then no
+        longer extended)."""
+        lease = Lease(job)
+        with self:
+            with self._lock:
+                self._held.add(lease)
+            try:
+                yield lease
+            finally:
+                with self._lock:
+                    self._held.discard(lease)
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.every_seconds):
+            with self._lock:
+                leases = list(self._held)
+            if leases:
+                self.beat(leases)
+
+    def beat(self, leases: Sequence[Lease]) -> None:
+        try:
+            beats = self.queue.heartbeat_many([lease.job for lease in leases])
+        except QueueError as exc:
+            log.warning(
+                "event=heartbeat_failed jobs=%s error=%r",
+                ",".join(str(lease.job.id) for lease in leases),
+                str(exc),
+            )
+            return
+        for lease, beat in zip(leases, beats, strict=True):
+            if isinstance(beat, LeaseLost):
+                with self._lock:
+                    self._held.discard(lease)
+                lease.lost = True
+            else:
+                lease.job = beat
+                lease.cancel_requested = beat.cancel_requested
 
 
 @dataclass
@@ -193,6 +263,7 @@ class Worker:
     #: Set once the grace period is over: children are being killed, their jobs released.
     _abandoning: bool = field(default=False, init=False, repr=False)
     _slots: threading.local = field(default_factory=threading.local, init=False, repr=False)
+    _heartbeat: Heartbeat = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_options(
@@ -204,6 +275,7 @@ class Worker:
             sweep_seconds=self.sweep_seconds,
             pool=self.pool,
         )
+        self._heartbeat = Heartbeat(self.queue, self.lease / 3, f"heartbeat-{self.worker_id}")
 
     @property
     def lease(self) -> float:
@@ -222,12 +294,15 @@ class Worker:
         """Claim and process due jobs in this thread until none is left (or ``max_jobs``
         ran); returns how many ran. Jobs retried or released for later are not due."""
         ran = 0
-        while max_jobs is None or ran < max_jobs:
-            job = self.queue.claim(queue=list(self.queues), worker=self.worker_id, lease=self.lease)
-            if job is None:
-                break
-            self.process(job)
-            ran += 1
+        with self._heartbeat:  # one heartbeat thread for the whole drain
+            while max_jobs is None or ran < max_jobs:
+                job = self.queue.claim(
+                    queue=list(self.queues), worker=self.worker_id, lease=self.lease
+                )
+                if job is None:
+                    break
+                self.process(job)
+                ran += 1
         return ran
 
     def process(self, job: Job) -> Job | None:
@@ -244,7 +319,7 @@ class Worker:
 
     def _run_and_settle(self, job: Job, started: float) -> Job | None:
         straggler: threading.Thread | None = None
-        with Heartbeat(self.queue, job, self.lease / 3) as beat:
+        with self._heartbeat.hold(job) as beat:
             if self._processes is not None:
                 outcome = self._processes.run(getattr(self._slots, "slot", 0), job)
             else:
@@ -254,7 +329,7 @@ class Worker:
         try:
             if self._abandoning and outcome.crashed is not None:
                 return None  # killed at shutdown: the job is released by _release_running
-            if beat.lost.is_set():
+            if beat.lost:
                 log_job(
                     "lease_lost",
                     job,
@@ -312,12 +387,10 @@ class Worker:
                 "lease_lost", job, self.worker_id, duration=duration, note="result not recorded"
             )
             return None
-        event = {
-            State.COMPLETED: "completed",
-            State.PENDING: "released" if isinstance(error, ReleaseJob) else "retried",
-            State.FAILED: "failed",
-            State.CANCELLED: "cancelled",
-        }.get(settled.status, settled.status.lower())
+        if settled.status == State.PENDING:
+            event = "released" if isinstance(error, ReleaseJob) else "retried"
+        else:
+            event = SETTLED_EVENT.get(settled.status, settled.status.lower())
         fields: dict[str, Any] = {"duration": duration}
         if error is not None:
             fields["error"] = f"{type(error).__name__}: {error}"
@@ -370,6 +443,10 @@ class Worker:
         """Work until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code: 0, or 1 when
         the database file was deleted or replaced under the worker (nothing it does could
         be kept, so it stops rather than retry forever)."""
+        with self._heartbeat:  # one thread beats for every slot, for the whole run
+            return self._run()
+
+    def _run(self) -> int:
         self._install_signal_handlers()
         if self.pool == "process":
             self._processes = ProcessPool(self.concurrency, self._child_handler())

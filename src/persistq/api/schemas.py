@@ -239,6 +239,16 @@ class LeaseIn(RequestModel):
     lease_token: LeaseToken
 
 
+class HeldLeaseIn(LeaseIn):
+    id: Annotated[int, Field(ge=1, le=INT64_MAX, description="The job's id.")]
+
+
+class HeartbeatManyIn(RequestModel):
+    """Leases extended in one transaction; a lost one does not stop the others."""
+
+    leases: list[HeldLeaseIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class CompleteIn(LeaseIn):
     result: Any = None
 

@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from persistq.errors import StorageUnavailable
+from persistq.errors import LeaseLost, StorageUnavailable
 from persistq.model import Event, Job, JobFilter, QueueInfo, State, StorageInfo, Timing, WorkerInfo
 
 
@@ -106,6 +106,14 @@ class Backend(Protocol):
 
     def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
         """Move ``lease_expires_at`` to ``now`` + the lease length chosen at claim."""
+        ...
+
+    def extend_leases(
+        self, leases: Sequence[tuple[int, str]], now: float | None
+    ) -> list[Job | LeaseLost]:
+        """``extend_lease`` of each ``(job_id, lease_token)`` in one transaction: per lease,
+        in input order, the refreshed job or a ``LeaseLost`` (also for a job that is gone);
+        a lost lease changes nothing and leaves the others extended."""
         ...
 
     def complete_job(

@@ -279,6 +279,24 @@ class SQLBackend(ABC):
     def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
         return self._owner_write("extend_lease", job_id, lease_token, now)
 
+    def extend_leases(
+        self, leases: Sequence[tuple[int, str]], now: float | None
+    ) -> list[Job | LeaseLost]:
+        now = self._now(now)
+
+        def work(conn: Conn) -> list[Any]:
+            sql = self.SQL["extend_lease"]
+            return [
+                conn.execute(sql, {"id": job_id, "lease_token": token, "now": now}).fetchone()
+                for job_id, token in leases
+            ]
+
+        rows = self._write(work)
+        return [
+            LeaseLost(job_id) if row is None else self._job(row, with_token=True)
+            for (job_id, _), row in zip(leases, rows, strict=True)
+        ]
+
     def complete_job(
         self, job_id: int, lease_token: str, result: str | None, now: float | None
     ) -> Job:

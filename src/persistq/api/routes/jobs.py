@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -37,6 +37,7 @@ from persistq.api.schemas import (
     ErrorOut,
     EventOut,
     FailIn,
+    HeartbeatManyIn,
     JobIn,
     JobOut,
     Key,
@@ -46,6 +47,7 @@ from persistq.api.schemas import (
     SearchIn,
     SearchOut,
 )
+from persistq.errors import JobNotFound, LeaseLost
 from persistq.model import INT64_MAX, Event, Job, State
 from persistq.queue import Queue
 
@@ -198,6 +200,37 @@ async def heartbeat(id: JobId, body: LeaseIn, q: QueueDep) -> Response:  # noqa:
     """Extend the lease by its length; 409 when the token no longer holds it."""
     job = await in_thread(lambda: q.heartbeat(leased(q, id, body.lease_token)))
     return job_response(job, with_token=True)
+
+
+@router.post(
+    "/jobs/heartbeat",
+    operation_id="heartbeat_jobs",
+    response_model=list[LeasedJobOut | ErrorOut],
+    responses=TOO_LARGE,
+)
+async def heartbeat_many(body: HeartbeatManyIn, q: QueueDep) -> Response:
+    """Extend every lease in one transaction (a worker's beat for all the jobs it runs):
+    in order, per lease, the job or a `lease_lost` error; one lost lease leaves the others
+    extended."""
+
+    def work() -> list[Job | LeaseLost]:
+        held: list[Job | LeaseLost] = []
+        for lease in body.leases:
+            try:
+                held.append(leased(q, lease.id, lease.lease_token))
+            except JobNotFound:
+                held.append(LeaseLost(lease.id))
+        jobs = [job for job in held if isinstance(job, Job)]
+        beats = iter(q.heartbeat_many(jobs))
+        return [next(beats) if isinstance(job, Job) else job for job in held]
+
+    rows: list[dict[str, Any]] = []
+    for beat in await in_thread(work):
+        if isinstance(beat, LeaseLost):
+            rows.append({"detail": str(beat), "code": beat.code, "job_id": beat.job_id})
+        else:
+            rows.append({**beat.to_dict(), "lease_token": beat.lease_token})
+    return JSONResponse(rows)
 
 
 @router.post(

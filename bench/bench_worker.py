@@ -1,0 +1,263 @@
+"""The library's worker against the loops it competes with, side by side in one run.
+
+1. One process: a ``persistq worker`` process (the CLI, a no-op ``--handler``, default
+   options) drains N pre-filled jobs; against it, a bare ``claim`` + ``complete`` loop
+   (bench_core's S3 on persistq) and raw sqlite3's S3, on fresh copies of the same backlog.
+   The worker's rate is read from the database (first ``started_at`` to last
+   ``finished_at``), so its start-up and shutdown are not counted.
+2. S4: 2 producer processes (one job per transaction) + 4 ``persistq worker`` processes,
+   against bench_core's raw S4 (2 producers + 4 raw consumer processes). The workers are
+   up and polling before the producers start; the clock runs from the producers' start to
+   the last ``finished_at``. Duplicates are counted from the events (one ``claimed`` per
+   job expected, no retries with a no-op handler).
+
+Rounds alternate the contenders, so load on a shared machine hits each alike; the median
+of per-round ratios is printed with the load average.
+
+    .venv/bin/python bench/bench_worker.py [--jobs 5000] [--rounds 3] [--durability full]
+        [--concurrency 1] [--only 1,2]
+
+It measures and prints; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bench_core
+import persistq
+from bench_core import QUEUE, Workspace, run_s3, run_s4
+
+HERE = Path(__file__).resolve().parent
+WORKERS = 4
+START_TIMEOUT = 60.0
+
+
+def url_of(directory: Path, sync: str) -> str:
+    url = "sqlite:///" + str(directory / "queue.db")
+    return url + "?synchronous=normal" if sync == "normal" else url
+
+
+def start_worker(url: str, worker_id: str, concurrency: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "persistq", "worker", "--url", url, "--queue", QUEUE]
+    command += ["--handler", "noop_tasks:noop", "--worker-id", worker_id]
+    command += ["--concurrency", str(concurrency)]
+    # Its log (a line per job state change, as in production) goes to a file: a pipe nobody
+    # reads would fill and block it.
+    log = Path(url.split("sqlite:///", 1)[1].split("?")[0]).parent / f"{worker_id}.log"
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=out)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        if proc.wait(timeout=60) != 0:
+            print(f"  worker exit {proc.returncode}", file=sys.stderr)
+
+
+def completed_span(q: persistq.Queue, jobs: int, since: float | None = None) -> float:
+    """Seconds from ``since`` (else the first start) to the last finish of ``jobs`` jobs."""
+    done = q.jobs(status="COMPLETED", queue=QUEUE, limit=jobs)
+    assert len(done) == jobs, f"{len(done)} of {jobs} completed"
+    finished = max(j.finished_at.timestamp() for j in done if j.finished_at)
+    started = (
+        since if since is not None else min(j.started_at.timestamp() for j in done if j.started_at)
+    )
+    return finished - started
+
+
+def wait_completed(q: persistq.Queue, jobs: int, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while q.stats()["queues"].get(QUEUE, {}).get("COMPLETED", 0) < jobs:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not all {jobs} jobs completed in {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_drain(ws: Workspace, sync: str, jobs: int, concurrency: int) -> tuple[float, float]:
+    """jobs/s and CPU seconds per job of one worker process draining ``jobs`` jobs given it
+    once it is up and idle (so its start-up is not counted)."""
+    directory = ws.fresh(f"worker-{sync}")
+    url = url_of(directory, sync)
+    q = persistq.connect(url)
+    try:
+        procs = [start_worker(url, "bench-worker", concurrency)]
+        try:
+            wait_workers(q, 1)
+            before = cpu_seconds(procs[0].pid)
+            for first in range(0, jobs, 1000):
+                q.enqueue_many(
+                    [{"n": n} for n in range(first, min(first + 1000, jobs))], queue=QUEUE
+                )
+            wait_completed(q, jobs)
+            cpu = cpu_seconds(procs[0].pid) - before
+        finally:
+            stop(procs)
+        return jobs / completed_span(q, jobs), cpu / jobs
+    finally:
+        q.close()
+
+
+def bare_drain(ws: Workspace, sync: str, jobs: int) -> tuple[float, float]:
+    """bench_core's S3 on persistq (claim + complete, one job at a time, in this process):
+    jobs/s and CPU seconds per job."""
+    directory = ws.fresh(f"bare-{sync}")
+    filler = bench_core.PersistqAdapter(directory, sync)
+    filler.fill(jobs)
+    filler.close()
+    adapter = bench_core.PersistqAdapter(directory, sync)
+    try:
+        cpu, wall = time.process_time(), time.perf_counter()
+        while adapter.take("bench-1") is not None:
+            pass
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        adapter.close()
+    return jobs / wall, cpu / jobs
+
+
+def wait_workers(q: persistq.Queue, count: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while len(q.workers(seen_within=60)) < count:  # each is up and polling
+        if time.monotonic() > deadline:
+            raise TimeoutError("workers did not start")
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+
+def worker_s4(ws: Workspace, sync: str, jobs: int, concurrency: int) -> tuple[float, int]:
+    """2 producers + 4 worker processes: jobs/s and duplicate claims."""
+    directory = ws.fresh(f"s4-worker-{sync}")
+    url = url_of(directory, sync)
+    q = persistq.connect(url)
+    try:
+        procs = [start_worker(url, f"w-{i}", concurrency) for i in range(WORKERS)]
+        try:
+            wait_workers(q, WORKERS)
+            ctx = mp.get_context("spawn")
+            barrier = ctx.Barrier(bench_core.S4_PRODUCERS + 1)
+            abort = ctx.Event()
+            per = jobs // bench_core.S4_PRODUCERS
+            producers = [
+                ctx.Process(
+                    target=bench_core._producer_main,
+                    args=(
+                        "persistq",
+                        str(directory),
+                        sync,
+                        i * per,
+                        per,
+                        barrier,
+                        abort,
+                        str(directory / f"producer-{i}.json"),
+                    ),
+                )
+                for i in range(bench_core.S4_PRODUCERS)
+            ]
+            for p in producers:
+                p.start()
+            barrier.wait(timeout=120)
+            t0 = time.time()
+            for p in producers:
+                p.join()
+            total = per * bench_core.S4_PRODUCERS
+            wait_completed(q, total)
+        finally:
+            stop(procs)
+        done = q.jobs(status="COMPLETED", queue=QUEUE, limit=total)
+        extra_claims = sum(job.attempts for job in done) - total  # a no-op never retries
+        return total / completed_span(q, total, since=t0), extra_claims
+    finally:
+        q.close()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--durability", choices=["full", "normal"], default="full")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--only", default="1,2")
+    args = parser.parse_args()
+    sync, jobs, parts = args.durability, args.jobs, args.only.split(",")
+    ws = Workspace(keep=False)
+    print(f"load average before: {os.getloadavg()[0]:.2f}; synchronous={sync}; jobs={jobs}")
+    try:
+        if "1" in parts:
+            rates: dict[str, list[float]] = {"worker": [], "bare": [], "raw": []}
+            cpus: dict[str, list[float]] = {"worker": [], "bare": []}
+            for _ in range(args.rounds):
+                for name, measure in (
+                    ("worker", lambda: worker_drain(ws, sync, jobs, args.concurrency)),
+                    ("bare", lambda: bare_drain(ws, sync, jobs)),
+                ):
+                    rate, cpu = measure()
+                    rates[name].append(rate)
+                    cpus[name].append(cpu)
+                rates["raw"].append(run_s3(ws, "raw", sync, jobs).rate)
+            print(f"\n1. one process draining {jobs} jobs, per round")
+            for name, values in rates.items():
+                print(f"  {name + ' jobs/s':<28} " + "  ".join(f"{r:8.0f}" for r in values))
+            for name, values in cpus.items():
+                print(
+                    f"  {name + ' CPU us/job':<28} " + "  ".join(f"{c * 1e6:8.0f}" for c in values)
+                )
+            ratio = [w / b for w, b in zip(rates["worker"], rates["bare"], strict=True)]
+            cpu_ratio = [b / w for w, b in zip(cpus["worker"], cpus["bare"], strict=True)]
+            print(
+                f"  worker / bare, jobs/s        median {median(ratio):.2f}x  "
+                + " ".join(f"{r:.2f}" for r in ratio)
+            )
+            print(
+                f"  worker / bare, by CPU per job median {median(cpu_ratio):.2f}x  "
+                + " ".join(f"{r:.2f}" for r in cpu_ratio)
+            )
+            raw_ratio = [w / r for w, r in zip(rates["worker"], rates["raw"], strict=True)]
+            print(f"  worker / raw S3               median {median(raw_ratio):.2f}x")
+        if "2" in parts:
+            worker_rates: list[float] = []
+            raw_rates: list[float] = []
+            dups: list[int] = []
+            for _ in range(args.rounds):
+                rate, dup = worker_s4(ws, sync, jobs, args.concurrency)
+                worker_rates.append(rate)
+                dups.append(dup)
+                raw_rates.append(run_s4(ws, "raw", sync, jobs).rate)
+            ratio = [w / r for w, r in zip(worker_rates, raw_rates, strict=True)]
+            print(f"\n2. S4: 2 producers + {WORKERS} consumers, {jobs} jobs, jobs/s per round")
+            print("  persistq worker processes    " + "  ".join(f"{r:8.0f}" for r in worker_rates))
+            print("  raw S4                       " + "  ".join(f"{r:8.0f}" for r in raw_rates))
+            print(
+                f"  worker S4 / raw S4            median {median(ratio):.2f}x  "
+                + " ".join(f"{r:.2f}" for r in ratio)
+                + f"  (duplicate claims {dups})"
+            )
+    finally:
+        ws.cleanup()
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
