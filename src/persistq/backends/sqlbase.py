@@ -4,6 +4,14 @@ A dialect supplies its named SQL (``sql/<dialect>/queries.sql``), how to run a r
 write transaction, how its rows hold times and lists, and the few operations that differ
 in kind (batch insert, waiting for a change, migrations, health). The contract of each
 method is documented once, on :class:`persistq.backends.base.Backend`.
+
+The happy path (enqueue, claim, complete) writes no event rows: ``enqueued``, ``claimed``
+and ``completed`` are facts of the job row, and :func:`persistq.backends.rows.history`
+derives them when a history is read. Every other transition stores its event with the
+row's ``fence`` (the claim it belongs to) and the facts of that claim (``attempt``,
+``started_at``, ``holder``) as the transition found the row, so the claim's ``claimed``
+can still be derived once the row has moved on (sqlite migration 0008 has the shape).
+Lifetime counters are row counts plus a tally of what rows no longer show (``counters``).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from persistq.backends.base import NewJob
-from persistq.backends.rows import Row, row_to_event, row_to_job
+from persistq.backends.rows import Row, history, row_to_event, row_to_job
 from persistq.errors import (
     InvalidTransition,
     JobNotFound,
@@ -95,7 +103,7 @@ class SQLBackend(ABC):
 
     @abstractmethod
     def _insert_batch(self, conn: Conn, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
-        """Insert jobs without keys (and their ``enqueued`` events) in input order."""
+        """Insert jobs without keys in input order."""
 
     @abstractmethod
     def _datetime(self, value: Any) -> datetime:
@@ -182,7 +190,6 @@ class SQLBackend(ABC):
         if row is None:  # the key exists: hand back that job, create nothing
             params = {"queue": job.queue, "key": job.key}
             return self._job(conn.execute(self.SQL["get_job_by_key"], params).fetchone()), False
-        conn.execute(self.SQL["insert_event"], event(row["id"], EventKind.ENQUEUED, now))
         return self._job(row), True
 
     # -- claiming ------------------------------------------------------------------------
@@ -210,20 +217,11 @@ class SQLBackend(ABC):
         return [self._job(row, with_token=True) for row in self._write(work)]
 
     def _claim_queue(self, conn: Conn, params: dict[str, Any]) -> list[Any]:
-        """``claim_jobs`` on one queue and its ``claimed`` events, in claim order."""
+        """``claim_jobs`` on one queue, in claim order (its ``claimed`` events are derived)."""
         rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
-        now, worker = params["now"], params["worker"]
         if rows:
-            self._claimed(conn, params["queue"], len(rows), now)
+            self._claimed(conn, params["queue"], len(rows), params["now"])
         rows.sort(key=lambda r: (-r["priority"], r["id"]))
-        self._many(
-            conn,
-            "insert_event",
-            [
-                event(r["id"], EventKind.CLAIMED, now, worker, f"attempt {r['attempts']}")
-                for r in rows
-            ],
-        )
         return list(rows)
 
     def has_claimable(self, queues: Sequence[str], now: float | None) -> bool:
@@ -253,22 +251,30 @@ class SQLBackend(ABC):
         now = self._now(now)
 
         def work(conn: Conn) -> Any:
+            # A hand-back clears the row's worker: its events take the holder from before.
+            before = None
+            if name in HANDS_BACK:
+                before = conn.execute(self.SQL["lock_job"], {"id": job_id}).fetchone()
+                if before is None:
+                    raise JobNotFound(job_id)
             args = {"id": job_id, "lease_token": lease_token, "now": now, **params}
             row = conn.execute(self.SQL[name], args).fetchone()
             if row is None:
+                if before is not None:
+                    raise LeaseLost(job_id)
                 raise lease_miss(job_id, conn.execute(self.SQL["get_job"], {"id": job_id}))
             status = State(row["status"])
             if status in TERMINAL:
                 self._finished(conn, [job_id])
+            facts = row if before is None else before
             if timed_out is not None:
-                holder = row["holder"] if name in HANDS_BACK else row["worker"]
-                args = event(job_id, EventKind.TIMED_OUT, now, holder, timed_out)
+                args = event(facts, EventKind.TIMED_OUT, now, facts["worker"], timed_out)
                 conn.execute(self.SQL["insert_event"], args)
             kind = FINISH_EVENT.get((name, status))
             if kind is not None:
                 detail = params.get("error") if kind in DETAILED_EVENTS else None
-                holder = row["holder"] if name in HANDS_BACK else row["worker"]
-                conn.execute(self.SQL["insert_event"], event(job_id, kind, now, holder, detail))
+                args = event(facts, kind, now, facts["worker"], detail)
+                conn.execute(self.SQL["insert_event"], args)
             return row
 
         written = self._write(work, wakes=name in HANDS_BACK)
@@ -334,25 +340,32 @@ class SQLBackend(ABC):
         now = self._now(now)
 
         def work(conn: Conn) -> int:
-            rows = conn.execute(
+            # Picked first: once PENDING again a row no longer names its holder.
+            found = conn.execute(
                 self.SQL["recover_expired"], {"now": now, "limit": limit}
             ).fetchall()
+            if not found:
+                return 0
+            ids = [r["id"] for r in found]
+            params = {"ids": self._list(ids), "now": now}
+            done = {r["id"]: r for r in conn.execute(self.SQL["expire_leases"], params)}
             self._many(
                 conn,
                 "insert_event",
                 [
                     event(
-                        r["id"],
+                        before,
                         EventKind.LEASE_EXPIRED,
                         now,
-                        r["holder"],
+                        before["worker"],
                         f"attempt {r['attempts']} of {r['max_attempts']}: now {r['status']}",
                     )
-                    for r in rows
+                    for before in found
+                    if (r := done.get(before["id"])) is not None
                 ],
             )
-            self._finished(conn, [r["id"] for r in rows if r["status"] in TERMINAL])
-            return len(rows)
+            self._finished(conn, [i for i, r in done.items() if r["status"] in TERMINAL])
+            return len(done)
 
         return self._write(work, wakes=True)
 
@@ -369,21 +382,29 @@ class SQLBackend(ABC):
         now = self._now(now)
 
         def work(conn: Conn) -> Job:
+            before = conn.execute(self.SQL["lock_job"], {"id": job_id}).fetchone()
+            if before is None:
+                raise JobNotFound(job_id)
+            was = State(before["status"])
             for name in names:
                 params = {"id": job_id, "now": now, "error": detail}
                 row = conn.execute(self.SQL[name], params).fetchone()
                 if row is not None:
                     kind = MANUAL_EVENT[name]
-                    conn.execute(self.SQL["insert_event"], event(job_id, kind, now, None, detail))
+                    # A resubmit erases a completion the row held: the event keeps it.
+                    completed = before["finished_at"] if was == State.COMPLETED else None
+                    args = event(before, kind, now, None, detail, completed_at=completed)
+                    conn.execute(self.SQL["insert_event"], args)
+                    if was in TERMINAL and row["status"] != was:  # still counted (counters)
+                        conn.execute(
+                            self.SQL["tally"], {"queue": before["queue"], "name": was.lower()}
+                        )
                     if row["status"] in TERMINAL:
                         self._finished(conn, [job_id])
                     return self._job(row)
-            row = conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            if already_done(row):
-                return self._job(row)
-            raise InvalidTransition(job_id, row["status"], requested)
+            if already_done(before):
+                return self._job(before)
+            raise InvalidTransition(job_id, before["status"], requested)
 
         return self._write(work, wakes=True)
 
@@ -430,12 +451,14 @@ class SQLBackend(ABC):
         return [self._job(row) for row in self._fetch_all(name, params)]
 
     def list_events(self, job_id: int) -> list[Event]:
-        def work(conn: Conn) -> list[Any]:
-            if conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone() is None:
+        def work(conn: Conn) -> tuple[Any, list[Any]]:
+            job = conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone()
+            if job is None:
                 raise JobNotFound(job_id)
-            return list(conn.execute(self.SQL["list_events"], {"job_id": job_id}).fetchall())
+            return job, list(conn.execute(self.SQL["list_events"], {"job_id": job_id}))
 
-        return [row_to_event(row, self._datetime) for row in self._read(work)]
+        job, stored = self._read(work)
+        return history(job, stored, self._datetime)
 
     def count_by_status(self) -> dict[str, dict[State, int]]:
         counts: dict[str, dict[State, int]] = {}
@@ -476,6 +499,7 @@ class SQLBackend(ABC):
             )
             if unfinished and not force:
                 raise QueueNotEmpty(name, unfinished)
+            conn.execute(self.SQL["tally_queue_jobs"], {"queue": name})
             conn.execute(self.SQL["delete_queue_events"], {"queue": name})
             deleted = conn.execute(self.SQL["delete_queue_jobs"], {"queue": name}).rowcount
             conn.execute(self.SQL["delete_queue"], {"queue": name})
@@ -522,6 +546,7 @@ class SQLBackend(ABC):
             params = {"status": str(status), "before": before, "limit": limit}
             ids = [row["id"] for row in conn.execute(self.SQL["select_purgeable"], params)]
             if ids:
+                conn.execute(self.SQL["tally_jobs"], {"ids": self._list(ids)})
                 conn.execute(self.SQL["delete_events_of_jobs"], {"ids": self._list(ids)})
                 conn.execute(self.SQL["delete_jobs"], {"ids": self._list(ids)})
             return len(ids)
@@ -583,11 +608,12 @@ class SQLBackend(ABC):
         )
 
 
-#: Owner writes that may hand the job back to PENDING: they clear ``worker`` and return the
-#: lease's holder as ``holder``, for the event.
+#: Owner writes that may hand the job back to PENDING: they clear ``worker``, so their
+#: events take the lease's holder from the row as it was before (``lock_job``).
 HANDS_BACK = frozenset({"retry_job", "release_job", "crash_job"})
+#: The event each owner write stores, by the state it leaves the job in; a completion
+#: stores none (its ``completed`` is derived from the row).
 FINISH_EVENT: dict[tuple[str, State], EventKind] = {
-    ("complete_job", State.COMPLETED): EventKind.COMPLETED,
     ("retry_job", State.PENDING): EventKind.RETRIED,
     ("retry_job", State.FAILED): EventKind.FAILED,
     ("fail_job", State.FAILED): EventKind.FAILED,
@@ -658,10 +684,26 @@ def job_params(job: NewJob) -> dict[str, Any]:
 
 
 def event(
-    job_id: int,
+    job: Row,
     kind: EventKind,
     now: float | None,
     worker: str | None = None,
     detail: str | None = None,
+    *,
+    completed_at: Any = None,
 ) -> dict[str, Any]:
-    return {"job_id": job_id, "kind": str(kind), "now": now, "worker": worker, "detail": detail}
+    """A stored event of ``job`` as its transition found the row: the claim it belongs to
+    (``fence``) and that claim's facts, when the row holds a started attempt."""
+    started = job["started_at"]
+    return {
+        "job_id": job["id"],
+        "kind": str(kind),
+        "now": now,
+        "worker": worker,
+        "detail": detail,
+        "fence": job["fence"],
+        "attempt": None if started is None else job["attempts"],
+        "started_at": started,
+        "holder": None if started is None else job["worker"],
+        "completed_at": completed_at,
+    }

@@ -301,12 +301,15 @@ class SQLiteBackend(SQLBackend):
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
     ) -> list[Job]:
         now = self._now(now)
-        conn.executemany(SQL["insert_job_batch"], [{**job_params(job), "now": now} for job in jobs])
-        # ids are contiguous: this transaction holds SQLite's only write lock
-        last_id = conn.execute(SQL["last_insert_id"]).fetchone()["id"]
-        first_id = last_id - len(jobs) + 1
-        conn.execute(
-            SQL["insert_enqueued_events"], {"first_id": first_id, "last_id": last_id, "now": now}
+        # Numbered here from the last id handed out: this transaction holds the only write
+        # lock, and executemany cannot return ids.
+        first_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1
+        conn.executemany(
+            SQL["insert_job_batch"],
+            [
+                {**job_params(job), "now": now, "id": first_id + i}
+                for i, job in enumerate(jobs)
+            ],
         )
         return _new_jobs(jobs, first_id, now)
 
