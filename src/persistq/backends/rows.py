@@ -110,7 +110,7 @@ def history(job: Row, stored: Sequence[Row], convert: ToDatetime = epoch_to_date
     fence, started = job["fence"], job["started_at"]
     claims: dict[int, list[Row]] = {}
     for row in stored:
-        claims.setdefault(row["fence"], []).append(row)
+        claims.setdefault(row["fence"] or 0, []).append(row)  # NULL: written by hand, 0
     if fence >= 1 and started is not None:
         claims.setdefault(fence, [])
     events = []

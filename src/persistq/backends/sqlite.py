@@ -30,7 +30,7 @@ from urllib.parse import quote
 from persistq.backends.base import NewJob, no_database
 from persistq.backends.rows import epoch_to_datetime, new_job
 from persistq.backends.sql import NamedSQL, migrations
-from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
+from persistq.backends.sqlbase import LastWrite, SQLBackend
 from persistq.config import split_sqlite_url
 from persistq.errors import (
     StorageBusy,
@@ -307,8 +307,17 @@ class SQLiteBackend(SQLBackend):
         conn.executemany(
             SQL["insert_job_batch"],
             [
-                {**job_params(job), "now": now, "id": first_id + i}
-                for i, job in enumerate(jobs)
+                {
+                    "id": job_id,
+                    "queue": job.queue,
+                    "payload": job.payload,
+                    "priority": job.priority,
+                    "now": now,
+                    "delay_seconds": job.delay_seconds,
+                    "max_attempts": job.max_attempts,
+                    "timeout": job.timeout,
+                }
+                for job_id, job in enumerate(jobs, first_id)
             ],
         )
         return _new_jobs(jobs, first_id, now)
