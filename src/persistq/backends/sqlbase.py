@@ -128,9 +128,9 @@ class SQLBackend(ABC):
         for params in rows:
             conn.execute(self.SQL[name], params)
 
-    def _claimed(self, conn: Conn, queue: str, count: int, now: float | None) -> None:  # noqa: B027
-        """``count`` jobs of ``queue`` were just claimed in this transaction: SQLite spends
-        rate tokens here; PostgreSQL's pick did already."""
+    def _claimed(self, conn: Conn, queue: str, rows: Sequence[Row], now: float | None) -> None:  # noqa: B027
+        """``rows`` of ``queue`` were just claimed in this transaction: SQLite spends rate
+        tokens here; PostgreSQL's pick did already."""
 
     def _finished(self, conn: Conn, job_ids: Sequence[int]) -> None:  # noqa: B027 - optional
         """Jobs this transaction finished, for those waiting on them (PostgreSQL: a NOTIFY
@@ -220,7 +220,7 @@ class SQLBackend(ABC):
         """``claim_jobs`` on one queue, in claim order (its ``claimed`` events are derived)."""
         rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
         if rows:
-            self._claimed(conn, params["queue"], len(rows), params["now"])
+            self._claimed(conn, params["queue"], rows, params["now"])
         rows.sort(key=lambda r: (-r["priority"], r["id"]))
         return list(rows)
 

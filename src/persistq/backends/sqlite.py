@@ -293,14 +293,32 @@ class SQLiteBackend(SQLBackend):
     def _many(self, conn: sqlite3.Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
         conn.executemany(SQL[name], rows)
 
-    def _claimed(self, conn: sqlite3.Connection, queue: str, count: int, now: float | None) -> None:
-        params = {"queue": queue, "claimed": count, "now": now}
-        conn.execute(SQL["spend_rate_tokens"], params)
+    def _claimed(
+        self, conn: sqlite3.Connection, queue: str, rows: Sequence[Any], now: float | None
+    ) -> None:
+        if rows[0]["rate_limited"]:
+            params = {"queue": queue, "claimed": len(rows), "now": now}
+            conn.execute(SQL["spend_rate_tokens"], params)
 
     def _insert_batch(
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
     ) -> list[Job]:
         now = self._now(now)
+        if len(jobs) == 1:  # enqueue: the statement numbers the job
+            job = jobs[0]
+            params = {
+                "id": None,
+                "queue": job.queue,
+                "payload": job.payload,
+                "priority": job.priority,
+                "now": now,
+                "delay_seconds": job.delay_seconds,
+                "max_attempts": job.max_attempts,
+                "timeout": job.timeout,
+            }
+            job_id = conn.execute(SQL["insert_job_batch"], params).lastrowid
+            assert job_id is not None
+            return _new_jobs(jobs, job_id, now)
         # Numbered here from the last id handed out: this transaction holds the only write
         # lock, and executemany cannot return ids.
         first_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1

@@ -25,10 +25,13 @@ RETURNING *;
 
 -- name: insert_job_batch
 -- The batch path of enqueue_many when no job has a key: no RETURNING, so executemany can
--- run it; the caller numbers the rows from last_insert_id (it holds the only write lock).
+-- run it; the caller numbers the rows from last_insert_id (it holds the only write lock),
+-- or, for one job, passes no id and reads the cursor's lastrowid (one statement less).
 INSERT INTO jobs (id, queue, payload, status, priority, run_at, attempts, max_attempts, key,
                   timeout, created_at, updated_at)
-VALUES (:id, :queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts,
+VALUES (coalesce(:id, max(coalesce((SELECT max(id) FROM jobs), 0),
+                          (SELECT last_id FROM job_ids)) + 1),
+        :queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts,
         NULL, :timeout, :now, :now);
 
 -- name: last_insert_id
@@ -84,17 +87,21 @@ WHERE id IN (
         LIMIT coalesce((
             -- Global limits (migration 0005), read in this write transaction: SQLite's
             -- single writer makes the count and the claim one atomic step.
+            -- CASE: the PROCESSING rows are counted only for a queue with a limit (a NULL
+            -- limit minus the count still ran the count, a pass over every running job).
             SELECT max(0, min(:limit,
-                coalesce(q.concurrency_limit - (
+                CASE WHEN q.concurrency_limit IS NULL THEN :limit ELSE q.concurrency_limit - (
                     SELECT count(*) FROM jobs AS r INDEXED BY jobs_state
                     WHERE r.queue = :queue AND r.status = 'PROCESSING'
-                      AND r.lease_expires_at > :now), :limit),
+                      AND r.lease_expires_at > :now) END,
                 coalesce(CAST(min(q.rate_limit, q.rate_tokens
                     + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window) AS INTEGER),
                     :limit)))
             FROM queues AS q WHERE q.name = :queue), :limit))
   AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
-RETURNING *;
+RETURNING *,
+    -- Whether spend_rate_tokens has anything to do: most queues have no rate limit.
+    (SELECT rate_limit IS NOT NULL FROM queues WHERE name = :queue) AS rate_limited;
 
 -- name: spend_rate_tokens
 -- After a claim of :claimed jobs from a rate-limited queue, in the same transaction.
@@ -110,10 +117,10 @@ SELECT 1 FROM jobs INDEXED BY jobs_claim
 WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
   AND NOT EXISTS (
       SELECT 1 FROM queues AS q WHERE q.name = :queue AND (q.paused = 1
-          OR q.concurrency_limit <= (
+          OR CASE WHEN q.concurrency_limit IS NULL THEN 0 ELSE q.concurrency_limit <= (
               SELECT count(*) FROM jobs AS r INDEXED BY jobs_state
               WHERE r.queue = :queue AND r.status = 'PROCESSING'
-                AND r.lease_expires_at > :now)
+                AND r.lease_expires_at > :now) END
           OR q.rate_tokens + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window < 1))
 LIMIT 1;
 
