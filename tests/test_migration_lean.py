@@ -57,10 +57,17 @@ class OldRelease:
         self.now += 1.0
         return self.now
 
-    def event(self, job: int, kind: str, worker: str | None = None, detail: str | None = None) -> None:
+    def event(
+        self, job: int, kind: str, worker: str | None = None, detail: str | None = None
+    ) -> None:
         self.sql(
-            "INSERT INTO events (job_id, at, kind, worker, detail) VALUES ({p}, {t}, {p}, {p}, {p})",
-            job, self.now, kind, worker, detail,
+            "INSERT INTO events (job_id, at, kind, worker, detail)"
+            " VALUES ({p}, {t}, {p}, {p}, {p})",
+            job,
+            self.now,
+            kind,
+            worker,
+            detail,
         )
 
     def enqueue(self, queue: str = "default", max_attempts: int = 3) -> int:
@@ -68,13 +75,19 @@ class OldRelease:
         self.sql(
             "INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts,"
             " created_at, updated_at) VALUES ({p}, '{{}}', 'PENDING', 0, {t}, 0, {p}, {t}, {t})",
-            queue, t, max_attempts, t, t,
+            queue,
+            t,
+            max_attempts,
+            t,
+            t,
         )
         (job,) = self.sql("SELECT max(id) FROM jobs")[0]
         self.sql(
             "INSERT INTO queues (name, paused, created_at) VALUES ({p}, {p}, {t})"
             " ON CONFLICT (name) DO NOTHING",
-            queue, False, t,
+            queue,
+            False,
+            t,
         )
         self.event(job, "enqueued")
         return int(job)
@@ -86,7 +99,13 @@ class OldRelease:
             " lease_seconds = 30, lease_expires_at = {t}, attempts = attempts + 1,"
             " fence = fence + 1, cancel_requested = {p}, started_at = {t}, finished_at = NULL,"
             " updated_at = {t} WHERE id = {p}",
-            worker, f"token-{job}-{t}", t + 30, False, t, t, job,
+            worker,
+            f"token-{job}-{t}",
+            t + 30,
+            False,
+            t,
+            t,
+            job,
         )
         (attempts,) = self.sql("SELECT attempts FROM jobs WHERE id = {p}", job)[0]
         self.event(job, "claimed", worker, f"attempt {attempts}")
@@ -101,7 +120,11 @@ class OldRelease:
         self.sql(
             "UPDATE jobs SET status = {p}, lease_token = NULL, lease_expires_at = NULL,"
             " last_error = {p}, finished_at = {t}, updated_at = {t} WHERE id = {p}",
-            status, detail, t, t, job,
+            status,
+            detail,
+            t,
+            t,
+            job,
         )
         self.event(job, kind, holder, detail)
 
@@ -113,7 +136,11 @@ class OldRelease:
             "UPDATE jobs SET status = 'PENDING', worker = NULL, lease_token = NULL,"
             " lease_expires_at = NULL, last_error = {p}, attempts = attempts - {p},"
             " run_at = {t}, updated_at = {t} WHERE id = {p}",
-            detail, 1 if refund else 0, t, t, job,
+            detail,
+            1 if refund else 0,
+            t,
+            t,
+            job,
         )
         self.event(job, kind, holder, detail)
 
@@ -126,14 +153,21 @@ class OldRelease:
                 " lease_token = NULL, lease_seconds = NULL, lease_expires_at = NULL,"
                 " cancel_requested = {p}, result = NULL, started_at = NULL, finished_at = NULL,"
                 " updated_at = {t} WHERE id = {p}",
-                t, False, t, job,
+                t,
+                False,
+                t,
+                job,
             )
         else:
             self.sql(
                 "UPDATE jobs SET status = {p}, last_error = coalesce({p}, last_error),"
                 " lease_token = NULL, lease_expires_at = NULL, finished_at = {t},"
                 " updated_at = {t} WHERE id = {p}",
-                status, detail, t, t, job,
+                status,
+                detail,
+                t,
+                t,
+                job,
             )
         self.event(job, kind, None, detail)
 
@@ -273,7 +307,10 @@ def test_an_old_database_moves_forward_with_nothing_lost(
         ]
         # The old completion is stored, so none is derived again; the new one is.
         assert [k for _, k, _, _ in _history(q, jobs["completed"])] == [
-            "enqueued", "claimed", "completed", "resubmitted"
+            "enqueued",
+            "claimed",
+            "completed",
+            "resubmitted",
         ]
         (job,) = [j for j in q.claim_many(worker="late", limit=20) if j.id == jobs["completed"]]
         clock.advance(1)

@@ -179,7 +179,9 @@ class Queue:
         # job from them directly (dataclasses.replace cost more than the insert).
         t = self._new_job(None, queue, priority, delay, max_attempts, None, timeout)
         limit = self.settings.max_payload_bytes
-        texts = [encode_json(p, what=f"payload {i}", max_bytes=limit) for i, p in enumerate(payloads)]
+        texts = [
+            encode_json(p, what=f"payload {i}", max_bytes=limit) for i, p in enumerate(payloads)
+        ]
         new = [
             NewJob(t.queue, text, t.priority, t.delay_seconds, t.max_attempts, key, t.timeout)
             for text, key in zip(texts, key_list or [None] * len(texts), strict=True)

@@ -93,7 +93,9 @@ def row_to_event(row: Row, convert: ToDatetime = epoch_to_datetime) -> Event:
     )
 
 
-def history(job: Row, stored: Sequence[Row], convert: ToDatetime = epoch_to_datetime) -> list[Event]:
+def history(
+    job: Row, stored: Sequence[Row], convert: ToDatetime = epoch_to_datetime
+) -> list[Event]:
     """A job's whole history, oldest first: its stored events (in id order) merged with the
     ``enqueued``, ``claimed`` and ``completed`` events its row and their facts imply (id None).
 
@@ -104,8 +106,12 @@ def history(job: Row, stored: Sequence[Row], convert: ToDatetime = epoch_to_date
     """
     job_id = job["id"]
 
-    def derived(kind: EventKind, at: Any, worker: str | None = None, detail: str | None = None) -> Event:
-        return Event(id=None, job_id=job_id, at=convert(at), kind=kind, worker=worker, detail=detail)
+    def derived(
+        kind: EventKind, at: Any, worker: str | None = None, detail: str | None = None
+    ) -> Event:
+        return Event(
+            id=None, job_id=job_id, at=convert(at), kind=kind, worker=worker, detail=detail
+        )
 
     fence, started = job["fence"], job["started_at"]
     claims: dict[int, list[Row]] = {}
@@ -122,14 +128,24 @@ def history(job: Row, stored: Sequence[Row], convert: ToDatetime = epoch_to_date
         # The claim's facts: from its first event that has them (the one that ended it),
         # else from the row, which still holds its claim (running, or completed).
         facts = next(
-            ((r["attempt"], r["started_at"], r["holder"]) for r in rows if r["started_at"] is not None),
-            (job["attempts"], started, job["worker"]) if k == fence and started is not None else None,
+            (
+                (r["attempt"], r["started_at"], r["holder"])
+                for r in rows
+                if r["started_at"] is not None
+            ),
+            (job["attempts"], started, job["worker"])
+            if k == fence and started is not None
+            else None,
         )
         if k >= 1 and facts is not None and EventKind.CLAIMED not in kinds:
             events.append(derived(EventKind.CLAIMED, facts[1], facts[2], f"attempt {facts[0]}"))
         done = EventKind.COMPLETED in kinds
         for row in rows:
-            if row["kind"] == EventKind.RESUBMITTED and row["completed_at"] is not None and not done:
+            if (
+                row["kind"] == EventKind.RESUBMITTED
+                and row["completed_at"] is not None
+                and not done
+            ):
                 events.append(derived(EventKind.COMPLETED, row["completed_at"], row["holder"]))
             events.append(row_to_event(row, convert))
         completed = job["status"] == State.COMPLETED and job["finished_at"] is not None
