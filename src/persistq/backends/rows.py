@@ -57,13 +57,18 @@ def row_to_job(
     )
 
 
+#: JSON this process just encoded (no surrounding whitespace to look for): raw_decode skips
+#: the checks json.loads makes, a quarter of a batch enqueue's decoding.
+_decode = json.JSONDecoder().raw_decode
+
+
 def new_job(job: NewJob, job_id: int, run_at: datetime, created_at: datetime) -> Job:
     """A job just inserted, built from what was written instead of read back (half the time
     of a 1,000-job ``enqueue_many`` went to parsing whole rows)."""
     return Job(
         id=job_id,
         queue=job.queue,
-        payload=json.loads(job.payload),
+        payload=_decode(job.payload)[0],
         status=State.PENDING,
         priority=job.priority,
         run_at=run_at,
