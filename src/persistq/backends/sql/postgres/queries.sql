@@ -391,9 +391,9 @@ DELETE FROM workers WHERE id = %(worker)s;
 
 -- name: list_workers
 SELECT w.id, w.queues, w.started_at, w.last_seen_at,
-       coalesce((SELECT json_agg(j.id) FROM queues AS q JOIN jobs AS j
-                     ON j.queue = q.name AND j.status = 'PROCESSING'
-                 WHERE j.worker = w.id), '[]')::text AS job_ids
+       coalesce((SELECT json_agg(j.id) FROM jobs AS j
+                 WHERE j.queue IN (SELECT name FROM queues) AND j.status = 'PROCESSING'
+                   AND j.worker = w.id), '[]')::text AS job_ids
 FROM workers AS w
 WHERE w.last_seen_at >= to_timestamp(%(since)s)
 ORDER BY w.id;
@@ -402,14 +402,16 @@ ORDER BY w.id;
 DELETE FROM workers WHERE last_seen_at < to_timestamp(%(before)s);
 
 -- name: counters
--- Lifetime counts per queue: the rows as they are now plus the tally (see SQLite).
+-- Lifetime counts per queue: the rows as they are now, per state (one pass over jobs_state,
+-- as stats), plus the tally of what no row shows any more (sqlite migration 0008); one
+-- statement, so one snapshot: a purge between two reads would count its jobs twice.
+WITH by_state AS MATERIALIZED (SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status)
 SELECT queue, name, sum(value) AS value FROM (
     SELECT queue, name, value FROM counters
     UNION ALL
-    SELECT queue, 'enqueued', count(*) FROM jobs GROUP BY queue
+    SELECT queue, 'enqueued', n FROM by_state
     UNION ALL
-    SELECT queue, lower(status), count(*) FROM jobs
-    WHERE status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED')
-    GROUP BY queue, status) AS counted
+    SELECT queue, lower(status), n FROM by_state
+    WHERE status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED')) AS counted
 GROUP BY queue, name HAVING sum(value) > 0
 ORDER BY queue, name;

@@ -266,9 +266,9 @@ SELECT * FROM jobs ORDER BY id DESC LIMIT :limit OFFSET :offset;
 -- One state across queues: one range of jobs_state per queue, the ids merged newest first
 -- (no index orders a state by id across queues any more), then the page's rows.
 SELECT * FROM jobs WHERE id IN (
-    SELECT j.id FROM queues AS q JOIN jobs AS j INDEXED BY jobs_state
-        ON j.queue = q.name AND j.status = :status
-    ORDER BY j.id DESC LIMIT :limit OFFSET :offset)
+    SELECT id FROM jobs INDEXED BY jobs_state
+    WHERE queue IN (SELECT name FROM queues) AND status = :status
+    ORDER BY id DESC LIMIT :limit OFFSET :offset)
 ORDER BY id DESC;
 
 -- name: list_jobs_by_queue
@@ -408,9 +408,9 @@ DELETE FROM workers WHERE id = :worker;
 
 -- name: list_workers
 SELECT w.id, w.queues, w.started_at, w.last_seen_at,
-       (SELECT json_group_array(j.id) FROM queues AS q JOIN jobs AS j INDEXED BY jobs_state
-            ON j.queue = q.name AND j.status = 'PROCESSING'
-        WHERE j.worker = w.id) AS job_ids
+       (SELECT json_group_array(j.id) FROM jobs AS j INDEXED BY jobs_state
+        WHERE j.queue IN (SELECT name FROM queues) AND j.status = 'PROCESSING'
+          AND j.worker = w.id) AS job_ids
 FROM workers AS w
 WHERE w.last_seen_at >= :since
 ORDER BY w.id;
@@ -419,16 +419,16 @@ ORDER BY w.id;
 DELETE FROM workers WHERE last_seen_at < :before;
 
 -- name: counters
--- Lifetime counts per queue (enqueued, completed, failed, unprocessable, cancelled,
--- retried, lease_expired): the rows as they are now (jobs_state, covering) plus the tally of
--- what no row shows any more (migration 0008).
+-- Lifetime counts per queue: the rows as they are now, per state (one pass over jobs_state,
+-- as stats), plus the tally of what no row shows any more (sqlite migration 0008); one
+-- statement, so one snapshot: a purge between two reads would count its jobs twice.
+WITH by_state AS MATERIALIZED (SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status)
 SELECT queue, name, sum(value) AS value FROM (
     SELECT queue, name, value FROM counters
     UNION ALL
-    SELECT queue, 'enqueued', count(*) FROM jobs GROUP BY queue
+    SELECT queue, 'enqueued', n FROM by_state
     UNION ALL
-    SELECT queue, lower(status), count(*) FROM jobs
-    WHERE status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED')
-    GROUP BY queue, status)
+    SELECT queue, lower(status), n FROM by_state
+    WHERE status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED'))
 GROUP BY queue, name HAVING sum(value) > 0
 ORDER BY queue, name;
