@@ -330,3 +330,29 @@ def test_an_old_database_moves_forward_with_nothing_lost(
         assert counters["other"] == before_counters["other"]
         # The job purged before the upgrade keeps its id handed out.
         assert q.enqueue("new", queue="other").id > jobs["purged"]
+
+
+def test_the_happy_path_stores_no_event_and_jobs_has_four_indexes(
+    sqlite_url: str, clock: ManualClock
+) -> None:
+    """enqueue, claim and complete write the job row only (their events are derived), and
+    the index diet holds: a transition touches jobs_claim, jobs_state and jobs_finished."""
+    with persistq.connect(sqlite_url, clock=clock) as q:
+        job = q.enqueue({"n": 1})
+        q.enqueue_many([{"n": 2}, {"n": 3}])
+        held = q.claim(worker="w")
+        assert held is not None and held.id == job.id
+        clock.advance(1)
+        q.complete(held, "ok")
+        path = q.check()["path"]
+        kinds = [(str(e.kind), e.id) for e in q.events(job.id)]
+        assert kinds == [("enqueued", None), ("claimed", None), ("completed", None)]
+        assert q.counters()["default"] == {"enqueued": 3, "completed": 1}
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM events").fetchone() == (0,)
+    indexes = {row[1] for row in db.execute("PRAGMA index_list(jobs)")}
+    assert indexes == {"jobs_claim", "jobs_key", "jobs_state", "jobs_finished"}
+    assert (
+        "AUTOINCREMENT"
+        not in db.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs'").fetchone()[0]
+    )
