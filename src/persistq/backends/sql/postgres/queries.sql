@@ -263,7 +263,29 @@ SELECT * FROM jobs ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
 SELECT * FROM jobs WHERE status = %(status)s ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_jobs_by_queue
-SELECT * FROM jobs WHERE queue = %(queue)s ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+-- One queue, every state: each state's range of jobs_state read newest first, no further than
+-- the page needs, and the ids merged (page 1 reads a few entries per state, not the queue).
+SELECT * FROM jobs WHERE id IN (
+    SELECT id FROM (
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'PENDING'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'PROCESSING'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'COMPLETED'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'FAILED'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'UNPROCESSABLE'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'CANCELLED'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s) AS merged
+    ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s)
+ORDER BY id DESC;
 
 -- name: list_jobs_by_queue_status
 SELECT * FROM jobs WHERE queue = %(queue)s AND status = %(status)s

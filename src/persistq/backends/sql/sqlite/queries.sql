@@ -272,10 +272,27 @@ SELECT * FROM jobs WHERE id IN (
 ORDER BY id DESC;
 
 -- name: list_jobs_by_queue
--- One queue, every state: its ids from jobs_state (covering, all states), newest first,
--- then the page's rows.
+-- One queue, every state: each state's range of jobs_state read newest first, no further than
+-- the page needs, and the ids merged (page 1 reads a few entries per state, not the queue).
 SELECT * FROM jobs WHERE id IN (
-    SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue
+    SELECT id FROM (
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'PENDING'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'PROCESSING'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'COMPLETED'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'FAILED'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'UNPROCESSABLE'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'CANCELLED'
+                    ORDER BY id DESC LIMIT :limit + :offset))
     ORDER BY id DESC LIMIT :limit OFFSET :offset)
 ORDER BY id DESC;
 
