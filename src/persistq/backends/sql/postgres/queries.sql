@@ -260,7 +260,12 @@ RETURNING *;
 SELECT * FROM jobs ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_jobs_by_status
-SELECT * FROM jobs WHERE status = %(status)s ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+-- One state across queues: a range of jobs_state per queue, the ids merged (see SQLite).
+SELECT * FROM jobs WHERE id IN (
+    SELECT id FROM jobs
+    WHERE queue IN (SELECT name FROM queues) AND status = %(status)s
+    ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s)
+ORDER BY id DESC;
 
 -- name: list_jobs_by_queue
 -- One queue, every state: each state's range of jobs_state read newest first, no further than
