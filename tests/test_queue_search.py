@@ -174,6 +174,25 @@ def test_resubmit_matching_changes_only_matching_resubmittable_jobs_in_batches(
     assert queue.resubmit_matching().done == 0
 
 
+def test_a_bulk_resubmit_keeps_history_and_counters_as_one_resubmit_does(queue: Queue) -> None:
+    # Two completed jobs: one resubmitted alone, one in bulk. The bulk path goes through the
+    # same transition, so the erased attempt stays in the history (derived claimed/completed
+    # from the resubmitted event) and the lifetime counters do not go down.
+    jobs = queue.enqueue_many([{"n": 1}, {"n": 2}], queue="twins")
+    for _ in jobs:
+        claimed = queue.claim(queue="twins", worker="w")
+        assert claimed is not None
+        queue.complete(claimed)
+    before = queue.counters()["twins"]
+    queue.resubmit(jobs[0].id)
+    assert queue.resubmit_matching(JobFilter(queue="twins")).done == 1
+    alone, bulk = (queue.events(j.id) for j in jobs)
+    shape = [(e.kind, e.worker, e.detail) for e in alone]
+    assert [(e.kind, e.worker, e.detail) for e in bulk] == shape
+    assert [e.kind for e in bulk] == ["enqueued", "claimed", "completed", "resubmitted"]
+    assert queue.counters()["twins"] == before
+
+
 def test_a_bulk_action_stops_at_its_limit_and_goes_on_from_next(
     queue: Queue, spread: dict[str, list[int]]
 ) -> None:

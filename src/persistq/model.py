@@ -135,7 +135,7 @@ _JOB_TIMES = ("run_at", "lease_expires_at", "created_at", "updated_at", "started
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    id: int
+    id: int | None  # None: derived from the job row, not stored (SPEC)
     job_id: int
     at: datetime
     kind: EventKind

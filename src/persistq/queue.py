@@ -184,17 +184,17 @@ class Queue:
         delay = self._delay_until(delay, run_at)
         if keys is not None and len(keys) != len(payloads):
             raise InvalidJob(f"{len(keys)} keys for {len(payloads)} payloads")
-        key_list = list(keys) if keys is not None else [None] * len(payloads)
-        # The options are the same for the whole batch: validate them once.
-        template = self._new_job(None, queue, priority, delay, max_attempts, None, timeout)
+        key_list = [validate_key(k) for k in keys] if keys is not None else None
+        # The options are the same for the whole batch: validate them once, and build each
+        # job from them directly (dataclasses.replace cost more than the insert).
+        t = self._new_job(None, queue, priority, delay, max_attempts, None, timeout)
         limit = self.settings.max_payload_bytes
+        texts = [
+            encode_json(p, what=f"payload {i}", max_bytes=limit) for i, p in enumerate(payloads)
+        ]
         new = [
-            replace(
-                template,
-                payload=encode_json(p, what=f"payload {i}", max_bytes=limit),
-                key=validate_key(k),
-            )
-            for i, (p, k) in enumerate(zip(payloads, key_list, strict=True))
+            NewJob(t.queue, text, t.priority, t.delay_seconds, t.max_attempts, key, t.timeout)
+            for text, key in zip(texts, key_list or [None] * len(texts), strict=True)
         ]
         return self.backend.insert_jobs(new, self._stamp())
 

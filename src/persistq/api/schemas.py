@@ -357,7 +357,7 @@ class LeasedJobOut(JobOut):
 
 
 class EventOut(BaseModel):
-    id: int
+    id: int | None  # None: derived from the job row, not stored (SPEC)
     job_id: int
     at: datetime
     kind: EventKind

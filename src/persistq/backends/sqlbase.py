@@ -4,6 +4,14 @@ A dialect supplies its named SQL (``sql/<dialect>/queries.sql``), how to run a r
 write transaction, how its rows hold times and lists, and the few operations that differ
 in kind (batch insert, waiting for a change, migrations, health). The contract of each
 method is documented once, on :class:`persistq.backends.base.Backend`.
+
+The happy path (enqueue, claim, complete) writes no event rows: ``enqueued``, ``claimed``
+and ``completed`` are facts of the job row, and :func:`persistq.backends.rows.history`
+derives them when a history is read. Every other transition stores its event with the
+row's ``fence`` (the claim it belongs to) and the facts of that claim (``attempt``,
+``started_at``, ``holder``) as the transition found the row, so the claim's ``claimed``
+can still be derived once the row has moved on (sqlite migration 0008 has the shape).
+Lifetime counters are row counts plus a tally of what rows no longer show (``counters``).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from persistq.backends.base import NewJob
-from persistq.backends.rows import Row, row_to_event, row_to_job
+from persistq.backends.rows import Row, history, row_to_event, row_to_job
 from persistq.errors import (
     InvalidTransition,
     JobNotFound,
@@ -97,7 +105,7 @@ class SQLBackend(ABC):
 
     @abstractmethod
     def _insert_batch(self, conn: Conn, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
-        """Insert jobs without keys (and their ``enqueued`` events) in input order."""
+        """Insert jobs without keys in input order."""
 
     @abstractmethod
     def _datetime(self, value: Any) -> datetime:
@@ -122,9 +130,9 @@ class SQLBackend(ABC):
         for params in rows:
             conn.execute(self.SQL[name], params)
 
-    def _claimed(self, conn: Conn, queue: str, count: int, now: float | None) -> None:  # noqa: B027
-        """``count`` jobs of ``queue`` were just claimed in this transaction: SQLite spends
-        rate tokens here; PostgreSQL's pick did already."""
+    def _claimed(self, conn: Conn, queue: str, rows: Sequence[Row], now: float | None) -> None:  # noqa: B027
+        """``rows`` of ``queue`` were just claimed in this transaction: SQLite spends rate
+        tokens here; PostgreSQL's pick did already."""
 
     def _finished(self, conn: Conn, job_ids: Sequence[int]) -> None:  # noqa: B027 - optional
         """Jobs this transaction finished, for those waiting on them (PostgreSQL: a NOTIFY
@@ -184,7 +192,6 @@ class SQLBackend(ABC):
         if row is None:  # the key exists: hand back that job, create nothing
             params = {"queue": job.queue, "key": job.key}
             return self._job(conn.execute(self.SQL["get_job_by_key"], params).fetchone()), False
-        conn.execute(self.SQL["insert_event"], event(row["id"], EventKind.ENQUEUED, now))
         return self._job(row), True
 
     # -- claiming ------------------------------------------------------------------------
@@ -212,20 +219,11 @@ class SQLBackend(ABC):
         return [self._job(row, with_token=True) for row in self._write(work)]
 
     def _claim_queue(self, conn: Conn, params: dict[str, Any]) -> list[Any]:
-        """``claim_jobs`` on one queue and its ``claimed`` events, in claim order."""
+        """``claim_jobs`` on one queue, in claim order (its ``claimed`` events are derived)."""
         rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
-        now, worker = params["now"], params["worker"]
         if rows:
-            self._claimed(conn, params["queue"], len(rows), now)
+            self._claimed(conn, params["queue"], rows, params["now"])
         rows.sort(key=lambda r: (-r["priority"], r["id"]))
-        self._many(
-            conn,
-            "insert_event",
-            [
-                event(r["id"], EventKind.CLAIMED, now, worker, f"attempt {r['attempts']}")
-                for r in rows
-            ],
-        )
         return list(rows)
 
     def has_claimable(self, queues: Sequence[str], now: float | None) -> bool:
@@ -255,22 +253,30 @@ class SQLBackend(ABC):
         now = self._now(now)
 
         def work(conn: Conn) -> Any:
+            # A hand-back clears the row's worker: its events take the holder from before.
+            before = None
+            if name in HANDS_BACK:
+                before = conn.execute(self.SQL["lock_job"], {"id": job_id}).fetchone()
+                if before is None:
+                    raise JobNotFound(job_id)
             args = {"id": job_id, "lease_token": lease_token, "now": now, **params}
             row = conn.execute(self.SQL[name], args).fetchone()
             if row is None:
+                if before is not None:
+                    raise LeaseLost(job_id)
                 raise lease_miss(job_id, conn.execute(self.SQL["get_job"], {"id": job_id}))
             status = State(row["status"])
             if status in TERMINAL:
                 self._finished(conn, [job_id])
+            facts = row if before is None else before
             if timed_out is not None:
-                holder = row["holder"] if name in HANDS_BACK else row["worker"]
-                args = event(job_id, EventKind.TIMED_OUT, now, holder, timed_out)
+                args = event(facts, EventKind.TIMED_OUT, now, facts["worker"], timed_out)
                 conn.execute(self.SQL["insert_event"], args)
             kind = FINISH_EVENT.get((name, status))
             if kind is not None:
                 detail = params.get("error") if kind in DETAILED_EVENTS else None
-                holder = row["holder"] if name in HANDS_BACK else row["worker"]
-                conn.execute(self.SQL["insert_event"], event(job_id, kind, now, holder, detail))
+                args = event(facts, kind, now, facts["worker"], detail)
+                conn.execute(self.SQL["insert_event"], args)
             return row
 
         written = self._write(work, wakes=name in HANDS_BACK)
@@ -354,25 +360,32 @@ class SQLBackend(ABC):
         now = self._now(now)
 
         def work(conn: Conn) -> int:
-            rows = conn.execute(
+            # Picked first: once PENDING again a row no longer names its holder.
+            found = conn.execute(
                 self.SQL["recover_expired"], {"now": now, "limit": limit}
             ).fetchall()
+            if not found:
+                return 0
+            ids = [r["id"] for r in found]
+            params = {"ids": self._list(ids), "now": now}
+            done = {r["id"]: r for r in conn.execute(self.SQL["expire_leases"], params)}
             self._many(
                 conn,
                 "insert_event",
                 [
                     event(
-                        r["id"],
+                        before,
                         EventKind.LEASE_EXPIRED,
                         now,
-                        r["holder"],
+                        before["worker"],
                         f"attempt {r['attempts']} of {r['max_attempts']}: now {r['status']}",
                     )
-                    for r in rows
+                    for before in found
+                    if (r := done.get(before["id"])) is not None
                 ],
             )
-            self._finished(conn, [r["id"] for r in rows if r["status"] in TERMINAL])
-            return len(rows)
+            self._finished(conn, [i for i, r in done.items() if r["status"] in TERMINAL])
+            return len(done)
 
         return self._write(work, wakes=True)
 
@@ -389,23 +402,47 @@ class SQLBackend(ABC):
         now = self._now(now)
 
         def work(conn: Conn) -> Job:
-            for name in names:
-                params = {"id": job_id, "now": now, "error": detail}
-                row = conn.execute(self.SQL[name], params).fetchone()
-                if row is not None:
-                    kind = MANUAL_EVENT[name]
-                    conn.execute(self.SQL["insert_event"], event(job_id, kind, now, None, detail))
-                    if row["status"] in TERMINAL:
-                        self._finished(conn, [job_id])
-                    return self._job(row)
-            row = conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone()
-            if row is None:
+            before, row = self._manual_step(conn, job_id, now, names, detail)
+            if before is None:
                 raise JobNotFound(job_id)
-            if already_done(row):
+            if row is not None:
                 return self._job(row)
-            raise InvalidTransition(job_id, row["status"], requested)
+            if already_done(before):
+                return self._job(before)
+            raise InvalidTransition(job_id, before["status"], requested)
 
         return self._write(work, wakes=True)
+
+    def _manual_step(
+        self,
+        conn: Conn,
+        job_id: int,
+        now: float | None,
+        names: Sequence[str],
+        detail: str | None = None,
+    ) -> tuple[Row | None, Row | None]:
+        """One job's by-hand transition inside the caller's transaction, with its event and
+        tally: the row before (None: no such job), and the row after the first guarded
+        statement of ``names`` that matched (None: none did, nothing changed)."""
+        before = conn.execute(self.SQL["lock_job"], {"id": job_id}).fetchone()
+        if before is None:
+            return None, None
+        was = State(before["status"])
+        for name in names:
+            params = {"id": job_id, "now": now, "error": detail}
+            row = conn.execute(self.SQL[name], params).fetchone()
+            if row is None:
+                continue
+            # A resubmit erases a completion the row held: the event keeps it.
+            completed = before["finished_at"] if was == State.COMPLETED else None
+            args = event(before, MANUAL_EVENT[name], now, None, detail, completed_at=completed)
+            conn.execute(self.SQL["insert_event"], args)
+            if was in TERMINAL and row["status"] != was:  # still counted (counters)
+                conn.execute(self.SQL["tally"], {"queue": before["queue"], "name": was.lower()})
+            if row["status"] in TERMINAL:
+                self._finished(conn, [job_id])
+            return before, row
+        return before, None
 
     def cancel_job(self, job_id: int, now: float | None) -> Job:
         return self._manual_write(
@@ -450,12 +487,14 @@ class SQLBackend(ABC):
         return [self._job(row) for row in self._fetch_all(name, params)]
 
     def list_events(self, job_id: int) -> list[Event]:
-        def work(conn: Conn) -> list[Any]:
-            if conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone() is None:
+        def work(conn: Conn) -> tuple[Any, list[Any]]:
+            job = conn.execute(self.SQL["get_job"], {"id": job_id}).fetchone()
+            if job is None:
                 raise JobNotFound(job_id)
-            return list(conn.execute(self.SQL["list_events"], {"job_id": job_id}).fetchall())
+            return job, list(conn.execute(self.SQL["list_events"], {"job_id": job_id}))
 
-        return [row_to_event(row, self._datetime) for row in self._read(work)]
+        job, stored = self._read(work)
+        return history(job, stored, self._datetime)
 
     def count_by_status(self) -> dict[str, dict[State, int]]:
         counts: dict[str, dict[State, int]] = {}
@@ -510,16 +549,12 @@ class SQLBackend(ABC):
     def resubmit_matching(
         self, flt: JobFilter, after: int | None, limit: int, now: float | None
     ) -> tuple[int, int | None]:
-        return self._bulk(flt, after, limit, now, (("resubmit_jobs", EventKind.RESUBMITTED),))
+        return self._bulk(flt, after, limit, now, ("resubmit_job",))
 
     def cancel_matching(
         self, flt: JobFilter, after: int | None, limit: int, now: float | None
     ) -> tuple[int, int | None]:
-        steps = (
-            ("cancel_jobs", EventKind.CANCELLED),
-            ("request_cancel_jobs", EventKind.CANCEL_REQUESTED),
-        )
-        return self._bulk(flt, after, limit, now, steps)
+        return self._bulk(flt, after, limit, now, ("cancel_job", "request_cancel"))
 
     def _bulk(
         self,
@@ -527,29 +562,17 @@ class SQLBackend(ABC):
         after: int | None,
         limit: int,
         now: float | None,
-        steps: Sequence[tuple[str, EventKind]],
+        names: Sequence[str],
     ) -> tuple[int, int | None]:
-        """One batch, one transaction: the next ``limit`` matching ids below ``after``, and
-        each step's guarded update of them with its events."""
+        """One batch, one transaction: the next ``limit`` matching ids below ``after``, each
+        taken through the same by-hand transition as one job (its event, its tally); those no
+        longer in a state the action allows are left as they are."""
         now = self._now(now)
 
         def work(conn: Conn) -> tuple[int, int | None]:
             found = self._matching_ids(conn, flt, after, limit + 1, oldest_first=False)
             ids, more = found[:limit], len(found) > limit
-            done = 0
-            for name, kind in steps:
-                if not ids:
-                    break
-                changed = [
-                    r["id"]
-                    for r in conn.execute(self.SQL[name], {"ids": self._list(ids), "now": now})
-                ]
-                if changed:
-                    params = {"ids": self._list(changed), "kind": str(kind), "now": now}
-                    conn.execute(self.SQL["insert_events_of_jobs"], params)
-                    if kind == EventKind.CANCELLED:
-                        self._finished(conn, changed)
-                done += len(changed)
+            done = sum(self._manual_step(conn, job_id, now, names)[1] is not None for job_id in ids)
             return done, ids[-1] if more else None
 
         return self._write(work, wakes=True)
@@ -701,6 +724,7 @@ class SQLBackend(ABC):
             )
             if unfinished and not force:
                 raise QueueNotEmpty(name, unfinished)
+            conn.execute(self.SQL["tally_queue_jobs"], {"queue": name})
             conn.execute(self.SQL["delete_queue_events"], {"queue": name})
             deleted = conn.execute(self.SQL["delete_queue_jobs"], {"queue": name}).rowcount
             conn.execute(self.SQL["delete_queue"], {"queue": name})
@@ -747,6 +771,7 @@ class SQLBackend(ABC):
             params = {"status": str(status), "before": before, "limit": limit}
             ids = [row["id"] for row in conn.execute(self.SQL["select_purgeable"], params)]
             if ids:
+                conn.execute(self.SQL["tally_jobs"], {"ids": self._list(ids)})
                 conn.execute(self.SQL["delete_events_of_jobs"], {"ids": self._list(ids)})
                 conn.execute(self.SQL["delete_jobs"], {"ids": self._list(ids)})
             return len(ids)
@@ -837,11 +862,12 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-#: Owner writes that may hand the job back to PENDING: they clear ``worker`` and return the
-#: lease's holder as ``holder``, for the event.
+#: Owner writes that may hand the job back to PENDING: they clear ``worker``, so their
+#: events take the lease's holder from the row as it was before (``lock_job``).
 HANDS_BACK = frozenset({"retry_job", "release_job", "crash_job"})
+#: The event each owner write stores, by the state it leaves the job in; a completion
+#: stores none (its ``completed`` is derived from the row).
 FINISH_EVENT: dict[tuple[str, State], EventKind] = {
-    ("complete_job", State.COMPLETED): EventKind.COMPLETED,
     ("retry_job", State.PENDING): EventKind.RETRIED,
     ("retry_job", State.FAILED): EventKind.FAILED,
     ("fail_job", State.FAILED): EventKind.FAILED,
@@ -912,10 +938,26 @@ def job_params(job: NewJob) -> dict[str, Any]:
 
 
 def event(
-    job_id: int,
+    job: Row,
     kind: EventKind,
     now: float | None,
     worker: str | None = None,
     detail: str | None = None,
+    *,
+    completed_at: Any = None,
 ) -> dict[str, Any]:
-    return {"job_id": job_id, "kind": str(kind), "now": now, "worker": worker, "detail": detail}
+    """A stored event of ``job`` as its transition found the row: the claim it belongs to
+    (``fence``) and that claim's facts, when the row holds a started attempt."""
+    started = job["started_at"]
+    return {
+        "job_id": job["id"],
+        "kind": str(kind),
+        "now": now,
+        "worker": worker,
+        "detail": detail,
+        "fence": job["fence"],
+        "attempt": None if started is None else job["attempts"],
+        "started_at": started,
+        "holder": None if started is None else job["worker"],
+        "completed_at": completed_at,
+    }

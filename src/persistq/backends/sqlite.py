@@ -39,7 +39,7 @@ from urllib.parse import quote
 from persistq.backends.base import NewJob, no_database
 from persistq.backends.rows import epoch_to_datetime, new_job
 from persistq.backends.sql import NamedSQL, migrations
-from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
+from persistq.backends.sqlbase import LastWrite, SQLBackend
 from persistq.config import split_sqlite_url
 from persistq.errors import (
     StorageBusy,
@@ -445,20 +445,50 @@ class SQLiteBackend(SQLBackend):
     def _many(self, conn: sqlite3.Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
         conn.executemany(SQL[name], rows)
 
-    def _claimed(self, conn: sqlite3.Connection, queue: str, count: int, now: float | None) -> None:
-        params = {"queue": queue, "claimed": count, "now": now}
-        conn.execute(SQL["spend_rate_tokens"], params)
+    def _claimed(
+        self, conn: sqlite3.Connection, queue: str, rows: Sequence[Any], now: float | None
+    ) -> None:
+        if rows[0]["rate_limited"]:
+            params = {"queue": queue, "claimed": len(rows), "now": now}
+            conn.execute(SQL["spend_rate_tokens"], params)
 
     def _insert_batch(
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
     ) -> list[Job]:
         now = self._now(now)
-        conn.executemany(SQL["insert_job_batch"], [{**job_params(job), "now": now} for job in jobs])
-        # ids are contiguous: this transaction holds SQLite's only write lock
-        last_id = conn.execute(SQL["last_insert_id"]).fetchone()["id"]
-        first_id = last_id - len(jobs) + 1
-        conn.execute(
-            SQL["insert_enqueued_events"], {"first_id": first_id, "last_id": last_id, "now": now}
+        if len(jobs) == 1:  # enqueue: the statement numbers the job
+            job = jobs[0]
+            params = {
+                "id": None,
+                "queue": job.queue,
+                "payload": job.payload,
+                "priority": job.priority,
+                "now": now,
+                "delay_seconds": job.delay_seconds,
+                "max_attempts": job.max_attempts,
+                "timeout": job.timeout,
+            }
+            job_id = conn.execute(SQL["insert_job_batch"], params).lastrowid
+            assert job_id is not None
+            return _new_jobs(jobs, job_id, now)
+        # Numbered here from the last id handed out: this transaction holds the only write
+        # lock, and executemany cannot return ids.
+        first_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1
+        conn.executemany(
+            SQL["insert_job_batch"],
+            [
+                {
+                    "id": job_id,
+                    "queue": job.queue,
+                    "payload": job.payload,
+                    "priority": job.priority,
+                    "now": now,
+                    "delay_seconds": job.delay_seconds,
+                    "max_attempts": job.max_attempts,
+                    "timeout": job.timeout,
+                }
+                for job_id, job in enumerate(jobs, first_id)
+            ],
         )
         return _new_jobs(jobs, first_id, now)
 

@@ -39,11 +39,15 @@ class Attempt:
 
 
 def attempts(events: Iterable[Event]) -> list[Attempt]:
-    """The attempts of one job, oldest first, from its events (in any order)."""
+    """The attempts of one job, oldest first, from its events (stored ones in any order)."""
     found: list[Attempt] = []
     start: Event | None = None
     timed_out = False
-    for event in sorted(events, key=lambda e: e.id):
+    given = list(events)
+    # Stored events sort by id; a history with derived events (id None) is q.events()'s,
+    # in order already.
+    ordered = given if any(e.id is None for e in given) else sorted(given, key=lambda e: e.id or 0)
+    for event in ordered:
         if event.kind == EventKind.CLAIMED:
             if start is not None:  # a claim without a closing event: its end is unknown
                 found.append(_attempt(len(found) + 1, start, None, "unknown", None, timed_out))

@@ -3,7 +3,8 @@
 -- clock when given, else the server's: leases are timed on one clock for every machine.
 -- Differs from SQLite where noted: claims and sweeps lock rows with FOR UPDATE SKIP LOCKED
 -- (many writers at once, where SQLite has one); the hot writes (enqueue, claim, complete)
--- write their events in the same statement; lists arrive as arrays (= ANY).
+-- are one statement each and store no event (sqlbase: derived from the row); lists arrive
+-- as arrays (= ANY).
 
 -- name: ensure_queue
 INSERT INTO queues (name, paused, created_at) VALUES (%(queue)s, false, persistq_now(%(now)s))
@@ -20,7 +21,7 @@ RETURNING *;
 
 -- name: insert_jobs_unnest
 -- enqueue and enqueue_many when no job has a key, as one statement, so one round trip: the
--- queues (ensure_queue, in name order), the jobs, their `enqueued` events and the NOTIFY
+-- queues (ensure_queue, in name order), the jobs and the NOTIFY
 -- that wakes waiting claims (sent at commit). SQLite runs these one by one instead. Ids
 -- follow input order. The jobs come as one JSON array of [queue, payload, priority,
 -- delay_seconds, max_attempts, timeout]: encoding a thousand payloads as one JSON text costs the
@@ -41,17 +42,23 @@ WITH ensured AS (
            persistq_now(%(now)s), persistq_now(%(now)s)
     FROM json_array_elements(%(jobs)s::json) WITH ORDINALITY AS t(job, n)
     ORDER BY t.n
-    RETURNING *
-), enqueued AS (
-    INSERT INTO events (job_id, at, kind) SELECT id, persistq_now(%(now)s), 'enqueued' FROM new
+    RETURNING id, run_at, created_at
 ), woken AS (
     SELECT pg_notify(%(channel)s, '') AS sent
 )
 SELECT id, run_at, created_at FROM new CROSS JOIN woken ORDER BY id;
 
 -- name: insert_event
-INSERT INTO events (job_id, at, kind, worker, detail)
-VALUES (%(job_id)s, persistq_now(%(now)s), %(kind)s, %(worker)s, %(detail)s);
+-- Only events the job row cannot hold are stored (sqlite migration 0008 has the columns).
+INSERT INTO events (job_id, at, kind, worker, detail, fence, attempt, started_at, holder,
+                    completed_at)
+VALUES (%(job_id)s, persistq_now(%(now)s), %(kind)s, %(worker)s, %(detail)s, %(fence)s,
+        %(attempt)s, %(started_at)s, %(holder)s, %(completed_at)s);
+
+-- name: lock_job
+-- The row as a transition off the happy path finds it, for its event; locked, so that is
+-- still the row when the transition's UPDATE runs.
+SELECT * FROM jobs WHERE id = %(id)s FOR UPDATE;
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = %(id)s;
@@ -65,10 +72,9 @@ SELECT * FROM jobs WHERE queue = %(queue)s AND left(key, length(%(prefix)s)) = %
 ORDER BY id DESC LIMIT 1;
 
 -- name: claim_jobs
--- Differs from SQLite: writes its `claimed` events too, in the same statement, so a claim
--- from one queue is one round trip (run on its own, autocommit: the statement is the
--- transaction); and SKIP LOCKED (in persistq_pick, migration 0003, with a pinned plan) lets
--- concurrent claimers pass over rows another transaction is taking instead of waiting.
+-- Differs from SQLite: run on its own (autocommit: the statement is the transaction), and
+-- SKIP LOCKED (in persistq_pick, migration 0003, with a pinned plan) lets concurrent
+-- claimers pass over rows another transaction is taking instead of waiting.
 WITH claimed AS (
     UPDATE jobs
     SET status = 'PROCESSING',
@@ -84,10 +90,6 @@ WITH claimed AS (
         updated_at = persistq_now(%(now)s)
     WHERE id IN (SELECT persistq_pick(%(queue)s, %(now)s, %(limit)s))
     RETURNING *
-), logged AS (
-    INSERT INTO events (job_id, at, kind, worker, detail)
-    SELECT id, persistq_now(%(now)s), 'claimed', %(worker)s, 'attempt ' || attempts
-    FROM claimed ORDER BY priority DESC, id
 )
 SELECT * FROM claimed ORDER BY priority DESC, id;
 
@@ -120,7 +122,8 @@ RETURNING *;
 -- name: complete_job
 -- Differs from SQLite: writes its event too, in the same statement (one round trip, run on
 -- its own). Which event each outcome writes is the caller's choice, passed as %(events)s,
--- {"COMPLETED": "completed", ...} (sqlbase.FINISH_EVENT: the one place it is made).
+-- {"CANCELLED": "cancelled"} (sqlbase.FINISH_EVENT: the one place it is made; a completion
+-- stores none).
 WITH done AS (
     UPDATE jobs
     SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'COMPLETED' END,
@@ -130,8 +133,9 @@ WITH done AS (
       AND lease_expires_at > persistq_now(%(now)s)
     RETURNING *
 ), logged AS (
-    INSERT INTO events (job_id, at, kind, worker)
-    SELECT id, persistq_now(%(now)s), %(events)s::json ->> status, worker
+    INSERT INTO events (job_id, at, kind, worker, fence, attempt, started_at, holder)
+    SELECT id, persistq_now(%(now)s), %(events)s::json ->> status, worker, fence, attempts,
+           started_at, worker
     FROM done WHERE %(events)s::json ->> status IS NOT NULL
 )
 -- The NOTIFY wakes whoever waits for this job (Queue.wait), on the channel of finished jobs.
@@ -153,10 +157,7 @@ SET status = CASE
     updated_at = persistq_now(%(now)s)
 WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
   AND lease_expires_at > persistq_now(%(now)s)
-RETURNING *, 
-    -- PENDING: held by no one; the events name the worker of the latest claim (see SQLite).
-    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
-     ORDER BY e.id DESC LIMIT 1) AS holder;
+RETURNING *;
 
 -- name: fail_job
 UPDATE jobs
@@ -179,14 +180,21 @@ SET status = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'PENDING' END,
     updated_at = persistq_now(%(now)s)
 WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
   AND lease_expires_at > persistq_now(%(now)s)
-RETURNING *, 
-    -- PENDING: held by no one; the events name the worker of the latest claim (see SQLite).
-    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
-     ORDER BY e.id DESC LIMIT 1) AS holder;
+RETURNING *;
 
 -- name: recover_expired
--- Differs from SQLite: SKIP LOCKED, so sweepers on several machines split the work and
--- never wait on each other; a row a holder is finishing right now is left to that holder.
+-- The sweeper's pick, with what each lease_expired event records (see SQLite). Differs
+-- from SQLite: SKIP LOCKED, so sweepers on several machines split the work and never wait
+-- on each other; a row a holder is finishing right now is left to that holder.
+SELECT id, fence, attempts, started_at, worker FROM jobs
+WHERE queue IN (SELECT name FROM queues) AND status = 'PROCESSING'
+  AND lease_expires_at <= persistq_now(%(now)s)
+ORDER BY lease_expires_at
+LIMIT %(limit)s
+FOR UPDATE OF jobs SKIP LOCKED;
+
+-- name: expire_leases
+-- The rows recover_expired picked (and locked): back to PENDING while attempts remain.
 UPDATE jobs
 SET status = CASE
         WHEN cancel_requested THEN 'CANCELLED'
@@ -198,16 +206,9 @@ SET status = CASE
     finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
                        THEN persistq_now(%(now)s) END,
     updated_at = persistq_now(%(now)s)
-WHERE id IN (
-        SELECT id FROM jobs
-        WHERE status = 'PROCESSING' AND lease_expires_at <= persistq_now(%(now)s)
-        ORDER BY lease_expires_at
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED)
-RETURNING id, status, attempts, max_attempts, 
-    -- PENDING: held by no one; the events name the worker of the latest claim (see SQLite).
-    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
-     ORDER BY e.id DESC LIMIT 1) AS holder;
+WHERE id = ANY(%(ids)s) AND status = 'PROCESSING'
+  AND lease_expires_at <= persistq_now(%(now)s)
+RETURNING id, status, attempts, max_attempts;
 
 -- name: crash_job
 -- The holder saw the process running the handler die: as recover_expired, at once, for one
@@ -225,9 +226,7 @@ SET status = CASE
     updated_at = persistq_now(%(now)s)
 WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
   AND lease_expires_at > persistq_now(%(now)s)
-RETURNING *,
-    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
-     ORDER BY e.id DESC LIMIT 1) AS holder;
+RETURNING *;
 
 -- name: cancel_job
 UPDATE jobs
@@ -261,16 +260,44 @@ RETURNING *;
 SELECT * FROM jobs ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_jobs_by_status
-SELECT * FROM jobs WHERE status = %(status)s ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+-- One state across queues: a range of jobs_state per queue, the ids merged (see SQLite).
+SELECT * FROM jobs WHERE id IN (
+    SELECT id FROM jobs
+    WHERE queue IN (SELECT name FROM queues) AND status = %(status)s
+    ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s)
+ORDER BY id DESC;
 
 -- name: list_jobs_by_queue
-SELECT * FROM jobs WHERE queue = %(queue)s ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+-- One queue, every state: each state's range of jobs_state read newest first, no further than
+-- the page needs, and the ids merged (page 1 reads a few entries per state, not the queue).
+SELECT * FROM jobs WHERE id IN (
+    SELECT id FROM (
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'PENDING'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'PROCESSING'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'COMPLETED'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'FAILED'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'UNPROCESSABLE'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs WHERE queue = %(queue)s AND status = 'CANCELLED'
+                    ORDER BY id DESC LIMIT %(limit)s + %(offset)s) AS s) AS merged
+    ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s)
+ORDER BY id DESC;
 
 -- name: list_jobs_by_queue_status
 SELECT * FROM jobs WHERE queue = %(queue)s AND status = %(status)s
 ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_events
+-- The stored events; the backend merges in the derived ones (rows.history).
 SELECT * FROM events WHERE job_id = %(job_id)s ORDER BY id;
 
 -- name: count_by_status
@@ -309,6 +336,16 @@ WHERE name = %(queue)s RETURNING *;
 -- name: count_unfinished
 SELECT count(*) AS n FROM jobs WHERE queue = %(queue)s AND status IN ('PENDING', 'PROCESSING');
 
+-- name: tally_queue_jobs
+-- What deleting a queue's jobs takes from the rows counters() counts (see SQLite).
+INSERT INTO counters (queue, name, value)
+SELECT queue, 'enqueued', count(*) FROM jobs WHERE queue = %(queue)s GROUP BY queue
+UNION ALL
+SELECT queue, lower(status), count(*) FROM jobs
+WHERE queue = %(queue)s AND status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED')
+GROUP BY queue, status
+ON CONFLICT (queue, name) DO UPDATE SET value = counters.value + excluded.value;
+
 -- name: delete_queue_events
 DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE queue = %(queue)s);
 
@@ -319,9 +356,26 @@ DELETE FROM jobs WHERE queue = %(queue)s;
 DELETE FROM queues WHERE name = %(queue)s;
 
 -- name: select_purgeable
+-- The state's range of jobs_state per queue (see SQLite).
 SELECT id FROM jobs
-WHERE status = %(status)s AND finished_at < to_timestamp(%(before)s)
-ORDER BY id LIMIT %(limit)s;
+WHERE queue IN (SELECT name FROM queues) AND status = %(status)s
+  AND finished_at < to_timestamp(%(before)s)
+LIMIT %(limit)s;
+
+-- name: tally_jobs
+-- What purging these jobs takes from the rows counters() counts (see SQLite).
+INSERT INTO counters (queue, name, value)
+SELECT queue, 'enqueued', count(*) FROM jobs WHERE id = ANY(%(ids)s) GROUP BY queue
+UNION ALL
+SELECT queue, lower(status), count(*) FROM jobs
+WHERE id = ANY(%(ids)s) AND status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED')
+GROUP BY queue, status
+ON CONFLICT (queue, name) DO UPDATE SET value = counters.value + excluded.value;
+
+-- name: tally
+-- A final state a job leaves (resubmit, cancel of a FAILED job): still counted.
+INSERT INTO counters (queue, name, value) VALUES (%(queue)s, %(name)s, 1)
+ON CONFLICT (queue, name) DO UPDATE SET value = counters.value + 1;
 
 -- name: delete_events_of_jobs
 DELETE FROM events WHERE job_id = ANY(%(ids)s);
@@ -365,7 +419,8 @@ DELETE FROM workers WHERE id = %(worker)s;
 -- name: list_workers
 SELECT w.id, w.queues, w.started_at, w.last_seen_at,
        coalesce((SELECT json_agg(j.id) FROM jobs AS j
-                 WHERE j.status = 'PROCESSING' AND j.worker = w.id), '[]')::text AS job_ids
+                 WHERE j.queue IN (SELECT name FROM queues) AND j.status = 'PROCESSING'
+                   AND j.worker = w.id), '[]')::text AS job_ids
 FROM workers AS w
 WHERE w.last_seen_at >= to_timestamp(%(since)s)
 ORDER BY w.id;
@@ -374,9 +429,19 @@ ORDER BY w.id;
 DELETE FROM workers WHERE last_seen_at < to_timestamp(%(before)s);
 
 -- name: counters
--- Lifetime counts per queue (enqueued, completed, failed, unprocessable, cancelled,
--- retried, lease_expired), kept by the triggers of the counters migration.
-SELECT queue, name, value FROM counters ORDER BY queue, name;
+-- Lifetime counts per queue: the rows as they are now, per state (one pass over jobs_state,
+-- as stats), plus the tally of what no row shows any more (sqlite migration 0008); one
+-- statement, so one snapshot: a purge between two reads would count its jobs twice.
+WITH by_state AS MATERIALIZED (SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status)
+SELECT queue, name, sum(value) AS value FROM (
+    SELECT queue, name, value FROM counters
+    UNION ALL
+    SELECT queue, 'enqueued', n FROM by_state
+    UNION ALL
+    SELECT queue, lower(status), n FROM by_state
+    WHERE status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED')) AS counted
+GROUP BY queue, name HAVING sum(value) > 0
+ORDER BY queue, name;
 
 -- name: search_ids
 -- As SQLite's: one (queue, state) range of jobs_state below the cursor. ILIKE folds every
@@ -457,28 +522,3 @@ WHERE id >= %(id)s ORDER BY id LIMIT 1;
 
 -- name: get_jobs
 SELECT * FROM jobs WHERE id = ANY(%(ids)s);
-
--- name: resubmit_jobs
-UPDATE jobs
-SET status = 'PENDING', attempts = 0, run_at = persistq_now(%(now)s), worker = NULL,
-    lease_token = NULL, lease_seconds = NULL, lease_expires_at = NULL, cancel_requested = false,
-    result = NULL, started_at = NULL, finished_at = NULL, updated_at = persistq_now(%(now)s)
-WHERE id = ANY(%(ids)s) AND status IN ('FAILED', 'UNPROCESSABLE', 'CANCELLED', 'COMPLETED')
-RETURNING id;
-
--- name: cancel_jobs
-UPDATE jobs
-SET status = 'CANCELLED', lease_token = NULL, lease_expires_at = NULL,
-    finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
-WHERE id = ANY(%(ids)s) AND status IN ('PENDING', 'FAILED', 'UNPROCESSABLE')
-RETURNING id;
-
--- name: request_cancel_jobs
-UPDATE jobs
-SET cancel_requested = true, updated_at = persistq_now(%(now)s)
-WHERE id = ANY(%(ids)s) AND status = 'PROCESSING' AND NOT cancel_requested
-RETURNING id;
-
--- name: insert_events_of_jobs
-INSERT INTO events (job_id, at, kind)
-SELECT t.id, persistq_now(%(now)s), %(kind)s FROM unnest(%(ids)s::bigint[]) AS t(id);

@@ -14,31 +14,43 @@ INSERT INTO queues (name, paused, created_at) VALUES (:queue, 0, :now)
 ON CONFLICT (name) DO NOTHING;
 
 -- name: insert_job
-INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
+-- The id: one more than the highest ever handed out (see last_insert_id).
+INSERT INTO jobs (id, queue, payload, status, priority, run_at, attempts, max_attempts, key,
                   timeout, created_at, updated_at)
-VALUES (:queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts, :key,
+VALUES (max(coalesce((SELECT max(id) FROM jobs), 0), (SELECT last_id FROM job_ids)) + 1,
+        :queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts, :key,
         :timeout, :now, :now)
 ON CONFLICT (queue, key) WHERE key IS NOT NULL DO NOTHING
 RETURNING *;
 
 -- name: insert_job_batch
 -- The batch path of enqueue_many when no job has a key: no RETURNING, so executemany can
--- run it; ids are contiguous because the transaction holds the only write lock.
-INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
+-- run it; the caller numbers the rows from last_insert_id (it holds the only write lock),
+-- or, for one job, passes no id and reads the cursor's lastrowid (one statement less).
+INSERT INTO jobs (id, queue, payload, status, priority, run_at, attempts, max_attempts, key,
                   timeout, created_at, updated_at)
-VALUES (:queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts, NULL,
-        :timeout, :now, :now);
+VALUES (coalesce(:id, max(coalesce((SELECT max(id) FROM jobs), 0),
+                          (SELECT last_id FROM job_ids)) + 1),
+        :queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts,
+        NULL, :timeout, :now, :now);
 
 -- name: last_insert_id
-SELECT last_insert_rowid() AS id;
+-- The highest id ever handed out: the newest row's, or a deleted one's (job_ids, kept by
+-- the trigger jobs_last_id of migration 0008: no AUTOINCREMENT, and ids are still never
+-- reused). max(id) is one b-tree descent.
+SELECT max(coalesce((SELECT max(id) FROM jobs), 0), (SELECT last_id FROM job_ids)) AS id;
 
 -- name: insert_event
-INSERT INTO events (job_id, at, kind, worker, detail)
-VALUES (:job_id, :now, :kind, :worker, :detail);
+-- Only events the job row cannot hold are stored (see migration 0008 for the columns).
+INSERT INTO events (job_id, at, kind, worker, detail, fence, attempt, started_at, holder,
+                    completed_at)
+VALUES (:job_id, :now, :kind, :worker, :detail, :fence, :attempt, :started_at, :holder,
+        :completed_at);
 
--- name: insert_enqueued_events
-INSERT INTO events (job_id, at, kind, worker, detail)
-SELECT id, :now, 'enqueued', NULL, NULL FROM jobs WHERE id BETWEEN :first_id AND :last_id;
+-- name: lock_job
+-- The row as a transition off the happy path finds it, for its event (SQLite: the write
+-- lock is held already; PostgreSQL locks the row).
+SELECT * FROM jobs WHERE id = :id;
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = :id;
@@ -67,7 +79,7 @@ SET status = 'PROCESSING',
     finished_at = NULL,
     updated_at = :now
 WHERE id IN (
-        -- INDEXED BY: without it the planner may pick jobs_queue_status and sort every
+        -- INDEXED BY: without it the planner may pick jobs_state and sort every
         -- pending row of the queue, making each claim O(backlog).
         SELECT id FROM jobs INDEXED BY jobs_claim
         WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
@@ -75,17 +87,21 @@ WHERE id IN (
         LIMIT coalesce((
             -- Global limits (migration 0005), read in this write transaction: SQLite's
             -- single writer makes the count and the claim one atomic step.
+            -- CASE: the PROCESSING rows are counted only for a queue with a limit (a NULL
+            -- limit minus the count still ran the count, a pass over every running job).
             SELECT max(0, min(:limit,
-                coalesce(q.concurrency_limit - (
-                    SELECT count(*) FROM jobs AS r INDEXED BY jobs_queue_status
+                CASE WHEN q.concurrency_limit IS NULL THEN :limit ELSE q.concurrency_limit - (
+                    SELECT count(*) FROM jobs AS r INDEXED BY jobs_state
                     WHERE r.queue = :queue AND r.status = 'PROCESSING'
-                      AND r.lease_expires_at > :now), :limit),
+                      AND r.lease_expires_at > :now) END,
                 coalesce(CAST(min(q.rate_limit, q.rate_tokens
                     + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window) AS INTEGER),
                     :limit)))
             FROM queues AS q WHERE q.name = :queue), :limit))
   AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
-RETURNING *;
+RETURNING *,
+    -- Whether spend_rate_tokens has anything to do: most queues have no rate limit.
+    (SELECT rate_limit IS NOT NULL FROM queues WHERE name = :queue) AS rate_limited;
 
 -- name: spend_rate_tokens
 -- After a claim of :claimed jobs from a rate-limited queue, in the same transaction.
@@ -101,10 +117,10 @@ SELECT 1 FROM jobs INDEXED BY jobs_claim
 WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
   AND NOT EXISTS (
       SELECT 1 FROM queues AS q WHERE q.name = :queue AND (q.paused = 1
-          OR q.concurrency_limit <= (
-              SELECT count(*) FROM jobs AS r INDEXED BY jobs_queue_status
+          OR CASE WHEN q.concurrency_limit IS NULL THEN 0 ELSE q.concurrency_limit <= (
+              SELECT count(*) FROM jobs AS r INDEXED BY jobs_state
               WHERE r.queue = :queue AND r.status = 'PROCESSING'
-                AND r.lease_expires_at > :now)
+                AND r.lease_expires_at > :now) END
           OR q.rate_tokens + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window < 1))
 LIMIT 1;
 
@@ -144,11 +160,7 @@ SET status = CASE
     updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
-RETURNING *, 
-    -- A job back in PENDING is held by no one (worker NULL); its events still name the
-    -- worker that let go of it, the one its latest claim recorded.
-    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
-     ORDER BY e.id DESC LIMIT 1) AS holder;
+RETURNING *;
 
 -- name: fail_job
 UPDATE jobs
@@ -170,13 +182,18 @@ SET status = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'PENDING' END,
     finished_at = CASE WHEN cancel_requested = 1 THEN :now END, updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
-RETURNING *, 
-    -- A job back in PENDING is held by no one (worker NULL); its events still name the
-    -- worker that let go of it, the one its latest claim recorded.
-    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
-     ORDER BY e.id DESC LIMIT 1) AS holder;
+RETURNING *;
 
 -- name: recover_expired
+-- The sweeper's pick, with what each lease_expired event records (the holder is gone from
+-- the row once it is PENDING again): the PROCESSING rows of each queue (jobs_state), few.
+SELECT id, fence, attempts, started_at, worker FROM jobs INDEXED BY jobs_state
+WHERE queue IN (SELECT name FROM queues) AND status = 'PROCESSING'
+  AND lease_expires_at <= :now
+ORDER BY lease_expires_at
+LIMIT :limit;
+
+-- name: expire_leases
 -- Expired leases: back to PENDING while attempts remain, else UNPROCESSABLE (the job keeps
 -- killing or stalling its consumers). Attempts were counted at claim, so two sweepers
 -- racing cannot count one twice: the second finds the row no longer PROCESSING.
@@ -190,16 +207,9 @@ SET status = CASE
     lease_token = NULL, lease_expires_at = NULL,
     finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN :now END,
     updated_at = :now
-WHERE id IN (
-        SELECT id FROM jobs INDEXED BY jobs_lease
-        WHERE status = 'PROCESSING' AND lease_expires_at <= :now
-        ORDER BY lease_expires_at
-        LIMIT :limit)
-RETURNING id, status, attempts, max_attempts, 
-    -- A job back in PENDING is held by no one (worker NULL); its events still name the
-    -- worker that let go of it, the one its latest claim recorded.
-    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
-     ORDER BY e.id DESC LIMIT 1) AS holder;
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND status = 'PROCESSING' AND lease_expires_at <= :now
+RETURNING id, status, attempts, max_attempts;
 
 -- name: crash_job
 -- The holder saw the process running the handler die (process pool): as a lease expiry,
@@ -217,9 +227,7 @@ SET status = CASE
     updated_at = :now
 WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
-RETURNING *,
-    (SELECT e.worker FROM events AS e WHERE e.job_id = jobs.id AND e.kind = 'claimed'
-     ORDER BY e.id DESC LIMIT 1) AS holder;
+RETURNING *;
 
 -- name: cancel_job
 UPDATE jobs
@@ -255,23 +263,52 @@ RETURNING *;
 SELECT * FROM jobs ORDER BY id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_jobs_by_status
-SELECT * FROM jobs WHERE status = :status ORDER BY id DESC LIMIT :limit OFFSET :offset;
+-- One state across queues: one range of jobs_state per queue, the ids merged newest first
+-- (no index orders a state by id across queues any more), then the page's rows.
+SELECT * FROM jobs WHERE id IN (
+    SELECT id FROM jobs INDEXED BY jobs_state
+    WHERE queue IN (SELECT name FROM queues) AND status = :status
+    ORDER BY id DESC LIMIT :limit OFFSET :offset)
+ORDER BY id DESC;
 
 -- name: list_jobs_by_queue
-SELECT * FROM jobs WHERE queue = :queue ORDER BY id DESC LIMIT :limit OFFSET :offset;
+-- One queue, every state: each state's range of jobs_state read newest first, no further than
+-- the page needs, and the ids merged (page 1 reads a few entries per state, not the queue).
+SELECT * FROM jobs WHERE id IN (
+    SELECT id FROM (
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'PENDING'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'PROCESSING'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'COMPLETED'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'FAILED'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'UNPROCESSABLE'
+                    ORDER BY id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'CANCELLED'
+                    ORDER BY id DESC LIMIT :limit + :offset))
+    ORDER BY id DESC LIMIT :limit OFFSET :offset)
+ORDER BY id DESC;
 
 -- name: list_jobs_by_queue_status
 SELECT * FROM jobs WHERE queue = :queue AND status = :status
 ORDER BY id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_events
+-- The stored events; the backend merges in the derived ones (sqlbase.history).
 SELECT * FROM events WHERE job_id = :job_id ORDER BY id;
 
 -- name: count_by_status
 SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status;
 
 -- name: oldest_pending
--- One index probe per queue (jobs_queue_status), not a pass over every pending row.
+-- Per queue, a covering scan of its pending range of jobs_state (run_at trails the index).
 SELECT name AS queue, run_at FROM (
     SELECT q.name,
            (SELECT min(run_at) FROM jobs WHERE queue = q.name AND status = 'PENDING') AS run_at
@@ -303,6 +340,19 @@ WHERE name = :queue RETURNING *;
 -- name: count_unfinished
 SELECT count(*) AS n FROM jobs WHERE queue = :queue AND status IN ('PENDING', 'PROCESSING');
 
+-- name: tally_queue_jobs
+-- What deleting a queue's jobs takes from the rows that counters() counts, kept in the
+-- tally (migration 0008): lifetime counters never go down.
+INSERT INTO counters (queue, name, value)
+SELECT queue, name, n FROM (
+    SELECT queue, 'enqueued' AS name, count(*) AS n FROM jobs WHERE queue = :queue GROUP BY queue
+    UNION ALL
+    SELECT queue, lower(status), count(*) FROM jobs
+    WHERE queue = :queue AND status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED')
+    GROUP BY queue, status)
+WHERE true
+ON CONFLICT (queue, name) DO UPDATE SET value = value + excluded.value;
+
 -- name: delete_queue_events
 DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE queue = :queue);
 
@@ -313,9 +363,30 @@ DELETE FROM jobs WHERE queue = :queue;
 DELETE FROM queues WHERE name = :queue;
 
 -- name: select_purgeable
-SELECT id FROM jobs
-WHERE status = :status AND finished_at < :before
-ORDER BY id LIMIT :limit;
+-- The state's range of jobs_state per queue, oldest ids first (jobs finish in about id
+-- order, so a batch finds its rows near the start).
+SELECT id FROM jobs INDEXED BY jobs_state
+WHERE queue IN (SELECT name FROM queues) AND status = :status AND finished_at < :before
+LIMIT :limit;
+
+-- name: tally_jobs
+-- What purging these jobs takes from the rows counters() counts (see tally_queue_jobs).
+INSERT INTO counters (queue, name, value)
+SELECT queue, name, n FROM (
+    SELECT queue, 'enqueued' AS name, count(*) AS n FROM jobs
+    WHERE id IN (SELECT value FROM json_each(:ids)) GROUP BY queue
+    UNION ALL
+    SELECT queue, lower(status), count(*) FROM jobs
+    WHERE id IN (SELECT value FROM json_each(:ids))
+      AND status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED')
+    GROUP BY queue, status)
+WHERE true
+ON CONFLICT (queue, name) DO UPDATE SET value = value + excluded.value;
+
+-- name: tally
+-- A final state a job leaves (resubmit, cancel of a FAILED job): still counted.
+INSERT INTO counters (queue, name, value) VALUES (:queue, :name, 1)
+ON CONFLICT (queue, name) DO UPDATE SET value = value + 1;
 
 -- name: delete_events_of_jobs
 DELETE FROM events WHERE job_id IN (SELECT value FROM json_each(:ids));
@@ -354,8 +425,9 @@ DELETE FROM workers WHERE id = :worker;
 
 -- name: list_workers
 SELECT w.id, w.queues, w.started_at, w.last_seen_at,
-       (SELECT json_group_array(j.id) FROM jobs AS j INDEXED BY jobs_lease
-        WHERE j.status = 'PROCESSING' AND j.worker = w.id) AS job_ids
+       (SELECT json_group_array(j.id) FROM jobs AS j INDEXED BY jobs_state
+        WHERE j.queue IN (SELECT name FROM queues) AND j.status = 'PROCESSING'
+          AND j.worker = w.id) AS job_ids
 FROM workers AS w
 WHERE w.last_seen_at >= :since
 ORDER BY w.id;
@@ -364,9 +436,19 @@ ORDER BY w.id;
 DELETE FROM workers WHERE last_seen_at < :before;
 
 -- name: counters
--- Lifetime counts per queue (enqueued, completed, failed, unprocessable, cancelled,
--- retried, lease_expired), kept by the triggers of the counters migration.
-SELECT queue, name, value FROM counters ORDER BY queue, name;
+-- Lifetime counts per queue: the rows as they are now, per state (one pass over jobs_state,
+-- as stats), plus the tally of what no row shows any more (sqlite migration 0008); one
+-- statement, so one snapshot: a purge between two reads would count its jobs twice.
+WITH by_state AS MATERIALIZED (SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status)
+SELECT queue, name, sum(value) AS value FROM (
+    SELECT queue, name, value FROM counters
+    UNION ALL
+    SELECT queue, 'enqueued', n FROM by_state
+    UNION ALL
+    SELECT queue, lower(status), n FROM by_state
+    WHERE status IN ('COMPLETED', 'FAILED', 'UNPROCESSABLE', 'CANCELLED'))
+GROUP BY queue, name HAVING sum(value) > 0
+ORDER BY queue, name;
 
 -- name: search_ids
 -- A page of the Manager's search (newest first) within one (queue, state): the range of
@@ -458,31 +540,3 @@ SELECT id, created_at FROM jobs WHERE id >= :id ORDER BY id LIMIT 1;
 
 -- name: get_jobs
 SELECT * FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
-
--- name: resubmit_jobs
--- resubmit_job for a batch of ids; those no longer in a resubmittable state are left as
--- they are.
-UPDATE jobs
-SET status = 'PENDING', attempts = 0, run_at = :now, worker = NULL, lease_token = NULL,
-    lease_seconds = NULL, lease_expires_at = NULL, cancel_requested = 0, result = NULL,
-    started_at = NULL, finished_at = NULL, updated_at = :now
-WHERE id IN (SELECT value FROM json_each(:ids))
-  AND status IN ('FAILED', 'UNPROCESSABLE', 'CANCELLED', 'COMPLETED')
-RETURNING id;
-
--- name: cancel_jobs
-UPDATE jobs
-SET status = 'CANCELLED', lease_token = NULL, lease_expires_at = NULL,
-    finished_at = :now, updated_at = :now
-WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('PENDING', 'FAILED', 'UNPROCESSABLE')
-RETURNING id;
-
--- name: request_cancel_jobs
-UPDATE jobs
-SET cancel_requested = 1, updated_at = :now
-WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'PROCESSING' AND cancel_requested = 0
-RETURNING id;
-
--- name: insert_events_of_jobs
--- One event of :kind for each job of a bulk action.
-INSERT INTO events (job_id, at, kind) SELECT value, :now, :kind FROM json_each(:ids);
