@@ -4,6 +4,8 @@ injected clock, a clean environment."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,36 @@ import pytest
 
 import persistq
 from persistq import ManualClock, Queue
-from pgserver import new_pg_schema, require_pg
+from pgserver import ASYNC_COMMIT, new_pg_schema, require_pg
 
 BACKENDS = ["sqlite", "postgres"]
+
+
+def _fast_storage() -> None:
+    """Test databases that do not wait for the disk: every commit of a test (thousands in a
+    run) otherwise waits for an fsync. No test can cut the power, so none can see what an
+    fsync buys; a killed process (the crash tests) loses nothing either way.
+
+    SQLite: temporary dirs (pytest's tmp_path, tempfile, children's TMPDIR) on a RAM file
+    system when the machine has one. PostgreSQL: this run's sessions commit asynchronously
+    (PGOPTIONS, which libpq reads; the server's settings stay as they are); the restart
+    tests turn it off again (pgserver.server_control). PERSISTQ_TEST_SLOW_STORAGE=1 keeps
+    both as they were."""
+    if os.environ.get("PERSISTQ_TEST_SLOW_STORAGE", "") not in ("", "0"):
+        return
+    os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} {ASYNC_COMMIT}".strip()
+    shm = Path("/dev/shm")
+    try:
+        usable = os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 1 << 30
+    except OSError:
+        usable = False
+    if usable:
+        # Set before pytest's tmp_path_factory picks its base dir (on first use).
+        tempfile.tempdir = str(shm)
+        os.environ["TMPDIR"] = str(shm)
+
+
+_fast_storage()
 
 
 @pytest.fixture(autouse=True)
