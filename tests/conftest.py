@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import openapi_memo
 import persistq
 from persistq import ManualClock, Queue
 from pgserver import ASYNC_COMMIT, new_pg_schema, require_pg
@@ -44,6 +45,7 @@ def _fast_storage() -> None:
 
 
 _fast_storage()
+openapi_memo.install()
 
 
 @pytest.fixture(autouse=True)
