@@ -26,10 +26,12 @@ def _fast_storage() -> None:
     fsync buys; a killed process (the crash tests) loses nothing either way.
 
     SQLite: temporary dirs (pytest's tmp_path, tempfile, children's TMPDIR) on a RAM file
-    system when the machine has one. PostgreSQL: this run's sessions commit asynchronously
-    (PGOPTIONS, which libpq reads; the server's settings stay as they are); the restart
-    tests turn it off again (pgserver.server_control). PERSISTQ_TEST_SLOW_STORAGE=1 keeps
-    both as they were."""
+    system when the machine has one. PostgreSQL: sessions opened without options of their
+    own commit asynchronously (PGOPTIONS, which libpq reads; the server's settings stay as
+    they are): a schema's creation and migrations, and its drop, a few dozen commits for
+    every PostgreSQL test. (The queue's pool sets its own options, so its sessions keep the
+    server's setting.) The restart tests turn it off (pgserver.server_control).
+    PERSISTQ_TEST_SLOW_STORAGE=1 keeps both as they were."""
     if os.environ.get("PERSISTQ_TEST_SLOW_STORAGE", "") not in ("", "0"):
         return
     os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} {ASYNC_COMMIT}".strip()
