@@ -15,26 +15,21 @@ import pytest
 import openapi_memo
 import persistq
 from persistq import ManualClock, Queue
-from pgserver import ASYNC_COMMIT, new_pg_schema, require_pg, sharing_the_server
+from pgserver import new_pg_schema, require_pg, sharing_the_server
 
 BACKENDS = ["sqlite", "postgres"]
 
 
 def _fast_storage() -> None:
-    """Test databases that do not wait for the disk: every commit of a test (thousands in a
-    run) otherwise waits for an fsync. No test can cut the power, so none can see what an
-    fsync buys; a killed process (the crash tests) loses nothing either way.
-
-    SQLite: temporary dirs (pytest's tmp_path, tempfile, children's TMPDIR) on a RAM file
-    system when the machine has one. PostgreSQL: sessions opened without options of their
-    own commit asynchronously (PGOPTIONS, which libpq reads; the server's settings stay as
-    they are): a schema's creation and migrations, and its drop, a few dozen commits for
-    every PostgreSQL test. (The queue's pool sets its own options, so its sessions keep the
-    server's setting.) The restart tests turn it off (pgserver.server_control).
-    PERSISTQ_TEST_SLOW_STORAGE=1 keeps both as they were."""
+    """SQLite test databases that do not wait for the disk: every commit of a test
+    (thousands in a run) otherwise waits for an fsync, 1.7 ms here. No test can cut the
+    power, so none can see what an fsync buys; a killed process (the crash tests) loses
+    nothing either way. So temporary dirs (pytest's tmp_path, tempfile, children's TMPDIR)
+    are on a RAM file system when the machine has one; PERSISTQ_TEST_SLOW_STORAGE=1 keeps
+    them on the disk. (PostgreSQL's server keeps its own settings: the queue's sessions
+    set their own options, so PGOPTIONS would not reach them.)"""
     if os.environ.get("PERSISTQ_TEST_SLOW_STORAGE", "") not in ("", "0"):
         return
-    os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} {ASYNC_COMMIT}".strip()
     shm = Path("/dev/shm")
     try:
         usable = os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 1 << 30

@@ -65,10 +65,6 @@ def new_pg_schema(prefix: str = "test") -> tuple[str, Callable[[], None]]:
     return f"{PG_URL}{separator}schema={schema}", lambda: drop_schema(schema)
 
 
-#: What the tests' sessions add to PGOPTIONS (conftest): commits that do not wait for the
-#: server's fsync.
-ASYNC_COMMIT = "-c synchronous_commit=off"
-
 RESTARTS_ALLOWED = REQUIRE_PG or os.environ.get("PERSISTQ_TEST_PG_RESTARTS", "") not in ("", "0")
 LOCK_FILE = "/tmp/persistq-tests-pg-restart.lock"
 
@@ -161,18 +157,11 @@ def server_control() -> Iterator[Callable[[], float]]:
         wait_until(server_ready, "the server to accept connections again", timeout=30)
         return time.monotonic() - started
 
-    # Sessions opened inside (the test's children too) commit on the server's own setting:
-    # what they check is that an acknowledged commit survives the restart.
-    options = os.environ.get("PGOPTIONS")
-    if options is not None:
-        os.environ["PGOPTIONS"] = options.replace(ASYNC_COMMIT, "").strip()
     with _alone_on_the_server(), open(LOCK_FILE, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run's restarts finish first
         try:
             yield restart
         finally:
-            if options is not None:
-                os.environ["PGOPTIONS"] = options
             ensure_running()
 
 
