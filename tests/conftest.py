@@ -4,14 +4,13 @@ injected clock, a clean environment."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import fast_storage
 import openapi_memo
 import persistq
 from persistq import ManualClock, Queue
@@ -19,29 +18,8 @@ from pgserver import new_pg_schema, require_pg, sharing_the_server
 
 BACKENDS = ["sqlite", "postgres"]
 
-
-def _fast_storage() -> None:
-    """SQLite test databases that do not wait for the disk: every commit of a test
-    (thousands in a run) otherwise waits for an fsync, 1.7 ms here. No test can cut the
-    power, so none can see what an fsync buys; a killed process (the crash tests) loses
-    nothing either way. So temporary dirs (pytest's tmp_path, tempfile, children's TMPDIR)
-    are on a RAM file system when the machine has one; PERSISTQ_TEST_SLOW_STORAGE=1 keeps
-    them on the disk. (PostgreSQL's server keeps its own settings: the queue's sessions
-    set their own options, so PGOPTIONS would not reach them.)"""
-    if os.environ.get("PERSISTQ_TEST_SLOW_STORAGE", "") not in ("", "0"):
-        return
-    shm = Path("/dev/shm")
-    try:
-        usable = os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 1 << 30
-    except OSError:
-        usable = False
-    if usable:
-        # Set before pytest's tmp_path_factory picks its base dir (on first use).
-        tempfile.tempdir = str(shm)
-        os.environ["TMPDIR"] = str(shm)
-
-
-_fast_storage()
+# Before any test: tmp dirs on RAM; one OpenAPI document per distinct app.
+fast_storage.install()
 openapi_memo.install()
 
 
