@@ -10,11 +10,17 @@ from typing import Any
 
 import pytest
 
+import fast_storage
+import openapi_memo
 import persistq
 from persistq import ManualClock, Queue
-from pgserver import new_pg_schema, require_pg
+from pgserver import new_pg_schema, require_pg, sharing_the_server
 
 BACKENDS = ["sqlite", "postgres"]
+
+# Before any test: tmp dirs on RAM; one OpenAPI document per distinct app.
+fast_storage.install()
+openapi_memo.install()
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +29,21 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PERSISTQ_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _share_the_server(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under pytest-xdist (``-n``): no test runs while another worker restarts PostgreSQL
+    (pgserver.server_control), which would cut its connections; a test marked ``alone``
+    runs while no other does."""
+    if not hasattr(request.config, "workerinput"):
+        yield
+        return
+    # Every worker's base temp is a dir of the run's own (popen-gwN): their parent is shared.
+    factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    alone = request.node.get_closest_marker("alone") is not None
+    with sharing_the_server(factory.getbasetemp().parent / "run.lock", alone=alone):
+        yield
 
 
 @pytest.fixture

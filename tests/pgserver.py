@@ -8,7 +8,8 @@ Whatever a test does, :func:`server_control` leaves the server running afterward
 A restart cuts every connection to the server, including those of any other test run on
 the same machine at that moment; so these tests run only where they are asked for: under
 PERSISTQ_REQUIRE_PG (set by ``.ci/run``) or PERSISTQ_TEST_PG_RESTARTS=1. Two runs of them
-at once take turns (a lock file).
+at once take turns (a lock file); within a run under pytest-xdist, a restart waits for the
+other workers' current tests and they wait for it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import pytest
@@ -64,6 +67,39 @@ def new_pg_schema(prefix: str = "test") -> tuple[str, Callable[[], None]]:
 
 RESTARTS_ALLOWED = REQUIRE_PG or os.environ.get("PERSISTQ_TEST_PG_RESTARTS", "") not in ("", "0")
 LOCK_FILE = "/tmp/persistq-tests-pg-restart.lock"
+
+
+#: Under pytest-xdist the workers of one run take turns around a restart: every test holds
+#: this lock shared (conftest's ``_share_the_server``), a test restarting the server holds
+#: it alone. None outside xdist: a run of one process has nothing else to wait for.
+_run_lock: IO[str] | None = None
+
+
+@contextlib.contextmanager
+def sharing_the_server(lock_path: Path, *, alone: bool = False) -> Iterator[None]:
+    """Hold the run's lock for one test: shared (a restart elsewhere waits for the test), or
+    ``alone`` (no other test of the run meanwhile: one that times the machine)."""
+    global _run_lock
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        _run_lock = None if alone else lock
+        try:
+            yield
+        finally:
+            _run_lock = None
+
+
+@contextlib.contextmanager
+def _alone_on_the_server() -> Iterator[None]:
+    lock = _run_lock
+    if lock is None:  # outside xdist, or the test holds it alone already
+        yield
+        return
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers' current tests finish first
+    try:
+        yield
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_SH)
 
 
 def require_restarts_allowed() -> None:
@@ -121,7 +157,7 @@ def server_control() -> Iterator[Callable[[], float]]:
         wait_until(server_ready, "the server to accept connections again", timeout=30)
         return time.monotonic() - started
 
-    with open(LOCK_FILE, "a") as lock:
+    with _alone_on_the_server(), open(LOCK_FILE, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run's restarts finish first
         try:
             yield restart

@@ -27,6 +27,9 @@ from persistq.api import metrics
 from persistq.config import DEFAULT_METRICS_BUCKETS, Settings
 from persistq.errors import QueueError
 
+# Under pytest-xdist, on the worker of the other apt-get user (tests/ui/test_ui_browser.py).
+pytestmark = pytest.mark.xdist_group("apt")
+
 COUNTERS = (
     "persistq_jobs_enqueued_total",
     "persistq_jobs_completed_total",

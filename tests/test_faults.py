@@ -13,12 +13,14 @@ import os
 import random
 import sqlite3
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import persistq
+from fast_storage import DISK_TMPDIR
 from persistq import (
     Job,
     JobNotFound,
@@ -71,6 +73,14 @@ def _count_rows(queue: Queue, table: str) -> int:
 
 
 # -- a full disk ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """On the disk, not on the RAM file system of the other tests (fast_storage): there an
+    immutable file still takes writes through a descriptor opened before."""
+    with tempfile.TemporaryDirectory(dir=DISK_TMPDIR, prefix="persistq-faults-") as path:
+        yield Path(path)
 
 
 @pytest.fixture

@@ -47,7 +47,12 @@ CHROMIUM_ARGS = [
 ]
 # Read at import: the autouse fixture of conftest.py strips PERSISTQ_* before each test.
 REQUIRED = bool(os.environ.get("PERSISTQ_REQUIRE_BROWSER"))
-pytestmark = pytest.mark.timeout(600)  # the first test may install chromium
+pytestmark = [
+    pytest.mark.timeout(600),  # the first test may install chromium
+    # Under pytest-xdist, on the worker of the other apt-get user (test_api_metrics.py):
+    # two apt-gets at once, one fails on dpkg's lock. And one browser, one pair of UIs.
+    pytest.mark.xdist_group("apt"),
+]
 
 
 def unavailable(reason: str) -> None:
