@@ -14,11 +14,19 @@ interleave the variants; the best round is reported. It measures; it asserts not
 
     .venv/bin/python bench/bench_group.py                  # 3 rounds, 4,000 jobs per run
     .venv/bin/python bench/bench_group.py --jobs 8000 --repeat 5 --caps 4,16,64,256
+    .venv/bin/python bench/bench_group.py --backend postgres [--url postgresql://...]
+
+With ``--backend postgres`` (the server's ``synchronous_commit`` as it is, printed): raw
+psycopg S1 (bench_postgres's RawPsycopg: one autocommit INSERT per job) from one thread and
+from 16 threads with a connection each, against persistq with 16 threads sharing one
+``Queue`` (its pool); target: persistq >= 2x raw S1 from 16 threads. Each run gets fresh
+schemas, dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -46,6 +54,8 @@ CAP_THREADS = 64
 R = TypeVar("R")
 QUEUE = "bench"
 TARGET = 4.0
+PG_TARGET = 2.0  # persistq 16 threads >= 2x raw psycopg S1 from 16 threads
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def raw_s1(directory: Path, sync: str, jobs: int) -> float:
@@ -196,6 +206,138 @@ def measure(root: Path, sync: str, args: argparse.Namespace) -> None:
             print(histogram(best_sizes))
 
 
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def pg_threads(threads: int, jobs: int, enqueue: Callable[[int, int], None]) -> float:
+    """jobs/s of ``threads`` threads calling ``enqueue(thread, n)``, ``jobs`` in all."""
+    start = threading.Barrier(threads + 1)
+    each = jobs // threads
+
+    def produce(t: int) -> None:
+        start.wait()
+        for n in range(each):
+            enqueue(t, t * each + n)
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    began = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    return each * threads / (time.perf_counter() - began)
+
+
+#: Raw S1 plus what persistq's enqueue also does in its statement: a NOTIFY at commit.
+RAW_INSERT_NOTIFY = (
+    "WITH new AS (INSERT INTO jobs (payload, status) VALUES (%s, 'PENDING') RETURNING id) "
+    "SELECT pg_notify('bench_group', '') FROM new"
+)
+
+
+#: Raw S1 plus what persistq's counters trigger (migration 0008) does: one row per queue
+#: incremented, its lock held until the commit has been flushed.
+RAW_INSERT_COUNT = (
+    "WITH new AS (INSERT INTO jobs (payload, status) VALUES (%s, 'PENDING') RETURNING id) "
+    "INSERT INTO counter (name, value) SELECT 'enqueued', 1 FROM new "
+    "ON CONFLICT (name) DO UPDATE SET value = counter.value + 1"
+)
+RAW_INSERT_BOTH = (
+    "WITH new AS (INSERT INTO jobs (payload, status) VALUES (%s, 'PENDING') RETURNING id), "
+    "counted AS (INSERT INTO counter (name, value) SELECT 'enqueued', 1 FROM new "
+    "ON CONFLICT (name) DO UPDATE SET value = counter.value + 1) "
+    "SELECT pg_notify('bench_group', '') FROM new"
+)
+
+
+def pg_raw(directory: Path, threads: int, jobs: int, extra: str = "") -> float:
+    """Raw psycopg S1 from ``threads`` threads, each on a connection of its own; ``extra``:
+    "notify", "count" or "both": more in the same statement, as persistq does it."""
+    from bench_postgres import RawPsycopg
+
+    adapters = [RawPsycopg(directory, "on") for _ in range(threads)]  # one schema, made once
+    adapters[0].conn.execute(
+        "CREATE TABLE IF NOT EXISTS counter (name text PRIMARY KEY, value bigint NOT NULL)"
+    )
+    statement = {
+        "notify": RAW_INSERT_NOTIFY,
+        "count": RAW_INSERT_COUNT,
+        "both": RAW_INSERT_BOTH,
+    }.get(extra)
+
+    def enqueue(t: int, n: int) -> None:
+        if statement is None:
+            adapters[t].enqueue(make_payload(n))
+        else:
+            adapters[t].conn.execute(statement, (json.dumps(make_payload(n)),))
+
+    try:
+        enqueue(0, -1)  # warm-up
+        return pg_threads(threads, jobs, enqueue)
+    finally:
+        for adapter in adapters:
+            adapter.close()
+
+
+def pg_persistq(directory: Path, threads: int, jobs: int) -> float:
+    """persistq: ``threads`` threads enqueueing through one Queue."""
+    from bench_postgres import PersistqPg
+
+    adapter = PersistqPg(directory, "on")
+    try:
+        q = adapter.q
+        q.enqueue("warm-up", queue=QUEUE)
+        rate = pg_threads(threads, jobs, lambda t, n: q.enqueue(make_payload(n), queue=QUEUE))
+        assert q.stats()["queues"][QUEUE]["PENDING"] == jobs // threads * threads + 1
+        return rate
+    finally:
+        adapter.close()
+
+
+def measure_pg(args: argparse.Namespace) -> None:
+    import bench_postgres
+
+    bench_postgres.SERVER_URL = args.url
+    ws = bench_postgres.PgWorkspace(keep=False)
+    rates: dict[str, list[float]] = {
+        k: [] for k in ("raw1", "raw16", "notify16", "count16", "both16", "pq1", "pq16")
+    }
+    try:
+        for r in range(args.repeat):  # interleaved, so drift in load falls on all alike
+            for key, run in (
+                ("raw1", partial(pg_raw, threads=1)),
+                ("raw16", partial(pg_raw, threads=THREADS)),
+                ("notify16", partial(pg_raw, threads=THREADS, extra="notify")),
+                ("count16", partial(pg_raw, threads=THREADS, extra="count")),
+                ("both16", partial(pg_raw, threads=THREADS, extra="both")),
+                ("pq1", partial(pg_persistq, threads=1)),
+                ("pq16", partial(pg_persistq, threads=THREADS)),
+            ):
+                rates[key].append(run(ws.fresh(f"{key}-{r}"), jobs=args.jobs))
+        with bench_postgres._connect("public") as conn:
+            row = conn.execute("SHOW synchronous_commit").fetchone()
+    finally:
+        ws.cleanup()
+    raw1, raw16, notify16, count16, both16, pq1, pq16 = (max(rates[k]) for k in rates)
+    print(f"\n== PostgreSQL {args.url}, synchronous_commit={row[0] if row else '?'}")
+    print(f"   {args.jobs} jobs per run, best of {args.repeat}; all rounds (jobs/s): ")
+    for key in rates:
+        print(f"   {key}: " + ", ".join(f"{rate:.0f}" for rate in rates[key]))
+    print(f"{'':40} {'jobs/s':>9} {'x raw S1 16':>12}")
+    print(f"{'raw psycopg S1, 1 thread':40} {raw1:9.0f} {raw1 / raw16:12.2f}")
+    print(f"{'raw psycopg S1, 16 threads (16 conns)':40} {raw16:9.0f} {1.0:12.2f}")
+    print(f"{'raw S1 + pg_notify, 16 threads':40} {notify16:9.0f} {notify16 / raw16:12.2f}")
+    print(f"{'raw S1 + one counter row, 16 threads':40} {count16:9.0f} {count16 / raw16:12.2f}")
+    print(f"{'raw S1 + counter + pg_notify, 16 threads':40} {both16:9.0f} {both16 / raw16:12.2f}")
+    print(f"{'persistq 1 thread':40} {pq1:9.0f} {pq1 / raw16:12.2f}")
+    met = "met" if pq16 / raw16 >= PG_TARGET else "NOT met"
+    print(
+        f"{'persistq 16 threads, one Queue':40} {pq16:9.0f} {pq16 / raw16:12.2f}"
+        f"  target >= {PG_TARGET:.0f}x: {met}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=4000, help="jobs per threaded run")
@@ -203,9 +345,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--durability", default="full,normal")
     parser.add_argument("--caps", default="", help=f"e.g. 4,16,64: {CAP_THREADS} threads each")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--url", default=PG_URL, help="the PostgreSQL server (--backend postgres)")
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f}, {os.cpu_count()} cores")
+    if args.backend == "postgres":
+        measure_pg(args)
+        return
     root = Path(tempfile.mkdtemp(prefix="bench-group-"))
     try:
         for sync in args.durability.split(","):

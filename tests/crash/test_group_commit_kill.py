@@ -6,10 +6,11 @@ complete, and now and then enqueue a payload the database refuses (a trigger), s
 calls fail inside groups of good ones. After each call returns (or raises) the thread
 writes one line with ``os.write`` (no buffer: a line in the file means the call had
 returned before the kill). The parent SIGKILLs the child at a random moment, 20 rounds on
-one database, then checks every line against the database: every returned enqueue is
-stored once, every returned claim holds its token (or completed, if its completion
-returned), every returned completion is COMPLETED, every refused enqueue is absent; no
-payload is stored twice.
+one database (12 on PostgreSQL, to stay near 20 s; there each round also waits for the
+server to end the child's sessions, see wait_sessions_ended), then checks every line
+against the database: every returned enqueue is stored once, every returned claim holds its
+token (or completed, if its completion returned), every returned completion is COMPLETED,
+every refused enqueue is absent; no payload is stored twice.
 
 The child is this file run as a script: ``python test_group_commit_kill.py URL ROUND``.
 """
@@ -26,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +38,7 @@ from persistq.errors import StorageError
 pytestmark = pytest.mark.slow
 
 ROUNDS = 20
+PG_ROUNDS = 12
 THREADS = 16
 POISON = "poison"
 TIMEOUT_SECONDS = 60.0
@@ -98,24 +101,88 @@ def sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///").partition("?")[0]
 
 
+def raw_pg(url: str) -> Any:
+    """A bare psycopg connection to the queue's own schema (the URL's ``?schema=``)."""
+    import psycopg
+
+    from persistq.backends.postgres import parse_postgres_url
+
+    conninfo, schema = parse_postgres_url(url)
+    return psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}")
+
+
 def add_poison_trigger(url: str) -> None:
     """The database refuses payloads naming POISON (a statement error, not Python's)."""
-    conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
-    conn.execute(
-        f"CREATE TRIGGER poison BEFORE INSERT ON jobs WHEN NEW.payload LIKE '%{POISON}%' "
-        "BEGIN SELECT RAISE(ABORT, 'poisoned payload'); END"
-    )
-    conn.close()
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
+        conn.execute(
+            f"CREATE TRIGGER poison BEFORE INSERT ON jobs WHEN NEW.payload LIKE '%{POISON}%' "
+            "BEGIN SELECT RAISE(ABORT, 'poisoned payload'); END"
+        )
+        conn.close()
+        return
+    with raw_pg(url) as pg:
+        pg.execute(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.payload LIKE '%{POISON}%' THEN RAISE EXCEPTION 'poisoned payload'; "
+            "END IF; RETURN NEW; END $$"
+        )
+        pg.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION poison()"
+        )
 
 
 def lease_tokens(url: str) -> dict[int, str]:
     """The lease token of every PROCESSING job (the library hands them only to holders)."""
-    conn = sqlite3.connect(sqlite_path(url))
-    try:
-        query = "SELECT id, lease_token FROM jobs WHERE status = 'PROCESSING'"
-        return dict(conn.execute(query))
-    finally:
-        conn.close()
+    query = "SELECT id, lease_token FROM jobs WHERE status = 'PROCESSING'"
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(sqlite_path(url))
+        try:
+            return dict(conn.execute(query))
+        finally:
+            conn.close()
+    with raw_pg(url) as pg:
+        return dict(pg.execute(query).fetchall())
+
+
+def child_url(url: str, round_: int) -> str:
+    """The child's URL: on PostgreSQL its sessions carry a name, for wait_sessions_ended."""
+    if url.startswith("sqlite"):
+        return url
+    return f"{url}&application_name={session_name(url, round_)}"
+
+
+def session_name(url: str, round_: int) -> str:
+    """Unique on the server: other runs of this test may kill their children meanwhile."""
+    from persistq.backends.postgres import parse_postgres_url
+
+    return f"kill_{parse_postgres_url(url)[1]}_{round_}"
+
+
+def wait_sessions_ended(url: str, round_: int) -> int:
+    """Wait until the server has ended every session of the killed child; return how many
+    were still running a statement when we first looked.
+
+    A SQLite writer dies with its process, but a PostgreSQL session outlives its killed
+    client until the statement it was running ends: an autocommit ``complete_job`` sent just
+    before the kill commits after it. Checking before then reads the job PROCESSING in one
+    query and COMPLETED in the next (what once failed this test with a KeyError)."""
+    if url.startswith("sqlite"):
+        return 0
+    query = (
+        "SELECT count(*) FILTER (WHERE state = 'active') AS active, count(*) AS sessions "
+        "FROM pg_stat_activity WHERE application_name = %s"
+    )
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    with raw_pg(url) as pg:
+        first = None
+        while True:
+            active, sessions = pg.execute(query, (session_name(url, round_),)).fetchone()
+            first = active if first is None else first
+            if sessions == 0:
+                return int(first)
+            assert time.monotonic() < deadline, f"round {round_}: {sessions} sessions left"
+            time.sleep(0.005)
 
 
 def lines_of(path: Path) -> list[list[str]]:
@@ -132,22 +199,27 @@ def wait_ready(proc: subprocess.Popen[bytes], out: Path, err: Path) -> None:
 
 
 def test_group_commits_killed_at_random_keep_every_returned_call(
-    sqlite_url: str, tmp_path: Path
+    backend_url: str, tmp_path: Path
 ) -> None:
-    with persistq.connect(sqlite_url) as q:
-        run_rounds(q, sqlite_url, tmp_path)
+    with persistq.connect(backend_url) as q:
+        run_rounds(
+            q, backend_url, tmp_path, ROUNDS if backend_url.startswith("sqlite") else PG_ROUNDS
+        )
 
 
-def run_rounds(q: Queue, url: str, tmp_path: Path) -> None:
+def run_rounds(q: Queue, url: str, tmp_path: Path, rounds: int) -> None:
     add_poison_trigger(url)
     rng = random.Random(14)
     lines: list[list[str]] = []
     largest: Counter[int] = Counter()
-    for round_ in range(ROUNDS):
+    outlived = 0
+    for round_ in range(rounds):
         out, err = tmp_path / f"child-{round_}.out", tmp_path / f"child-{round_}.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, __file__, url, str(round_)], stdout=stdout, stderr=stderr
+                [sys.executable, __file__, child_url(url, round_), str(round_)],
+                stdout=stdout,
+                stderr=stderr,
             )
         try:
             wait_ready(proc, out, err)
@@ -155,6 +227,7 @@ def run_rounds(q: Queue, url: str, tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(TIMEOUT_SECONDS)
+        outlived += wait_sessions_ended(url, round_)
         assert proc.returncode == -signal.SIGKILL, err.read_text()
         assert err.read_text() == "", err.read_text()
         found = lines_of(out)
@@ -165,7 +238,8 @@ def run_rounds(q: Queue, url: str, tmp_path: Path) -> None:
             largest[max(sizes)] += 1
     said = Counter(words[0] for words in lines)
     print(
-        f"{ROUNDS} rounds: {dict(said)}; largest group per round: {dict(sorted(largest.items()))}"
+        f"{rounds} rounds: {dict(said)}; largest group per round: {dict(sorted(largest.items()))}; "
+        f"statements outliving their killed client: {outlived}"
     )
 
     assert not [w for w in lines if w[0] == "accepted-poison"]
@@ -207,7 +281,7 @@ def run_rounds(q: Queue, url: str, tmp_path: Path) -> None:
                 continue
             assert jobs[int(w[1])].status is State.PROCESSING, jobs[int(w[1])]
             assert tokens[int(w[1])] == w[2]
-    assert in_flight <= ROUNDS * THREADS
+    assert in_flight <= rounds * THREADS
     kinds = Counter(e.kind for job_id in completed for e in q.events(job_id))
     assert kinds["completed"] == len(completed)
     assert q.check(full=True)["ok"]
