@@ -67,9 +67,29 @@ ORDER BY id DESC LIMIT 1;
 -- name: claim_jobs
 -- Differs from SQLite: writes its `claimed` events too, in the same statement, so a claim
 -- from one queue is one round trip (run on its own, autocommit: the statement is the
--- transaction); and SKIP LOCKED (in persistq_pick, migration 0003, with a pinned plan) lets
--- concurrent claimers pass over rows another transaction is taking instead of waiting.
-WITH claimed AS (
+-- transaction); SKIP LOCKED lets concurrent claimers pass over rows another transaction
+-- is taking instead of waiting. Run only on connections with CLAIM_SETTINGS
+-- (backends/postgres.py), where walking jobs_claim in claim order is the one cheap plan,
+-- with statistics or without. A queue with limits (or paused) is left alone: the row comes
+-- back with `limited` set and no job, and the caller takes claim_jobs_limited's path.
+-- Rows come back in no particular order: the caller sorts them (a sort here costs a plan
+-- that JIT-compiles, see CLAIM_SETTINGS).
+WITH gate AS (
+    SELECT EXISTS (
+        SELECT 1 FROM queues
+        WHERE name = %(queue)s AND NOT paused
+          AND (concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL)) AS limited
+), picked AS (
+    SELECT id FROM jobs
+    WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM queues
+          WHERE name = %(queue)s
+            AND (paused OR concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL))
+    ORDER BY priority DESC, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
     UPDATE jobs
     SET status = 'PROCESSING',
         worker = %(worker)s,
@@ -82,14 +102,81 @@ WITH claimed AS (
         started_at = persistq_now(%(now)s),
         finished_at = NULL,
         updated_at = persistq_now(%(now)s)
-    WHERE id IN (SELECT persistq_pick(%(queue)s, %(now)s, %(limit)s))
-    RETURNING *
+    FROM picked WHERE jobs.id = picked.id
+    RETURNING jobs.*
 ), logged AS (
     INSERT INTO events (job_id, at, kind, worker, detail)
     SELECT id, persistq_now(%(now)s), 'claimed', %(worker)s, 'attempt ' || attempts
     FROM claimed ORDER BY priority DESC, id
 )
-SELECT * FROM claimed ORDER BY priority DESC, id;
+SELECT claimed.*, gate.limited FROM gate LEFT JOIN claimed ON true;
+
+-- name: lock_queue_limits
+-- PostgreSQL only. First statement of a claim from a queue with limits: its queues row is
+-- locked before anything is counted, so claimers of that queue take turns, and the next
+-- statement (claim_jobs_limited) reads a snapshot taken after the lock, which sees every
+-- claim committed before it. A queue without limits matches no row and locks nothing.
+SELECT name FROM queues
+WHERE name = %(queue)s AND NOT paused
+  AND (concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL)
+FOR UPDATE;
+
+-- name: claim_jobs_limited
+-- PostgreSQL only: claim_jobs within the queue's limits, after lock_queue_limits in the
+-- same transaction (also for queues without limits, in a claim from several queues). The
+-- rate bucket is refilled to now and spent by the jobs claimed; now() is the statement's
+-- start, which may be before the lock was granted: never count time backwards.
+WITH lim AS (
+    SELECT concurrency_limit, rate_limit, persistq_now(%(now)s) AS at,
+           least(rate_limit::double precision, rate_tokens
+                 + greatest(0, extract(epoch FROM persistq_now(%(now)s) - rate_at))
+                   * rate_limit / rate_window) AS tokens,
+           greatest(persistq_now(%(now)s), rate_at) AS rate_at
+    FROM queues
+    WHERE name = %(queue)s AND NOT paused
+      AND (concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL)
+), allowed AS (
+    SELECT greatest(0, least(  -- least() skips NULLs: a limit not set allows any number
+        %(limit)s,
+        (SELECT concurrency_limit - (
+             SELECT count(*) FROM jobs
+             WHERE queue = %(queue)s AND status = 'PROCESSING' AND lease_expires_at > lim.at)
+         FROM lim),
+        (SELECT floor(tokens)::integer FROM lim))) AS n
+), picked AS (
+    SELECT id FROM jobs
+    WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
+      AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
+    ORDER BY priority DESC, id
+    LIMIT (SELECT n FROM allowed)
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs
+    SET status = 'PROCESSING',
+        worker = %(worker)s,
+        lease_token = replace(gen_random_uuid()::text, '-', ''),
+        lease_seconds = %(lease_seconds)s,
+        lease_expires_at = persistq_now(%(now)s) + make_interval(secs => %(lease_seconds)s),
+        attempts = attempts + 1,
+        fence = fence + 1,
+        cancel_requested = false,
+        started_at = persistq_now(%(now)s),
+        finished_at = NULL,
+        updated_at = persistq_now(%(now)s)
+    FROM picked WHERE jobs.id = picked.id
+    RETURNING jobs.*
+), spent AS (
+    UPDATE queues
+    SET rate_tokens = lim.tokens - (SELECT count(*) FROM claimed), rate_at = lim.rate_at
+    FROM lim
+    WHERE queues.name = %(queue)s AND lim.rate_limit IS NOT NULL
+      AND EXISTS (SELECT 1 FROM claimed)
+), logged AS (
+    INSERT INTO events (job_id, at, kind, worker, detail)
+    SELECT id, persistq_now(%(now)s), 'claimed', %(worker)s, 'attempt ' || attempts
+    FROM claimed ORDER BY priority DESC, id
+)
+SELECT * FROM claimed;
 
 -- name: has_claimable
 -- A queue at its concurrency limit or out of rate tokens has nothing claimable either.
