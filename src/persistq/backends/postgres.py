@@ -25,6 +25,7 @@ import re
 import select
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -116,6 +117,14 @@ class PostgresBackend(SQLBackend):
         #: Apart from the claim channel, so a finished job never wakes idle claimers: its
         #: NOTIFY carries the job's id, for whoever waits on that job.
         self._done_channel = f"persistq_{self.schema}_done"
+        #: A NOTIFY costs every committing transaction that sends one a turn on one lock of
+        #: the whole server (commits that notify cannot be flushed together), so it is sent
+        #: only if some process listens. A listener holds this advisory lock (shared) for as
+        #: long as it listens; a writer that can take it exclusively (until its commit)
+        #: knows no one listens, and that one who starts listening meanwhile waits for the
+        #: commit, then looks again (see _listen). Writers that find it taken by another
+        #: writer send their NOTIFY: at worst one no one hears, as before.
+        self._listeners = MIGRATION_LOCK + 1 + zlib.crc32(self.schema.encode())
         self._pool = self._new_pool("persistq", pool_size, min_size=1)
         #: Claims only, on connections of their own with CLAIM_SETTINGS; none is opened
         #: until this process first claims (a producer never does).
@@ -213,7 +222,10 @@ class PostgresBackend(SQLBackend):
                 with conn.transaction() if write else contextlib.nullcontext():
                     result = work(conn)
                     if wakes:  # delivered at commit, to every listening process
-                        conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
+                        conn.execute(
+                            "SELECT pg_notify(%s, '') WHERE NOT pg_try_advisory_xact_lock(%s)",
+                            (self._channel, self._listeners),
+                        )
                     if write:
                         sent()  # the COMMIT goes out as this block ends
                 return result
@@ -311,6 +323,7 @@ class PostgresBackend(SQLBackend):
             "now": self._now(now),
             "events": COMPLETE_EVENTS,
             "done_channel": self._done_channel,
+            "listeners": self._listeners,
         }
         rows = self._statement("complete_job", params, unknown_is_retried=False)
         if not rows:
@@ -331,8 +344,9 @@ class PostgresBackend(SQLBackend):
     def _finished(self, conn: Any, job_ids: Sequence[int]) -> None:
         if job_ids:  # delivered at commit, one NOTIFY per job
             conn.execute(
-                "SELECT pg_notify(%s, t.id::text) FROM unnest(%s::bigint[]) AS t(id)",
-                (self._done_channel, list(job_ids)),
+                "SELECT pg_notify(%s, t.id::text) FROM unnest(%s::bigint[]) AS t(id)"
+                " WHERE NOT pg_try_advisory_xact_lock(%s)",
+                (self._done_channel, list(job_ids), self._listeners),
             )
 
     def _insert_batch(self, conn: Any, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
@@ -345,7 +359,12 @@ class PostgresBackend(SQLBackend):
             [j.queue, j.payload, j.priority, j.delay_seconds, j.max_attempts, j.timeout]
             for j in jobs
         ]
-        return {"jobs": json.dumps(rows), "now": now, "channel": self._channel}
+        return {
+            "jobs": json.dumps(rows),
+            "now": now,
+            "channel": self._channel,
+            "listeners": self._listeners,
+        }
 
     def _new_jobs(self, jobs: Sequence[NewJob], returned: Sequence[Any]) -> list[Job]:
         made = []
@@ -448,6 +467,8 @@ class PostgresBackend(SQLBackend):
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     conn.execute(f'LISTEN "{self._channel}"')
                     conn.execute(f'LISTEN "{self._done_channel}"')
+                    # From now on writers notify (held until this connection ends).
+                    conn.execute("SELECT pg_advisory_lock_shared(%s)", (self._listeners,))
                     with self._changed:
                         self._listens += 1
                     self._wake()  # anything sent while not listening: look again

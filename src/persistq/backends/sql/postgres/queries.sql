@@ -21,7 +21,8 @@ RETURNING *;
 -- name: insert_jobs_unnest
 -- enqueue and enqueue_many when no job has a key, as one statement, so one round trip: the
 -- queues (ensure_queue, in name order), the jobs, their `enqueued` events and the NOTIFY
--- that wakes waiting claims (sent at commit). SQLite runs these one by one instead. Ids
+-- that wakes waiting claims (sent at commit, and only if some process listens: see
+-- %(listeners)s in backends/postgres.py). SQLite runs these one by one instead. Ids
 -- follow input order. The jobs come as one JSON array of [queue, payload, priority,
 -- delay_seconds, max_attempts, timeout]: encoding a thousand payloads as one JSON text costs the
 -- client a twentieth of a text[] parameter's. Only what the server decided comes back
@@ -44,8 +45,10 @@ WITH ensured AS (
     RETURNING *
 ), enqueued AS (
     INSERT INTO events (job_id, at, kind) SELECT id, persistq_now(%(now)s), 'enqueued' FROM new
-), woken AS (
-    SELECT pg_notify(%(channel)s, '') AS sent
+), woken AS (  -- always one row
+    SELECT count(*) AS sent FROM (
+        SELECT pg_notify(%(channel)s, '') WHERE NOT pg_try_advisory_xact_lock(%(listeners)s)
+    ) AS notified
 )
 SELECT id, run_at, created_at FROM new CROSS JOIN woken ORDER BY id;
 
@@ -221,8 +224,13 @@ WITH done AS (
     SELECT id, persistq_now(%(now)s), %(events)s::json ->> status, worker
     FROM done WHERE %(events)s::json ->> status IS NOT NULL
 )
--- The NOTIFY wakes whoever waits for this job (Queue.wait), on the channel of finished jobs.
-SELECT *, pg_notify(%(done_channel)s, id::text) AS notified FROM done;
+-- The NOTIFY wakes whoever waits for this job (Queue.wait), on the channel of finished jobs,
+-- if some process listens (%(listeners)s: see backends/postgres.py).
+SELECT *,
+       (SELECT count(*) FROM (
+            SELECT pg_notify(%(done_channel)s, id::text)
+            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s)) AS sent) AS notified
+FROM done;
 
 -- name: retry_job
 -- The database, not the caller's copy of the job, decides whether an attempt is left.
