@@ -105,8 +105,8 @@ WITH gate AS (
         started_at = persistq_now(%(now)s),
         finished_at = NULL,
         updated_at = persistq_now(%(now)s)
-    FROM picked WHERE jobs.id = picked.id
-    RETURNING jobs.*
+    WHERE id = ANY (ARRAY(SELECT id FROM picked))  -- the primary key, whatever the plan
+    RETURNING *
 ), logged AS (
     INSERT INTO events (job_id, at, kind, worker, detail)
     SELECT id, persistq_now(%(now)s), 'claimed', %(worker)s, 'attempt ' || attempts
@@ -166,8 +166,8 @@ WITH lim AS (
         started_at = persistq_now(%(now)s),
         finished_at = NULL,
         updated_at = persistq_now(%(now)s)
-    FROM picked WHERE jobs.id = picked.id
-    RETURNING jobs.*
+    WHERE id = ANY (ARRAY(SELECT id FROM picked))  -- the primary key, whatever the plan
+    RETURNING *
 ), spent AS (
     UPDATE queues
     SET rate_tokens = lim.tokens - (SELECT count(*) FROM claimed), rate_at = lim.rate_at
