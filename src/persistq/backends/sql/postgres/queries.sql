@@ -21,8 +21,9 @@ RETURNING *;
 
 -- name: insert_jobs_unnest
 -- enqueue and enqueue_many when no job has a key, as one statement, so one round trip: the
--- queues (ensure_queue, in name order), the jobs and the NOTIFY
--- that wakes waiting claims (sent at commit). SQLite runs these one by one instead. Ids
+-- queues (ensure_queue, in name order), the jobs and the NOTIFY that wakes waiting claims
+-- (sent at commit, and only if some process listens: see %(listeners)s in
+-- backends/postgres.py). SQLite runs these one by one instead. Ids
 -- follow input order. The jobs come as one JSON array of [queue, payload, priority,
 -- delay_seconds, max_attempts, timeout]: encoding a thousand payloads as one JSON text costs the
 -- client a twentieth of a text[] parameter's. Only what the server decided comes back
@@ -43,8 +44,10 @@ WITH ensured AS (
     FROM json_array_elements(%(jobs)s::json) WITH ORDINALITY AS t(job, n)
     ORDER BY t.n
     RETURNING id, run_at, created_at
-), woken AS (
-    SELECT pg_notify(%(channel)s, '') AS sent
+), woken AS (  -- always one row
+    SELECT count(*) AS sent FROM (
+        SELECT pg_notify(%(channel)s, '') WHERE NOT pg_try_advisory_xact_lock(%(listeners)s)
+    ) AS notified
 )
 SELECT id, run_at, created_at FROM new CROSS JOIN woken ORDER BY id;
 
@@ -72,10 +75,31 @@ SELECT * FROM jobs WHERE queue = %(queue)s AND left(key, length(%(prefix)s)) = %
 ORDER BY id DESC LIMIT 1;
 
 -- name: claim_jobs
--- Differs from SQLite: run on its own (autocommit: the statement is the transaction), and
--- SKIP LOCKED (in persistq_pick, migration 0003, with a pinned plan) lets concurrent
--- claimers pass over rows another transaction is taking instead of waiting.
-WITH claimed AS (
+-- Differs from SQLite: a claim from one queue is one round trip (run on its own,
+-- autocommit: the statement is the transaction; its `claimed` events are derived from the
+-- rows); SKIP LOCKED lets concurrent claimers pass over rows another transaction
+-- is taking instead of waiting. Run only on connections with CLAIM_SETTINGS
+-- (backends/postgres.py), where walking jobs_claim in claim order is the one cheap plan,
+-- with statistics or without. A queue with limits (or paused) is left alone: the row comes
+-- back with `limited` set and no job, and the caller takes claim_jobs_limited's path.
+-- Rows come back in no particular order: the caller sorts them (a sort here costs a plan
+-- that JIT-compiles, see CLAIM_SETTINGS).
+WITH gate AS (
+    SELECT EXISTS (
+        SELECT 1 FROM queues
+        WHERE name = %(queue)s AND NOT paused
+          AND (concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL)) AS limited
+), picked AS (
+    SELECT id FROM jobs
+    WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM queues
+          WHERE name = %(queue)s
+            AND (paused OR concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL))
+    ORDER BY priority DESC, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
     UPDATE jobs
     SET status = 'PROCESSING',
         worker = %(worker)s,
@@ -88,10 +112,73 @@ WITH claimed AS (
         started_at = persistq_now(%(now)s),
         finished_at = NULL,
         updated_at = persistq_now(%(now)s)
-    WHERE id IN (SELECT persistq_pick(%(queue)s, %(now)s, %(limit)s))
+    WHERE id = ANY (ARRAY(SELECT id FROM picked))  -- the primary key, whatever the plan
     RETURNING *
 )
-SELECT * FROM claimed ORDER BY priority DESC, id;
+SELECT claimed.*, gate.limited FROM gate LEFT JOIN claimed ON true;
+
+-- name: lock_queue_limits
+-- PostgreSQL only. First statement of a claim from a queue with limits: its queues row is
+-- locked before anything is counted, so claimers of that queue take turns, and the next
+-- statement (claim_jobs_limited) reads a snapshot taken after the lock, which sees every
+-- claim committed before it. A queue without limits matches no row and locks nothing.
+SELECT name FROM queues
+WHERE name = %(queue)s AND NOT paused
+  AND (concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL)
+FOR UPDATE;
+
+-- name: claim_jobs_limited
+-- PostgreSQL only: claim_jobs within the queue's limits, after lock_queue_limits in the
+-- same transaction (also for queues without limits, in a claim from several queues). The
+-- rate bucket is refilled to now and spent by the jobs claimed; now() is the statement's
+-- start, which may be before the lock was granted: never count time backwards.
+WITH lim AS (
+    SELECT concurrency_limit, rate_limit, persistq_now(%(now)s) AS at,
+           least(rate_limit::double precision, rate_tokens
+                 + greatest(0, extract(epoch FROM persistq_now(%(now)s) - rate_at))
+                   * rate_limit / rate_window) AS tokens,
+           greatest(persistq_now(%(now)s), rate_at) AS rate_at
+    FROM queues
+    WHERE name = %(queue)s AND NOT paused
+      AND (concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL)
+), allowed AS (
+    SELECT greatest(0, least(  -- least() skips NULLs: a limit not set allows any number
+        %(limit)s,
+        (SELECT concurrency_limit - (
+             SELECT count(*) FROM jobs
+             WHERE queue = %(queue)s AND status = 'PROCESSING' AND lease_expires_at > lim.at)
+         FROM lim),
+        (SELECT floor(tokens)::integer FROM lim))) AS n
+), picked AS (
+    SELECT id FROM jobs
+    WHERE queue = %(queue)s AND status = 'PENDING' AND run_at <= persistq_now(%(now)s)
+      AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
+    ORDER BY priority DESC, id
+    LIMIT (SELECT n FROM allowed)
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs
+    SET status = 'PROCESSING',
+        worker = %(worker)s,
+        lease_token = replace(gen_random_uuid()::text, '-', ''),
+        lease_seconds = %(lease_seconds)s,
+        lease_expires_at = persistq_now(%(now)s) + make_interval(secs => %(lease_seconds)s),
+        attempts = attempts + 1,
+        fence = fence + 1,
+        cancel_requested = false,
+        started_at = persistq_now(%(now)s),
+        finished_at = NULL,
+        updated_at = persistq_now(%(now)s)
+    WHERE id = ANY (ARRAY(SELECT id FROM picked))  -- the primary key, whatever the plan
+    RETURNING *
+), spent AS (
+    UPDATE queues
+    SET rate_tokens = lim.tokens - (SELECT count(*) FROM claimed), rate_at = lim.rate_at
+    FROM lim
+    WHERE queues.name = %(queue)s AND lim.rate_limit IS NOT NULL
+      AND EXISTS (SELECT 1 FROM claimed)
+)
+SELECT * FROM claimed;
 
 -- name: has_claimable
 -- A queue at its concurrency limit or out of rate tokens has nothing claimable either.
@@ -138,8 +225,13 @@ WITH done AS (
            started_at, worker
     FROM done WHERE %(events)s::json ->> status IS NOT NULL
 )
--- The NOTIFY wakes whoever waits for this job (Queue.wait), on the channel of finished jobs.
-SELECT *, pg_notify(%(done_channel)s, id::text) AS notified FROM done;
+-- The NOTIFY wakes whoever waits for this job (Queue.wait), on the channel of finished jobs,
+-- if some process listens (%(listeners)s: see backends/postgres.py).
+SELECT *,
+       (SELECT count(*) FROM (
+            SELECT pg_notify(%(done_channel)s, id::text)
+            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s)) AS sent) AS notified
+FROM done;
 
 -- name: retry_job
 -- The database, not the caller's copy of the job, decides whether an attempt is left.
