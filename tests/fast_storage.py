@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 
 #: The machine's own temporary dir, on its disk: for tests of the disk file system's faults
-#: (immutable files, read-only mounts), which a RAM file system does not have alike.
-DISK_TMPDIR = tempfile.gettempdir()
+#: (immutable files, read-only mounts), which a RAM file system does not have alike. Kept in
+#: the environment by install(): pytest-xdist's workers inherit the TMPDIR it changed.
+DISK_TMPDIR = os.environ.setdefault("PERSISTQ_TEST_DISK_TMPDIR", tempfile.gettempdir())
 
 
 def install() -> None:

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import InvalidArgument, Unsatisfiable
 
 from apiserver import ApiServer
+from persistq.model import INT64_MAX
 
 #: Generated cases per operation and mode; with ~24 operations, several hundred in all.
 EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 15, schemathesis.GenerationMode.NEGATIVE: 10}
@@ -56,9 +57,13 @@ def near_run_at(case: Any) -> None:
 def integers_as_integers(value: Any) -> Any:
     """JSON Schema counts 19.0 as an integer, so a valid case may carry one; the API takes
     JSON integers only (by choice: api/schemas.py), so send 19.0 as 19 (float fields take
-    19 too). The refusal of 19.0 is tested in test_api_app.py."""
+    19 too). The refusal of 19.0 is tested in test_api_app.py. A "valid" integer above
+    ``maximum: 9223372036854775807`` is the generator's rounding of that bound through a
+    float (seen: 9223372036854775999 for a job id), so it is sent as the bound itself."""
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > INT64_MAX:
+        return INT64_MAX
     if isinstance(value, dict):
         return {k: integers_as_integers(v) for k, v in value.items()}
     if isinstance(value, list):
