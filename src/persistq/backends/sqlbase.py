@@ -188,7 +188,7 @@ class SQLBackend(ABC):
         return self._insert_keyed(conn, job, now)[0]
 
     def _insert_keyed(self, conn: Conn, job: NewJob, now: float | None) -> tuple[Job, bool]:
-        row = conn.execute(self.SQL["insert_job"], {**job_params(job), "now": now}).fetchone()
+        row = conn.execute(self.SQL["insert_job"], job_params(job, now=now)).fetchone()
         if row is None:  # the key exists: hand back that job, create nothing
             params = {"queue": job.queue, "key": job.key}
             return self._job(conn.execute(self.SQL["get_job_by_key"], params).fetchone()), False
@@ -533,7 +533,8 @@ class SQLBackend(ABC):
             bounds = self._id_bounds(conn, flt, None, oldest_first=False)
             if bounds is None:
                 return 0
-            if self._scan_pays(conn, flt, bounds):
+            pairs = self._pairs(conn, flt, bounds)
+            if self._scan_pays(conn, flt, bounds, pairs):
                 return int(
                     conn.execute(self.SQL["scan_count"], self._scan(flt, bounds)).fetchone()["n"]
                 )
@@ -541,7 +542,7 @@ class SQLBackend(ABC):
             name = "count_matching" if _scans(flt) else "count_in_state"
             return sum(
                 int(conn.execute(self.SQL[name], {**params, "limit": INT64_MAX}).fetchone()["n"])
-                for params in self._pairs(conn, flt, bounds)
+                for params in pairs
             )
 
         return self._read(work)
@@ -585,11 +586,12 @@ class SQLBackend(ABC):
         bounds = self._id_bounds(conn, flt, after, oldest_first)
         if bounds is None:
             return []
-        if self._scan_pays(conn, flt, bounds):
+        pairs = self._pairs(conn, flt, bounds)
+        if self._scan_pays(conn, flt, bounds, pairs):
             return self._scan_ids(conn, flt, bounds, limit, oldest_first)
         name = "search_ids_oldest" if oldest_first else "search_ids"
         found: list[int] = []
-        for params in self._pairs(conn, flt, bounds):
+        for params in pairs:
             rows = conn.execute(self.SQL[name], {**params, "limit": limit}).fetchall()
             found.extend(int(r["id"]) for r in rows)
         found.sort(reverse=not oldest_first)
@@ -615,7 +617,13 @@ class SQLBackend(ABC):
             window *= 2
         return found
 
-    def _scan_pays(self, conn: Conn, flt: JobFilter, bounds: tuple[int, int]) -> bool:
+    def _scan_pays(
+        self,
+        conn: Conn,
+        flt: JobFilter,
+        bounds: tuple[int, int],
+        pairs: Sequence[dict[str, Any]],
+    ) -> bool:
         """Whether to read the table in id order rather than each (queue, state) range of
         the index: only when every row must be tested (text, task or time) and the
         candidates are a quarter or more of the rows between the bounds. Then the index's
@@ -626,7 +634,7 @@ class SQLBackend(ABC):
             return False
         need = max(1, (bounds[1] - bounds[0]) // SCAN_SHARE)
         seen = 0
-        for params in self._pairs(conn, flt, bounds):
+        for params in pairs:
             found = conn.execute(self.SQL["count_in_state"], {**params, "limit": need - seen})
             seen += int(found.fetchone()["n"])
             if seen >= need:
@@ -648,18 +656,19 @@ class SQLBackend(ABC):
             "created_to": _epoch(flt.created_to),
         }
 
-    def _pairs(
-        self, conn: Conn, flt: JobFilter, bounds: tuple[int, int]
-    ) -> Iterator[dict[str, Any]]:
-        """The parameters of each (queue, state) the filter covers."""
+    def _pairs(self, conn: Conn, flt: JobFilter, bounds: tuple[int, int]) -> list[dict[str, Any]]:
+        """The parameters of each (queue, state) the filter covers (one read of the queues,
+        shared by the choice of plan and the plan)."""
         if flt.queue is not None:
             queues = [flt.queue]
         else:
             queues = [r["name"] for r in conn.execute(self.SQL["list_queues"], {})]
         common = self._conditions(flt, bounds)
-        for queue in queues:
-            for state in flt.states or State:
-                yield {**common, "queue": queue, "status": str(state)}
+        return [
+            {**common, "queue": queue, "status": str(state)}
+            for queue in queues
+            for state in flt.states or State
+        ]
 
     def _id_bounds(
         self, conn: Conn, flt: JobFilter, after: int | None, oldest_first: bool
@@ -925,7 +934,8 @@ def claim_params(
     }
 
 
-def job_params(job: NewJob) -> dict[str, Any]:
+def job_params(job: NewJob, **extra: Any) -> dict[str, Any]:
+    """The parameters of an insert of ``job``, with ``extra`` ones (``now``, an ``id``)."""
     return {
         "queue": job.queue,
         "payload": job.payload,
@@ -934,6 +944,7 @@ def job_params(job: NewJob) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "key": job.key,
         "timeout": job.timeout,
+        **extra,
     }
 
 

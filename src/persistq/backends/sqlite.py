@@ -39,7 +39,7 @@ from urllib.parse import quote
 from persistq.backends.base import NewJob, no_database
 from persistq.backends.rows import epoch_to_datetime, new_job
 from persistq.backends.sql import NamedSQL, migrations
-from persistq.backends.sqlbase import LastWrite, SQLBackend
+from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
 from persistq.config import split_sqlite_url
 from persistq.errors import (
     StorageBusy,
@@ -457,17 +457,7 @@ class SQLiteBackend(SQLBackend):
     ) -> list[Job]:
         now = self._now(now)
         if len(jobs) == 1:  # enqueue: the statement numbers the job
-            job = jobs[0]
-            params = {
-                "id": None,
-                "queue": job.queue,
-                "payload": job.payload,
-                "priority": job.priority,
-                "now": now,
-                "delay_seconds": job.delay_seconds,
-                "max_attempts": job.max_attempts,
-                "timeout": job.timeout,
-            }
+            params = job_params(jobs[0], id=None, now=now)
             job_id = conn.execute(SQL["insert_job_batch"], params).lastrowid
             assert job_id is not None
             return _new_jobs(jobs, job_id, now)
@@ -476,19 +466,7 @@ class SQLiteBackend(SQLBackend):
         first_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1
         conn.executemany(
             SQL["insert_job_batch"],
-            [
-                {
-                    "id": job_id,
-                    "queue": job.queue,
-                    "payload": job.payload,
-                    "priority": job.priority,
-                    "now": now,
-                    "delay_seconds": job.delay_seconds,
-                    "max_attempts": job.max_attempts,
-                    "timeout": job.timeout,
-                }
-                for job_id, job in enumerate(jobs, first_id)
-            ],
+            [job_params(job, id=job_id, now=now) for job_id, job in enumerate(jobs, first_id)],
         )
         return _new_jobs(jobs, first_id, now)
 
