@@ -54,6 +54,8 @@ SETTLED_EVENT = {
 }
 #: Most handler threads one worker process runs.
 MAX_CONCURRENCY = 256
+#: How often the main thread wakes so a signal delivered to another thread is handled.
+SIGNAL_CHECK_SECONDS = 0.2
 
 
 class HandlerNotFound(QueueError):
@@ -472,7 +474,11 @@ class Worker:
         )
         for thread in threads:
             thread.start()
-        self.stop_event.wait()
+        # Python runs signal handlers in the main thread only, and the kernel may hand
+        # SIGTERM to any thread: then a main thread asleep in a bare wait() is never woken
+        # and the handler never runs. Waking to check is what lets it run.
+        while not self.stop_event.wait(SIGNAL_CHECK_SECONDS):
+            pass
         log.info("event=stopping worker=%s grace=%.0f", self.worker_id, self.grace_seconds)
         deadline = time.monotonic() + self.grace_seconds
         for thread in threads:

@@ -9,6 +9,8 @@ PYTHONPATH); leases are real seconds, as the clock is shared across processes.
 
 from __future__ import annotations
 
+import ctypes
+import platform
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -101,6 +103,36 @@ def test_a_signal_lets_the_running_job_finish_and_the_worker_exits_0(
     assert log_lines(log, "finished") == [[job.id, 1, worker.pid]]
     assert status_of(real_queue, waiting) == State.PENDING
     assert real_queue.get(waiting.id).attempts == 0
+
+
+def tgkill(pid: int, tid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to one thread of another process (os.kill lets the kernel choose)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(TGKILL_SYSCALL, pid, tid, int(sig)) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+#: tgkill's syscall number on x86-64 (the kernel can hand a process's SIGTERM to any thread).
+TGKILL_SYSCALL = 234
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="tgkill's number is x86-64's")
+def test_a_sigterm_the_kernel_hands_to_another_thread_still_stops_the_worker(
+    real_queue: Queue, spawn: Callable[..., WorkerProcess]
+) -> None:
+    """Python runs handlers in the main thread only: CI once saw a worker ignore SIGTERM
+    for a minute, its main thread asleep in a bare Event.wait()."""
+    worker = spawn("w", "--concurrency", "2")
+    wait_until(lambda: "event=started" in worker.log(), "the worker to start")
+    tasks = Path(f"/proc/{worker.pid}/task")
+    wait_until(lambda: len(list(tasks.iterdir())) > 2, "the worker's threads")
+    other = next(int(t.name) for t in tasks.iterdir() if int(t.name) != worker.pid)
+
+    tgkill(worker.pid, other, signal.SIGTERM)
+
+    assert worker.wait(10) == 0, worker.log()
+    assert "event=signal signal=SIGTERM" in worker.log()
+    assert "event=stopped" in worker.log()
 
 
 def test_a_job_outliving_the_grace_period_is_released_and_the_worker_exits_0_quickly(
