@@ -115,12 +115,14 @@ def one_group(
             threading.Thread(target=run, args=(lambda: q.enqueue("lead", queue="lead"), leader))
         ]
         threads[0].start()
-        wait_until(lambda: backend._leading and not backend._queued, "the leader waits")
+        wait_until(
+            lambda: backend._groups.leading and not backend._groups.queued, "the leader waits"
+        )
         for n, (call, answer) in enumerate(zip(calls, grouped.answers, strict=True)):
             thread = threading.Thread(target=run, args=(call, answer))
             thread.start()
             threads.append(thread)
-            wait_until(lambda n=n: len(backend._queued) == n + 1, f"call {n} is queued")
+            wait_until(lambda n=n: len(backend._groups.queued) == n + 1, f"call {n} is queued")
         if between is not None:
             between()
         release()
@@ -447,7 +449,7 @@ def test_a_child_forked_while_a_group_waits_writes_on_its_own(q: Queue, path: Pa
     assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
     leader = threading.Thread(target=lambda: q.enqueue("parent"))
     leader.start()
-    wait_until(lambda: backend._leading, "the parent's leader waits")
+    wait_until(lambda: backend._groups.leading, "the parent's leader waits")
     pid = os.fork()
     if pid == 0:  # the child: enqueue once the lock is free, then leave without cleanup
         code = 1

@@ -10,17 +10,15 @@ that the file at the path is still the one it opened (device and inode, one ``st
 open connection to a deleted or replaced file would go on committing into a file no one
 can open again, so it raises :class:`StorageReplaced` instead.
 
-Group commit: concurrent writes of one process share one transaction. The first caller
-becomes the leader; the calls queued while the previous commit ran (at most
-``group_commit_max``) run one after another, each under its own savepoint, and commit once.
-Each caller is answered after that commit; a call whose work fails is rolled back to its
-savepoint and fails alone. There is no fixed delay: a lone caller runs at once.
+Group commit (backends/group.py): concurrent writes of one process share one transaction.
+The calls of a group run one after another, each under its own savepoint, and commit once;
+each caller is answered after that commit; a call whose work fails is rolled back to its
+savepoint and fails alone.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import shutil
@@ -28,15 +26,23 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from persistq.backends.base import NewJob, no_database
+from persistq.backends.group import (
+    GROUP_COMMIT_MAX,
+    GROUP_ERRORS,
+    Call,
+    Groups,
+    fail_all,
+    parse_group_commit,
+)
 from persistq.backends.rows import epoch_to_datetime, new_job
 from persistq.backends.sql import NamedSQL, migrations
 from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
@@ -74,11 +80,8 @@ _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_SN
 #: beyond that. SQLite gives the -wal and -shm files the database file's mode.
 FILE_MODE = 0o640
 DIRECTORY_MODE = 0o750
-#: Most write calls one group commit holds (Settings.group_commit_max): bounds how long a
-#: read of this process waits behind a group (reads share the one connection).
-GROUP_COMMIT_MAX = 64
-#: Storage errors that end the whole group: every caller of the transaction gets them.
-_GROUP_ERRORS = (StorageBusy, StorageFull, StorageCorrupt, StorageUnavailable)
+#: What a grouped call runs: its work, and whether it may make jobs claimable.
+_Work = tuple[Callable[[sqlite3.Connection], Any], bool]
 
 
 class SQLiteURL(NamedTuple):
@@ -104,10 +107,8 @@ def parse_sqlite_url(url: str) -> SQLiteURL:
     sync = options.get("synchronous", "full").lower()
     if sync not in _SYNCHRONOUS:
         raise StorageUnavailable(f"synchronous={sync!r}: use full (default) or normal")
-    group = options.get("group_commit", "on").lower()
-    if group not in ("on", "off"):
-        raise StorageUnavailable(f"group_commit={group!r}: use on (default) or off")
-    return SQLiteURL(Path(rest), _SYNCHRONOUS[sync], group == "on")
+    grouping = parse_group_commit(options.get("group_commit"))
+    return SQLiteURL(Path(rest), _SYNCHRONOUS[sync], grouping)
 
 
 def translate(exc: sqlite3.Error, path: Path) -> StorageError:
@@ -146,26 +147,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return name in _BUSY or "database is locked" in str(exc)
 
 
-class _Call(Generic[T]):
-    """One write call waiting in a group: set by the leader, read by its caller."""
-
-    __slots__ = ("done", "error", "ready", "result", "wakes", "work")
-
-    def __init__(self, work: Callable[[sqlite3.Connection], T], wakes: bool) -> None:
-        self.work, self.wakes = work, wakes
-        self.result: T | None = None
-        self.error: BaseException | None = None
-        #: Answered (result or error); else, when ``ready`` is set, this caller now leads.
-        self.done = False
-        self.ready = threading.Event()
-
-    def answer(self) -> T:
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]  # set by a work that returned
-
-
-#: Backends of this process, to reset their groups in a forked child.
+#: Backends of this process, to reset their locks in a forked child.
 _BACKENDS: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
 
 
@@ -183,10 +165,9 @@ class SQLiteBackend(SQLBackend):
     ) -> None:
         self.url = url
         self.path, self._synchronous, grouping = parse_sqlite_url(url)
-        #: 1: every call its own transaction (``?group_commit=off``).
-        self._group_max = max(1, group_commit_max) if grouping else 1
+        self._groups: Groups[_Work] = Groups(self._commit, group_commit_max if grouping else 1)
         #: Groups run (committed or failed), by size: the bench and tests read it.
-        self.group_sizes: Counter[int] = Counter()
+        self.group_sizes: Counter[int] = self._groups.sizes
         # Absolute once: a later chdir must not point the checks at another file.
         self._absolute = os.path.abspath(self.path)
         self._create = create
@@ -201,19 +182,15 @@ class SQLiteBackend(SQLBackend):
         self._writes = LastWrite()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
-        self._reset_group()
+        self._reset_locks()
         _BACKENDS.add(self)
         self._connection()  # fail now, with the cause, if the file cannot be used
 
-    def _reset_group(self) -> None:
-        """No calls queued, no leader: new, and in a forked child (the parent's leader
-        thread, and the connection it held, are not there)."""
+    def _reset_locks(self) -> None:
+        """New, and in a forked child (the parent's leader thread, and the connection it
+        held, are not there; its groups are reset by backends/group.py)."""
         self._lock = threading.RLock()
         self._changed = threading.Condition()
-        self._queued: deque[_Call[Any]] = deque()
-        self._queue_lock = threading.Lock()
-        self._leading = False
-        self._last_group = 1
 
     # -- connection and transactions ------------------------------------------------
 
@@ -310,86 +287,34 @@ class SQLiteBackend(SQLBackend):
         The connection is held per attempt, not across the retries: while another process
         holds the write lock, this process's reads (WAL readers are not blocked by a writer)
         still get through between attempts."""
-        call = _Call(work, wakes)
         with self._writes.watch():
-            if self._group_max == 1:
-                self._commit([call])
-            else:
-                self._join(call)
-            return call.answer()
+            return self._groups.run(Call((work, wakes)))  # type: ignore[no-any-return]
 
-    def _join(self, call: _Call[Any]) -> None:
-        """Queue ``call``; lead a group when no one leads, else wait to be answered (or to
-        be handed the lead). Returns once ``call`` is answered."""
-        with self._queue_lock:
-            self._queued.append(call)
-            leads = not self._leading
-            self._leading = True
-        if leads and self._last_group > 1:
-            # Not a delay: a yield, so that the threads the previous group just answered,
-            # on their way back, queue behind this one first. A caller alone (the last
-            # group was its own) does not pay for this syscall.
-            time.sleep(0)
-        elif not leads:
-            call.ready.wait()
-            if call.done:
-                return
-        # Leading: the group is what queued while the previous one committed (call first).
-        with self._queue_lock:
-            size = min(len(self._queued), self._group_max)
-            group = [self._queued.popleft() for _ in range(size)]
-        try:
-            self._commit(group)
-        except BaseException:
-            # Interrupted (KeyboardInterrupt, SystemExit): everything was rolled back; the
-            # others are not answered and go again under the next leader.
-            with self._queue_lock:
-                self._queued.extendleft(reversed([c for c in group if c is not call]))
-            self._hand_over()
-            raise
-        for other in group:
-            other.done = True
-            if other is not call:
-                other.ready.set()
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        """The lead to the first call queued meanwhile, if any."""
-        with self._queue_lock:
-            if self._queued:
-                self._queued[0].ready.set()
-            else:
-                self._leading = False
-
-    def _commit(self, group: list[_Call[Any]]) -> None:
+    def _commit(self, group: list[Call[_Work]]) -> None:
         """Run every call of ``group`` in one transaction and commit it; set each call's
         answer. A busy file retries the whole group; a storage error, or a failed commit,
         is every call's answer. Raises only what is no Exception (the group rolled back)."""
-        self._last_group = len(group)
-        with self._changed:
-            self.group_sizes[len(group)] += 1
         try:
             self._retrying(lambda: self._attempt(group))
         except Exception as exc:
-            for n, call in enumerate(group):
-                call.result, call.error = None, exc if n == 0 else _own_copy(exc)
+            fail_all(group, exc)
             return
         done = [call for call in group if call.error is None]
         # Other processes notice through PRAGMA data_version; this one's waiters here.
         if done:
             with self._changed:
                 self._local_commits += len(done)
-                self._local_writes += sum(call.wakes for call in done)
+                self._local_writes += sum(call.work[1] for call in done)
                 self._changed.notify_all()
 
-    def _attempt(self, group: list[_Call[Any]]) -> None:
+    def _attempt(self, group: list[Call[_Work]]) -> None:
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if len(group) == 1:  # alone: no savepoint, its error rolls back everything
                     call = group[0]
-                    call.result, call.error = call.work(conn), None
+                    call.result, call.error = call.work[0](conn), None
                 else:
                     for call in group:
                         self._run_alone(conn, call)
@@ -399,17 +324,17 @@ class SQLiteBackend(SQLBackend):
                     conn.execute("ROLLBACK")
                 raise
 
-    def _run_alone(self, conn: sqlite3.Connection, call: _Call[Any]) -> None:
+    def _run_alone(self, conn: sqlite3.Connection, call: Call[_Work]) -> None:
         """``call.work`` under its own savepoint: its failure is its own answer and undoes
         only its own statements. Raises what ends the group (a busy file, a failing disk,
         a transaction SQLite rolled back itself)."""
         call.result, call.error = None, None
         conn.execute("SAVEPOINT call")
         try:
-            call.result = call.work(conn)
+            call.result = call.work[0](conn)
         except sqlite3.Error as exc:
             error = translate(exc, self.path)
-            if isinstance(error, _GROUP_ERRORS) or not conn.in_transaction:
+            if isinstance(error, GROUP_ERRORS) or not conn.in_transaction:
                 raise
             call.error = error  # e.g. a constraint: this call's statement only
             conn.execute("ROLLBACK TO call")
@@ -595,21 +520,12 @@ class SQLiteBackend(SQLBackend):
         return report
 
 
-def _own_copy(exc: Exception) -> Exception:
-    """The same error for another caller's thread to raise (one object raised in several
-    threads would share, and garble, one traceback)."""
-    try:
-        return copy.copy(exc)
-    except Exception:
-        return exc
-
-
-def _reset_groups_after_fork() -> None:
+def _reset_locks_after_fork() -> None:
     for backend in list(_BACKENDS):
-        backend._reset_group()
+        backend._reset_locks()
 
 
-os.register_at_fork(after_in_child=_reset_groups_after_fork)
+os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 def _new_jobs(jobs: Sequence[NewJob], first_id: int, now: float) -> list[Job]:
