@@ -19,8 +19,9 @@ interleave the variants; the best round is reported. It measures; it asserts not
 With ``--backend postgres`` (the server's ``synchronous_commit`` as it is, printed): raw
 psycopg S1 (bench_postgres's RawPsycopg: one autocommit INSERT per job) from one thread and
 from 16 threads with a connection each, against persistq with 16 threads sharing one
-``Queue`` (its pool); target: persistq >= 2x raw S1 from 16 threads. Each run gets fresh
-schemas, dropped afterwards.
+``Queue`` (its pool), grouping off and on; target: persistq >= 2x raw S1 (one thread).
+Also 16 threads claiming and completing through one ``Queue`` (a worker's slots), off and
+on. Each run gets fresh schemas, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ CAP_THREADS = 64
 R = TypeVar("R")
 QUEUE = "bench"
 TARGET = 4.0
-PG_TARGET = 2.0  # persistq 16 threads >= 2x raw psycopg S1 from 16 threads
+PG_TARGET = 2.0  # persistq 16 threads >= 2x raw psycopg S1 (one thread, one job a commit)
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -280,19 +281,56 @@ def pg_raw(directory: Path, threads: int, jobs: int, extra: str = "") -> float:
             adapter.close()
 
 
-def pg_persistq(directory: Path, threads: int, jobs: int) -> float:
-    """persistq: ``threads`` threads enqueueing through one Queue."""
-    from bench_postgres import PersistqPg
+def pg_queue(directory: Path, group: bool) -> tuple[Queue, Callable[[], None]]:
+    """A Queue on a fresh schema, grouping on or off (``?group_commit=``); and its close."""
+    import bench_postgres
 
-    adapter = PersistqPg(directory, "on")
+    adapter = bench_postgres.PersistqPg(directory, "on")  # makes and migrates the schema
+    if group:
+        return adapter.q, adapter.close
+    adapter.q.close()
+    q = persistq.connect(f"{bench_postgres.SERVER_URL}?schema={adapter.schema}&group_commit=off")
+    return q, q.close
+
+
+def pg_persistq(
+    directory: Path, threads: int, jobs: int, group: bool = True
+) -> tuple[float, Counter[int]]:
+    """persistq: ``threads`` threads enqueueing through one Queue; jobs/s and group sizes."""
+    q, close = pg_queue(directory, group)
     try:
-        q = adapter.q
         q.enqueue("warm-up", queue=QUEUE)
+        sizes: Counter[int] = q.backend.group_sizes  # type: ignore[attr-defined]
+        sizes.clear()
         rate = pg_threads(threads, jobs, lambda t, n: q.enqueue(make_payload(n), queue=QUEUE))
         assert q.stats()["queues"][QUEUE]["PENDING"] == jobs // threads * threads + 1
-        return rate
+        return rate, Counter(sizes)
     finally:
-        adapter.close()
+        close()
+
+
+def pg_settle(
+    directory: Path, threads: int, jobs: int, group: bool = True
+) -> tuple[float, Counter[int]]:
+    """persistq: ``threads`` threads claiming and completing ``jobs`` (enqueued beforehand in
+    one enqueue_many) through one Queue, as a worker's slots do; jobs/s and group sizes."""
+    q, close = pg_queue(directory, group)
+    try:
+        q.enqueue_many([make_payload(n) for n in range(jobs)], queue=QUEUE)
+        sizes: Counter[int] = q.backend.group_sizes  # type: ignore[attr-defined]
+        sizes.clear()
+
+        def settle(t: int, n: int) -> None:
+            job = q.claim(queue=QUEUE, worker=f"w{t}")
+            assert job is not None
+            q.complete(job)
+
+        rate = pg_threads(threads, jobs, settle)
+        completed = q.stats()["queues"][QUEUE]["COMPLETED"]
+        assert completed == jobs // threads * threads, completed
+        return rate, Counter(sizes)
+    finally:
+        close()
 
 
 def measure_pg(args: argparse.Namespace) -> None:
@@ -300,42 +338,63 @@ def measure_pg(args: argparse.Namespace) -> None:
 
     bench_postgres.SERVER_URL = args.url
     ws = bench_postgres.PgWorkspace(keep=False)
-    rates: dict[str, list[float]] = {
-        k: [] for k in ("raw1", "raw16", "notify16", "count16", "both16", "pq1", "pq16")
+    raws = {
+        "raw1": partial(pg_raw, threads=1),
+        "raw16": partial(pg_raw, threads=THREADS),
+        "notify16": partial(pg_raw, threads=THREADS, extra="notify"),
+        "count16": partial(pg_raw, threads=THREADS, extra="count"),
+        "both16": partial(pg_raw, threads=THREADS, extra="both"),
     }
+    ours: dict[str, Callable[..., tuple[float, Counter[int]]]] = {
+        "pq1 off": partial(pg_persistq, threads=1, group=False),
+        "pq1 on": partial(pg_persistq, threads=1),
+        "pq16 off": partial(pg_persistq, threads=THREADS, group=False),
+        "pq16 on": partial(pg_persistq, threads=THREADS),
+        "settle16 off": partial(pg_settle, threads=THREADS, group=False),
+        "settle16 on": partial(pg_settle, threads=THREADS),
+    }
+    rates: dict[str, list[float]] = {k: [] for k in [*raws, *ours]}
+    sizes: dict[str, Counter[int]] = {}
     try:
         for r in range(args.repeat):  # interleaved, so drift in load falls on all alike
-            for key, run in (
-                ("raw1", partial(pg_raw, threads=1)),
-                ("raw16", partial(pg_raw, threads=THREADS)),
-                ("notify16", partial(pg_raw, threads=THREADS, extra="notify")),
-                ("count16", partial(pg_raw, threads=THREADS, extra="count")),
-                ("both16", partial(pg_raw, threads=THREADS, extra="both")),
-                ("pq1", partial(pg_persistq, threads=1)),
-                ("pq16", partial(pg_persistq, threads=THREADS)),
-            ):
-                rates[key].append(run(ws.fresh(f"{key}-{r}"), jobs=args.jobs))
+            for key, raw in raws.items():
+                rates[key].append(raw(ws.fresh(f"{key}-{r}"), jobs=args.jobs))
+            for key, run in ours.items():
+                rate, sizes[key] = run(ws.fresh(f"{key.replace(' ', '-')}-{r}"), jobs=args.jobs)
+                rates[key].append(rate)
         with bench_postgres._connect("public") as conn:
             row = conn.execute("SHOW synchronous_commit").fetchone()
     finally:
         ws.cleanup()
-    raw1, raw16, notify16, count16, both16, pq1, pq16 = (max(rates[k]) for k in rates)
+    best = {key: max(found) for key, found in rates.items()}
+    raw1, raw16 = best["raw1"], best["raw16"]
     print(f"\n== PostgreSQL {args.url}, synchronous_commit={row[0] if row else '?'}")
     print(f"   {args.jobs} jobs per run, best of {args.repeat}; all rounds (jobs/s): ")
     for key in rates:
         print(f"   {key}: " + ", ".join(f"{rate:.0f}" for rate in rates[key]))
-    print(f"{'':40} {'jobs/s':>9} {'x raw S1 16':>12}")
-    print(f"{'raw psycopg S1, 1 thread':40} {raw1:9.0f} {raw1 / raw16:12.2f}")
-    print(f"{'raw psycopg S1, 16 threads (16 conns)':40} {raw16:9.0f} {1.0:12.2f}")
-    print(f"{'raw S1 + pg_notify, 16 threads':40} {notify16:9.0f} {notify16 / raw16:12.2f}")
-    print(f"{'raw S1 + one counter row, 16 threads':40} {count16:9.0f} {count16 / raw16:12.2f}")
-    print(f"{'raw S1 + counter + pg_notify, 16 threads':40} {both16:9.0f} {both16 / raw16:12.2f}")
-    print(f"{'persistq 1 thread':40} {pq1:9.0f} {pq1 / raw16:12.2f}")
-    met = "met" if pq16 / raw16 >= PG_TARGET else "NOT met"
-    print(
-        f"{'persistq 16 threads, one Queue':40} {pq16:9.0f} {pq16 / raw16:12.2f}"
-        f"  target >= {PG_TARGET:.0f}x: {met}"
-    )
+    print(f"{'':44} {'jobs/s':>9} {'x raw S1':>9} {'x raw S1 16':>12}")
+    labels = {
+        "raw1": "raw psycopg S1, 1 thread",
+        "raw16": "raw psycopg S1, 16 threads (16 conns)",
+        "notify16": "raw S1 + pg_notify, 16 threads",
+        "count16": "raw S1 + one counter row, 16 threads",
+        "both16": "raw S1 + counter + pg_notify, 16 threads",
+        "pq1 off": "persistq 1 thread, group off",
+        "pq1 on": "persistq 1 thread, group on",
+        "pq16 off": "persistq 16 threads, one Queue, group off",
+        "pq16 on": "persistq 16 threads, one Queue, group on",
+        "settle16 off": "claim+complete 16 threads, group off",
+        "settle16 on": "claim+complete 16 threads, group on",
+    }
+    for key, label in labels.items():
+        rate = best[key]
+        line = f"{label:44} {rate:9.0f} {rate / raw1:9.2f} {rate / raw16:12.2f}"
+        if key == "pq16 on":
+            met = "met" if rate / raw1 >= PG_TARGET else "NOT met"
+            line += f"  target >= {PG_TARGET:.0f}x raw S1: {met}"
+        print(line)
+    for key in ours:
+        print(f"group sizes, {key:12} (last round): {histogram(sizes[key])}")
 
 
 def main() -> None:

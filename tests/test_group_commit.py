@@ -1,25 +1,25 @@
-"""SQLite group commit (issue 14): concurrent writes of one process share one transaction,
-and each call still gets exactly its own answer.
+"""Group commit (issue 14): concurrent writes of one process share one commit, and each
+call still gets exactly its own answer. SQLite groups every write into one transaction;
+PostgreSQL groups enqueues into one statement and completions into another.
 
 A group is made to form for real: another connection (as another process would) holds
-the write lock while a first call waits on it as the leader; the calls under test are then
-started one at a time, each only once the one before it is queued, so they make up the
-next group, in a known order. Releasing the lock lets the leader commit and hand over to
-that group, which ``backend.group_sizes`` shows committed as one.
+what the writes need (SQLite's write lock; PostgreSQL's jobs table, locked against writes)
+while a first call waits on it as the leader; the calls under test are then started one at a
+time, each only once the one before it is queued, so they make up the next group, in a
+known order. Releasing the lock lets the leader commit and hand over to that group, which
+``backend.group_sizes`` shows committed as one.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,109 +28,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import persistq
+from group_support import (
+    POISON,
+    Answer,
+    backend_of,
+    groups_of,
+    one_group,
+    poison,
+    poison_payloads,
+    wait_until,
+)
 from persistq import InvalidTransition, Job, LeaseLost, Queue, State
-from persistq.backends.sqlite import SQLiteBackend, parse_sqlite_url
+from persistq.backends.postgres import parse_postgres_url
+from persistq.backends.sqlite import parse_sqlite_url
 from persistq.errors import StorageError, StorageReplaced, StorageUnavailable
-
-POISON = "poison"
-
-
-def backend_of(q: Queue) -> SQLiteBackend:
-    backend = q.backend
-    assert isinstance(backend, SQLiteBackend)
-    return backend
-
-
-def poison_payloads(path: Path) -> None:
-    """A payload the database itself refuses (Python validation lets it through)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(
-        f"CREATE TRIGGER poison BEFORE INSERT ON jobs WHEN NEW.payload LIKE '%{POISON}%' "
-        "BEGIN SELECT RAISE(ABORT, 'poisoned payload'); END"
-    )
-    conn.close()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.001)
-
-
-@dataclass
-class Answer:
-    result: Any = None
-    error: BaseException | None = None
-
-
-@dataclass
-class Grouped:
-    """What ``one_group`` ran: each call's answer, in the order given."""
-
-    answers: list[Answer] = field(default_factory=list)
-
-
-@contextmanager
-def lock_held(path: Path) -> Iterator[Callable[[], None]]:
-    """Another connection's write lock on ``path``; yields its release."""
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    released = False
-
-    def release() -> None:
-        nonlocal released
-        if not released:
-            holder.execute("ROLLBACK")
-            released = True
-
-    try:
-        yield release
-    finally:
-        release()
-        holder.close()
-
-
-def one_group(
-    q: Queue,
-    path: Path,
-    calls: Sequence[Callable[[], Any]],
-    between: Callable[[], None] | None = None,
-) -> Grouped:
-    """Run ``calls`` from threads of their own as one group commit, in this order."""
-    backend = backend_of(q)
-    before = backend.group_sizes[len(calls)]
-    grouped = Grouped([Answer() for _ in calls])
-
-    def run(call: Callable[[], Any], answer: Answer) -> None:
-        try:
-            answer.result = call()
-        except BaseException as exc:
-            answer.error = exc
-
-    leader = Answer()
-    with lock_held(path) as release:
-        threads = [
-            threading.Thread(target=run, args=(lambda: q.enqueue("lead", queue="lead"), leader))
-        ]
-        threads[0].start()
-        wait_until(
-            lambda: backend._groups.leading and not backend._groups.queued, "the leader waits"
-        )
-        for n, (call, answer) in enumerate(zip(calls, grouped.answers, strict=True)):
-            thread = threading.Thread(target=run, args=(call, answer))
-            thread.start()
-            threads.append(thread)
-            wait_until(lambda n=n: len(backend._groups.queued) == n + 1, f"call {n} is queued")
-        if between is not None:
-            between()
-        release()
-        for thread in threads:
-            thread.join(30)
-    if leader.error is None:  # else the group failed too; the test looks at the answers
-        assert backend.group_sizes[len(calls)] == before + 1, backend.group_sizes
-    return grouped
 
 
 @pytest.fixture
@@ -144,8 +55,16 @@ def q(path: Path) -> Iterator[Queue]:
         yield queue
 
 
-def test_a_bad_enqueue_fails_alone_and_its_fifteen_neighbours_commit(q: Queue, path: Path) -> None:
-    poison_payloads(path)
+@pytest.fixture
+def any_q(backend_url: str) -> Iterator[Queue]:
+    """A queue on each backend (a fresh SQLite file, a fresh PostgreSQL schema)."""
+    with persistq.connect(backend_url) as queue:
+        yield queue
+
+
+def test_a_bad_enqueue_fails_alone_and_its_fifteen_neighbours_commit(any_q: Queue) -> None:
+    q = any_q
+    poison(q)
     payloads: list[Any] = [{"n": n} for n in range(15)]
     payloads.insert(7, {"n": POISON})
     calls = [
@@ -153,7 +72,7 @@ def test_a_bad_enqueue_fails_alone_and_its_fifteen_neighbours_commit(q: Queue, p
         lambda p=p: q.enqueue(p, queue="bad" if p["n"] == POISON else "good")
         for p in payloads
     ]
-    grouped = one_group(q, path, calls)
+    grouped = one_group(q, calls)
     errors = [a.error for a in grouped.answers]
     assert isinstance(errors[7], StorageError) and "poisoned payload" in str(errors[7])
     assert all(e is None for n, e in enumerate(errors) if n != 7), errors
@@ -166,17 +85,18 @@ def test_a_bad_enqueue_fails_alone_and_its_fifteen_neighbours_commit(q: Queue, p
     assert not q.jobs(queue="bad")
 
 
-def test_a_stale_complete_fails_alone_and_changes_nothing(q: Queue, path: Path) -> None:
-    for n in range(16):
+def test_a_stale_complete_fails_alone_and_changes_nothing(any_q: Queue) -> None:
+    q = any_q
+    for n in range(17):
         q.enqueue(n)
-    held = q.claim_many(worker="w", limit=16)
+    *held, leading = q.claim_many(worker="w", limit=17)
     stale = held[5]
     q.release(stale)
     again = q.claim(worker="w2")
     assert again is not None and again.id == stale.id
     events_before = q.events(stale.id)
     calls = [lambda j=j: q.complete(j, result=j.payload) for j in held]
-    grouped = one_group(q, path, calls)
+    grouped = one_group(q, calls, kind="complete", lead=lambda: q.complete(leading))
     for n, (job, answer) in enumerate(zip(held, grouped.answers, strict=True)):
         if n == 5:
             assert isinstance(answer.error, LeaseLost), answer
@@ -207,7 +127,7 @@ def test_mixed_calls_in_one_group_each_get_their_own_answer(q: Queue, path: Path
         lambda: q.claim(worker="w3"),
         lambda: q.resubmit(done.id),
     ]
-    answers = one_group(q, path, calls).answers
+    answers = one_group(q, calls).answers
     first, second = answers[0].result, answers[2].result
     assert second.id == first.id and second.payload == "a"
     assert isinstance(answers[1].error, InvalidTransition)
@@ -226,31 +146,61 @@ def test_a_group_whose_file_was_replaced_fails_every_caller(q: Queue, path: Path
         for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             name.unlink(missing_ok=True)
 
-    answers = one_group(q, path, [lambda n=n: q.enqueue(n) for n in range(8)], delete).answers
+    answers = one_group(q, [lambda n=n: q.enqueue(n) for n in range(8)], delete).answers
     assert all(isinstance(a.error, StorageReplaced) for a in answers), answers
     assert len({id(a.error) for a in answers}) == 8  # each caller raises its own copy
 
 
-def test_group_commit_off_commits_each_call_alone(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'q.db'}?group_commit=off&synchronous=normal"
-    assert parse_sqlite_url(url).group_commit is False
-    assert parse_sqlite_url(f"sqlite:///{tmp_path / 'q.db'}").group_commit is True
+def with_option(url: str, option: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{option}"
+
+
+def test_group_commit_off_commits_each_call_alone(backend_url: str) -> None:
+    url = with_option(backend_url, "group_commit=off")
+    if url.startswith("sqlite"):
+        assert parse_sqlite_url(url).group_commit is False
+        assert parse_sqlite_url(backend_url).group_commit is True
+    else:  # libpq never sees the option
+        assert "group_commit" not in parse_postgres_url(url)[0]
     with persistq.connect(url) as q:
-        threads = [
-            threading.Thread(target=lambda: [q.enqueue(n) for n in range(20)]) for _ in range(8)
-        ]
+
+        def work() -> None:
+            for n in range(20):
+                q.enqueue(n)
+                while (job := q.claim(worker="w")) is not None:
+                    q.complete(job)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert set(backend_of(q).group_sizes) == {1}
-        assert len(q.jobs(limit=1000)) == 160
+        assert set(q.backend.group_sizes) == {1}  # type: ignore[attr-defined]
+        assert q.stats()["queues"]["default"]["COMPLETED"] == 160
     with pytest.raises(StorageUnavailable, match="group_commit='sometimes'"):
-        persistq.connect(f"sqlite:///{tmp_path / 'q.db'}?group_commit=sometimes")
+        persistq.connect(with_option(backend_url, "group_commit=sometimes"))
 
 
-def test_concurrent_writers_form_groups_and_lose_nothing(q: Queue) -> None:
+def test_a_lone_caller_runs_alone_and_gets_its_own_answers(any_q: Queue) -> None:
+    """No one else writing: every call is a group of one, run at once by its own caller (on
+    PostgreSQL the one-call statements), with the same precise errors."""
+    q = any_q
+    for n in range(5):
+        q.enqueue(n)
+        job = q.claim(worker="w")
+        assert job is not None
+        assert q.complete(job, result=n).status is State.COMPLETED
+        with pytest.raises(LeaseLost) as lost:
+            q.complete(job)
+        assert lost.value.job_id == job.id
+    assert set(q.backend.group_sizes) == {1}  # type: ignore[attr-defined]
+    assert not groups_of(q).leading and not groups_of(q, "complete").leading
+    assert [j.result for j in q.jobs(limit=10)] == [4, 3, 2, 1, 0]
+
+
+def test_concurrent_writers_form_groups_and_lose_nothing(any_q: Queue) -> None:
     """No lock trick: 16 threads enqueueing and settling at once group by themselves."""
+    q = any_q
 
     def work(t: int) -> None:
         for n in range(25):
@@ -264,7 +214,7 @@ def test_concurrent_writers_form_groups_and_lose_nothing(q: Queue) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    sizes = backend_of(q).group_sizes
+    sizes = q.backend.group_sizes  # type: ignore[attr-defined]
     print("group sizes:", dict(sorted(sizes.items())))
     assert max(sizes) > 1
     jobs = q.jobs(limit=1000)
@@ -409,7 +359,7 @@ def test_concurrent_groups_agree_with_the_model(tmp_path: Path, groups: list[Any
             calls = [(op, plan) for op, plan in planned if plan is not None]
             if len(calls) < 2:
                 continue
-            answers = one_group(q, path, [call for _, (call, _) in calls]).answers
+            answers = one_group(q, [call for _, (call, _) in calls]).answers
             for (op, (_, target)), answer in zip(calls, answers, strict=True):
                 model.expect(op, target, answer)
             for job_id, job in model.jobs.items():

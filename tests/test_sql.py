@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import persistq
+from group_support import one_group
 from persistq import JobFilter, ManualClock, Queue, State, StorageBusy, StorageUnavailable
 from persistq.backends import Backend
 from persistq.backends import sqlite as sqlite_backend
@@ -122,6 +123,16 @@ def drive_every_backend_method(q: Queue, clock: ManualClock) -> None:
     q.backend.migrate()
 
 
+def complete_in_a_group(q: Queue) -> None:
+    """Completions made to form one group: on PostgreSQL only a group runs complete_jobs."""
+    for n in range(3):
+        q.enqueue({"grouped": n}, queue="grouped")
+    leading, *held = q.claim_many(queue="grouped", worker="w", limit=3)
+    calls = [lambda j=j: q.complete(j) for j in held]
+    answers = one_group(q, calls, kind="complete", lead=lambda: q.complete(leading)).answers
+    assert all(a.error is None for a in answers), answers
+
+
 def test_every_named_statement_runs_and_none_is_dead(backend_url: str, clock: ManualClock) -> None:
     """Records the statements the backends ran while every Backend method is driven: a
     named statement that none of them runs is dead (or a method of the protocol is not
@@ -133,6 +144,9 @@ def test_every_named_statement_runs_and_none_is_dead(backend_url: str, clock: Ma
         q.backend = seen  # type: ignore[assignment]
         try:
             drive_every_backend_method(q, clock)
+            q.backend = seen.backend  # forming a group looks at the backend itself
+            complete_in_a_group(q)
+            q.backend = seen  # type: ignore[assignment]
         finally:
             q.close()
     assert BACKEND_METHODS - seen.called == set(), "Backend methods this test does not drive"
@@ -160,6 +174,8 @@ def test_both_dialects_define_the_same_statements_with_the_same_parameters() -> 
     # PostgreSQL locks a limited queue's row in a statement of its own, before the claim that
     # counts (see queries.sql, lock_queue_limits).
     only_postgres = {"insert_jobs_unnest", "lock_queue_limits", "claim_jobs_limited"}
+    # PostgreSQL completes a group of calls in one statement (SQLite: one transaction).
+    only_postgres.add("complete_jobs")
     # PostgreSQL's complete_job writes its event too, and is told which (FINISH_EVENT), and
     # notifies those waiting for the job (Queue.wait) on the channel it is given.
     # It notifies only if some process listens (the advisory lock `listeners`).

@@ -33,6 +33,7 @@ def open_backend(settings: Settings, *, create: bool = True) -> Backend:
             url,
             busy_timeout_seconds=settings.busy_timeout_seconds,
             pool_size=settings.pg_pool_size,
+            group_commit_max=settings.group_commit_max,
         )
     scheme = url.partition(":")[0] or url
     raise StorageUnavailable(

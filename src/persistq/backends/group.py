@@ -69,9 +69,9 @@ class Groups(Generic[W]):
     """Leader/follower grouping of the calls of one kind.
 
     ``commit(group)`` runs a group and sets every call's answer; it raises only what is no
-    Exception (KeyboardInterrupt, SystemExit), having changed nothing, and the others then
-    go again under the next leader. ``sizes`` counts the groups run, by size (the bench and
-    tests read it).
+    Exception (KeyboardInterrupt, SystemExit), and the others then go again under the next
+    leader, but for those it answered and marked ``done``. ``sizes`` counts the groups run,
+    by size (the bench and tests read it).
     """
 
     def __init__(
@@ -134,10 +134,14 @@ class Groups(Generic[W]):
         try:
             self._run(group)
         except BaseException:
-            # Interrupted: nothing was written; the others are not answered and go again
-            # under the next leader.
+            # Interrupted: the others go again under the next leader, but for those
+            # ``commit`` marked done (answered: what it sent may have been written).
+            others = [c for c in group if c is not call]
             with self._queue_lock:
-                self.queued.extendleft(reversed([c for c in group if c is not call]))
+                self.queued.extendleft(reversed([c for c in others if not c.done]))
+            for other in others:
+                if other.done:
+                    other.ready.set()
             self._hand_over()
             raise
         for other in group:

@@ -15,6 +15,14 @@ statement each, their event included (``insert_jobs_unnest``, ``claim_jobs`` and
 ``complete_job`` in queries.sql): one round trip, as in the bare-SQL baseline of
 bench/bench_postgres.py, instead of BEGIN, statements, events, NOTIFY, COMMIT. A pooled
 connection is checked without a round trip (see :func:`probe`).
+
+Group commit (backends/group.py): concurrent enqueues (without keys) of one process go out
+as one ``insert_jobs_unnest`` of all their jobs, and concurrent completions as one
+``complete_jobs``: one round trip and one commit (one WAL flush, one NOTIFY) per group
+instead of one per call. A statement error (a payload the server refuses) runs the group's
+calls again one by one, so it is the one call's own; a miss of a completion is explained per
+call, as today. The server's own group commit already shares flushes between connections:
+the rest of the writes run as before. ``?group_commit=off`` in the URL: one statement a call.
 """
 
 from __future__ import annotations
@@ -26,9 +34,10 @@ import select
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -37,6 +46,14 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from persistq.backends.base import NewJob, no_database
+from persistq.backends.group import (
+    GROUP_COMMIT_MAX,
+    GROUP_ERRORS,
+    Call,
+    Groups,
+    fail_all,
+    parse_group_commit,
+)
 from persistq.backends.rows import new_job
 from persistq.backends.sql import NamedSQL, migrations
 from persistq.backends.sqlbase import (
@@ -70,22 +87,35 @@ _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetect
 CLAIM_SETTINGS = {"enable_sort": "off", "enable_bitmapscan": "off", "jit": "off"}
 
 
+class PostgresURL(NamedTuple):
+    conninfo: str
+    schema: str
+    #: False with ``?group_commit=off``: one statement per write call, for comparison.
+    group_commit: bool
+
+
 def parse_postgres_url(url: str) -> tuple[str, str]:
-    """The libpq URL without our ``schema`` option, and the schema name."""
+    """The libpq URL without our options (``schema``, ``group_commit``), and the schema."""
+    return _parse_url(url)[:2]
+
+
+def _parse_url(url: str) -> PostgresURL:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise StorageUnavailable(f"not a PostgreSQL URL: {url!r}")
     options = parse_qsl(parts.query, keep_blank_values=True)
-    schema = "persistq"
+    ours = {"schema": "persistq", "group_commit": None}
     rest = []
     for name, value in options:
-        if name == "schema":
-            schema = value
+        if name in ours:
+            ours[name] = value
         else:
             rest.append((name, value))
+    schema = ours["schema"] or ""
     if not SCHEMA_NAME.match(schema):
         raise StorageUnavailable(f"schema={schema!r}: use lowercase letters, digits and _")
-    return urlunsplit(parts._replace(query=urlencode(rest))), schema
+    grouping = parse_group_commit(ours["group_commit"])
+    return PostgresURL(urlunsplit(parts._replace(query=urlencode(rest))), schema, grouping)
 
 
 def translate(exc: BaseException, where: str) -> StorageError:
@@ -102,15 +132,42 @@ def translate(exc: BaseException, where: str) -> StorageError:
     return StorageError(f"{where}: {text}")
 
 
+class _Enqueue(NamedTuple):
+    """An enqueue waiting in a group (``insert_jobs`` without keys)."""
+
+    jobs: Sequence[NewJob]
+    now: float | None
+
+
+class _Complete(NamedTuple):
+    """A completion waiting in a group."""
+
+    job_id: int
+    lease_token: str
+    result: str | None
+    now: float | None
+
+
 class PostgresBackend(SQLBackend):
     SQL = SQL
     wakes_only_for_claimable_jobs = True
 
     def __init__(
-        self, url: str, *, busy_timeout_seconds: float = 60.0, pool_size: int = 10
+        self,
+        url: str,
+        *,
+        busy_timeout_seconds: float = 60.0,
+        pool_size: int = 10,
+        group_commit_max: int = GROUP_COMMIT_MAX,
     ) -> None:
         self.url = url
-        self._conninfo, self.schema = parse_postgres_url(url)
+        self._conninfo, self.schema, grouping = _parse_url(url)
+        cap = group_commit_max if grouping else 1
+        #: Groups run (enqueues and completions), by size: the bench and tests read it.
+        self.group_sizes: Counter[int] = Counter()
+        #: Apart, so that enqueues and completions of one process go out side by side.
+        self._enqueues = Groups(self._insert_group, cap, sizes=self.group_sizes)
+        self._completes = Groups(self._complete_group, cap, sizes=self.group_sizes)
         self._where = _describe(self._conninfo, self.schema)
         self._retry_seconds = busy_timeout_seconds
         self._channel = f"persistq_{self.schema}"
@@ -271,9 +328,30 @@ class PostgresBackend(SQLBackend):
     def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
         if not jobs or any(job.key is not None for job in jobs):  # keys: one by one
             return super().insert_jobs(jobs, now)
-        params = self._batch_params(jobs, self._now(now))
-        returned = self._statement("insert_jobs_unnest", params, unknown_is_retried=False)
-        return self._new_jobs(jobs, [(r["id"], r["run_at"], r["created_at"]) for r in returned])
+        made: list[Job] = self._enqueues.run(Call(_Enqueue(jobs, self._now(now))))
+        return made
+
+    def _insert_group(self, group: list[Call[_Enqueue]]) -> None:
+        """The jobs of every call of ``group`` in one ``insert_jobs_unnest`` per ``now``
+        (ids in call order, so each call's are the next of the statement's)."""
+        with _unknown_if_interrupted(group):
+            for calls in _by_now(group):
+                self._insert_together(calls)
+
+    def _insert_together(self, group: list[Call[_Enqueue]]) -> None:
+        jobs = [job for call in group for job in call.work.jobs]
+        params = self._batch_params(jobs, group[0].work.now)
+        try:
+            returned = self._statement("insert_jobs_unnest", params, unknown_is_retried=False)
+        except Exception as exc:
+            self._apart(group, exc, self._insert_together)
+            return
+        rows = [(r["id"], r["run_at"], r["created_at"]) for r in returned]
+        start = 0
+        for call in group:
+            end = start + len(call.work.jobs)
+            call.result, call.error = self._new_jobs(call.work.jobs, rows[start:end]), None
+            start = end
 
     def claim_jobs(
         self,
@@ -316,21 +394,80 @@ class PostgresBackend(SQLBackend):
     def complete_job(
         self, job_id: int, lease_token: str, result: str | None, now: float | None
     ) -> Job:
-        params = {
-            "id": job_id,
-            "lease_token": lease_token,
-            "result": result,
-            "now": self._now(now),
+        done: Job = self._completes.run(
+            Call(_Complete(job_id, lease_token, result, self._now(now)))
+        )
+        return done
+
+    def _complete_group(self, group: list[Call[_Complete]]) -> None:
+        with _unknown_if_interrupted(group):
+            for calls in _by_now(group):
+                if len(calls) == 1:
+                    self._complete_alone(calls[0])
+                else:
+                    self._complete_together(calls)
+
+    def _complete_params(self, now: float | None) -> dict[str, Any]:
+        return {
+            "now": now,
             "events": COMPLETE_EVENTS,
             "done_channel": self._done_channel,
             "listeners": self._listeners,
         }
-        rows = self._statement("complete_job", params, unknown_is_retried=False)
-        if not rows:
+
+    def _complete_alone(self, call: Call[_Complete]) -> None:
+        job_id, lease_token, result, now = call.work
+        params = {"id": job_id, "lease_token": lease_token, "result": result}
+        try:
+            rows = self._statement(
+                "complete_job", params | self._complete_params(now), unknown_is_retried=False
+            )
+            call.result, call.error = self._completed(job_id, rows[0] if rows else None), None
+        except Exception as exc:
+            call.result, call.error = None, exc
+
+    def _complete_together(self, group: list[Call[_Complete]]) -> None:
+        """One ``complete_jobs`` for all of ``group``, each job guarded on its own lease."""
+        given = [[c.work.job_id, c.work.lease_token, c.work.result] for c in group]
+        params = {"jobs": json.dumps(given)} | self._complete_params(group[0].work.now)
+        try:
+            rows = self._statement("complete_jobs", params, unknown_is_retried=False)
+        except Exception as exc:
+            self._apart(group, exc, self._complete_group)
+            return
+        by_call = {row["call_n"]: row for row in rows}
+        for n, call in enumerate(group, 1):
+            try:
+                call.result = self._completed(call.work.job_id, by_call.get(n))
+                call.error = None
+            except Exception as exc:
+                call.result, call.error = None, exc
+
+    def _completed(self, job_id: int, row: Any) -> Job:
+        """The completed job, or why there was none to complete (raised)."""
+        if row is None:
             raise self._read(
                 lambda conn: lease_miss(job_id, conn.execute(SQL["get_job"], {"id": job_id}))
             )
-        return self._job(rows[0], with_token=True)
+        return self._job(row, with_token=True)
+
+    def _apart(
+        self,
+        group: list[Call[Any]],
+        exc: Exception,
+        again: Callable[[list[Call[Any]]], None],
+    ) -> None:
+        """After ``group``'s statement failed (and wrote nothing): an error that ends the
+        group (the server unreachable, the outcome unknown, a full disk) is every call's;
+        another is a statement error of some call's own (a payload the server refuses), so
+        each call runs again on its own and only that one fails."""
+        if isinstance(exc, GROUP_ERRORS):
+            fail_all(group, exc)
+        elif len(group) == 1:
+            group[0].result, group[0].error = None, exc
+        else:
+            for call in group:
+                again([call])
 
     # -- what the shared SQL backend needs --------------------------------------------------
 
@@ -544,6 +681,35 @@ class PostgresBackend(SQLBackend):
         report["latest_schema_version"] = latest
         report["ok"] = report["integrity"] == "ok" and report["schema_version"] == latest
         return report
+
+
+@contextlib.contextmanager
+def _unknown_if_interrupted(group: list[Call[Any]]) -> Iterator[None]:
+    """Interrupted (KeyboardInterrupt) while a group's statement was out: it may have been
+    committed, so no call of it may run again; the ones not answered yet learn that their
+    outcome is unknown (as a call of its own would, cut off after sending)."""
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:
+        for call in group:
+            if call.result is None and call.error is None:
+                call.error = StorageUnavailable(
+                    "interrupted after the write was sent by "
+                    "another call of its group; its outcome is unknown"
+                )
+            call.done = True
+        raise
+
+
+def _by_now(group: list[Call[Any]]) -> list[list[Call[Any]]]:
+    """``group``'s calls by the ``now`` they were given (one statement has one), in order:
+    with the database's clock (None) that is all of them."""
+    by: dict[float | None, list[Call[Any]]] = {}
+    for call in group:
+        by.setdefault(call.work.now, []).append(call)
+    return list(by.values())
 
 
 def probe(conn: psycopg.Connection[Any]) -> None:

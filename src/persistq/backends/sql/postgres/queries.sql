@@ -233,6 +233,36 @@ SELECT *,
             WHERE NOT pg_try_advisory_xact_lock(%(listeners)s)) AS sent) AS notified
 FROM done;
 
+-- name: complete_jobs
+-- complete_job for a group of concurrent calls (backends/group.py), in one statement: one
+-- round trip and one commit for all. %(jobs)s is one JSON array of [id, lease_token, result],
+-- one per call; each job is guarded on its own token and expiry exactly as complete_job
+-- guards it, and comes back with the number of its call (call_n, from 1). A call whose job
+-- does not come back missed: its caller explains the miss as after complete_job.
+WITH given AS (
+    SELECT (t.c->>0)::bigint AS id, t.c->>1 AS lease_token, t.c->>2 AS result, t.n AS call_n
+    FROM json_array_elements(%(jobs)s::json) WITH ORDINALITY AS t(c, n)
+), done AS (
+    UPDATE jobs
+    SET status = CASE WHEN jobs.cancel_requested THEN 'CANCELLED' ELSE 'COMPLETED' END,
+        result = given.result, lease_token = NULL, lease_expires_at = NULL,
+        finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
+    FROM given
+    WHERE jobs.id = given.id AND jobs.status = 'PROCESSING'
+      AND jobs.lease_token = given.lease_token AND jobs.lease_expires_at > persistq_now(%(now)s)
+    RETURNING jobs.*, given.call_n
+), logged AS (
+    INSERT INTO events (job_id, at, kind, worker, fence, attempt, started_at, holder)
+    SELECT id, persistq_now(%(now)s), %(events)s::json ->> status, worker, fence, attempts,
+           started_at, worker
+    FROM done WHERE %(events)s::json ->> status IS NOT NULL
+)
+SELECT *,
+       (SELECT count(*) FROM (
+            SELECT pg_notify(%(done_channel)s, id::text)
+            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s)) AS sent) AS notified
+FROM done;
+
 -- name: retry_job
 -- The database, not the caller's copy of the job, decides whether an attempt is left.
 UPDATE jobs
