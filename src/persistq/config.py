@@ -46,8 +46,9 @@ class Settings:
     max_payload_bytes: int = 1024 * 1024
     #: How long a write waits for a busy SQLite file before giving up with StorageBusy.
     busy_timeout_seconds: float = 60.0
-    #: Most write calls of one process that SQLite commits together (group commit; 1: each
-    #: call its own transaction, as ``?group_commit=off`` in the URL).
+    #: Most write calls of one process committed together (group commit, backends/group.py:
+    #: SQLite's transaction, PostgreSQL's enqueue or completion statement; 1: each call on its
+    #: own, as ``?group_commit=off`` in the URL).
     group_commit_max: int = 64
     #: Most connections one process opens to PostgreSQL.
     pg_pool_size: int = 10
