@@ -20,7 +20,6 @@ from typing import Any
 
 from persistq import Queue
 from persistq.backends.group import Groups
-from persistq.backends.postgres import PostgresBackend, parse_postgres_url
 from persistq.backends.sqlite import SQLiteBackend
 
 POISON = "poison"
@@ -37,6 +36,8 @@ def groups_of(q: Queue, kind: str = "enqueue") -> Groups[Any]:
     backend = q.backend
     if isinstance(backend, SQLiteBackend):
         return backend._groups
+    from persistq.backends.postgres import PostgresBackend  # psycopg: the postgres extra
+
     assert isinstance(backend, PostgresBackend)
     return {"enqueue": backend._enqueues, "complete": backend._completes}[kind]
 
@@ -44,6 +45,8 @@ def groups_of(q: Queue, kind: str = "enqueue") -> Groups[Any]:
 def raw_pg(url: str) -> Any:
     """A bare psycopg connection to the queue's own schema."""
     import psycopg
+
+    from persistq.backends.postgres import parse_postgres_url
 
     conninfo, schema = parse_postgres_url(url)
     return psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}")

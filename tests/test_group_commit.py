@@ -39,7 +39,6 @@ from group_support import (
     wait_until,
 )
 from persistq import InvalidTransition, Job, LeaseLost, Queue, State
-from persistq.backends.postgres import parse_postgres_url
 from persistq.backends.sqlite import parse_sqlite_url
 from persistq.errors import StorageError, StorageReplaced, StorageUnavailable
 
@@ -161,6 +160,8 @@ def test_group_commit_off_commits_each_call_alone(backend_url: str) -> None:
         assert parse_sqlite_url(url).group_commit is False
         assert parse_sqlite_url(backend_url).group_commit is True
     else:  # libpq never sees the option
+        from persistq.backends.postgres import parse_postgres_url
+
         assert "group_commit" not in parse_postgres_url(url)[0]
     with persistq.connect(url) as q:
 
