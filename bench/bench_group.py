@@ -333,6 +333,34 @@ def pg_settle(
         close()
 
 
+def pg_lone(directories: tuple[Path, Path], jobs: int) -> dict[bool, list[float]]:
+    """Latencies (ms) of one thread's enqueues and completions, alternating between a Queue
+    with grouping off and one with it on (two schemas side by side), as ``lone`` does."""
+    took: dict[bool, list[float]] = {False: [], True: []}
+    queues = {}
+    closes = []
+    for group, directory in zip((False, True), directories, strict=True):
+        queues[group], close = pg_queue(directory, group)
+        closes.append(close)
+        queues[group].enqueue("warm-up", queue=QUEUE)
+    try:
+        for n in range(jobs):
+            for group in (n % 2 == 0, n % 2 == 1):
+                q = queues[group]
+                began = time.perf_counter()
+                q.enqueue(make_payload(n), queue=QUEUE)
+                took[group].append((time.perf_counter() - began) * 1000)
+                job = q.claim(queue=QUEUE, worker="lone")
+                assert job is not None
+                began = time.perf_counter()
+                q.complete(job)
+                took[group].append((time.perf_counter() - began) * 1000)
+    finally:
+        for close in closes:
+            close()
+    return took
+
+
 def measure_pg(args: argparse.Namespace) -> None:
     import bench_postgres
 
@@ -355,6 +383,7 @@ def measure_pg(args: argparse.Namespace) -> None:
     }
     rates: dict[str, list[float]] = {k: [] for k in [*raws, *ours]}
     sizes: dict[str, Counter[int]] = {}
+    lones: dict[bool, list[float]] = {False: [], True: []}
     try:
         for r in range(args.repeat):  # interleaved, so drift in load falls on all alike
             for key, raw in raws.items():
@@ -362,6 +391,9 @@ def measure_pg(args: argparse.Namespace) -> None:
             for key, run in ours.items():
                 rate, sizes[key] = run(ws.fresh(f"{key.replace(' ', '-')}-{r}"), jobs=args.jobs)
                 rates[key].append(rate)
+            pair = (ws.fresh(f"lone-off-{r}"), ws.fresh(f"lone-on-{r}"))
+            for group, took in pg_lone(pair, args.lone_jobs).items():
+                lones[group] += took
         with bench_postgres._connect("public") as conn:
             row = conn.execute("SHOW synchronous_commit").fetchone()
     finally:
@@ -395,6 +427,16 @@ def measure_pg(args: argparse.Namespace) -> None:
         print(line)
     for key in ours:
         print(f"group sizes, {key:12} (last round): {histogram(sizes[key])}")
+    for group in (False, True):
+        took = lones[group]
+        print(
+            f"lone caller (enqueue, complete), group {'on ' if group else 'off'}: mean "
+            f"{statistics.mean(took):.3f} ms, p50 {percentile(took, 0.5):.3f} ms, "
+            f"p99 {percentile(took, 0.99):.3f} ms"
+        )
+    p50 = percentile(lones[True], 0.5) / percentile(lones[False], 0.5)
+    mean = statistics.mean(lones[True]) / statistics.mean(lones[False])
+    print(f"lone caller on/off: p50 {p50:.3f}, mean {mean:.3f} (target: within 10%)")
 
 
 def main() -> None:

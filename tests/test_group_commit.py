@@ -36,6 +36,7 @@ from group_support import (
     one_group,
     poison,
     poison_payloads,
+    raw_pg,
     wait_until,
 )
 from persistq import InvalidTransition, Job, LeaseLost, Queue, State
@@ -423,3 +424,56 @@ def test_a_child_forked_while_a_group_waits_writes_on_its_own(q: Queue, path: Pa
     assert sorted(j.payload for j in q.jobs()) == ["child", "parent"]
     q.enqueue("after")  # the parent's own groups go on
     assert len(q.jobs()) == 3
+
+
+def test_a_group_cut_off_mid_statement_is_every_callers_unknown_outcome(pg_url: str) -> None:
+    """PostgreSQL ends the connection while a group's statement waits on a lock: no caller
+    can tell whether its jobs were written, so each gets StorageUnavailable saying so (its
+    own copy), and none is run again behind its back; the statement never committed."""
+    with persistq.connect(pg_url) as q:
+        groups = groups_of(q)
+        holder, watcher = raw_pg(pg_url), raw_pg(pg_url)
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
+
+        def blocked() -> list[int]:
+            rows = watcher.execute(
+                "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                (holder.info.backend_pid,),
+            ).fetchall()
+            return [pid for (pid,) in rows]
+
+        def cut_off_the_one_blocked() -> None:
+            wait_until(lambda: len(blocked()) == 1, "one statement waits on the lock")
+            watcher.execute("SELECT pg_terminate_backend(%s)", (blocked()[0],))
+
+        def run(payload: str, answer: Answer) -> None:
+            try:
+                answer.result = q.enqueue(payload)
+            except BaseException as exc:
+                answer.error = exc
+
+        leader, answers = Answer(), [Answer() for _ in range(6)]
+        threads = [threading.Thread(target=run, args=("lead", leader))]
+        threads[0].start()
+        wait_until(lambda: groups.leading and not groups.queued, "the leader waits")
+        for n, answer in enumerate(answers):
+            threads.append(threading.Thread(target=run, args=(f"grouped-{n}", answer)))
+            threads[-1].start()
+            wait_until(lambda n=n: len(groups.queued) == n + 1, f"call {n} is queued")
+        cut_off_the_one_blocked()  # the leader's own statement: its call alone
+        wait_until(lambda: not groups.queued, "the group's statement went out")
+        cut_off_the_one_blocked()  # the group's
+        holder.execute("ROLLBACK")
+        for thread in threads:
+            thread.join(30)
+        holder.close()
+        watcher.close()
+        assert isinstance(leader.error, StorageUnavailable), leader
+        for answer in [leader, *answers]:
+            assert isinstance(answer.error, StorageUnavailable), answer
+            assert "outcome is unknown" in str(answer.error)
+        assert len({id(a.error) for a in answers}) == len(answers)
+        assert groups.sizes[len(answers)] == 1
+        assert q.jobs() == []  # cut off before its commit: nothing was written
+        assert q.enqueue("after").payload == "after"  # the pool hands out live connections
