@@ -157,12 +157,20 @@ class _Call(Generic[T]):
         self.error: BaseException | None = None
         #: Answered (result or error); else, when ``ready`` is set, this caller now leads.
         self.done = False
-        self.ready = threading.Event()
+        #: Made only for a call that waits behind a leader (``_join``): a caller alone, the
+        #: common case, does not pay for an Event (a Condition and two locks) per write.
+        self.ready: threading.Event | None = None
 
     def answer(self) -> T:
         if self.error is not None:
             raise self.error
         return self.result  # type: ignore[return-value]  # set by a work that returned
+
+
+def _ready(call: _Call[Any]) -> threading.Event:
+    """The Event of a call queued behind a leader: only those are ever waited on or set."""
+    assert call.ready is not None, "a queued call that is not the leader has its Event"
+    return call.ready
 
 
 #: Backends of this process, to reset their groups in a forked child.
@@ -322,8 +330,10 @@ class SQLiteBackend(SQLBackend):
         """Queue ``call``; lead a group when no one leads, else wait to be answered (or to
         be handed the lead). Returns once ``call`` is answered."""
         with self._queue_lock:
-            self._queued.append(call)
             leads = not self._leading
+            if not leads:
+                call.ready = threading.Event()
+            self._queued.append(call)
             self._leading = True
         if leads and self._last_group > 1:
             # Not a delay: a yield, so that the threads the previous group just answered,
@@ -331,7 +341,7 @@ class SQLiteBackend(SQLBackend):
             # group was its own) does not pay for this syscall.
             time.sleep(0)
         elif not leads:
-            call.ready.wait()
+            _ready(call).wait()
             if call.done:
                 return
         # Leading: the group is what queued while the previous one committed (call first).
@@ -350,14 +360,14 @@ class SQLiteBackend(SQLBackend):
         for other in group:
             other.done = True
             if other is not call:
-                other.ready.set()
+                _ready(other).set()
         self._hand_over()
 
     def _hand_over(self) -> None:
         """The lead to the first call queued meanwhile, if any."""
         with self._queue_lock:
             if self._queued:
-                self._queued[0].ready.set()
+                _ready(self._queued[0]).set()
             else:
                 self._leading = False
 
@@ -451,6 +461,24 @@ class SQLiteBackend(SQLBackend):
         if rows[0]["rate_limited"]:
             params = {"queue": queue, "claimed": len(rows), "now": now}
             conn.execute(SQL["spend_rate_tokens"], params)
+
+    def insert_job(self, job: NewJob, now: float | None) -> tuple[Job, bool]:
+        if job.key is not None:  # may find the job that holds the key: read it back
+            return super().insert_job(job, now)
+        # Without a key the insert always creates the job: the one-job batch path (no
+        # RETURNING, the Job built from the values written) saves parsing the whole row.
+        now = self._now(now)
+
+        def work(conn: sqlite3.Connection) -> tuple[Job, bool]:
+            conn.execute(SQL["ensure_queue"], {"queue": job.queue, "now": now})
+            return self._insert_batch(conn, [job], now)[0], True
+
+        return self._write(work, wakes=True)
+
+    def _job(self, row: Any, *, with_token: bool = False) -> Job:
+        # sqlite3.Row finds a column by name comparing it, case-insensitively, with each
+        # column in turn: a dict first halves the cost of building a Job from a whole row.
+        return super()._job(dict(zip(row.keys(), row, strict=True)), with_token=with_token)
 
     def _insert_batch(
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
