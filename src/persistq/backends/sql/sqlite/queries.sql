@@ -303,7 +303,6 @@ ORDER BY id DESC;
 WITH RECURSIVE prio(v) AS (
     SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
             WHERE queue = :queue AND status = 'PENDING' ORDER BY priority DESC LIMIT 1)
-    WHERE true
     UNION ALL
     SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
             WHERE queue = :queue AND status = 'PENDING' AND priority < prio.v
@@ -518,8 +517,8 @@ DELETE FROM workers WHERE last_seen_at < :before;
 
 -- name: counters
 -- Lifetime counts per queue: the rows as they are now, per state (one pass over jobs_state
--- and jobs_claim, as stats), plus the tally of what no row shows any more (sqlite migration 0008); one
--- statement, so one snapshot: a purge between two reads would count its jobs twice.
+-- and jobs_claim, as stats), plus the tally of what no row shows any more (sqlite migration
+-- 0008); one statement, so one snapshot: a purge between two reads would count its jobs twice.
 WITH by_state AS MATERIALIZED (
     SELECT queue, status, count(*) AS n FROM jobs INDEXED BY jobs_state
     WHERE status <> 'PENDING' GROUP BY queue, status
