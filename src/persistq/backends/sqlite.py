@@ -478,7 +478,9 @@ class SQLiteBackend(SQLBackend):
     def _job(self, row: Any, *, with_token: bool = False) -> Job:
         # sqlite3.Row finds a column by name comparing it, case-insensitively, with each
         # column in turn: a dict first halves the cost of building a Job from a whole row.
-        return super()._job(dict(zip(row.keys(), row, strict=True)), with_token=with_token)
+        if isinstance(row, sqlite3.Row):
+            row = dict(zip(row.keys(), row, strict=True))
+        return super()._job(row, with_token=with_token)
 
     def _insert_batch(
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
