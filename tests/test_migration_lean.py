@@ -12,7 +12,7 @@ import sqlite3
 from typing import Any
 
 import persistq
-from persistq import ManualClock, Queue
+from persistq import ManualClock, Queue, State
 from persistq.backends import open_backend
 from persistq.backends.sql import migrations
 from persistq.config import Settings
@@ -266,9 +266,12 @@ def test_an_old_database_moves_forward_with_nothing_lost(
     backend = open_backend(Settings(url=backend_url))  # not migrated: opening does not
     try:
         before_jobs = {name: backend.get_job(j) for name, j in jobs.items() if name != "purged"}
-        before_stats = backend.count_by_status()
     finally:
         backend.close()
+    # Counted from the rows: today's count reads indexes the old schema lacks (sqlite 0009).
+    before_stats: dict[str, dict[State, int]] = {}
+    for queue, status, n in old.sql("SELECT queue, status, count(*) FROM jobs GROUP BY 1, 2"):
+        before_stats.setdefault(queue, {})[State(status)] = int(n)
     old.db.close()
     clock.advance(old.now - clock.now() + 10)
 

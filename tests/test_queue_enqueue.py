@@ -23,6 +23,15 @@ def test_enqueue_returns_a_pending_job_with_every_field_set(
     assert queue.get(job.id) == job
 
 
+def test_enqueue_without_a_key_returns_the_job_as_stored(queue: Queue) -> None:
+    """SQLite builds this Job from the values it wrote instead of reading the row back."""
+    job = queue.enqueue({"n": [1, "2"]}, queue="files", priority=-3, delay=7.25, timeout=9.5)
+    again = queue.enqueue("second", queue="files")
+    assert again.id > job.id
+    assert queue.get(job.id) == job and queue.get(again.id) == again
+    assert (job.key, job.timeout, job.fence, job.cancel_requested) == (None, 9.5, 0, False)
+
+
 def test_an_enqueued_job_is_visible_to_a_new_connection(
     queue: Queue, make_queue: Callable[..., Queue]
 ) -> None:

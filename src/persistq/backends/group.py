@@ -53,7 +53,14 @@ class Call(Generic[W]):
         self.error: BaseException | None = None
         #: Answered (result or error); else, when ``ready`` is set, this caller now leads.
         self.done = False
-        self.ready = threading.Event()
+        #: Made only for a call that waits behind a leader: a caller alone, the common
+        #: case, does not pay for an Event (a Condition and two locks) per write.
+        self.ready: threading.Event | None = None
+
+    def wake(self) -> None:
+        """Answered, or handed the lead: only a call queued behind a leader is woken."""
+        assert self.ready is not None, "a call queued behind a leader has its Event"
+        self.ready.set()
 
     def answer(self) -> Any:
         if self.error is not None:
@@ -115,15 +122,17 @@ class Groups(Generic[W]):
         """Queue ``call``; lead a group when no one leads, else wait to be answered (or to
         be handed the lead). Returns once ``call`` is answered."""
         with self._queue_lock:
-            self.queued.append(call)
             leads = not self.leading
+            if not leads:
+                call.ready = threading.Event()
+            self.queued.append(call)
             self.leading = True
         if leads and self._last_group > 1:
             # Not a delay: a yield, so that the threads the previous group just answered,
             # on their way back, queue behind this one first. A caller alone (the last
             # group was its own) does not pay for this syscall.
             time.sleep(0)
-        elif not leads:
+        elif call.ready is not None:
             call.ready.wait()
             if call.done:
                 return
@@ -141,20 +150,20 @@ class Groups(Generic[W]):
                 self.queued.extendleft(reversed([c for c in others if not c.done]))
             for other in others:
                 if other.done:
-                    other.ready.set()
+                    other.wake()
             self._hand_over()
             raise
         for other in group:
             other.done = True
             if other is not call:
-                other.ready.set()
+                other.wake()
         self._hand_over()
 
     def _hand_over(self) -> None:
         """The lead to the first call queued meanwhile, if any."""
         with self._queue_lock:
             if self.queued:
-                self.queued[0].ready.set()
+                self.queued[0].wake()
             else:
                 self.leading = False
 

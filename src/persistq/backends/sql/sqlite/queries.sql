@@ -93,7 +93,7 @@ WHERE id IN (
                 CASE WHEN q.concurrency_limit IS NULL THEN :limit ELSE q.concurrency_limit - (
                     SELECT count(*) FROM jobs AS r INDEXED BY jobs_state
                     WHERE r.queue = :queue AND r.status = 'PROCESSING'
-                      AND r.lease_expires_at > :now) END,
+                      AND r.status <> 'PENDING' AND r.lease_expires_at > :now) END,
                 coalesce(CAST(min(q.rate_limit, q.rate_tokens
                     + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window) AS INTEGER),
                     :limit)))
@@ -119,14 +119,15 @@ WHERE queue = :queue AND status = 'PENDING' AND run_at <= :now
       SELECT 1 FROM queues AS q WHERE q.name = :queue AND (q.paused = 1
           OR CASE WHEN q.concurrency_limit IS NULL THEN 0 ELSE q.concurrency_limit <= (
               SELECT count(*) FROM jobs AS r INDEXED BY jobs_state
-              WHERE r.queue = :queue AND r.status = 'PROCESSING'
+              WHERE r.queue = :queue AND r.status = 'PROCESSING' AND r.status <> 'PENDING'
                 AND r.lease_expires_at > :now) END
           OR q.rate_tokens + max(0, :now - q.rate_at) * q.rate_limit / q.rate_window < 1))
 LIMIT 1;
 
 -- name: next_run_at
--- When the next delayed job becomes due (jobs already due but paused do not count).
-SELECT min(run_at) AS run_at FROM jobs
+-- When the next delayed job becomes due (jobs already due but paused do not count): the
+-- queue's entries of jobs_claim, which hold run_at (no row is read).
+SELECT min(run_at) AS run_at FROM jobs INDEXED BY jobs_claim
 WHERE queue = :queue AND status = 'PENDING' AND run_at > :now;
 
 -- name: extend_lease
@@ -188,7 +189,7 @@ RETURNING *;
 -- The sweeper's pick, with what each lease_expired event records (the holder is gone from
 -- the row once it is PENDING again): the PROCESSING rows of each queue (jobs_state), few.
 SELECT id, fence, attempts, started_at, worker FROM jobs INDEXED BY jobs_state
-WHERE queue IN (SELECT name FROM queues) AND status = 'PROCESSING'
+WHERE queue IN (SELECT name FROM queues) AND status = 'PROCESSING' AND status <> 'PENDING'
   AND lease_expires_at <= :now
 ORDER BY lease_expires_at
 LIMIT :limit;
@@ -264,54 +265,130 @@ SELECT * FROM jobs ORDER BY id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_jobs_by_status
 -- One state across queues: one range of jobs_state per queue, the ids merged newest first
--- (no index orders a state by id across queues any more), then the page's rows.
+-- (no index orders a state by id across queues any more), then the page's rows. PENDING
+-- rows are in jobs_claim only, ordered by priority before id: per queue and priority (prio,
+-- one seek each) the id of its page's oldest candidate (bound), then those ranges, merged.
+-- The arm of the other kind finds nothing (status <> 'PENDING', :status = 'PENDING').
+WITH RECURSIVE prio(queue, v) AS (
+    SELECT name, (SELECT priority FROM jobs INDEXED BY jobs_claim
+                  WHERE queue = q.name AND status = 'PENDING' ORDER BY priority DESC LIMIT 1)
+    FROM queues AS q WHERE :status = 'PENDING'
+    UNION ALL
+    SELECT queue, (SELECT priority FROM jobs INDEXED BY jobs_claim
+                   WHERE queue = prio.queue AND status = 'PENDING' AND priority < prio.v
+                   ORDER BY priority DESC LIMIT 1)
+    FROM prio WHERE prio.v IS NOT NULL),
+bound(queue, v, low) AS (
+    SELECT queue, v, (SELECT id FROM jobs INDEXED BY jobs_claim
+                      WHERE queue = prio.queue AND status = 'PENDING' AND priority = prio.v
+                      ORDER BY id DESC LIMIT 1 OFFSET :limit + :offset - 1)
+    FROM prio WHERE v IS NOT NULL)
 SELECT * FROM jobs WHERE id IN (
-    SELECT id FROM jobs INDEXED BY jobs_state
-    WHERE queue IN (SELECT name FROM queues) AND status = :status
-    ORDER BY id DESC LIMIT :limit OFFSET :offset)
+    SELECT id FROM (
+        SELECT id FROM jobs INDEXED BY jobs_state
+        WHERE queue IN (SELECT name FROM queues) AND status = :status AND status <> 'PENDING'
+        ORDER BY id DESC LIMIT :limit OFFSET :offset)
+    UNION ALL
+    SELECT id FROM (
+        SELECT j.id FROM bound AS b JOIN jobs AS j INDEXED BY jobs_claim
+        ON j.queue = b.queue AND j.status = 'PENDING' AND j.priority = b.v
+           AND j.id >= coalesce(b.low, 0)
+        ORDER BY j.id DESC LIMIT :limit OFFSET :offset))
 ORDER BY id DESC;
 
 -- name: list_jobs_by_queue
--- One queue, every state: each state's range of jobs_state read newest first, no further than
--- the page needs, and the ids merged (page 1 reads a few entries per state, not the queue).
+-- One queue, every state: each state's range read newest first, no further than the page
+-- needs, and the ids merged (page 1 reads a few entries per state, not the queue). PENDING:
+-- per priority of jobs_claim, as list_jobs_by_status.
+WITH RECURSIVE prio(v) AS (
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
+            WHERE queue = :queue AND status = 'PENDING' ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
+            WHERE queue = :queue AND status = 'PENDING' AND priority < prio.v
+            ORDER BY priority DESC LIMIT 1)
+    FROM prio WHERE prio.v IS NOT NULL),
+bound(v, low) AS (
+    SELECT v, (SELECT id FROM jobs INDEXED BY jobs_claim
+               WHERE queue = :queue AND status = 'PENDING' AND priority = prio.v
+               ORDER BY id DESC LIMIT 1 OFFSET :limit + :offset - 1)
+    FROM prio WHERE v IS NOT NULL)
 SELECT * FROM jobs WHERE id IN (
     SELECT id FROM (
-    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'PENDING'
+    SELECT id FROM (SELECT j.id FROM bound AS b JOIN jobs AS j INDEXED BY jobs_claim
+                    ON j.queue = :queue AND j.status = 'PENDING' AND j.priority = b.v
+                       AND j.id >= coalesce(b.low, 0)
+                    ORDER BY j.id DESC LIMIT :limit + :offset)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state
+                    WHERE queue = :queue AND status = 'PROCESSING' AND status <> 'PENDING'
                     ORDER BY id DESC LIMIT :limit + :offset)
     UNION ALL
-    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'PROCESSING'
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state
+                    WHERE queue = :queue AND status = 'COMPLETED' AND status <> 'PENDING'
                     ORDER BY id DESC LIMIT :limit + :offset)
     UNION ALL
-    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'COMPLETED'
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state
+                    WHERE queue = :queue AND status = 'FAILED' AND status <> 'PENDING'
                     ORDER BY id DESC LIMIT :limit + :offset)
     UNION ALL
-    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'FAILED'
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state
+                    WHERE queue = :queue AND status = 'UNPROCESSABLE' AND status <> 'PENDING'
                     ORDER BY id DESC LIMIT :limit + :offset)
     UNION ALL
-    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'UNPROCESSABLE'
-                    ORDER BY id DESC LIMIT :limit + :offset)
-    UNION ALL
-    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state WHERE queue = :queue AND status = 'CANCELLED'
+    SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_state
+                    WHERE queue = :queue AND status = 'CANCELLED' AND status <> 'PENDING'
                     ORDER BY id DESC LIMIT :limit + :offset))
     ORDER BY id DESC LIMIT :limit OFFSET :offset)
 ORDER BY id DESC;
 
 -- name: list_jobs_by_queue_status
-SELECT * FROM jobs WHERE queue = :queue AND status = :status
-ORDER BY id DESC LIMIT :limit OFFSET :offset;
+-- One range of jobs_state; PENDING: per priority of jobs_claim (list_jobs_by_status).
+WITH RECURSIVE prio(v) AS (
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
+            WHERE queue = :queue AND status = 'PENDING' ORDER BY priority DESC LIMIT 1)
+    WHERE :status = 'PENDING'
+    UNION ALL
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
+            WHERE queue = :queue AND status = 'PENDING' AND priority < prio.v
+            ORDER BY priority DESC LIMIT 1)
+    FROM prio WHERE prio.v IS NOT NULL),
+bound(v, low) AS (
+    SELECT v, (SELECT id FROM jobs INDEXED BY jobs_claim
+               WHERE queue = :queue AND status = 'PENDING' AND priority = prio.v
+               ORDER BY id DESC LIMIT 1 OFFSET :limit + :offset - 1)
+    FROM prio WHERE v IS NOT NULL)
+SELECT * FROM jobs WHERE id IN (
+    SELECT id FROM (
+        SELECT id FROM jobs INDEXED BY jobs_state
+        WHERE queue = :queue AND status = :status AND status <> 'PENDING'
+        ORDER BY id DESC LIMIT :limit OFFSET :offset)
+    UNION ALL
+    SELECT id FROM (
+        SELECT j.id FROM bound AS b JOIN jobs AS j INDEXED BY jobs_claim
+        ON j.queue = :queue AND j.status = 'PENDING' AND j.priority = b.v
+           AND j.id >= coalesce(b.low, 0)
+        ORDER BY j.id DESC LIMIT :limit OFFSET :offset))
+ORDER BY id DESC;
 
 -- name: list_events
 -- The stored events; the backend merges in the derived ones (sqlbase.history).
 SELECT * FROM events WHERE job_id = :job_id ORDER BY id;
 
 -- name: count_by_status
-SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status;
+-- Two indexes, read alone: jobs_state for every state but PENDING, jobs_claim for PENDING.
+SELECT queue, status, count(*) AS n FROM jobs INDEXED BY jobs_state
+WHERE status <> 'PENDING' GROUP BY queue, status
+UNION ALL
+SELECT queue, 'PENDING', count(*) FROM jobs INDEXED BY jobs_claim
+WHERE status = 'PENDING' GROUP BY queue;
 
 -- name: oldest_pending
--- Per queue, a covering scan of its pending range of jobs_state (run_at trails the index).
+-- Per queue, a covering scan of its entries of jobs_claim (run_at trails the index).
 SELECT name AS queue, run_at FROM (
     SELECT q.name,
-           (SELECT min(run_at) FROM jobs WHERE queue = q.name AND status = 'PENDING') AS run_at
+           (SELECT min(run_at) FROM jobs INDEXED BY jobs_claim
+            WHERE queue = q.name AND status = 'PENDING') AS run_at
     FROM queues AS q)
 WHERE run_at <= :now;
 
@@ -338,7 +415,9 @@ SET concurrency_limit = :concurrency, rate_limit = :rate_limit, rate_window = :r
 WHERE name = :queue RETURNING *;
 
 -- name: count_unfinished
-SELECT count(*) AS n FROM jobs WHERE queue = :queue AND status IN ('PENDING', 'PROCESSING');
+SELECT (SELECT count(*) FROM jobs INDEXED BY jobs_claim WHERE queue = :queue AND status = 'PENDING')
+     + (SELECT count(*) FROM jobs INDEXED BY jobs_state
+        WHERE queue = :queue AND status = 'PROCESSING' AND status <> 'PENDING') AS n;
 
 -- name: tally_queue_jobs
 -- What deleting a queue's jobs takes from the rows that counters() counts, kept in the
@@ -366,7 +445,8 @@ DELETE FROM queues WHERE name = :queue;
 -- The state's range of jobs_state per queue, oldest ids first (jobs finish in about id
 -- order, so a batch finds its rows near the start).
 SELECT id FROM jobs INDEXED BY jobs_state
-WHERE queue IN (SELECT name FROM queues) AND status = :status AND finished_at < :before
+WHERE queue IN (SELECT name FROM queues) AND status = :status AND status <> 'PENDING'
+  AND finished_at < :before
 LIMIT :limit;
 
 -- name: tally_jobs
@@ -427,7 +507,7 @@ DELETE FROM workers WHERE id = :worker;
 SELECT w.id, w.queues, w.started_at, w.last_seen_at,
        (SELECT json_group_array(j.id) FROM jobs AS j INDEXED BY jobs_state
         WHERE j.queue IN (SELECT name FROM queues) AND j.status = 'PROCESSING'
-          AND j.worker = w.id) AS job_ids
+          AND j.status <> 'PENDING' AND j.worker = w.id) AS job_ids
 FROM workers AS w
 WHERE w.last_seen_at >= :since
 ORDER BY w.id;
@@ -436,10 +516,15 @@ ORDER BY w.id;
 DELETE FROM workers WHERE last_seen_at < :before;
 
 -- name: counters
--- Lifetime counts per queue: the rows as they are now, per state (one pass over jobs_state,
--- as stats), plus the tally of what no row shows any more (sqlite migration 0008); one
--- statement, so one snapshot: a purge between two reads would count its jobs twice.
-WITH by_state AS MATERIALIZED (SELECT queue, status, count(*) AS n FROM jobs GROUP BY queue, status)
+-- Lifetime counts per queue: the rows as they are now, per state (one pass over jobs_state
+-- and jobs_claim, as stats), plus the tally of what no row shows any more (sqlite migration
+-- 0008); one statement, so one snapshot: a purge between two reads would count its jobs twice.
+WITH by_state AS MATERIALIZED (
+    SELECT queue, status, count(*) AS n FROM jobs INDEXED BY jobs_state
+    WHERE status <> 'PENDING' GROUP BY queue, status
+    UNION ALL
+    SELECT queue, 'PENDING', count(*) FROM jobs INDEXED BY jobs_claim
+    WHERE status = 'PENDING' GROUP BY queue)
 SELECT queue, name, sum(value) AS value FROM (
     SELECT queue, name, value FROM counters
     UNION ALL
@@ -456,43 +541,129 @@ ORDER BY queue, name;
 -- :above <= id < :below holds the cursor, max_id and a time range's id bounds. :pattern is
 -- the text as a LIKE pattern (sqlbase.like_pattern); LIKE folds ASCII letters only. LIKE,
 -- not instr(lower(...)): it matches in place, ten times faster over a million payloads.
-SELECT id FROM jobs
-WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
-  AND (:created_from IS NULL OR created_at >= :created_from)
-  AND (:created_to IS NULL OR created_at < :created_to)
-  AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
-  AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
-       OR last_error LIKE :pattern ESCAPE '\')
-ORDER BY id DESC LIMIT :limit;
+-- PENDING rows are in jobs_claim only, by priority before id: per priority (prio, one seek
+-- each) the page's last candidate (bound), then each priority's range up to it, merged
+-- (only one of the two arms can find rows).
+WITH RECURSIVE prio(v) AS (
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
+            WHERE queue = :queue AND status = 'PENDING' ORDER BY priority DESC LIMIT 1)
+    WHERE :status = 'PENDING'
+    UNION ALL
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
+            WHERE queue = :queue AND status = 'PENDING' AND priority < prio.v
+            ORDER BY priority DESC LIMIT 1)
+    FROM prio WHERE prio.v IS NOT NULL),
+bound(v, edge) AS (
+    SELECT v, (SELECT id FROM jobs INDEXED BY jobs_claim
+               WHERE queue = :queue AND status = 'PENDING' AND priority = prio.v
+                 AND id >= :above AND id < :below
+                 AND (:created_from IS NULL OR created_at >= :created_from)
+                 AND (:created_to IS NULL OR created_at < :created_to)
+                 AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+                 AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+                      OR last_error LIKE :pattern ESCAPE '\')
+               ORDER BY id DESC LIMIT 1 OFFSET :limit - 1)
+    FROM prio WHERE v IS NOT NULL)
+SELECT id FROM (
+    SELECT id FROM jobs INDEXED BY jobs_state
+    WHERE queue = :queue AND status = :status AND status <> 'PENDING'
+      AND id >= :above AND id < :below
+      AND (:created_from IS NULL OR created_at >= :created_from)
+      AND (:created_to IS NULL OR created_at < :created_to)
+      AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+      AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+           OR last_error LIKE :pattern ESCAPE '\')
+    ORDER BY id DESC LIMIT :limit)
+UNION ALL
+SELECT id FROM (
+    SELECT j.id AS id FROM bound AS b JOIN jobs AS j INDEXED BY jobs_claim
+    ON j.queue = :queue AND j.status = 'PENDING' AND j.priority = b.v
+       AND j.id >= max(:above, coalesce(b.edge, :above)) AND j.id < :below
+    WHERE true
+      AND (:created_from IS NULL OR created_at >= :created_from)
+      AND (:created_to IS NULL OR created_at < :created_to)
+      AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+      AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+           OR last_error LIKE :pattern ESCAPE '\')
+    ORDER BY j.id DESC LIMIT :limit);
 
 -- name: search_ids_oldest
 -- search_ids, oldest first.
-SELECT id FROM jobs
-WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
-  AND (:created_from IS NULL OR created_at >= :created_from)
-  AND (:created_to IS NULL OR created_at < :created_to)
-  AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
-  AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
-       OR last_error LIKE :pattern ESCAPE '\')
-ORDER BY id LIMIT :limit;
+WITH RECURSIVE prio(v) AS (
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
+            WHERE queue = :queue AND status = 'PENDING' ORDER BY priority DESC LIMIT 1)
+    WHERE :status = 'PENDING'
+    UNION ALL
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_claim
+            WHERE queue = :queue AND status = 'PENDING' AND priority < prio.v
+            ORDER BY priority DESC LIMIT 1)
+    FROM prio WHERE prio.v IS NOT NULL),
+bound(v, edge) AS (
+    SELECT v, (SELECT id FROM jobs INDEXED BY jobs_claim
+               WHERE queue = :queue AND status = 'PENDING' AND priority = prio.v
+                 AND id >= :above AND id < :below
+                 AND (:created_from IS NULL OR created_at >= :created_from)
+                 AND (:created_to IS NULL OR created_at < :created_to)
+                 AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+                 AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+                      OR last_error LIKE :pattern ESCAPE '\')
+               ORDER BY id LIMIT 1 OFFSET :limit - 1)
+    FROM prio WHERE v IS NOT NULL)
+SELECT id FROM (
+    SELECT id FROM jobs INDEXED BY jobs_state
+    WHERE queue = :queue AND status = :status AND status <> 'PENDING'
+      AND id >= :above AND id < :below
+      AND (:created_from IS NULL OR created_at >= :created_from)
+      AND (:created_to IS NULL OR created_at < :created_to)
+      AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+      AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+           OR last_error LIKE :pattern ESCAPE '\')
+    ORDER BY id LIMIT :limit)
+UNION ALL
+SELECT id FROM (
+    SELECT j.id AS id FROM bound AS b JOIN jobs AS j INDEXED BY jobs_claim
+    ON j.queue = :queue AND j.status = 'PENDING' AND j.priority = b.v
+       AND j.id >= :above AND j.id <= min(:below - 1, coalesce(b.edge, :below))
+    WHERE true
+      AND (:created_from IS NULL OR created_at >= :created_from)
+      AND (:created_to IS NULL OR created_at < :created_to)
+      AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+      AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+           OR last_error LIKE :pattern ESCAPE '\')
+    ORDER BY j.id LIMIT :limit);
 
 -- name: count_matching
--- What search_ids would find in one (queue, state), counted.
-SELECT count(*) AS n FROM jobs
-WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
-  AND (:created_from IS NULL OR created_at >= :created_from)
-  AND (:created_to IS NULL OR created_at < :created_to)
-  AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
-  AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
-       OR last_error LIKE :pattern ESCAPE '\');
+-- What search_ids would find in one (queue, state), counted (PENDING: in jobs_claim).
+SELECT (SELECT count(*) FROM jobs INDEXED BY jobs_state
+        WHERE queue = :queue AND status = :status AND status <> 'PENDING'
+          AND id >= :above AND id < :below
+          AND (:created_from IS NULL OR created_at >= :created_from)
+          AND (:created_to IS NULL OR created_at < :created_to)
+          AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+          AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+               OR last_error LIKE :pattern ESCAPE '\'))
+     + (SELECT count(*) FROM jobs INDEXED BY jobs_claim
+        WHERE :status = 'PENDING' AND queue = :queue AND status = 'PENDING'
+          AND id >= :above AND id < :below
+          AND (:created_from IS NULL OR created_at >= :created_from)
+          AND (:created_to IS NULL OR created_at < :created_to)
+          AND (:task IS NULL OR json_extract(payload, '$.task') = :task)
+          AND (:pattern IS NULL OR payload LIKE :pattern ESCAPE '\'
+               OR last_error LIKE :pattern ESCAPE '\')) AS n;
 
 -- name: count_in_state
--- Jobs of one (queue, state) between the ids, from the index alone, counting no further
--- than :limit.
-SELECT count(*) AS n FROM (
-    SELECT 1 FROM jobs
-    WHERE queue = :queue AND status = :status AND id >= :above AND id < :below
-    LIMIT :limit);
+-- Jobs of one (queue, state) between the ids, from the index alone (PENDING: jobs_claim),
+-- counting no further than :limit.
+SELECT (SELECT count(*) FROM (
+            SELECT 1 FROM jobs INDEXED BY jobs_state
+            WHERE queue = :queue AND status = :status AND status <> 'PENDING'
+              AND id >= :above AND id < :below
+            LIMIT :limit))
+     + (SELECT count(*) FROM (
+            SELECT 1 FROM jobs INDEXED BY jobs_claim
+            WHERE :status = 'PENDING' AND queue = :queue AND status = 'PENDING'
+              AND id >= :above AND id < :below
+            LIMIT :limit)) AS n;
 
 -- name: scan_ids
 -- search_ids over the table in id order instead of one index range per (queue, state):
