@@ -339,6 +339,9 @@ class Worker:
     #: How a child of the process pool makes its handler (picklable); default: from
     #: ``handler`` (its ``module:function`` spec, or the callable itself, pickled).
     child_handler: HandlerFactory | None = None
+    #: Completions of the slots recorded together by one settler (``complete_many``);
+    #: False: each slot completes its own job (bench_worker compares the two).
+    settle_together: bool = True
     _resolved: Handler | None = field(default=None, init=False, repr=False)
     _running: dict[int, Job] = field(default_factory=dict, init=False, repr=False)
     #: Set when the database file was deleted or replaced: the worker stops, exit code 1.
@@ -576,7 +579,12 @@ class Worker:
         self._idle = self.concurrency
         threads = [threading.Thread(target=self._claim_loop, name="claimer", daemon=True)]
         threads += [
-            threading.Thread(target=self._slot, args=(i, settler), name=f"worker-{i}", daemon=True)
+            threading.Thread(
+                target=self._slot,
+                args=(i, settler if self.settle_together else None),
+                name=f"worker-{i}",
+                daemon=True,
+            )
             for i in range(self.concurrency)
         ]
         threads.append(threading.Thread(target=sweeper.run, args=(self.stop_event,), daemon=True))
@@ -664,7 +672,7 @@ class Worker:
             for _ in range(self.concurrency):
                 self._handoff.put(None)
 
-    def _slot(self, slot: int, settler: Settler) -> None:
+    def _slot(self, slot: int, settler: Settler | None) -> None:
         """Run the jobs the claimer hands this slot until it hands over None."""
         self._slots.slot = slot
         while (job := self._handoff.get()) is not None:
