@@ -167,8 +167,9 @@ def wait_workers(q: persistq.Queue, count: int) -> None:
 
 def worker_s4(
     ws: Workspace, sync: str, jobs: int, concurrency: int, variant: str = "settler"
-) -> tuple[float, int]:
-    """2 producers + 4 worker processes: jobs/s and duplicate claims."""
+) -> tuple[float, int, float]:
+    """2 producers + 4 worker processes: jobs/s, duplicate claims, and the producers' own
+    enqueues/s (what the workers could at best keep up with)."""
     directory = ws.fresh(f"s4-worker-{sync}")
     url = url_of(directory, sync)
     q = persistq.connect(url)
@@ -202,13 +203,14 @@ def worker_s4(
             t0 = time.time()
             for p in producers:
                 p.join()
+            produced = time.time() - t0
             total = per * bench_core.S4_PRODUCERS
             wait_completed(q, total)
         finally:
             stop(procs)
         done = q.jobs(status="COMPLETED", queue=QUEUE, limit=total)
         extra_claims = sum(job.attempts for job in done) - total  # a no-op never retries
-        return total / completed_span(q, total, since=t0), extra_claims
+        return total / completed_span(q, total, since=t0), extra_claims, total / produced
     finally:
         q.close()
 
@@ -287,11 +289,13 @@ def s4(
     names = [f"worker {v}" for v in variants]
     rates: dict[str, list[float]] = {name: [] for name in [*names, "raw S4"]}
     dups: dict[str, list[int]] = {name: [] for name in names}
+    enqueues: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(rounds):
         for variant, name in zip(variants, names, strict=True):
-            rate, dup = worker_s4(ws, sync, jobs, concurrency, variant)
+            rate, dup, enqueue_rate = worker_s4(ws, sync, jobs, concurrency, variant)
             rates[name].append(rate)
             dups[name].append(dup)
+            enqueues[name].append(enqueue_rate)
         rates["raw S4"].append(run_s4(ws, "raw", sync, jobs).rate)
     print(
         f"\n2. S4: 2 producers + {WORKERS} consumers (worker --concurrency {concurrency}),"
@@ -299,6 +303,8 @@ def s4(
     )
     for name, values in rates.items():
         print(row(name, values))
+    for name in names:
+        print(row(f"  {name}: producers' enqueues/s", enqueues[name]))
     for name in names:
         note = f"  (duplicate claims {dups[name]})"
         print(ratios(f"{name} / raw S4", rates[name], rates["raw S4"], note))
