@@ -167,9 +167,10 @@ def wait_workers(q: persistq.Queue, count: int) -> None:
 
 def worker_s4(
     ws: Workspace, sync: str, jobs: int, concurrency: int, variant: str = "settler"
-) -> tuple[float, int, float]:
-    """2 producers + 4 worker processes: jobs/s, duplicate claims, and the producers' own
-    enqueues/s (what the workers could at best keep up with)."""
+) -> tuple[float, int, float, float]:
+    """2 producers + 4 worker processes: jobs/s, duplicate claims, the producers' own
+    enqueues/s (what the workers could at best keep up with) and the workers' CPU seconds
+    per job (on a shared machine, taken from the producers)."""
     directory = ws.fresh(f"s4-worker-{sync}")
     url = url_of(directory, sync)
     q = persistq.connect(url)
@@ -177,6 +178,7 @@ def worker_s4(
         procs = [start_worker(url, f"w-{i}", concurrency, variant) for i in range(WORKERS)]
         try:
             wait_workers(q, WORKERS)
+            cpu = -sum(cpu_seconds(proc.pid) for proc in procs)
             ctx = mp.get_context("spawn")
             barrier = ctx.Barrier(bench_core.S4_PRODUCERS + 1)
             abort = ctx.Event()
@@ -206,11 +208,13 @@ def worker_s4(
             produced = time.time() - t0
             total = per * bench_core.S4_PRODUCERS
             wait_completed(q, total)
+            cpu += sum(cpu_seconds(proc.pid) for proc in procs)
         finally:
             stop(procs)
         done = q.jobs(status="COMPLETED", queue=QUEUE, limit=total)
         extra_claims = sum(job.attempts for job in done) - total  # a no-op never retries
-        return total / completed_span(q, total, since=t0), extra_claims, total / produced
+        rate = total / completed_span(q, total, since=t0)
+        return rate, extra_claims, total / produced, cpu / total
     finally:
         q.close()
 
@@ -290,12 +294,14 @@ def s4(
     rates: dict[str, list[float]] = {name: [] for name in [*names, "raw S4"]}
     dups: dict[str, list[int]] = {name: [] for name in names}
     enqueues: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(rounds):
         for variant, name in zip(variants, names, strict=True):
-            rate, dup, enqueue_rate = worker_s4(ws, sync, jobs, concurrency, variant)
+            rate, dup, enqueue_rate, cpu = worker_s4(ws, sync, jobs, concurrency, variant)
             rates[name].append(rate)
             dups[name].append(dup)
             enqueues[name].append(enqueue_rate)
+            cpus[name].append(cpu)
         rates["raw S4"].append(run_s4(ws, "raw", sync, jobs).rate)
     print(
         f"\n2. S4: 2 producers + {WORKERS} consumers (worker --concurrency {concurrency}),"
@@ -305,6 +311,8 @@ def s4(
         print(row(name, values))
     for name in names:
         print(row(f"  {name}: producers' enqueues/s", enqueues[name]))
+    for name in names:
+        print(row(f"  {name}: workers' CPU us/job", cpus[name], 1e6))
     for name in names:
         note = f"  (duplicate claims {dups[name]})"
         print(ratios(f"{name} / raw S4", rates[name], rates["raw S4"], note))

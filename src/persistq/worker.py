@@ -576,7 +576,8 @@ class Worker:
         sweeper = Sweeper(self.queue, self.sweep_seconds or default_sweep_seconds(self.lease))
         settler = Settler(self.queue, self._completed, f"settler-{self.worker_id}")
         settler.start()
-        self._idle = self.concurrency
+        # Fresh each run: a slot still busy when the last run returned never took its end.
+        self._idle, self._handoff = self.concurrency, queuelib.SimpleQueue()
         threads = [threading.Thread(target=self._claim_loop, name="claimer", daemon=True)]
         threads += [
             threading.Thread(
