@@ -2,14 +2,15 @@
 
 Concurrency is ``concurrency`` slots, each a thread running one job at a time. One claimer
 thread leases jobs for the slots that are free, all of them in one ``claim_many`` and never
-more than are free, so no job waits leased behind a slow one. With the thread pool (the
-default) the handler runs in its slot's thread: handlers are mostly I/O, threads share one
-connection. With the process pool (``pool="process"``, see :mod:`persistq.pool`) each slot
-hands its job to a child process of its own, which can be killed at the job's timeout and
-whose death is seen at once. Both end in one settle path. A slot hands a completion to the
-worker's :class:`Settler` and is free at once; the settler records those that queued
-meanwhile in one ``complete_many``. One heartbeat thread per worker extends the leases of
-all the jobs its slots run, in one transaction per tick.
+more than are free, so no job waits leased behind a slow one (with one slot, the claimer
+runs the job itself). With the thread pool (the default) the handler runs in its slot's
+thread: handlers are mostly I/O, threads share one connection. With the process pool
+(``pool="process"``, see :mod:`persistq.pool`) each slot hands its job to a child process
+of its own, which can be killed at the job's timeout and whose death is seen at once. Both
+end in one settle path. A slot hands a completion to the worker's :class:`Settler` and is
+free at once; the settler records those that queued meanwhile in one ``complete_many``.
+One heartbeat thread per worker extends the leases of all the jobs its slots run, in one
+transaction per tick.
 """
 
 from __future__ import annotations
@@ -578,16 +579,17 @@ class Worker:
         settler.start()
         # Fresh each run: a slot still busy when the last run returned never took its end.
         self._idle, self._handoff = self.concurrency, queuelib.SimpleQueue()
-        threads = [threading.Thread(target=self._claim_loop, name="claimer", daemon=True)]
+        given = settler if self.settle_together else None
+        # One slot: the claimer runs its jobs itself (a hand-off to a thread of its own
+        # would cost a thread switch per job and buy nothing).
+        slots = 0 if self.concurrency == 1 else self.concurrency
+        threads = [threading.Thread(target=self._claim_loop, args=(given, slots), name="claimer")]
         threads += [
-            threading.Thread(
-                target=self._slot,
-                args=(i, settler if self.settle_together else None),
-                name=f"worker-{i}",
-                daemon=True,
-            )
-            for i in range(self.concurrency)
+            threading.Thread(target=self._slot, args=(i, given), name=f"worker-{i}")
+            for i in range(slots)
         ]
+        for thread in threads:
+            thread.daemon = True
         threads.append(threading.Thread(target=sweeper.run, args=(self.stop_event,), daemon=True))
         threads.append(threading.Thread(target=self._announce, daemon=True))
         threads += [
@@ -637,9 +639,11 @@ class Worker:
             return functools.partial(resolve_handler, self.handler)
         return functools.partial(_given, self.handler)
 
-    def _claim_loop(self) -> None:
-        """Lease jobs for the free slots, all in one claim, and hand them over; once
-        stopping, tell every slot to end."""
+    def _claim_loop(self, settler: Settler | None, slots: int) -> None:
+        """Lease jobs for the free slots, all in one claim, and hand them over to the
+        ``slots`` slot threads (none: run them here, the one slot); once stopping, tell
+        every slot to end."""
+        self._slots.slot = 0
         try:
             while not self.stop_event.is_set():
                 with self._free:
@@ -665,12 +669,16 @@ class Worker:
                     if self.stop_event.is_set():  # claimed while shutting down: give them back
                         self._give_back(jobs)
                         break
+                    if not slots:
+                        for job in jobs:
+                            self._run_job(job, settler)
+                        continue
                     with self._free:
                         self._idle -= len(jobs)
                     for job in jobs:
                         self._handoff.put(job)
         finally:
-            for _ in range(self.concurrency):
+            for _ in range(slots):
                 self._handoff.put(None)
 
     def _slot(self, slot: int, settler: Settler | None) -> None:
@@ -678,18 +686,22 @@ class Worker:
         self._slots.slot = slot
         while (job := self._handoff.get()) is not None:
             try:
-                if self.stop_event.is_set():  # claimed while shutting down: give it back
-                    self._give_back([job])
-                else:
-                    self.process(job, settler)
-            except StorageReplaced as exc:
-                self._database_gone(exc)
-            except QueueError as exc:  # the job stays leased; its lease expiry recovers it
-                log.warning("event=settle_failed worker=%s error=%r", self.worker_id, str(exc))
+                self._run_job(job, settler)
             finally:
                 with self._free:
                     self._idle += 1
                     self._free.notify()
+
+    def _run_job(self, job: Job, settler: Settler | None) -> None:
+        try:
+            if self.stop_event.is_set():  # claimed while shutting down: give it back
+                self._give_back([job])
+            else:
+                self.process(job, settler)
+        except StorageReplaced as exc:
+            self._database_gone(exc)
+        except QueueError as exc:  # the job stays leased; its lease expiry recovers it
+            log.warning("event=settle_failed worker=%s error=%r", self.worker_id, str(exc))
 
     def _give_back(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
