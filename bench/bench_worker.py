@@ -5,17 +5,24 @@
    (bench_core's S3 on persistq) and raw sqlite3's S3, on fresh copies of the same backlog.
    The worker's rate is read from the database (first ``started_at`` to last
    ``finished_at``), so its start-up and shutdown are not counted.
-2. S4: 2 producer processes (one job per transaction) + 4 ``persistq worker`` processes,
-   against bench_core's raw S4 (2 producers + 4 raw consumer processes). The workers are
+2. S4: 2 producer processes (one job per transaction) + 4 ``persistq worker`` processes
+   (``--s4-concurrency``, default 8, as issue 14 asks), against bench_core's raw S4 (2
+   producers + 4 raw consumer processes, one job at a time). The workers are
    up and polling before the producers start; the clock runs from the producers' start to
    the last ``finished_at``. Duplicates are counted from the events (one ``claimed`` per
    job expected, no retries with a no-op handler).
+
+``--variants settler,slots`` runs each worker twice: as shipped (its settler completes
+what the slots finished, one ``complete_many`` per group) and with each slot completing
+its own job (``worker_variant.py``; on SQLite the backend's group commit still shares
+their commits), to show what the settler adds. ``before`` runs the worker of another
+checkout (``--before-src /path/to/src``, e.g. main's), so before and after share one run.
 
 Rounds alternate the contenders, so load on a shared machine hits each alike; the median
 of per-round ratios is printed with the load average.
 
     .venv/bin/python bench/bench_worker.py [--jobs 5000] [--rounds 3] [--durability full]
-        [--concurrency 1] [--only 1,2]
+        [--concurrency 1] [--s4-concurrency 8] [--variants settler] [--only 1,2]
 
 It measures and prints; it asserts nothing.
 """
@@ -46,10 +53,23 @@ def url_of(directory: Path, sync: str) -> str:
     return url + "?synchronous=normal" if sync == "normal" else url
 
 
-def start_worker(url: str, worker_id: str, concurrency: int) -> subprocess.Popen[bytes]:
+#: How each variant of the worker starts: the CLI as shipped, or with slots settling alone.
+VARIANTS = {
+    "settler": ["-m", "persistq"],
+    "slots": [str(HERE / "worker_variant.py")],
+    "before": ["-m", "persistq"],  # with BEFORE_SRC first on the path
+}
+#: The ``src`` directory the ``before`` variant imports persistq from.
+BEFORE_SRC: list[str] = []
+
+
+def start_worker(
+    url: str, worker_id: str, concurrency: int, variant: str = "settler"
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    command = [sys.executable, "-m", "persistq", "worker", "--url", url, "--queue", QUEUE]
+    first = BEFORE_SRC if variant == "before" else []
+    env["PYTHONPATH"] = os.pathsep.join([*first, str(HERE), env.get("PYTHONPATH", "")])
+    command = [sys.executable, *VARIANTS[variant], "worker", "--url", url, "--queue", QUEUE]
     command += ["--handler", "noop_tasks:noop", "--worker-id", worker_id]
     command += ["--concurrency", str(concurrency)]
     # Its log (a line per job state change, as in production) goes to a file: a pipe nobody
@@ -92,14 +112,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def worker_drain(ws: Workspace, sync: str, jobs: int, concurrency: int) -> tuple[float, float]:
+def worker_drain(
+    ws: Workspace, sync: str, jobs: int, concurrency: int, variant: str = "settler"
+) -> tuple[float, float]:
     """jobs/s and CPU seconds per job of one worker process draining ``jobs`` jobs given it
     once it is up and idle (so its start-up is not counted)."""
     directory = ws.fresh(f"worker-{sync}")
     url = url_of(directory, sync)
     q = persistq.connect(url)
     try:
-        procs = [start_worker(url, "bench-worker", concurrency)]
+        procs = [start_worker(url, "bench-worker", concurrency, variant)]
         try:
             wait_workers(q, 1)
             before = cpu_seconds(procs[0].pid)
@@ -143,15 +165,20 @@ def wait_workers(q: persistq.Queue, count: int) -> None:
     time.sleep(0.3)
 
 
-def worker_s4(ws: Workspace, sync: str, jobs: int, concurrency: int) -> tuple[float, int]:
-    """2 producers + 4 worker processes: jobs/s and duplicate claims."""
+def worker_s4(
+    ws: Workspace, sync: str, jobs: int, concurrency: int, variant: str = "settler"
+) -> tuple[float, int, float, float]:
+    """2 producers + 4 worker processes: jobs/s, duplicate claims, the producers' own
+    enqueues/s (what the workers could at best keep up with) and the workers' CPU seconds
+    per job (on a shared machine, taken from the producers)."""
     directory = ws.fresh(f"s4-worker-{sync}")
     url = url_of(directory, sync)
     q = persistq.connect(url)
     try:
-        procs = [start_worker(url, f"w-{i}", concurrency) for i in range(WORKERS)]
+        procs = [start_worker(url, f"w-{i}", concurrency, variant) for i in range(WORKERS)]
         try:
             wait_workers(q, WORKERS)
+            cpu = -sum(cpu_seconds(proc.pid) for proc in procs)
             ctx = mp.get_context("spawn")
             barrier = ctx.Barrier(bench_core.S4_PRODUCERS + 1)
             abort = ctx.Event()
@@ -178,13 +205,16 @@ def worker_s4(ws: Workspace, sync: str, jobs: int, concurrency: int) -> tuple[fl
             t0 = time.time()
             for p in producers:
                 p.join()
+            produced = time.time() - t0
             total = per * bench_core.S4_PRODUCERS
             wait_completed(q, total)
+            cpu += sum(cpu_seconds(proc.pid) for proc in procs)
         finally:
             stop(procs)
         done = q.jobs(status="COMPLETED", queue=QUEUE, limit=total)
         extra_claims = sum(job.attempts for job in done) - total  # a no-op never retries
-        return total / completed_span(q, total, since=t0), extra_claims
+        rate = total / completed_span(q, total, since=t0)
+        return rate, extra_claims, total / produced, cpu / total
     finally:
         q.close()
 
@@ -198,65 +228,94 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=1, help="of the worker of part 1")
+    parser.add_argument("--s4-concurrency", type=int, default=8, help="of each worker of S4")
+    parser.add_argument("--variants", default="settler", help="settler,slots: see above")
+    parser.add_argument("--before-src", default=None, help="src dir of the 'before' variant")
     parser.add_argument("--only", default="1,2")
     args = parser.parse_args()
+    if args.before_src is not None:
+        BEFORE_SRC.append(str(Path(args.before_src).resolve()))
     sync, jobs, parts = args.durability, args.jobs, args.only.split(",")
+    variants = args.variants.split(",")
     ws = Workspace(keep=False)
     print(f"load average before: {os.getloadavg()[0]:.2f}; synchronous={sync}; jobs={jobs}")
     try:
         if "1" in parts:
-            rates: dict[str, list[float]] = {"worker": [], "bare": [], "raw": []}
-            cpus: dict[str, list[float]] = {"worker": [], "bare": []}
-            for _ in range(args.rounds):
-                for name, measure in (
-                    ("worker", lambda: worker_drain(ws, sync, jobs, args.concurrency)),
-                    ("bare", lambda: bare_drain(ws, sync, jobs)),
-                ):
-                    rate, cpu = measure()
-                    rates[name].append(rate)
-                    cpus[name].append(cpu)
-                rates["raw"].append(run_s3(ws, "raw", sync, jobs).rate)
-            print(f"\n1. one process draining {jobs} jobs, per round")
-            for name, values in rates.items():
-                print(f"  {name + ' jobs/s':<28} " + "  ".join(f"{r:8.0f}" for r in values))
-            for name, values in cpus.items():
-                print(
-                    f"  {name + ' CPU us/job':<28} " + "  ".join(f"{c * 1e6:8.0f}" for c in values)
-                )
-            ratio = [w / b for w, b in zip(rates["worker"], rates["bare"], strict=True)]
-            cpu_ratio = [b / w for w, b in zip(cpus["worker"], cpus["bare"], strict=True)]
-            print(
-                f"  worker / bare, jobs/s        median {median(ratio):.2f}x  "
-                + " ".join(f"{r:.2f}" for r in ratio)
-            )
-            print(
-                f"  worker / bare, by CPU per job median {median(cpu_ratio):.2f}x  "
-                + " ".join(f"{r:.2f}" for r in cpu_ratio)
-            )
-            raw_ratio = [w / r for w, r in zip(rates["worker"], rates["raw"], strict=True)]
-            print(f"  worker / raw S3               median {median(raw_ratio):.2f}x")
+            one_process(ws, sync, jobs, args.rounds, args.concurrency, variants)
         if "2" in parts:
-            worker_rates: list[float] = []
-            raw_rates: list[float] = []
-            dups: list[int] = []
-            for _ in range(args.rounds):
-                rate, dup = worker_s4(ws, sync, jobs, args.concurrency)
-                worker_rates.append(rate)
-                dups.append(dup)
-                raw_rates.append(run_s4(ws, "raw", sync, jobs).rate)
-            ratio = [w / r for w, r in zip(worker_rates, raw_rates, strict=True)]
-            print(f"\n2. S4: 2 producers + {WORKERS} consumers, {jobs} jobs, jobs/s per round")
-            print("  persistq worker processes    " + "  ".join(f"{r:8.0f}" for r in worker_rates))
-            print("  raw S4                       " + "  ".join(f"{r:8.0f}" for r in raw_rates))
-            print(
-                f"  worker S4 / raw S4            median {median(ratio):.2f}x  "
-                + " ".join(f"{r:.2f}" for r in ratio)
-                + f"  (duplicate claims {dups})"
-            )
+            s4(ws, sync, jobs, args.rounds, args.s4_concurrency, variants)
     finally:
         ws.cleanup()
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+
+
+def row(name: str, values: list[float], scale: float = 1.0) -> str:
+    return f"  {name:<30} " + "  ".join(f"{v * scale:8.0f}" for v in values)
+
+
+def ratios(name: str, ours: list[float], theirs: list[float], note: str = "") -> str:
+    ratio = [a / b for a, b in zip(ours, theirs, strict=True)]
+    return (
+        f"  {name:<30} median {median(ratio):.2f}x  " + " ".join(f"{r:.2f}" for r in ratio) + note
+    )
+
+
+def one_process(
+    ws: Workspace, sync: str, jobs: int, rounds: int, concurrency: int, variants: list[str]
+) -> None:
+    names = [f"worker {v}" for v in variants]
+    rates: dict[str, list[float]] = {name: [] for name in [*names, "bare", "raw"]}
+    cpus: dict[str, list[float]] = {name: [] for name in [*names, "bare"]}
+    for _ in range(rounds):
+        for variant, name in zip(variants, names, strict=True):
+            rate, cpu = worker_drain(ws, sync, jobs, concurrency, variant)
+            rates[name].append(rate)
+            cpus[name].append(cpu)
+        rate, cpu = bare_drain(ws, sync, jobs)
+        rates["bare"].append(rate)
+        cpus["bare"].append(cpu)
+        rates["raw"].append(run_s3(ws, "raw", sync, jobs).rate)
+    print(f"\n1. one process draining {jobs} jobs (worker --concurrency {concurrency}), per round")
+    for name, values in rates.items():
+        print(row(name + " jobs/s", values))
+    for name, values in cpus.items():
+        print(row(name + " CPU us/job", values, 1e6))
+    for name in names:
+        print(ratios(f"{name} / bare, jobs/s", rates[name], rates["bare"]))
+        print(ratios(f"{name} / bare, by CPU/job", cpus["bare"], cpus[name]))
+        print(ratios(f"{name} / raw S3", rates[name], rates["raw"]))
+
+
+def s4(
+    ws: Workspace, sync: str, jobs: int, rounds: int, concurrency: int, variants: list[str]
+) -> None:
+    names = [f"worker {v}" for v in variants]
+    rates: dict[str, list[float]] = {name: [] for name in [*names, "raw S4"]}
+    dups: dict[str, list[int]] = {name: [] for name in names}
+    enqueues: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for variant, name in zip(variants, names, strict=True):
+            rate, dup, enqueue_rate, cpu = worker_s4(ws, sync, jobs, concurrency, variant)
+            rates[name].append(rate)
+            dups[name].append(dup)
+            enqueues[name].append(enqueue_rate)
+            cpus[name].append(cpu)
+        rates["raw S4"].append(run_s4(ws, "raw", sync, jobs).rate)
+    print(
+        f"\n2. S4: 2 producers + {WORKERS} consumers (worker --concurrency {concurrency}),"
+        f" {jobs} jobs, jobs/s per round"
+    )
+    for name, values in rates.items():
+        print(row(name, values))
+    for name in names:
+        print(row(f"  {name}: producers' enqueues/s", enqueues[name]))
+    for name in names:
+        print(row(f"  {name}: workers' CPU us/job", cpus[name], 1e6))
+    for name in names:
+        note = f"  (duplicate claims {dups[name]})"
+        print(ratios(f"{name} / raw S4", rates[name], rates["raw S4"], note))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ can run every case of a test:
 - ``{"log": FILE}``: append ``started <id> <attempt> <pid>`` to FILE first, and
   ``finished <id> <attempt> <pid>`` when about to return (one line each, flushed at once, so
   a line in the file means the step happened before any later kill);
+- ``{"wait_for": FILE}``: block until FILE exists (after the ``started`` line);
 - ``{"sleep": S}``: sleep S seconds; ``{"sleep_on_first": S}``: only on the first attempt;
 - ``{"raise": TEXT}``: raise ``RuntimeError(TEXT)``;
 - ``{"poison": true}``: SIGKILL the process running the handler (a consumer crash);
@@ -45,6 +46,9 @@ def act(job: Job) -> dict[str, Any]:
         os._exit(int(payload["exit"]))
     if payload.get("segfault"):
         ctypes.string_at(0)
+    if "wait_for" in payload:
+        while not Path(payload["wait_for"]).exists():
+            time.sleep(0.005)
     if "sleep" in payload:
         time.sleep(float(payload["sleep"]))
     if "sleep_on_first" in payload and job.attempts == 1:

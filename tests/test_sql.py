@@ -15,7 +15,15 @@ import pytest
 
 import persistq
 from group_support import one_group
-from persistq import JobFilter, ManualClock, Queue, State, StorageBusy, StorageUnavailable
+from persistq import (
+    JobFilter,
+    LeaseLost,
+    ManualClock,
+    Queue,
+    State,
+    StorageBusy,
+    StorageUnavailable,
+)
 from persistq.backends import Backend
 from persistq.backends import sqlite as sqlite_backend
 from persistq.backends.sql import migrations, queries, recording
@@ -52,6 +60,7 @@ def drive_every_backend_method(q: Queue, clock: ManualClock) -> None:
     q.heartbeat(held)
     q.heartbeat_many([held, first])
     q.complete(held, {"ok": True})
+    assert [type(a) for a in q.complete_many([(held, None)])] == [LeaseLost]  # done: refused
     q.fail(first, "boom")  # attempts left: retried
     q.fail(second, "boom", retry=False)  # FAILED
     released = q.claim(worker="w")

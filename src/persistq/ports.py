@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from persistq.config import Settings
-from persistq.errors import LeaseLost
+from persistq.errors import LeaseLost, QueueError
 from persistq.model import (
     BULK_BATCH,
     JSON,
@@ -55,11 +55,23 @@ class WorkQueue(Protocol):
         wait: float = 0,
     ) -> Job | None: ...
 
+    def claim_many(
+        self,
+        *,
+        queue: str | Sequence[str] = "default",
+        worker: str,
+        limit: int,
+        lease: float | None = None,
+        wait: float = 0,
+    ) -> list[Job]: ...
+
     def heartbeat(self, job: Job) -> Job: ...
 
     def heartbeat_many(self, jobs: Sequence[Job]) -> list[Job | LeaseLost]: ...
 
     def complete(self, job: Job, result: JSON = None) -> Job: ...
+
+    def complete_many(self, items: Sequence[tuple[Job, JSON]]) -> list[Job | QueueError]: ...
 
     def fail(
         self,
@@ -164,16 +176,6 @@ class QueueAPI(WorkQueue, ReadQueue, Protocol):
         max_attempts: int = 3,
         keys: Sequence[str | None] | None = None,
         timeout: float | None = None,
-    ) -> list[Job]: ...
-
-    def claim_many(
-        self,
-        *,
-        queue: str | Sequence[str] = "default",
-        worker: str,
-        limit: int,
-        lease: float | None = None,
-        wait: float = 0,
     ) -> list[Job]: ...
 
     def events(self, id: int) -> list[Event]: ...  # noqa: A002

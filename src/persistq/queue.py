@@ -13,7 +13,7 @@ from typing import Any
 from persistq.backends import Backend, NewJob
 from persistq.clock import Clock
 from persistq.config import Settings
-from persistq.errors import InvalidJob, LeaseLost, StorageError, Unrecoverable
+from persistq.errors import InvalidJob, LeaseLost, QueueError, StorageError, Unrecoverable
 from persistq.model import (
     BULK_BATCH,
     CANCELLABLE,
@@ -319,6 +319,24 @@ class Queue:
     def complete(self, job: Job, result: JSON = None) -> Job:
         encoded = None if result is None else encode_json(result, what="result")
         return self.backend.complete_job(job.id, _token(job), encoded, self._stamp())
+
+    def complete_many(self, items: Sequence[tuple[Job, JSON]]) -> list[Job | QueueError]:
+        """``complete`` of each ``(job, result)`` in one transaction (a worker's completions
+        settled together): per item, in order, the finished job or the error ``complete``
+        would have raised for it alone (``LeaseLost``, ``JobNotFound``, ``InvalidJob`` for
+        a result JSON cannot hold), which leaves the others completed. A storage error
+        raises for the whole call and completes none."""
+        answers: list[Job | QueueError | None] = []
+        owned: list[tuple[int, str, str | None]] = []
+        for job, result in items:
+            try:
+                encoded = None if result is None else encode_json(result, what="result")
+                owned.append((job.id, _token(job), encoded))
+                answers.append(None)
+            except (InvalidJob, LeaseLost) as exc:
+                answers.append(exc)
+        done = iter(self.backend.complete_jobs(owned, self._stamp()) if owned else [])
+        return [next(done) if answer is None else answer for answer in answers]
 
     def fail(
         self,

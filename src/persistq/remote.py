@@ -34,6 +34,7 @@ from persistq.config import API_TOKEN_ENV, Settings, api_tokens
 from persistq.errors import (
     ERRORS,
     InvalidJob,
+    JobNotFound,
     LeaseLost,
     QueueError,
     StorageUnavailable,
@@ -277,6 +278,17 @@ class RemoteQueue:
         encode_json(result, what="result")
         body = {**_lease(job), "result": result}
         return job_from_json(self._call("POST", f"/jobs/{job.id}/complete", body, safe=False))
+
+    def complete_many(self, items: Sequence[tuple[Job, JSON]]) -> list[Job | QueueError]:
+        """As ``Queue.complete_many``, one request per job (the API has no batch route for
+        completions yet): an item's own refusal is its answer, any other error raises."""
+        answers: list[Job | QueueError] = []
+        for job, result in items:
+            try:
+                answers.append(self.complete(job, result))
+            except (LeaseLost, JobNotFound, InvalidJob) as exc:
+                answers.append(exc)
+        return answers
 
     def fail(
         self,

@@ -1,11 +1,16 @@
 """The worker runtime: claim, run the handler under a heartbeat, settle the job.
 
-Concurrency is ``concurrency`` slots, each a thread claiming and settling. With the thread
-pool (the default) the handler runs in that thread: handlers are mostly I/O, threads share
-one connection. With the process pool (``pool="process"``, see :mod:`persistq.pool`) each
-slot hands its job to a child process of its own, which can be killed at the job's timeout
-and whose death is seen at once. Both end in one settle path. One heartbeat thread per
-worker extends the leases of all the jobs its slots run, in one transaction per tick.
+Concurrency is ``concurrency`` slots, each a thread running one job at a time. One claimer
+thread leases jobs for the slots that are free, all of them in one ``claim_many`` and never
+more than are free, so no job waits leased behind a slow one (with one slot, the claimer
+runs the job itself). With the thread pool (the default) the handler runs in its slot's
+thread: handlers are mostly I/O, threads share one connection. With the process pool
+(``pool="process"``, see :mod:`persistq.pool`) each slot hands its job to a child process
+of its own, which can be killed at the job's timeout and whose death is seen at once. Both
+end in one settle path. A slot hands a completion to the worker's :class:`Settler` and is
+free at once; the settler records those that queued meanwhile in one ``complete_many``.
+One heartbeat thread per worker extends the leases of all the jobs its slots run, in one
+transaction per tick.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import functools
 import importlib
 import logging
 import os
+import queue as queuelib
 import signal
 import socket
 import threading
@@ -54,8 +60,11 @@ SETTLED_EVENT = {
 }
 #: Most handler threads one worker process runs.
 MAX_CONCURRENCY = 256
-#: How often the main thread wakes so a signal delivered to another thread is handled.
+#: How often the main thread wakes so a signal delivered to another thread is handled
+#: (and the claimer, with every slot busy, looks at the stop flag).
 SIGNAL_CHECK_SECONDS = 0.2
+#: Most completions one ``complete_many`` records: a bound on one transaction's length.
+MAX_SETTLE_GROUP = 256
 
 
 class HandlerNotFound(QueueError):
@@ -229,6 +238,81 @@ class Heartbeat:
                 lease.cancel_requested = beat.cancel_requested
 
 
+@dataclass(slots=True)
+class Finished:
+    """A job whose handler returned, waiting to be completed with its result."""
+
+    job: Job
+    result: Any
+    duration: float
+
+
+class Settler:
+    """One thread per worker that completes the jobs its slots finished: those handed over
+    while the last call ran, in one ``complete_many`` (one transaction; on PostgreSQL one
+    round trip per group, not one per job). A slot that hands a job over is free at once.
+
+    ``answer(finished, outcome)`` is called in the settler's thread for each, with the
+    completed job or the error that refused it (a storage error: every job of its group).
+    Once closed, nothing more is taken (``submit`` says False: the caller settles itself).
+    """
+
+    def __init__(
+        self,
+        queue: WorkQueue,
+        answer: Callable[[Finished, Job | QueueError], None],
+        name: str = "settler",
+    ) -> None:
+        self.queue = queue
+        self._answer = answer
+        self._ready = threading.Condition()
+        self._pending: list[Finished] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, finished: Finished) -> bool:
+        with self._ready:
+            if self._closed:
+                return False
+            self._pending.append(finished)
+            self._ready.notify()
+        return True
+
+    def close(self) -> None:
+        """Record everything handed over, then stop."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._pending and not self._closed:
+                    self._ready.wait()
+                if not self._pending:
+                    return
+                group = self._pending[:MAX_SETTLE_GROUP]
+                del self._pending[:MAX_SETTLE_GROUP]
+            self._settle(group)
+
+    def _settle(self, group: Sequence[Finished]) -> None:
+        answers: Sequence[Job | QueueError]
+        try:
+            answers = self.queue.complete_many([(f.job, f.result) for f in group])
+        except QueueError as exc:  # nothing of the group was written
+            answers = [exc] * len(group)
+        for finished, answer in zip(group, answers, strict=True):
+            try:
+                self._answer(finished, answer)
+            except Exception:  # one job's bookkeeping must not stop the others' completions
+                log.exception("event=settle_failed job=%d", finished.job.id)
+
+
 @dataclass
 class Worker:
     """Claims from ``queues`` and runs ``handler`` (a callable or ``module:function``)."""
@@ -256,6 +340,9 @@ class Worker:
     #: How a child of the process pool makes its handler (picklable); default: from
     #: ``handler`` (its ``module:function`` spec, or the callable itself, pickled).
     child_handler: HandlerFactory | None = None
+    #: Completions of the slots recorded together by one settler (``complete_many``);
+    #: False: each slot completes its own job (bench_worker compares the two).
+    settle_together: bool = True
     _resolved: Handler | None = field(default=None, init=False, repr=False)
     _running: dict[int, Job] = field(default_factory=dict, init=False, repr=False)
     #: Set when the database file was deleted or replaced: the worker stops, exit code 1.
@@ -265,6 +352,12 @@ class Worker:
     #: Set once the grace period is over: children are being killed, their jobs released.
     _abandoning: bool = field(default=False, init=False, repr=False)
     _slots: threading.local = field(default_factory=threading.local, init=False, repr=False)
+    #: Free slots (the claimer takes, a slot gives back), and the jobs claimed for them.
+    _free: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
+    _idle: int = field(default=0, init=False, repr=False)
+    _handoff: queuelib.SimpleQueue[Job | None] = field(
+        default_factory=queuelib.SimpleQueue, init=False, repr=False
+    )
     _heartbeat: Heartbeat = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -307,19 +400,22 @@ class Worker:
                 ran += 1
         return ran
 
-    def process(self, job: Job) -> Job | None:
-        """Run the handler for a claimed job and settle it; None when the lease was lost."""
+    def process(self, job: Job, settler: Settler | None = None) -> Job | None:
+        """Run the handler for a claimed job and settle it; None when the lease was lost.
+        With ``settler``, a completion is handed to it (and None returned) instead."""
         log_job("claimed", job, self.worker_id)
         started = time.monotonic()
         with self._lock:
             self._running[job.id] = job
         try:
-            return self._run_and_settle(job, started)
+            return self._run_and_settle(job, started, settler)
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
 
-    def _run_and_settle(self, job: Job, started: float) -> Job | None:
+    def _run_and_settle(
+        self, job: Job, started: float, settler: Settler | None = None
+    ) -> Job | None:
         straggler: threading.Thread | None = None
         with self._heartbeat.hold(job) as beat:
             if self._processes is not None:
@@ -340,6 +436,12 @@ class Worker:
                     note="result not recorded",
                 )
                 return None
+            succeeded = outcome.error is None and outcome.timed_out is None
+            if settler is not None and succeeded and outcome.crashed is None:
+                with self._lock:  # no longer running: shutdown must not release it
+                    self._running.pop(job.id, None)
+                if settler.submit(Finished(job, outcome.result, duration)):
+                    return None
             return self._settle_logged(job, outcome, duration)
         finally:
             if straggler is not None:
@@ -389,6 +491,10 @@ class Worker:
                 "lease_lost", job, self.worker_id, duration=duration, note="result not recorded"
             )
             return None
+        self._log_settled(settled, error, duration)
+        return settled
+
+    def _log_settled(self, settled: Job, error: BaseException | None, duration: float) -> None:
         if settled.status == State.PENDING:
             event = "released" if isinstance(error, ReleaseJob) else "retried"
         else:
@@ -397,7 +503,22 @@ class Worker:
         if error is not None:
             fields["error"] = f"{type(error).__name__}: {error}"
         log_job(event, settled, self.worker_id, **fields)
-        return settled
+
+    def _completed(self, finished: Finished, answer: Job | QueueError) -> None:
+        """The settler's answer for one job: logged as the slot would have logged it."""
+        job, duration = finished.job, finished.duration
+        if isinstance(answer, Job):
+            self._log_settled(answer, None, duration)
+        elif isinstance(answer, LeaseLost):
+            log_job(
+                "lease_lost", job, self.worker_id, duration=duration, note="result not recorded"
+            )
+        elif isinstance(answer, InvalidJob):  # a result JSON cannot hold fails the job
+            self._settle_logged(job, Outcome(error=answer), duration)
+        elif isinstance(answer, StorageReplaced):
+            self._database_gone(answer)
+        else:
+            log.warning("event=complete_failed job=%d error=%r", job.id, str(answer))
 
     def _settle(
         self, job: Job, result: Any, error: BaseException | None, timed_out: str | None = None
@@ -454,10 +575,21 @@ class Worker:
             self._processes = ProcessPool(self.concurrency, self._child_handler())
             self._processes.start()
         sweeper = Sweeper(self.queue, self.sweep_seconds or default_sweep_seconds(self.lease))
-        threads = [
-            threading.Thread(target=self._loop, args=(i,), name=f"worker-{i}", daemon=True)
-            for i in range(self.concurrency)
+        settler = Settler(self.queue, self._completed, f"settler-{self.worker_id}")
+        settler.start()
+        # Fresh each run: a slot still busy when the last run returned never took its end.
+        self._idle, self._handoff = self.concurrency, queuelib.SimpleQueue()
+        given = settler if self.settle_together else None
+        # One slot: the claimer runs its jobs itself (a hand-off to a thread of its own
+        # would cost a thread switch per job and buy nothing).
+        slots = 0 if self.concurrency == 1 else self.concurrency
+        threads = [threading.Thread(target=self._claim_loop, args=(given, slots), name="claimer")]
+        threads += [
+            threading.Thread(target=self._slot, args=(i, given), name=f"worker-{i}")
+            for i in range(slots)
         ]
+        for thread in threads:
+            thread.daemon = True
         threads.append(threading.Thread(target=sweeper.run, args=(self.stop_event,), daemon=True))
         threads.append(threading.Thread(target=self._announce, daemon=True))
         threads += [
@@ -483,6 +615,7 @@ class Worker:
         deadline = time.monotonic() + self.grace_seconds
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        settler.close()  # what finished is recorded before what still runs is released
         if self._processes is not None:
             self._abandoning = True  # before the kill: a killed child is no crash
             with self._lock:
@@ -506,29 +639,81 @@ class Worker:
             return functools.partial(resolve_handler, self.handler)
         return functools.partial(_given, self.handler)
 
-    def _loop(self, slot: int = 0) -> None:
+    def _claim_loop(self, settler: Settler | None, slots: int) -> None:
+        """Lease jobs for the free slots, all in one claim, and hand them over to the
+        ``slots`` slot threads (none: run them here, the one slot); once stopping, tell
+        every slot to end."""
+        self._slots.slot = 0
+        try:
+            while not self.stop_event.is_set():
+                with self._free:
+                    while self._idle == 0 and not self.stop_event.is_set():
+                        self._free.wait(SIGNAL_CHECK_SECONDS)
+                    free = self._idle  # only this thread lowers it: still free at the claim
+                if free == 0:
+                    break  # stopping
+                try:
+                    jobs = self.queue.claim_many(
+                        queue=list(self.queues),
+                        worker=self.worker_id,
+                        limit=free,
+                        lease=self.lease,
+                        wait=self.wait_seconds,
+                    )
+                except StorageReplaced as exc:
+                    self._database_gone(exc)
+                except QueueError as exc:  # the database is unwell; back off and retry
+                    log.warning("event=claim_failed worker=%s error=%r", self.worker_id, str(exc))
+                    self.stop_event.wait(1.0)
+                else:
+                    if self.stop_event.is_set():  # claimed while shutting down: give them back
+                        self._give_back(jobs)
+                        break
+                    if not slots:
+                        for job in jobs:
+                            self._run_job(job, settler)
+                        continue
+                    with self._free:
+                        self._idle -= len(jobs)
+                    for job in jobs:
+                        self._handoff.put(job)
+        finally:
+            for _ in range(slots):
+                self._handoff.put(None)
+
+    def _slot(self, slot: int, settler: Settler | None) -> None:
+        """Run the jobs the claimer hands this slot until it hands over None."""
         self._slots.slot = slot
-        while not self.stop_event.is_set():
+        while (job := self._handoff.get()) is not None:
             try:
-                job = self.queue.claim(
-                    queue=list(self.queues),
-                    worker=self.worker_id,
-                    lease=self.lease,
-                    wait=self.wait_seconds,
-                )
-                if job is None:
-                    continue
-                if self.stop_event.is_set():  # claimed while shutting down: give it back
-                    self.queue.release(job)
-                    continue
-                self.process(job)
-            except StorageReplaced as exc:
-                log.error("event=database_gone worker=%s error=%r", self.worker_id, str(exc))
-                self._storage_gone = exc
-                self.stop_event.set()
-            except QueueError as exc:  # the database is unwell; back off and retry
-                log.warning("event=claim_failed worker=%s error=%r", self.worker_id, str(exc))
-                self.stop_event.wait(1.0)
+                self._run_job(job, settler)
+            finally:
+                with self._free:
+                    self._idle += 1
+                    self._free.notify()
+
+    def _run_job(self, job: Job, settler: Settler | None) -> None:
+        try:
+            if self.stop_event.is_set():  # claimed while shutting down: give it back
+                self._give_back([job])
+            else:
+                self.process(job, settler)
+        except StorageReplaced as exc:
+            self._database_gone(exc)
+        except QueueError as exc:  # the job stays leased; its lease expiry recovers it
+            log.warning("event=settle_failed worker=%s error=%r", self.worker_id, str(exc))
+
+    def _give_back(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            try:
+                self.queue.release(job)
+            except QueueError as exc:
+                log.warning("event=release_failed job=%d error=%r", job.id, str(exc))
+
+    def _database_gone(self, exc: StorageReplaced) -> None:
+        log.error("event=database_gone worker=%s error=%r", self.worker_id, str(exc))
+        self._storage_gone = exc
+        self.stop_event.set()
 
     def _announce(self) -> None:
         """Tell the queue this worker is alive, so the Ops view lists idle workers too."""

@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from persistq.errors import LeaseLost, StorageUnavailable
+from persistq.errors import JobNotFound, LeaseLost, StorageUnavailable
 from persistq.model import Event, Job, JobFilter, QueueInfo, State, StorageInfo, Timing, WorkerInfo
 
 
@@ -120,6 +120,15 @@ class Backend(Protocol):
         self, job_id: int, lease_token: str, result: str | None, now: float | None
     ) -> Job:
         """PROCESSING -> COMPLETED with ``result`` (JSON text); CANCELLED if cancel requested."""
+        ...
+
+    def complete_jobs(
+        self, items: Sequence[tuple[int, str, str | None]], now: float | None
+    ) -> list[Job | JobNotFound | LeaseLost]:
+        """``complete_job`` of each ``(job_id, lease_token, result)`` in one transaction (a
+        worker's completions settled together): per item, in input order, the finished job
+        or the error ``complete_job`` would have raised for it alone; such a miss changes
+        nothing and leaves the others completed."""
         ...
 
     def retry_job(

@@ -64,6 +64,8 @@ from persistq.backends.sqlbase import (
     lease_miss,
 )
 from persistq.errors import (
+    JobNotFound,
+    LeaseLost,
     StorageBusy,
     StorageCorrupt,
     StorageError,
@@ -398,6 +400,24 @@ class PostgresBackend(SQLBackend):
             Call(_Complete(job_id, lease_token, result, self._now(now)))
         )
         return done
+
+    def complete_jobs(
+        self, items: Sequence[tuple[int, str, str | None]], now: float | None
+    ) -> list[Job | JobNotFound | LeaseLost]:
+        # A worker's settled batch is a group already: one complete_jobs statement (one
+        # round trip, one commit), each job fenced on its own lease as in any group.
+        now = self._now(now)
+        group = [Call(_Complete(job_id, token, result, now)) for job_id, token, result in items]
+        self._complete_group(group)
+        answers: list[Job | JobNotFound | LeaseLost] = []
+        for call in group:
+            if isinstance(call.error, JobNotFound | LeaseLost):
+                answers.append(call.error)
+            elif call.error is not None:
+                raise call.error
+            else:
+                answers.append(call.result)
+        return answers
 
     def _complete_group(self, group: list[Call[_Complete]]) -> None:
         with _unknown_if_interrupted(group):

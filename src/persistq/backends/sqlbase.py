@@ -248,39 +248,52 @@ class SQLBackend(ABC):
         timed_out: str | None = None,
         **params: Any,
     ) -> Job:
-        """An owner-only transition: guarded on state, token and expiry; a miss is explained.
-        ``timed_out``: the detail of a ``timed_out`` event written before the transition's."""
+        """An owner-only transition in a transaction of its own (:meth:`_owner_step`)."""
         now = self._now(now)
-
-        def work(conn: Conn) -> Any:
-            # A hand-back clears the row's worker: its events take the holder from before.
-            before = None
-            if name in HANDS_BACK:
-                before = conn.execute(self.SQL["lock_job"], {"id": job_id}).fetchone()
-                if before is None:
-                    raise JobNotFound(job_id)
-            args = {"id": job_id, "lease_token": lease_token, "now": now, **params}
-            row = conn.execute(self.SQL[name], args).fetchone()
-            if row is None:
-                if before is not None:
-                    raise LeaseLost(job_id)
-                raise lease_miss(job_id, conn.execute(self.SQL["get_job"], {"id": job_id}))
-            status = State(row["status"])
-            if status in TERMINAL:
-                self._finished(conn, [job_id])
-            facts = row if before is None else before
-            if timed_out is not None:
-                args = event(facts, EventKind.TIMED_OUT, now, facts["worker"], timed_out)
-                conn.execute(self.SQL["insert_event"], args)
-            kind = FINISH_EVENT.get((name, status))
-            if kind is not None:
-                detail = params.get("error") if kind in DETAILED_EVENTS else None
-                args = event(facts, kind, now, facts["worker"], detail)
-                conn.execute(self.SQL["insert_event"], args)
-            return row
-
-        written = self._write(work, wakes=name in HANDS_BACK)
+        written = self._write(
+            lambda conn: self._owner_step(conn, name, job_id, lease_token, now, timed_out, params),
+            wakes=name in HANDS_BACK,
+        )
         return self._job(written, with_token=True)
+
+    def _owner_step(
+        self,
+        conn: Conn,
+        name: str,
+        job_id: int,
+        lease_token: str,
+        now: float | None,
+        timed_out: str | None,
+        params: Mapping[str, Any],
+    ) -> Any:
+        """An owner-only transition: guarded on state, token and expiry; a miss is explained
+        (and has written nothing, so it needs no savepoint of its own in a batch).
+        ``timed_out``: the detail of a ``timed_out`` event written before the transition's."""
+        # A hand-back clears the row's worker: its events take the holder from before.
+        before = None
+        if name in HANDS_BACK:
+            before = conn.execute(self.SQL["lock_job"], {"id": job_id}).fetchone()
+            if before is None:
+                raise JobNotFound(job_id)
+        args = {"id": job_id, "lease_token": lease_token, "now": now, **params}
+        row = conn.execute(self.SQL[name], args).fetchone()
+        if row is None:
+            if before is not None:
+                raise LeaseLost(job_id)
+            raise lease_miss(job_id, conn.execute(self.SQL["get_job"], {"id": job_id}))
+        status = State(row["status"])
+        if status in TERMINAL:
+            self._finished(conn, [job_id])
+        facts = row if before is None else before
+        if timed_out is not None:
+            args = event(facts, EventKind.TIMED_OUT, now, facts["worker"], timed_out)
+            conn.execute(self.SQL["insert_event"], args)
+        kind = FINISH_EVENT.get((name, status))
+        if kind is not None:
+            detail = params.get("error") if kind in DETAILED_EVENTS else None
+            args = event(facts, kind, now, facts["worker"], detail)
+            conn.execute(self.SQL["insert_event"], args)
+        return row
 
     def extend_lease(self, job_id: int, lease_token: str, now: float | None) -> Job:
         return self._owner_write("extend_lease", job_id, lease_token, now)
@@ -307,6 +320,28 @@ class SQLBackend(ABC):
         self, job_id: int, lease_token: str, result: str | None, now: float | None
     ) -> Job:
         return self._owner_write("complete_job", job_id, lease_token, now, result=result)
+
+    def complete_jobs(
+        self, items: Sequence[tuple[int, str, str | None]], now: float | None
+    ) -> list[Job | JobNotFound | LeaseLost]:
+        now = self._now(now)
+
+        def work(conn: Conn) -> list[Any]:
+            done: list[Any] = []
+            for job_id, token, result in items:
+                try:
+                    params = {"result": result}
+                    done.append(
+                        self._owner_step(conn, "complete_job", job_id, token, now, None, params)
+                    )
+                except (JobNotFound, LeaseLost) as exc:  # this one alone: nothing written
+                    done.append(exc)
+            return done
+
+        return [
+            row if isinstance(row, JobNotFound | LeaseLost) else self._job(row, with_token=True)
+            for row in self._write(work)
+        ]
 
     def retry_job(
         self,
