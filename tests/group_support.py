@@ -104,19 +104,8 @@ def lock_held(path: Path) -> Iterator[Callable[[], None]]:
     """Another connection's write lock on ``path``; yields its release."""
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
-    released = False
-
-    def release() -> None:
-        nonlocal released
-        if not released:
-            holder.execute("ROLLBACK")
-            released = True
-
-    try:
+    with _rolled_back(holder) as release:
         yield release
-    finally:
-        release()
-        holder.close()
 
 
 @contextmanager
@@ -130,6 +119,13 @@ def writes_held(q: Queue) -> Iterator[Callable[[], None]]:
     holder = raw_pg(q.backend.url)
     holder.execute("BEGIN")
     holder.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
+    with _rolled_back(holder) as release:
+        yield release
+
+
+@contextmanager
+def _rolled_back(holder: Any) -> Iterator[Callable[[], None]]:
+    """Yields the release of ``holder``'s open transaction (a rollback, once); closes it."""
     released = False
 
     def release() -> None:
