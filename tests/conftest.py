@@ -23,6 +23,26 @@ fast_storage.install()
 openapi_memo.install()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup``, a test marked ``xdist_group(NAME)`` gets its id suffixed
+    with ``@NAME``, which is how the scheduler keeps a group on one worker. pytest-xdist 3.8
+    sets that suffix on ``Node._nodeid``, which pytest 9 no longer reads (the id is
+    ``Node._id``): without this, no group held (the two apt-get users ran on both workers,
+    and one failed on dpkg's lock). Does nothing where xdist's own suffix took."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's PERSISTQ_* settings."""
