@@ -65,9 +65,6 @@ def new_pg_schema(prefix: str = "test") -> tuple[str, Callable[[], None]]:
     return f"{PG_URL}{separator}schema={schema}", lambda: drop_schema(schema)
 
 
-#: The xdist group of every test that uses :func:`server_control`: one worker runs them in turn.
-SERVER_GROUP = "pg-server-control"
-
 RESTARTS_ALLOWED = REQUIRE_PG or os.environ.get("PERSISTQ_TEST_PG_RESTARTS", "") not in ("", "0")
 LOCK_FILE = "/tmp/persistq-tests-pg-restart.lock"
 
@@ -146,14 +143,7 @@ def pg_ctlcluster(action: str) -> None:
 @contextlib.contextmanager
 def server_control() -> Iterator[Callable[[], float]]:
     """A function that restarts the local server (returns the seconds it took); whatever
-    happens inside, the server is running again afterwards.
-
-    Another run's restarts wait for the whole block (it may change the server's settings
-    meanwhile). This run's other tests wait only for each restart: between restarts, the
-    other workers go on (a worker idle for a whole test that restarts twice was ~13 s). The
-    tests that use this share one xdist group (SERVER_GROUP): a second one on another
-    worker would hold its test's shared lock while it waits for the first one's block, and
-    the first one's next restart waits for that lock."""
+    happens inside, the server is running again afterwards."""
     host = urlsplit(PG_URL).hostname or "localhost"
     if host not in ("127.0.0.1", "localhost", "::1"):
         pytest.skip(f"restarts the server: {PG_URL} is not on this machine")
@@ -162,20 +152,17 @@ def server_control() -> Iterator[Callable[[], float]]:
     require_restarts_allowed()
 
     def restart() -> float:
-        with _alone_on_the_server():
-            started = time.monotonic()
-            pg_ctlcluster("restart")
-            wait_until(server_ready, "the server to accept connections again", timeout=30)
-            return time.monotonic() - started
+        started = time.monotonic()
+        pg_ctlcluster("restart")
+        wait_until(server_ready, "the server to accept connections again", timeout=30)
+        return time.monotonic() - started
 
-    with open(LOCK_FILE, "a") as lock:
+    with _alone_on_the_server(), open(LOCK_FILE, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run's restarts finish first
         try:
             yield restart
         finally:
-            if not server_ready():  # a failed restart left it stopped
-                with _alone_on_the_server():
-                    ensure_running()
+            ensure_running()
 
 
 def ensure_running() -> None:

@@ -35,7 +35,6 @@ from persistq import State
 from pgserver import (
     PG_URL,
     RESTARTS_ALLOWED,
-    SERVER_GROUP,
     require_restarts_allowed,
     server_control,
     wait_until,
@@ -218,7 +217,6 @@ def client_addresses() -> set[str]:
     return {row[0] for row in rows}
 
 
-@pytest.mark.xdist_group(SERVER_GROUP)  # see server_control
 def test_workers_in_three_network_namespaces_complete_every_job_once_over_tcp(
     pg_url: str, tmp_path: Path
 ) -> None:

@@ -22,7 +22,7 @@ import pytest
 import persistq
 from handlers import log_lines
 from persistq import ManualClock, State
-from pgserver import PG_URL, SERVER_GROUP, server_control, wait_until
+from pgserver import PG_URL, server_control, wait_until
 from procs import Children
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -32,7 +32,6 @@ def finished_by_pid(log: Path) -> Counter[int]:
     return Counter(pid for _, _, pid in log_lines(log, "finished"))
 
 
-@pytest.mark.xdist_group(SERVER_GROUP)  # see server_control
 def test_the_server_restarts_twice_mid_run_and_no_acknowledged_job_is_lost(
     pg_url: str, tmp_path: Path
 ) -> None:
