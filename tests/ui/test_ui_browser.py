@@ -233,7 +233,9 @@ def test_ops_draws_its_charts_and_refreshes_itself(page: Any, served: dict[str, 
     server = served["ops"]
     log_in(page, server.url)
     charts = page.get_by_test_id("stVegaLiteChart")
-    expect(charts).to_have_count(2)
+    # The context's 30 s, not expect's own 5 s: beside another worker's crash tests, the
+    # dashboard's first draw took longer (twice in full runs, never alone).
+    expect(charts).to_have_count(2, timeout=30_000)
     for i in range(2):  # vega-embed has drawn each one: a sized canvas or svg inside
         expect(charts.nth(i).locator("canvas, svg").first).to_be_visible()
     completed = page.get_by_test_id("stMetric").filter(has_text=re.compile("^COMPLETED"))
