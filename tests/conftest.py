@@ -33,14 +33,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run_last_the_tests_that_run_alone(items)
     if not getattr(config.option, "loadgroup", False):
         return
-    from _pytest.nodeid import NodeId
-
     for item in items:
         names = {
             str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
             for mark in item.iter_markers("xdist_group")
         }
         if names and "@" not in item.nodeid:
+            from _pytest.nodeid import NodeId  # pytest 9's; before it, xdist's suffix took
+
             item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
 
 
