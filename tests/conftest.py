@@ -23,6 +23,37 @@ fast_storage.install()
 openapi_memo.install()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup``, a test marked ``xdist_group(NAME)`` gets its id suffixed
+    with ``@NAME``, which is how the scheduler keeps a group on one worker. pytest-xdist 3.8
+    sets that suffix on ``Node._nodeid``, which pytest 9 no longer reads (the id is
+    ``Node._id``): without this, no group held (the two apt-get users ran on both workers,
+    and one failed on dpkg's lock). Does nothing where xdist's own suffix took."""
+    run_last_the_tests_that_run_alone(items)
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        if names and "@" not in item.nodeid:
+            from _pytest.nodeid import NodeId  # pytest 9's; before it, xdist's suffix took
+
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
+
+
+def run_last_the_tests_that_run_alone(items: list[pytest.Item]) -> None:
+    """Tests marked ``alone`` go last (in their order). One waits for the other worker's
+    current test before it starts, and the other worker then waits for it: among the short
+    tests near the end of a run that first wait is short, where at the start (the browser
+    and crash tests) it was up to half a minute of one worker idle."""
+    alone = [item for item in items if item.get_closest_marker("alone") is not None]
+    if alone:
+        items[:] = [item for item in items if item.get_closest_marker("alone") is None] + alone
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's PERSISTQ_* settings."""

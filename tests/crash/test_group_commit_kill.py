@@ -12,7 +12,9 @@ against the database: every returned enqueue is stored once, every returned clai
 token (or completed, if its completion returned), every returned completion is COMPLETED,
 every refused enqueue is absent; no payload is stored twice.
 
-The child is this file run as a script: ``python test_group_commit_kill.py URL ROUND``.
+The child is this file run as a script: ``python test_group_commit_kill.py URL ROUND``. It
+starts (its imports, half a second of a round) while the round before it runs, and opens the
+queue only when the parent writes ``go`` on its stdin, once that round's child is dead.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ TIMEOUT_SECONDS = 60.0
 
 
 def child(url: str, round_: str) -> None:
+    if sys.stdin.readline() != "go\n":  # the parent ended the run before this round
+        return
     q = persistq.connect(url)
     backend = q.backend
 
@@ -207,35 +211,63 @@ def test_group_commits_killed_at_random_keep_every_returned_call(
         )
 
 
+class Child:
+    """One round's child process, started before its round (see the module's docstring)."""
+
+    def __init__(self, url: str, tmp_path: Path, round_: int) -> None:
+        self.round = round_
+        self.out, self.err = tmp_path / f"child-{round_}.out", tmp_path / f"child-{round_}.err"
+        with self.out.open("wb") as stdout, self.err.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, __file__, child_url(url, round_), str(round_)],
+                stdin=subprocess.PIPE,
+                stdout=stdout,
+                stderr=stderr,
+            )
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.close()
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(TIMEOUT_SECONDS)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+
+
 def run_rounds(q: Queue, url: str, tmp_path: Path, rounds: int) -> None:
     add_poison_trigger(url)
     rng = random.Random(14)
     lines: list[list[str]] = []
     largest: Counter[int] = Counter()
     outlived = 0
-    for round_ in range(rounds):
-        out, err = tmp_path / f"child-{round_}.out", tmp_path / f"child-{round_}.err"
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, __file__, child_url(url, round_), str(round_)],
-                stdout=stdout,
-                stderr=stderr,
-            )
-        try:
-            wait_ready(proc, out, err)
-            time.sleep(rng.uniform(0.2, 1.2))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(TIMEOUT_SECONDS)
-        outlived += wait_sessions_ended(url, round_)
-        assert proc.returncode == -signal.SIGKILL, err.read_text()
-        assert err.read_text() == "", err.read_text()
-        found = lines_of(out)
-        lines += found
-        groups = [words for words in found if words[0] == "groups"]
-        if groups and groups[-1][1:]:
-            sizes = Counter({int(s): int(n) for s, n in (w.split(":") for w in groups[-1][1:])})
-            largest[max(sizes)] += 1
+    following: Child | None = Child(url, tmp_path, 0)
+    try:
+        for round_ in range(rounds):
+            assert following is not None
+            current, following = following, None
+            try:
+                current.go()
+                wait_ready(current.proc, current.out, current.err)
+                if round_ + 1 < rounds:
+                    following = Child(url, tmp_path, round_ + 1)
+                time.sleep(rng.uniform(0.2, 1.2))
+            finally:
+                current.kill()
+            outlived += wait_sessions_ended(url, round_)
+            assert current.proc.returncode == -signal.SIGKILL, current.err.read_text()
+            assert current.err.read_text() == "", current.err.read_text()
+            found = lines_of(current.out)
+            lines += found
+            groups = [words for words in found if words[0] == "groups"]
+            if groups and groups[-1][1:]:
+                sizes = Counter({int(s): int(n) for s, n in (w.split(":") for w in groups[-1][1:])})
+                largest[max(sizes)] += 1
+    finally:
+        if following is not None:  # a round failed: its successor never got its go
+            following.kill()
     said = Counter(words[0] for words in lines)
     print(
         f"{rounds} rounds: {dict(said)}; largest group per round: {dict(sorted(largest.items()))}; "

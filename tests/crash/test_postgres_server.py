@@ -32,6 +32,9 @@ def finished_by_pid(log: Path) -> Counter[int]:
     return Counter(pid for _, _, pid in log_lines(log, "finished"))
 
 
+# Alone, as server_control would take the run alone at its start: so marked, it runs last,
+# where the wait for the other worker's current test is short (conftest).
+@pytest.mark.alone
 def test_the_server_restarts_twice_mid_run_and_no_acknowledged_job_is_lost(
     pg_url: str, tmp_path: Path
 ) -> None:
