@@ -21,13 +21,11 @@ import importlib
 import logging
 import os
 import queue as queuelib
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from persistq.errors import InvalidJob, LeaseLost, QueueError, ReleaseJob, StorageReplaced
@@ -43,6 +41,7 @@ from persistq.model import (
 from persistq.pool import Handler, HandlerFactory, Outcome, ProcessPool
 from persistq.ports import WorkQueue
 from persistq.retry import RetryPolicy
+from persistq.signals import StopSignals
 from persistq.sweeper import Sweeper, default_sweep_seconds
 
 log = logging.getLogger("persistq.worker")
@@ -60,9 +59,8 @@ SETTLED_EVENT = {
 }
 #: Most handler threads one worker process runs.
 MAX_CONCURRENCY = 256
-#: How often the main thread wakes so a signal delivered to another thread is handled
-#: (and the claimer, with every slot busy, looks at the stop flag).
-SIGNAL_CHECK_SECONDS = 0.2
+#: How often the claimer, with every slot busy, looks at the stop flag.
+STOP_CHECK_SECONDS = 0.2
 #: Most completions one ``complete_many`` records: a bound on one transaction's length.
 MAX_SETTLE_GROUP = 256
 
@@ -570,7 +568,8 @@ class Worker:
             return self._run()
 
     def _run(self) -> int:
-        self._install_signal_handlers()
+        signals = StopSignals(self.stop_event)
+        signals.install()
         if self.pool == "process":
             self._processes = ProcessPool(self.concurrency, self._child_handler())
             self._processes.start()
@@ -606,11 +605,9 @@ class Worker:
         )
         for thread in threads:
             thread.start()
-        # Python runs signal handlers in the main thread only, and the kernel may hand
-        # SIGTERM to any thread: then a main thread asleep in a bare wait() is never woken
-        # and the handler never runs. Waking to check is what lets it run.
-        while not self.stop_event.wait(SIGNAL_CHECK_SECONDS):
-            pass
+        received = signals.wait()
+        if received is not None:
+            log.info("event=signal signal=%s worker=%s", received.name, self.worker_id)
         log.info("event=stopping worker=%s grace=%.0f", self.worker_id, self.grace_seconds)
         deadline = time.monotonic() + self.grace_seconds
         for thread in threads:
@@ -648,7 +645,7 @@ class Worker:
             while not self.stop_event.is_set():
                 with self._free:
                     while self._idle == 0 and not self.stop_event.is_set():
-                        self._free.wait(SIGNAL_CHECK_SECONDS)
+                        self._free.wait(STOP_CHECK_SECONDS)
                     free = self._idle  # only this thread lowers it: still free at the claim
                 if free == 0:
                     break  # stopping
@@ -738,19 +735,6 @@ class Worker:
                 log_job("released", job, self.worker_id, note="grace period over")
             except QueueError as exc:
                 log.warning("event=release_failed job=%d error=%r", job.id, str(exc))
-
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info(
-                "event=signal signal=%s worker=%s", signal.Signals(signum).name, self.worker_id
-            )
-            self.stop_event.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
 
 
 def _given(handler: Handler) -> Handler:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +19,7 @@ from persistq.config import DEFAULT_FILES_DIR, under_home
 from persistq.errors import InvalidJob, QueueError
 from persistq.model import validate_queue_name, validate_timeout
 from persistq.ports import WorkQueue
+from persistq.signals import StopSignals
 from persistq.sweeper import default_sweep_seconds
 from persistq.tasks.files import FILES_QUEUE, make_random_file, stamp_payload
 from persistq.worker import (
@@ -266,18 +265,13 @@ def produce(
         fail(str(exc), code=2)
     setup_logging(log_level)
     q = open_queue(ctx)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signals = StopSignals(threading.Event())
+    signals.install()
     produced = 0
     directory = under_home(directory)
     log.info("event=producer_started queue=%s every=%.1f dir=%s", queue, every, directory)
     next_at = time.monotonic()
-    while not stop.is_set() and (count is None or produced < count):
+    while not signals.stop.is_set() and (count is None or produced < count):
         path = make_random_file(directory)
         try:
             job = q.enqueue(stamp_payload(path), queue=queue, timeout=seconds)
@@ -291,5 +285,5 @@ def produce(
             # so "--every 5" makes 720 jobs an hour, not fewer.
             # After a stall (a busy database) it goes on from now rather than catching up.
             next_at = max(next_at + every, time.monotonic())
-            stop.wait(next_at - time.monotonic())
+            signals.wait(next_at - time.monotonic())
     log.info("event=producer_stopped produced=%d", produced)
