@@ -92,7 +92,6 @@ class Groups(Generic[W]):
         #: 1: every call its own group (``?group_commit=off``).
         self.max_size = max(1, max_size)
         self.sizes: Counter[int] = Counter() if sizes is None else sizes
-        self._sizes_lock = threading.Lock()
         self.reset()
         _ALL.add(self)
 
@@ -101,6 +100,8 @@ class Groups(Generic[W]):
         thread is not there)."""
         self.queued: deque[Call[W]] = deque()
         self._queue_lock = threading.Lock()
+        # A leader may hold this one at the fork, too: it counts its group as it starts.
+        self._sizes_lock = threading.Lock()
         self.leading = False
         self._last_group = 1
 
