@@ -540,8 +540,17 @@ class SQLiteBackend(SQLBackend):
         return report
 
 
+#: Connections a forked child inherited, kept and never closed: a thread of the parent may
+#: have been inside SQLite with the connection's mutex held at the fork; closing it (or
+#: letting it be freed, which closes it) would wait for that mutex forever.
+_INHERITED: list[sqlite3.Connection] = []
+
+
 def _reset_locks_after_fork() -> None:
     for backend in list(_BACKENDS):
+        if backend._conn is not None:
+            _INHERITED.append(backend._conn)
+            backend._conn = None
         backend._reset_locks()
 
 
