@@ -85,7 +85,7 @@ def test_schema_8_moves_to_9_with_every_row_and_every_read_intact(
     clock.advance(500)  # the delayed jobs are still ahead, every other one is due
 
     with persistq.connect(f"sqlite:///{path}", clock=clock) as q:
-        assert q.check()["schema_version"] == 9
+        assert q.check()["schema_version"] == migrations("sqlite")[-1].version
         assert _rows(path) == before  # only indexes changed
         counts = q.backend.count_by_status()
         assert counts == {

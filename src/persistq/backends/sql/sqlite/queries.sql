@@ -489,11 +489,12 @@ WHERE finished_at >= :since AND started_at IS NOT NULL
 ORDER BY finished_at DESC LIMIT :limit;
 
 -- name: recent_failures
--- The kinds are persistq.model.FAILURE_KINDS, written out so the partial index
--- events_failures (migration 0006) serves the query: it walks only failure events, newest first.
+-- The kinds are persistq.model.FAILURE_KINDS, written out as the partial index
+-- events_failures (migration 0010) says them, so that it serves the query: it walks only
+-- failure events, newest first.
 SELECT e.id, e.job_id, e.at, e.kind, e.worker, e.detail, j.queue
 FROM events AS e JOIN jobs AS j ON j.id = e.job_id
-WHERE e.kind IN ('failed', 'retried', 'lease_expired')
+WHERE (e.kind = 'failed' OR e.kind = 'retried' OR e.kind = 'lease_expired')
 ORDER BY e.id DESC LIMIT :limit;
 
 -- name: worker_seen
