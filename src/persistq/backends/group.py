@@ -124,11 +124,20 @@ class Groups(Generic[W]):
         be handed the lead). Returns once ``call`` is answered."""
         with self._queue_lock:
             leads = not self.leading
-            if not leads:
-                call.ready = threading.Event()
-            self.queued.append(call)
             self.leading = True
-        if leads and self._last_group > 1:
+            if leads and self._last_group == 1:
+                # Alone (no one led, so nothing is queued) after a group of one: lead at
+                # once, without queueing (the common case of a caller alone).
+                group = [call]
+            else:
+                if not leads:
+                    call.ready = threading.Event()
+                self.queued.append(call)
+                group = []
+        if group:
+            self._lead(call, group)
+            return
+        if leads:
             # Not a delay: a yield, so that the threads the previous group just answered,
             # on their way back, queue behind this one first. A caller alone (the last
             # group was its own) does not pay for this syscall.
@@ -141,6 +150,10 @@ class Groups(Generic[W]):
         with self._queue_lock:
             size = min(len(self.queued), self.max_size)
             group = [self.queued.popleft() for _ in range(size)]
+        self._lead(call, group)
+
+    def _lead(self, call: Call[W], group: list[Call[W]]) -> None:
+        """Run ``group`` (``call``'s, the leader's, first), answer it, pass the lead on."""
         try:
             self._run(group)
         except BaseException:

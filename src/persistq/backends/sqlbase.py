@@ -73,11 +73,18 @@ class LastWrite:
         try:
             yield
         except StorageError as exc:
-            with self._lock:
-                self._failed = (time.monotonic(), str(exc))
+            self.failed(exc)
             raise
+        self.succeeded()
+
+    def failed(self, exc: StorageError) -> None:
         with self._lock:
-            self._failed = None
+            self._failed = (time.monotonic(), str(exc))
+
+    def succeeded(self) -> None:
+        if self._failed is not None:  # the lock only when there is something to clear
+            with self._lock:
+                self._failed = None
 
     def problem(self) -> str | None:
         with self._lock:

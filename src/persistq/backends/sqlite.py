@@ -43,7 +43,7 @@ from persistq.backends.group import (
     fail_all,
     parse_group_commit,
 )
-from persistq.backends.rows import epoch_to_datetime, new_job
+from persistq.backends.rows import epoch_to_datetime, new_job, row_to_job
 from persistq.backends.sql import NamedSQL, migrations
 from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
 from persistq.config import split_sqlite_url
@@ -195,8 +195,9 @@ class SQLiteBackend(SQLBackend):
     # -- connection and transactions ------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        # A connection must not cross fork(): the child opens its own.
-        if self._conn is not None and self._pid == os.getpid():
+        # A connection must not cross fork(): the child opens its own (the fork hook below
+        # takes the inherited one away, so no getpid() per call is needed).
+        if self._conn is not None:
             if self._file_identity() != self._identity:
                 raise self._replaced()
             return self._conn
@@ -269,16 +270,23 @@ class SQLiteBackend(SQLBackend):
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """Run ``attempt``; while the file is busy, retry it until the wait limit."""
+        try:
+            return attempt()
+        except sqlite3.Error as exc:
+            if not _is_busy(exc):
+                raise translate(exc, self.path) from None
+        # Busy: the wait limit counts from here (the first attempt is the common case and
+        # pays for no clock read).
         deadline = time.monotonic() + self._busy_timeout
         pause = 0.001
         while True:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
             try:
                 return attempt()
             except sqlite3.Error as exc:
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise translate(exc, self.path) from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
 
     def _write(self, work: Callable[[sqlite3.Connection], T], *, wakes: bool = False) -> T:
         """Run ``work`` in an immediate transaction, retried whole while the file is busy:
@@ -287,8 +295,14 @@ class SQLiteBackend(SQLBackend):
         The connection is held per attempt, not across the retries: while another process
         holds the write lock, this process's reads (WAL readers are not blocked by a writer)
         still get through between attempts."""
-        with self._writes.watch():
-            return self._groups.run(Call((work, wakes)))  # type: ignore[no-any-return]
+        # As LastWrite.watch() does, without a generator per write.
+        try:
+            result: T = self._groups.run(Call((work, wakes)))
+        except StorageError as exc:
+            self._writes.failed(exc)
+            raise
+        self._writes.succeeded()
+        return result
 
     def _commit(self, group: list[Call[_Work]]) -> None:
         """Run every call of ``group`` in one transaction and commit it; set each call's
@@ -302,9 +316,10 @@ class SQLiteBackend(SQLBackend):
         done = [call for call in group if call.error is None]
         # Other processes notice through PRAGMA data_version; this one's waiters here.
         if done:
+            wakes = sum(call.work[1] for call in done)
             with self._changed:
                 self._local_commits += len(done)
-                self._local_writes += sum(call.work[1] for call in done)
+                self._local_writes += wakes
                 self._changed.notify_all()
 
     def _attempt(self, group: list[Call[_Work]]) -> None:
@@ -395,7 +410,7 @@ class SQLiteBackend(SQLBackend):
         # column in turn: a dict first halves the cost of building a Job from a whole row.
         if isinstance(row, sqlite3.Row):
             row = dict(zip(row.keys(), row, strict=True))
-        return super()._job(row, with_token=with_token)
+        return row_to_job(row, epoch_to_datetime, with_token=with_token)
 
     def _insert_batch(
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
