@@ -20,10 +20,11 @@ import json
 import math
 import re
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from persistq.errors import InvalidJob
@@ -155,6 +156,16 @@ class Event:
 
 # One encoder for every call (json.dumps with options builds a new one each time).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# And its C encoder, made once: JSONEncoder.encode makes one (and a closure) per call, most
+# of the cost of a small payload. No circular-reference markers (a dict an encoding that
+# fails part-way would leave stale): a cycle ends in RecursionError instead, refused alike.
+_C_ENCODE: Callable[[Any, int], Sequence[str]] | None = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(
+        None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, False
+    )
+)
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_KEY_LENGTH = 255
 MAX_WORKER_LENGTH = 255
@@ -206,7 +217,7 @@ def task_call(payload: JSON) -> tuple[str, list[JSON], dict[str, JSON]] | None:
 def encode_json(value: JSON, *, what: str, max_bytes: int | None = None) -> str:
     """Encode ``value`` as compact JSON, refusing what JSON cannot hold (NaN, objects)."""
     try:
-        text = _ENCODER.encode(value)
+        text = _ENCODER.encode(value) if _C_ENCODE is None else "".join(_C_ENCODE(value, 0))
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidJob(f"{what} is not JSON: {exc}") from None
     # NUL is escaped by JSON; a lone surrogate is not, and only non-ASCII text can hold one.

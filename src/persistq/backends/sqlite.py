@@ -45,7 +45,7 @@ from persistq.backends.group import (
 )
 from persistq.backends.rows import epoch_to_datetime, new_job, row_to_job
 from persistq.backends.sql import NamedSQL, migrations
-from persistq.backends.sqlbase import LastWrite, SQLBackend, job_params
+from persistq.backends.sqlbase import LastWrite, SQLBackend
 from persistq.config import split_sqlite_url
 from persistq.errors import (
     StorageBusy,
@@ -417,8 +417,7 @@ class SQLiteBackend(SQLBackend):
     ) -> list[Job]:
         now = self._now(now)
         if len(jobs) == 1:  # enqueue: the statement numbers the job
-            params = job_params(jobs[0], id=None, now=now)
-            job_id = conn.execute(SQL["insert_job_batch"], params).lastrowid
+            job_id = conn.execute(SQL["insert_job_batch"], batch_row(None, jobs[0], now)).lastrowid
             assert job_id is not None
             return _new_jobs(jobs, job_id, now)
         # Numbered here from the last id handed out: this transaction holds the only write
@@ -426,7 +425,7 @@ class SQLiteBackend(SQLBackend):
         first_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1
         conn.executemany(
             SQL["insert_job_batch"],
-            [job_params(job, id=job_id, now=now) for job_id, job in enumerate(jobs, first_id)],
+            [batch_row(job_id, job, now) for job_id, job in enumerate(jobs, first_id)],
         )
         return _new_jobs(jobs, first_id, now)
 
@@ -570,6 +569,20 @@ def _reset_locks_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
+def batch_row(job_id: int | None, job: NewJob, now: float) -> tuple[Any, ...]:
+    """The parameters of ``insert_job_batch``, in the order its numbers give them."""
+    return (
+        job_id,
+        job.queue,
+        job.payload,
+        job.priority,
+        now,
+        job.delay_seconds,
+        job.max_attempts,
+        job.timeout,
+    )
 
 
 def _new_jobs(jobs: Sequence[NewJob], first_id: int, now: float) -> list[Job]:

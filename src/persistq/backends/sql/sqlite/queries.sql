@@ -27,12 +27,14 @@ RETURNING *;
 -- The batch path of enqueue_many when no job has a key: no RETURNING, so executemany can
 -- run it; the caller numbers the rows from last_insert_id (it holds the only write lock),
 -- or, for one job, passes no id and reads the cursor's lastrowid (one statement less).
+-- Numbered parameters, given as a tuple per row (sqlite.py, batch_row): binding a dict of
+-- named ones cost a batch 2 us a row. ?1 id, ?2 queue, ?3 payload, ?4 priority, ?5 now,
+-- ?6 delay_seconds, ?7 max_attempts, ?8 timeout.
 INSERT INTO jobs (id, queue, payload, status, priority, run_at, attempts, max_attempts, key,
                   timeout, created_at, updated_at)
-VALUES (coalesce(:id, max(coalesce((SELECT max(id) FROM jobs), 0),
-                          (SELECT last_id FROM job_ids)) + 1),
-        :queue, :payload, 'PENDING', :priority, :now + :delay_seconds, 0, :max_attempts,
-        NULL, :timeout, :now, :now);
+VALUES (coalesce(?1, max(coalesce((SELECT max(id) FROM jobs), 0),
+                         (SELECT last_id FROM job_ids)) + 1),
+        ?2, ?3, 'PENDING', ?4, ?5 + ?6, 0, ?7, NULL, ?8, ?5, ?5);
 
 -- name: last_insert_id
 -- The highest id ever handed out: the newest row's, or a deleted one's (job_ids, kept by
