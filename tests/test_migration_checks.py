@@ -16,17 +16,14 @@ from typing import Any
 import pytest
 
 import persistq
+from migration_support import sqlite_at_version
 from persistq import EventKind, State
 from persistq.backends.sql import migrations
 from persistq.errors import StorageError
 
 
 def _build_schema_9(path: Path, *, edit_jobs_text: bool = False) -> None:
-    db = sqlite3.connect(path, isolation_level=None)
-    for migration in migrations("sqlite"):
-        if migration.version <= 9:
-            db.executescript(migration.sql)
-            db.execute(f"PRAGMA user_version = {migration.version}")
+    db = sqlite_at_version(path, 9)
     db.execute("BEGIN")
     db.execute("INSERT INTO queues (name, paused, created_at) VALUES ('q', 0, 1000)")
     states = [str(s) for s in State]

@@ -9,9 +9,11 @@ same after the migration, and new transitions append to the old histories.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import persistq
+from migration_support import sqlite_at_version
 from persistq import ManualClock, Queue, State
 from persistq.backends import open_backend
 from persistq.backends.sql import migrations
@@ -31,10 +33,8 @@ class OldRelease:
         self.t = "?" if self.dialect == "sqlite" else "to_timestamp(%s)"
         previous = [m for m in migrations(self.dialect) if m.version < LEAN[self.dialect]]
         if self.dialect == "sqlite":
-            self.db: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-            for migration in previous:
-                self.db.executescript(migration.sql)
-                self.db.execute(f"PRAGMA user_version = {migration.version}")
+            path = Path(url.removeprefix("sqlite:///"))
+            self.db: Any = sqlite_at_version(path, LEAN["sqlite"] - 1)
             return
         import psycopg
 

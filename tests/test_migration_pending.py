@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import persistq
+from migration_support import sqlite_at_version
 from persistq import JobFilter, ManualClock, State
 from persistq.backends.sql import migrations
 
@@ -23,11 +24,7 @@ QUEUES = ("a", "b")
 
 
 def _build_schema_8(path: Path, now: float) -> None:
-    db = sqlite3.connect(path, isolation_level=None)
-    for migration in migrations("sqlite"):
-        if migration.version <= 8:
-            db.executescript(migration.sql)
-            db.execute(f"PRAGMA user_version = {migration.version}")
+    db = sqlite_at_version(path, 8)
     db.execute("BEGIN")
     for queue in QUEUES:
         db.execute("INSERT INTO queues (name, paused, created_at) VALUES (?, 0, ?)", (queue, now))
