@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import weakref
+from _thread import LockType
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -51,16 +52,23 @@ class Call(Generic[W]):
         self.work = work
         self.result: Any = None
         self.error: BaseException | None = None
-        #: Answered (result or error); else, when ``ready`` is set, this caller now leads.
+        #: Answered (result or error); else, once ``ready`` is released, this caller leads.
         self.done = False
-        #: Made only for a call that waits behind a leader: a caller alone, the common
-        #: case, does not pay for an Event (a Condition and two locks) per write.
-        self.ready: threading.Event | None = None
+        #: Made only for a call that waits behind a leader, taken at once: its caller waits
+        #: by taking it again, and ``wake`` releases it. A bare lock, not an Event: an
+        #: Event is a Condition, which makes a lock of its own per wait, and at 16 threads
+        #: the Events cost more than the commits.
+        self.ready: LockType | None = None
+
+    def wait(self) -> None:
+        assert self.ready is not None, "a call queued behind a leader has its lock"
+        self.ready.acquire()
 
     def wake(self) -> None:
-        """Answered, or handed the lead: only a call queued behind a leader is woken."""
-        assert self.ready is not None, "a call queued behind a leader has its Event"
-        self.ready.set()
+        """Answered, or handed the lead: only a call queued behind a leader is woken, and
+        once (a call is answered, or handed the lead, and then leads to its answer)."""
+        assert self.ready is not None, "a call queued behind a leader has its lock"
+        self.ready.release()
 
     def answer(self) -> Any:
         if self.error is not None:
@@ -131,7 +139,8 @@ class Groups(Generic[W]):
                 group = [call]
             else:
                 if not leads:
-                    call.ready = threading.Event()
+                    call.ready = threading.Lock()
+                    call.ready.acquire()
                 self.queued.append(call)
                 group = []
         if group:
@@ -142,8 +151,8 @@ class Groups(Generic[W]):
             # on their way back, queue behind this one first. A caller alone (the last
             # group was its own) does not pay for this syscall.
             time.sleep(0)
-        elif call.ready is not None:
-            call.ready.wait()
+        else:
+            call.wait()
             if call.done:
                 return
         # Leading: the group is what queued while the previous one ran (call first).
