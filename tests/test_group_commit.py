@@ -466,3 +466,28 @@ def test_a_group_cut_off_mid_statement_is_every_callers_unknown_outcome(pg_url: 
         assert groups.sizes[len(answers)] == 1
         assert q.jobs() == []  # cut off before its commit: nothing was written
         assert q.enqueue("after").payload == "after"  # the pool hands out live connections
+
+
+def test_a_group_of_plain_enqueues_inserts_all_their_jobs_with_one_statement(
+    q: Queue,
+) -> None:
+    """SQLite: the enqueues (no key) of a group go in with one executemany, under one
+    savepoint, not a savepoint and two statements each; each caller gets its own jobs."""
+    statements: list[str] = []
+    q.backend._connection().set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    calls: list[Callable[[], Any]] = [
+        lambda n=n: q.enqueue({"n": n}, queue=f"q{n % 3}") for n in range(12)
+    ]
+    calls.insert(4, lambda: q.enqueue_many([{"many": m} for m in range(5)], queue="m"))
+    grouped = one_group(q, calls)
+    assert [a.error for a in grouped.answers] == [None] * 13
+    grouped_part = statements[statements.index("SAVEPOINT inserts") :]
+    assert not [s for s in grouped_part if s.startswith(("SAVEPOINT call", "ROLLBACK"))]
+    answers = [a.result for a in grouped.answers]
+    many = answers.pop(4)
+    assert [j.payload for j in many] == [{"many": m} for m in range(5)]
+    assert [(j.payload, j.queue) for j in answers] == [({"n": n}, f"q{n % 3}") for n in range(12)]
+    every = answers + many
+    assert len({j.id for j in every}) == 17
+    for job in every:
+        assert q.get(job.id) == job

@@ -80,8 +80,16 @@ _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_SN
 #: beyond that. SQLite gives the -wal and -shm files the database file's mode.
 FILE_MODE = 0o640
 DIRECTORY_MODE = 0o750
-#: What a grouped call runs: its work, and whether it may make jobs claimable.
-_Work = tuple[Callable[[sqlite3.Connection], Any], bool]
+
+
+class _Work(NamedTuple):
+    """What a grouped call runs: its work, and whether it may make jobs claimable."""
+
+    run: Callable[[sqlite3.Connection], Any]
+    wakes: bool
+    #: The jobs (none with a key) and the time of an insert_jobs call, whose work is only
+    #: to insert them: a group inserts those of all such calls with one executemany.
+    inserts: tuple[Sequence[NewJob], float] | None = None
 
 
 class SQLiteURL(NamedTuple):
@@ -295,9 +303,12 @@ class SQLiteBackend(SQLBackend):
         The connection is held per attempt, not across the retries: while another process
         holds the write lock, this process's reads (WAL readers are not blocked by a writer)
         still get through between attempts."""
+        return self._run_write(_Work(work, wakes))  # type: ignore[no-any-return]
+
+    def _run_write(self, work: _Work) -> Any:
         # As LastWrite.watch() does, without a generator per write.
         try:
-            result: T = self._groups.run(Call((work, wakes)))
+            result = self._groups.run(Call(work))
         except StorageError as exc:
             self._writes.failed(exc)
             raise
@@ -316,7 +327,7 @@ class SQLiteBackend(SQLBackend):
         done = [call for call in group if call.error is None]
         # Other processes notice through PRAGMA data_version; this one's waiters here.
         if done:
-            wakes = sum(call.work[1] for call in done)
+            wakes = sum(call.work.wakes for call in done)
             with self._changed:
                 self._local_commits += len(done)
                 self._local_writes += wakes
@@ -329,10 +340,15 @@ class SQLiteBackend(SQLBackend):
             try:
                 if len(group) == 1:  # alone: no savepoint, its error rolls back everything
                     call = group[0]
-                    call.result, call.error = call.work[0](conn), None
+                    call.result, call.error = call.work.run(conn), None
                 else:
+                    inserts = [call for call in group if call.work.inserts is not None]
+                    if len(inserts) < 2 or not self._insert_together(conn, inserts):
+                        inserts = []
+                    together = {id(call) for call in inserts}
                     for call in group:
-                        self._run_alone(conn, call)
+                        if id(call) not in together:
+                            self._run_alone(conn, call)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -346,7 +362,7 @@ class SQLiteBackend(SQLBackend):
         call.result, call.error = None, None
         conn.execute("SAVEPOINT call")
         try:
-            call.result = call.work[0](conn)
+            call.result = call.work.run(conn)
         except sqlite3.Error as exc:
             error = translate(exc, self.path)
             if isinstance(error, GROUP_ERRORS) or not conn.in_transaction:
@@ -357,6 +373,48 @@ class SQLiteBackend(SQLBackend):
             call.error = exc
             conn.execute("ROLLBACK TO call")
         conn.execute("RELEASE call")
+
+    def _insert_together(self, conn: sqlite3.Connection, calls: list[Call[_Work]]) -> bool:
+        """The jobs of several insert_jobs calls with one executemany (a savepoint, one
+        statement per queue and one for all the rows, instead of a savepoint and two
+        statements per call); each call's answer its own jobs. False, with nothing written,
+        when the statement failed for another reason than one that ends the group: the
+        calls then run alone, so that an error stays the one call's own."""
+        batches = [call.work.inserts for call in calls if call.work.inserts is not None]
+        conn.execute("SAVEPOINT inserts")
+        try:
+            first_at = min(now for _, now in batches)
+            for queue in sorted({job.queue for jobs, _ in batches for job in jobs}):
+                conn.execute(SQL["ensure_queue"], {"queue": queue, "now": first_at})
+            first_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1
+            rows: list[tuple[Any, ...]] = []
+            ids: list[int] = []
+            for jobs, now in batches:
+                ids.append(first_id + len(rows))
+                rows.extend([batch_row(n, job, now) for n, job in enumerate(jobs, ids[-1])])
+            conn.executemany(SQL["insert_job_batch"], rows)
+        except sqlite3.Error as exc:
+            if isinstance(translate(exc, self.path), GROUP_ERRORS) or not conn.in_transaction:
+                raise
+            conn.execute("ROLLBACK TO inserts")
+            conn.execute("RELEASE inserts")
+            return False
+        conn.execute("RELEASE inserts")
+        for call, (jobs, now), job_id in zip(calls, batches, ids, strict=True):
+            call.result, call.error = _new_jobs(jobs, job_id, now), None
+        return True
+
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
+        if not jobs or any(job.key is not None for job in jobs):
+            return super().insert_jobs(jobs, now)
+        at = self._now(now)
+
+        def work(conn: sqlite3.Connection) -> list[Job]:
+            for queue in sorted({job.queue for job in jobs}):
+                conn.execute(SQL["ensure_queue"], {"queue": queue, "now": at})
+            return self._insert_batch(conn, jobs, at)
+
+        return self._run_write(_Work(work, True, (jobs, at)))  # type: ignore[no-any-return]
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def attempt() -> T:
