@@ -194,6 +194,19 @@ def test_both_dialects_define_the_same_statements_with_the_same_parameters() -> 
         assert sqlite[name] | more_in_postgres.get(name, set()) == postgres[name], name
 
 
+def test_every_postgres_writer_tries_its_listener_slot() -> None:
+    # A listener holds LISTEN_SLOTS advisory locks; a writer that tried any other key than
+    # its slot's would not see it, and its NOTIFY would be lost.
+    from persistq.backends import postgres
+
+    texts = [*queries("postgres").values(), postgres.LISTENER_SLOT]
+    call = r"pg_try_advisory_xact_lock\((?:[^()]|\([^()]*\))*\)"  # one level of nesting
+    tries = [t for text in texts for t in re.findall(call, text)]
+    slot = f"pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% {postgres.LISTEN_SLOTS})"
+    assert len(tries) >= 4  # enqueue, complete, a group's completion; the backend's own
+    assert set(tries) == {slot}
+
+
 def test_migrate_twice_is_a_no_op(sqlite_url: str) -> None:
     with persistq.connect(sqlite_url) as q:
         q.enqueue("kept")

@@ -22,8 +22,8 @@ RETURNING *;
 -- name: insert_jobs_unnest
 -- enqueue and enqueue_many when no job has a key, as one statement, so one round trip: the
 -- queues (ensure_queue, in name order), the jobs and the NOTIFY that wakes waiting claims
--- (sent at commit, and only if some process listens: see %(listeners)s in
--- backends/postgres.py). SQLite runs these one by one instead. Ids
+-- (sent at commit, and only if some process listens: see %(listeners)s and LISTEN_SLOTS,
+-- the 16, in backends/postgres.py). SQLite runs these one by one instead. Ids
 -- follow input order. The jobs come as one JSON array of [queue, payload, priority,
 -- delay_seconds, max_attempts, timeout]: encoding a thousand payloads as one JSON text costs the
 -- client a twentieth of a text[] parameter's. Only what the server decided comes back
@@ -46,7 +46,8 @@ WITH ensured AS (
     RETURNING id, run_at, created_at
 ), woken AS (  -- always one row
     SELECT count(*) AS sent FROM (
-        SELECT pg_notify(%(channel)s, '') WHERE NOT pg_try_advisory_xact_lock(%(listeners)s)
+        SELECT pg_notify(%(channel)s, '')
+        WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% 16)
     ) AS notified
 )
 SELECT id, run_at, created_at FROM new CROSS JOIN woken ORDER BY id;
@@ -226,11 +227,12 @@ WITH done AS (
     FROM done WHERE %(events)s::json ->> status IS NOT NULL
 )
 -- The NOTIFY wakes whoever waits for this job (Queue.wait), on the channel of finished jobs,
--- if some process listens (%(listeners)s: see backends/postgres.py).
+-- if some process listens (%(listeners)s, LISTEN_SLOTS: see backends/postgres.py).
 SELECT *,
        (SELECT count(*) FROM (
             SELECT pg_notify(%(done_channel)s, id::text)
-            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s)) AS sent) AS notified
+            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% 16)
+       ) AS sent) AS notified
 FROM done;
 
 -- name: complete_jobs
@@ -260,7 +262,8 @@ WITH given AS (
 SELECT *,
        (SELECT count(*) FROM (
             SELECT pg_notify(%(done_channel)s, id::text)
-            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s)) AS sent) AS notified
+            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% 16)
+       ) AS sent) AS notified
 FROM done;
 
 -- name: retry_job
