@@ -179,34 +179,7 @@ def worker_s4(
         try:
             wait_workers(q, WORKERS)
             cpu = -sum(cpu_seconds(proc.pid) for proc in procs)
-            ctx = mp.get_context("spawn")
-            barrier = ctx.Barrier(bench_core.S4_PRODUCERS + 1)
-            abort = ctx.Event()
-            per = jobs // bench_core.S4_PRODUCERS
-            producers = [
-                ctx.Process(
-                    target=bench_core._producer_main,
-                    args=(
-                        "persistq",
-                        str(directory),
-                        sync,
-                        i * per,
-                        per,
-                        barrier,
-                        abort,
-                        str(directory / f"producer-{i}.json"),
-                    ),
-                )
-                for i in range(bench_core.S4_PRODUCERS)
-            ]
-            for p in producers:
-                p.start()
-            barrier.wait(timeout=120)
-            t0 = time.time()
-            for p in producers:
-                p.join()
-            produced = time.time() - t0
-            total = per * bench_core.S4_PRODUCERS
+            t0, produced, total = run_producers(directory, sync, jobs)
             wait_completed(q, total)
             cpu += sum(cpu_seconds(proc.pid) for proc in procs)
         finally:
@@ -217,6 +190,47 @@ def worker_s4(
         return rate, extra_claims, total / produced, cpu / total
     finally:
         q.close()
+
+
+def run_producers(directory: Path, sync: str, jobs: int) -> tuple[float, float, int]:
+    """bench_core's S4 producers (one job per transaction) into ``directory``: their start
+    (epoch seconds), how long they took, how many jobs they enqueued."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(bench_core.S4_PRODUCERS + 1)
+    abort = ctx.Event()
+    per = jobs // bench_core.S4_PRODUCERS
+    producers = [
+        ctx.Process(
+            target=bench_core._producer_main,
+            args=(
+                "persistq",
+                str(directory),
+                sync,
+                i * per,
+                per,
+                barrier,
+                abort,
+                str(directory / f"producer-{i}.json"),
+            ),
+        )
+        for i in range(bench_core.S4_PRODUCERS)
+    ]
+    for p in producers:
+        p.start()
+    barrier.wait(timeout=120)
+    t0 = time.time()
+    for p in producers:
+        p.join()
+    return t0, time.time() - t0, per * bench_core.S4_PRODUCERS
+
+
+def producers_alone(ws: Workspace, sync: str, jobs: int) -> float:
+    """The same 2 producers with no consumer at all: the most enqueues/s they can give, the
+    ceiling of any consumer's rate in S4."""
+    directory = ws.fresh(f"s4-producers-{sync}")
+    persistq.connect(url_of(directory, sync)).close()  # the schema, before they race for it
+    _, produced, total = run_producers(directory, sync, jobs)
+    return total / produced
 
 
 def median(values: list[float]) -> float:
@@ -295,6 +309,7 @@ def s4(
     dups: dict[str, list[int]] = {name: [] for name in names}
     enqueues: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in names}
+    alone: list[float] = []
     for _ in range(rounds):
         for variant, name in zip(variants, names, strict=True):
             rate, dup, enqueue_rate, cpu = worker_s4(ws, sync, jobs, concurrency, variant)
@@ -303,12 +318,14 @@ def s4(
             enqueues[name].append(enqueue_rate)
             cpus[name].append(cpu)
         rates["raw S4"].append(run_s4(ws, "raw", sync, jobs).rate)
+        alone.append(producers_alone(ws, sync, jobs))
     print(
         f"\n2. S4: 2 producers + {WORKERS} consumers (worker --concurrency {concurrency}),"
         f" {jobs} jobs, jobs/s per round"
     )
     for name, values in rates.items():
         print(row(name, values))
+    print(row("  producers alone: enqueues/s", alone))
     for name in names:
         print(row(f"  {name}: producers' enqueues/s", enqueues[name]))
     for name in names:
@@ -316,6 +333,8 @@ def s4(
     for name in names:
         note = f"  (duplicate claims {dups[name]})"
         print(ratios(f"{name} / raw S4", rates[name], rates["raw S4"], note))
+    # What a consumer could at best reach: the producers' rate with nobody else writing.
+    print(ratios("producers alone / raw S4", alone, rates["raw S4"], "  (the ceiling)"))
 
 
 if __name__ == "__main__":
