@@ -172,9 +172,13 @@ class FilterIn(RequestModel):
         default=None,
         max_length=MAX_SEARCH_TEXT,
         description="A case-insensitive substring of the payload (compact JSON) or last error.",
+        json_schema_extra=NO_NUL,
     )
     task: str | None = Field(
-        default=None, max_length=255, description="The payload's `task` is this."
+        default=None,
+        max_length=255,
+        description="The payload's `task` is this.",
+        json_schema_extra=NO_NUL,
     )
     created_from: Moment = None
     created_to: Moment = None
