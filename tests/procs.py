@@ -206,6 +206,17 @@ ROLES: dict[str, Callable[..., None]] = {
 # -- parent side ---------------------------------------------------------------------------------
 
 
+def every_job(q: persistq.Queue) -> dict[int, persistq.Job]:
+    """Every job the database holds, by id, page after page: a producer killed late on a
+    loaded machine may have stored more than any one page holds."""
+    jobs: dict[int, persistq.Job] = {}
+    while True:
+        page = q.jobs(limit=10_000, offset=len(jobs))
+        jobs.update((job.id, job) for job in page)
+        if len(page) < 10_000:
+            return jobs
+
+
 class Child:
     """A running role; its stdout and stderr go to files, read whenever the parent likes."""
 
