@@ -19,6 +19,7 @@ import persistq
 from migration_support import sqlite_at_version
 from persistq import EventKind, State
 from persistq.backends.sql import migrations
+from persistq.backends.sqlite import SQLiteBackend
 from persistq.errors import StorageError
 
 
@@ -131,3 +132,24 @@ def test_a_schema_text_it_does_not_know_stops_the_migration_and_changes_nothing(
     after = _tables(path), _read(path, "SELECT name, sql FROM sqlite_master ORDER BY name")
     assert after == before
     assert _read(path, "PRAGMA user_version") == [(9,)]
+
+
+def test_a_failed_migration_leaves_the_connection_as_it_found_it(tmp_path: Path) -> None:
+    """writable_schema is off again on the backend's connection, and it reads the stored
+    schema (the old CHECK text)."""
+    path = tmp_path / "queue.db"
+    _build_schema_9(path, edit_jobs_text=True)
+    backend = SQLiteBackend(f"sqlite:///{path}")
+    try:
+        with pytest.raises(StorageError):
+            backend.migrate()
+        conn = backend._connection()
+        assert conn.execute("PRAGMA writable_schema").fetchone()[0] == 0
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 9
+        with pytest.raises(sqlite3.IntegrityError, match="status IN"):
+            conn.execute(
+                "INSERT INTO jobs (queue, payload, status, run_at, max_attempts, created_at,"
+                " updated_at) VALUES ('q', '1', 'DONE', 1, 1, 1, 1)"
+            )
+    finally:
+        backend.close()

@@ -28,12 +28,12 @@ SET sql = replace(sql,
     || ' OR kind = ''released'' OR kind = ''cancel_requested'' OR kind = ''cancelled'''
     || ' OR kind = ''resubmitted'' OR kind = ''timed_out'' OR kind = ''crashed'')')
 WHERE type = 'table' AND name = 'events';
+PRAGMA writable_schema = RESET;  -- before the guard: a failed migration leaves it off
 CREATE TEMP TABLE guard (replaced INTEGER NOT NULL CHECK (replaced));
 INSERT INTO guard
 SELECT instr(sql, 'status IN') = 0 AND instr(sql, 'kind IN') = 0 FROM sqlite_master
 WHERE type = 'table' AND name IN ('jobs', 'events');
 DROP TABLE guard;
-PRAGMA writable_schema = RESET;
 
 -- The partial index of failure events tested its condition the same way on every insert of
 -- an event. Rebuilt (events are few: off the happy path only); the DDL also changes the
