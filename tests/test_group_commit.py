@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,8 +37,10 @@ from group_support import (
     poison_payloads,
     raw_pg,
     wait_until,
+    writes_held,
 )
 from persistq import InvalidTransition, Job, LeaseLost, Queue, State
+from persistq.backends.group import Call, Groups
 from persistq.backends.sqlite import parse_sqlite_url
 from persistq.errors import StorageError, StorageReplaced, StorageUnavailable
 
@@ -491,3 +494,63 @@ def test_a_group_of_plain_enqueues_inserts_all_their_jobs_with_one_statement(
     assert len({j.id for j in every}) == 17
     for job in every:
         assert q.get(job.id) == job
+
+
+def test_a_waiting_caller_interrupted_by_ctrl_c_leaves_the_queue_and_blocks_no_one(
+    q: Queue,
+) -> None:
+    """The main thread waits behind a leader and gets KeyboardInterrupt (SIGINT): it
+    leaves the queue, its job is not stored, and the calls queued after it are answered."""
+    groups = groups_of(q)
+    results: dict[str, Any] = {}
+
+    def enqueue(name: str) -> None:
+        results[name] = q.enqueue(name)
+
+    with writes_held(q) as release:
+        leader = threading.Thread(target=enqueue, args=("leader",))
+        leader.start()
+        wait_until(lambda: groups.leading, "the leader leads")
+        main_thread = threading.get_ident()
+
+        def waiting_in_call_wait() -> bool:  # inside the try that handles the interrupt
+            frame = sys._current_frames().get(main_thread)
+            return frame is not None and frame.f_code.co_qualname == "Call.wait"
+
+        interrupter = threading.Thread(
+            target=lambda: (
+                wait_until(waiting_in_call_wait, "main waits behind the leader"),
+                signal.pthread_kill(main_thread, signal.SIGINT),
+            )
+        )
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            q.enqueue("interrupted")
+        interrupter.join()
+        assert list(groups.queued) == []
+        after = threading.Thread(target=enqueue, args=("after",))
+        after.start()
+        wait_until(lambda: len(groups.queued) == 1, "the next call is queued")
+        release()
+    leader.join(20)
+    after.join(20)
+    assert not after.is_alive(), "the call queued after the interrupted one was never answered"
+    assert sorted(j.payload for j in q.jobs()) == ["after", "leader"]
+
+
+def test_an_interrupted_caller_handed_the_lead_passes_it_on() -> None:
+    """The race the test above cannot time: the lead reached the caller just as it was
+    interrupted. It hands the lead to the next queued call, or leaves no one leading."""
+    groups: Groups[None] = Groups(lambda group: None, 8)
+    waiting = [Call(None), Call(None)]
+    for call in waiting:
+        call.ready = threading.Lock()
+        call.ready.acquire()
+        groups.queued.append(call)
+    groups.leading = True
+    waiting[0].wake()  # handed the lead (_hand_over); its caller is interrupted before it runs
+    groups._give_up(waiting[0])
+    assert list(groups.queued) == [waiting[1]]
+    assert waiting[1].ready is not None and not waiting[1].ready.locked()  # woken: it leads
+    groups._give_up(waiting[1])  # interrupted too, just as the lead reached it
+    assert list(groups.queued) == [] and not groups.leading

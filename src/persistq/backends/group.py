@@ -152,7 +152,11 @@ class Groups(Generic[W]):
             # group was its own) does not pay for this syscall.
             time.sleep(0)
         else:
-            call.wait()
+            try:
+                call.wait()
+            except BaseException:
+                self._give_up(call)
+                raise
             if call.done:
                 return
         # Leading: the group is what queued while the previous one ran (call first).
@@ -181,6 +185,24 @@ class Groups(Generic[W]):
             if other is not call:
                 other.wake()
         self._hand_over()
+
+    def _give_up(self, call: Call[W]) -> None:
+        """``call``'s caller was interrupted (KeyboardInterrupt in a main thread) while it
+        waited. Still queued: it leaves the queue. Handed the lead: it passes the lead on,
+        or the calls queued behind it would wait for a leader forever. Taken into a group
+        that is running: that group answers it, unheard (its write may commit)."""
+        assert call.ready is not None
+        with self._queue_lock:
+            woken = call.ready.acquire(blocking=False)
+            if woken and call.done:
+                return
+            if call in self.queued:
+                self.queued.remove(call)
+            if woken:  # handed the lead: on to the next queued call, or no one leads
+                if self.queued:
+                    self.queued[0].wake()
+                else:
+                    self.leading = False
 
     def _hand_over(self) -> None:
         """The lead to the first call queued meanwhile, if any."""
