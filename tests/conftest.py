@@ -3,6 +3,7 @@ injected clock, a clean environment."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +61,21 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PERSISTQ_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """No root handler left by a test: a CLI command run in-process sets logging up
+    (basicConfig, force) with a handler on that test's captured stderr, which later tests'
+    log lines hit after it closed ("--- Logging error ---: I/O operation on closed file")."""
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        # basicConfig's own (pytest's capture handlers subclass StreamHandler: kept)
+        if type(handler) is logging.StreamHandler and handler not in before:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
