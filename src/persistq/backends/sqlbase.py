@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -171,16 +171,23 @@ class SQLBackend(ABC):
     def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
         if not jobs:
             return []
-        now = self._now(now)
+        return self._write(self._inserting(jobs, self._now(now)), wakes=True)
+
+    def _inserting(self, jobs: Sequence[NewJob], now: float | None) -> Callable[[Conn], list[Job]]:
+        """The work of ``insert_jobs``: their queues, then the jobs."""
 
         def work(conn: Conn) -> list[Job]:
-            for queue in sorted({job.queue for job in jobs}):
-                conn.execute(self.SQL["ensure_queue"], {"queue": queue, "now": now})
+            self._ensure_queues(conn, (job.queue for job in jobs), now)
             if any(job.key is not None for job in jobs):
                 return [self._insert_one(conn, job, now) for job in jobs]
             return self._insert_batch(conn, jobs, now)
 
-        return self._write(work, wakes=True)
+        return work
+
+    def _ensure_queues(self, conn: Conn, queues: Iterable[str], now: float | None) -> None:
+        """A row in queues for each of ``queues``, in name order (one lock order for all)."""
+        for queue in sorted(set(queues)):
+            conn.execute(self.SQL["ensure_queue"], {"queue": queue, "now": now})
 
     def insert_job(self, job: NewJob, now: float | None) -> tuple[Job, bool]:
         now = self._now(now)

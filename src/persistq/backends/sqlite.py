@@ -342,13 +342,12 @@ class SQLiteBackend(SQLBackend):
                     call = group[0]
                     call.result, call.error = call.work.run(conn), None
                 else:
+                    alone = group
                     inserts = [call for call in group if call.work.inserts is not None]
-                    if len(inserts) < 2 or not self._insert_together(conn, inserts):
-                        inserts = []
-                    together = {id(call) for call in inserts}
-                    for call in group:
-                        if id(call) not in together:
-                            self._run_alone(conn, call)
+                    if len(inserts) > 1 and self._insert_together(conn, inserts):
+                        alone = [call for call in group if call.work.inserts is None]
+                    for call in alone:
+                        self._run_alone(conn, call)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -383,16 +382,9 @@ class SQLiteBackend(SQLBackend):
         batches = [call.work.inserts for call in calls if call.work.inserts is not None]
         conn.execute("SAVEPOINT inserts")
         try:
-            first_at = min(now for _, now in batches)
-            for queue in sorted({job.queue for jobs, _ in batches for job in jobs}):
-                conn.execute(SQL["ensure_queue"], {"queue": queue, "now": first_at})
-            first_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1
-            rows: list[tuple[Any, ...]] = []
-            ids: list[int] = []
-            for jobs, now in batches:
-                ids.append(first_id + len(rows))
-                rows.extend([batch_row(n, job, now) for n, job in enumerate(jobs, ids[-1])])
-            conn.executemany(SQL["insert_job_batch"], rows)
+            queues = (job.queue for jobs, _ in batches for job in jobs)
+            self._ensure_queues(conn, queues, min(now for _, now in batches))
+            made = self._insert_numbered(conn, batches)
         except sqlite3.Error as exc:
             if isinstance(translate(exc, self.path), GROUP_ERRORS) or not conn.in_transaction:
                 raise
@@ -400,21 +392,16 @@ class SQLiteBackend(SQLBackend):
             conn.execute("RELEASE inserts")
             return False
         conn.execute("RELEASE inserts")
-        for call, (jobs, now), job_id in zip(calls, batches, ids, strict=True):
-            call.result, call.error = _new_jobs(jobs, job_id, now), None
+        for call, jobs in zip(calls, made, strict=True):
+            call.result, call.error = jobs, None
         return True
 
     def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
         if not jobs or any(job.key is not None for job in jobs):
             return super().insert_jobs(jobs, now)
         at = self._now(now)
-
-        def work(conn: sqlite3.Connection) -> list[Job]:
-            for queue in sorted({job.queue for job in jobs}):
-                conn.execute(SQL["ensure_queue"], {"queue": queue, "now": at})
-            return self._insert_batch(conn, jobs, at)
-
-        return self._run_write(_Work(work, True, (jobs, at)))  # type: ignore[no-any-return]
+        work = _Work(self._inserting(jobs, at), True, (jobs, at))
+        return self._run_write(work)  # type: ignore[no-any-return]
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def attempt() -> T:
@@ -478,14 +465,23 @@ class SQLiteBackend(SQLBackend):
             job_id = conn.execute(SQL["insert_job_batch"], batch_row(None, jobs[0], now)).lastrowid
             assert job_id is not None
             return _new_jobs(jobs, job_id, now)
-        # Numbered here from the last id handed out: this transaction holds the only write
-        # lock, and executemany cannot return ids.
+        return self._insert_numbered(conn, [(jobs, now)])[0]
+
+    def _insert_numbered(
+        self, conn: sqlite3.Connection, batches: Sequence[tuple[Sequence[NewJob], float]]
+    ) -> list[list[Job]]:
+        """The jobs of each batch (with its own time) with one executemany; each batch's
+        jobs. Numbered here from the last id handed out: this transaction holds the only
+        write lock, and executemany cannot return ids."""
         first_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1
-        conn.executemany(
-            SQL["insert_job_batch"],
-            [batch_row(job_id, job, now) for job_id, job in enumerate(jobs, first_id)],
-        )
-        return _new_jobs(jobs, first_id, now)
+        rows: list[tuple[Any, ...]] = []
+        made: list[list[Job]] = []
+        for jobs, now in batches:
+            first = first_id + len(rows)
+            rows.extend([batch_row(n, job, now) for n, job in enumerate(jobs, first)])
+            made.append(_new_jobs(jobs, first, now))
+        conn.executemany(SQL["insert_job_batch"], rows)
+        return made
 
     def now(self) -> float:
         return time.time()
