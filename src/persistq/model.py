@@ -131,6 +131,71 @@ class Job:
         return cls(**values)
 
 
+class _UnfrozenJob:
+    """A ``Job``'s slots on a plain class, so the backends can fill them with plain stores."""
+
+    __slots__ = Job.__slots__
+
+
+def build_job(
+    *,
+    id: int,  # noqa: A002 (the field's name)
+    queue: str,
+    payload: JSON,
+    status: State,
+    priority: int,
+    run_at: datetime,
+    attempts: int,
+    max_attempts: int,
+    key: str | None,
+    worker: str | None,
+    lease_expires_at: datetime | None,
+    last_error: str | None,
+    result: JSON,
+    created_at: datetime,
+    updated_at: datetime,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+    lease_token: str | None,
+    cancel_requested: bool,
+    fence: int,
+    timeout: float | None,
+) -> Job:
+    """``Job(...)`` at a third of its cost, for the backends that build one per row.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``: 2.4 µs
+    for a Job's 21, more than parsing its row. This sets them on a class of the same slots
+    and then makes the object a ``Job``: Python allows ``__class__`` to change between two
+    classes whose slots are the same, and the result is a Job like any other (equal to the
+    one ``Job(...)`` makes, frozen from then on). Every argument is required, so a field
+    added to Job and not here fails mypy and tests/test_model.py, not silently.
+    """
+    job: Any = _UnfrozenJob()  # its slots are Job's, which mypy cannot see
+    job.id = id
+    job.queue = queue
+    job.payload = payload
+    job.status = status
+    job.priority = priority
+    job.run_at = run_at
+    job.attempts = attempts
+    job.max_attempts = max_attempts
+    job.key = key
+    job.worker = worker
+    job.lease_expires_at = lease_expires_at
+    job.last_error = last_error
+    job.result = result
+    job.created_at = created_at
+    job.updated_at = updated_at
+    job.started_at = started_at
+    job.finished_at = finished_at
+    job.lease_token = lease_token
+    job.cancel_requested = cancel_requested
+    job.fence = fence
+    job.timeout = timeout
+    job.__class__ = Job
+    return job  # type: ignore[no-any-return]
+
+
 _JOB_TIMES = ("run_at", "lease_expires_at", "created_at", "updated_at", "started_at", "finished_at")
 
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from persistq.errors import JobNotFound, LeaseLost, StorageUnavailable
 from persistq.model import Event, Job, JobFilter, QueueInfo, State, StorageInfo, Timing, WorkerInfo
@@ -33,9 +32,9 @@ def no_database(where: object) -> StorageUnavailable:
     return StorageUnavailable(f"no database at {where}; run `persistq init`")
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A validated job to insert; ``payload`` is already encoded JSON."""
+class NewJob(NamedTuple):
+    """A validated job to insert; ``payload`` is already encoded JSON. A named tuple: an
+    ``enqueue_many`` makes one per job, at a third of a frozen dataclass's cost."""
 
     queue: str
     payload: str

@@ -54,7 +54,7 @@ from persistq.backends.group import (
     fail_all,
     parse_group_commit,
 )
-from persistq.backends.rows import new_job
+from persistq.backends.rows import decode_payloads, new_job
 from persistq.backends.sql import NamedSQL, migrations
 from persistq.backends.sqlbase import (
     COMPLETE_EVENTS,
@@ -533,12 +533,13 @@ class PostgresBackend(SQLBackend):
     def _new_jobs(self, jobs: Sequence[NewJob], returned: Sequence[Any]) -> list[Job]:
         made = []
         times: dict[Any, datetime] = {}  # one transaction: one created_at, few run_at values
-        for j, (job_id, run_at, created_at) in zip(jobs, returned, strict=True):
+        payloads = decode_payloads(jobs)
+        for j, payload, (job_id, run_at, created_at) in zip(jobs, payloads, returned, strict=True):
             created = times.get(created_at) or times.setdefault(
                 created_at, self._datetime(created_at)
             )
             due = times.get(run_at) or times.setdefault(run_at, self._datetime(run_at))
-            made.append(new_job(j, job_id, due, created))
+            made.append(new_job(j, payload, job_id, due, created))
         return made
 
     def now(self) -> float:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from persistq.backends.base import NewJob
-from persistq.model import Event, EventKind, Job, State
+from persistq.model import Event, EventKind, Job, State, build_job
 
 ToDatetime = Callable[[Any], datetime]
 
@@ -48,7 +48,7 @@ def row_to_job(
     updated_at = convert(updated)
     # A transition stamps one time in several columns: each distinct value converted once.
     started, finished, lease = row["started_at"], row["finished_at"], row["lease_expires_at"]
-    return Job(
+    return build_job(
         id=row["id"],
         queue=row["queue"],
         payload=decode_json(row["payload"]),
@@ -77,13 +77,21 @@ def row_to_job(
     )
 
 
-def new_job(job: NewJob, job_id: int, run_at: datetime, created_at: datetime) -> Job:
+def decode_payloads(jobs: Sequence[NewJob]) -> list[Any]:
+    """Each job's payload, decoded: the texts persistq encoded, joined into one JSON array
+    and parsed in one call (a call per job costs twice as much for small payloads)."""
+    if len(jobs) == 1:
+        return [decode_json(jobs[0].payload)]
+    return decode_json("[" + ",".join([job.payload for job in jobs]) + "]")  # type: ignore[no-any-return]
+
+
+def new_job(job: NewJob, payload: Any, job_id: int, run_at: datetime, created_at: datetime) -> Job:
     """A job just inserted, built from what was written instead of read back (half the time
-    of a 1,000-job ``enqueue_many`` went to parsing whole rows)."""
-    return Job(
+    of a 1,000-job ``enqueue_many`` went to parsing whole rows); ``payload``: decoded."""
+    return build_job(
         id=job_id,
         queue=job.queue,
-        payload=decode_json(job.payload),
+        payload=payload,
         status=State.PENDING,
         priority=job.priority,
         run_at=run_at,
@@ -98,6 +106,9 @@ def new_job(job: NewJob, job_id: int, run_at: datetime, created_at: datetime) ->
         updated_at=created_at,
         started_at=None,
         finished_at=None,
+        lease_token=None,
+        cancel_requested=False,
+        fence=0,
         timeout=job.timeout,
     )
 

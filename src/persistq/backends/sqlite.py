@@ -43,7 +43,7 @@ from persistq.backends.group import (
     fail_all,
     parse_group_commit,
 )
-from persistq.backends.rows import epoch_to_datetime, new_job, row_to_job
+from persistq.backends.rows import decode_payloads, epoch_to_datetime, new_job, row_to_job
 from persistq.backends.sql import NamedSQL, migrations
 from persistq.backends.sqlbase import LastWrite, SQLBackend
 from persistq.config import split_sqlite_url
@@ -645,11 +645,12 @@ def _new_jobs(jobs: Sequence[NewJob], first_id: int, now: float) -> list[Job]:
     return [
         new_job(
             job,
+            payload,
             first_id + i,
             epoch_to_datetime(now + job.delay_seconds) if job.delay_seconds else at,
             at,
         )
-        for i, job in enumerate(jobs)
+        for i, (job, payload) in enumerate(zip(jobs, decode_payloads(jobs), strict=True))
     ]
 
 
