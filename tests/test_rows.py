@@ -104,7 +104,7 @@ def test_a_built_job_is_as_frozen_as_any_job() -> None:
         job.fence = 2  # type: ignore[misc]
     # A name that is no field fails as it does on Job(...) (on 3.11, a TypeError: CPython's
     # frozen-with-slots __setattr__ names the class before slots were added).
-    with pytest.raises(Exception) as made:
+    with pytest.raises((AttributeError, TypeError)) as made:
         dataclasses.replace(job).extra = 1  # type: ignore[attr-defined]
     with pytest.raises(made.type):
         job.extra = 1  # type: ignore[attr-defined]

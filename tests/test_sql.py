@@ -333,7 +333,10 @@ def test_the_database_refuses_a_state_outside_the_six(sqlite_url: str) -> None:
 
 
 def _plan(conn: sqlite3.Connection, name: str, params: dict[str, object]) -> str:
-    sql = queries("sqlite")[name]
+    return _plan_of(conn, queries("sqlite")[name], params)
+
+
+def _plan_of(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> str:
     rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
     return "\n".join(str(row[3]) for row in rows)
 
@@ -344,10 +347,16 @@ def test_claim_walks_the_claim_index_instead_of_scanning_the_table(sqlite_url: s
         path = q.check()["path"]
     conn = sqlite3.connect(path)
     params = {"queue": "q", "worker": "w", "limit": 1, "lease_seconds": 30, "now": 0}
-    plan = _plan(conn, "claim_jobs", params)
-    assert "USING INDEX jobs_claim" in plan or "USING COVERING INDEX jobs_claim" in plan, plan
-    assert "SCAN jobs" not in plan.replace("SCAN jobs USING", ""), plan
-    assert "TEMP B-TREE" not in plan, plan
+    for plan in (
+        _plan(conn, "claim_jobs", params),
+        _plan_of(conn, sqlite_backend.CLAIM_ONE_JOB, params),
+    ):
+        assert "USING INDEX jobs_claim" in plan or "USING COVERING INDEX jobs_claim" in plan, plan
+        assert "SCAN jobs" not in plan.replace("SCAN jobs USING", ""), plan
+        assert "TEMP B-TREE" not in plan, plan
+    # The one-job form picks its row with a scalar subquery: no list built per claim.
+    assert "LIST SUBQUERY" in _plan(conn, "claim_jobs", params)
+    assert "LIST SUBQUERY" not in _plan_of(conn, sqlite_backend.CLAIM_ONE_JOB, params)
     recover = _plan(conn, "recover_expired", {"now": 0, "limit": 10})
     assert "jobs_state" in recover, recover  # the PROCESSING range of each queue
     oldest = _plan(conn, "oldest_pending", {"now": 0})

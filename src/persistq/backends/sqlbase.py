@@ -234,11 +234,16 @@ class SQLBackend(ABC):
 
     def _claim_queue(self, conn: Conn, params: dict[str, Any]) -> list[Any]:
         """``claim_jobs`` on one queue, in claim order (its ``claimed`` events are derived)."""
-        rows = conn.execute(self.SQL["claim_jobs"], params).fetchall()
+        rows = conn.execute(self._claim_statement(params["limit"]), params).fetchall()
         if rows:
             self._claimed(conn, params["queue"], rows, params["now"])
-        rows.sort(key=lambda r: (-r["priority"], r["id"]))
+        if len(rows) > 1:
+            rows.sort(key=lambda r: (-r["priority"], r["id"]))
         return list(rows)
+
+    def _claim_statement(self, limit: int) -> str:
+        """The statement that claims up to ``limit`` jobs of one queue."""
+        return self.SQL["claim_jobs"]
 
     def has_claimable(self, queues: Sequence[str], now: float | None) -> bool:
         now = self._now(now)

@@ -44,7 +44,7 @@ from persistq.backends.group import (
     parse_group_commit,
 )
 from persistq.backends.rows import decode_payloads, epoch_to_datetime, new_job, row_to_job
-from persistq.backends.sql import NamedSQL, migrations
+from persistq.backends.sql import NamedSQL, migrations, queries
 from persistq.backends.sqlbase import LastWrite, SQLBackend
 from persistq.config import split_sqlite_url
 from persistq.errors import (
@@ -62,6 +62,20 @@ from persistq.model import (
 
 T = TypeVar("T")
 SQL = NamedSQL("sqlite")
+
+
+def _one_job_form(claim: str) -> str:
+    """``claim_jobs`` for a single job: ``id = (subquery)`` where it has ``id IN (subquery)``.
+    SQLite runs an IN subquery that has ORDER BY and LIMIT into a temporary table on every
+    run; a scalar subquery needs none (callgrind, claim+complete in SQL: 378k -> 331k
+    instructions). Its LIMIT is then at most 1, so the first row is the one IN would take."""
+    one = claim.replace("WHERE id IN (", "WHERE id = (", 1)
+    if one == claim:
+        raise RuntimeError("claim_jobs no longer reads 'WHERE id IN (': update _one_job_form")
+    return one
+
+
+CLAIM_ONE_JOB = _one_job_form(queries("sqlite")["claim_jobs"])
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 #: How often a waiting claim looks for commits of other processes (PRAGMA data_version
 #: reads shared memory, so this costs no disk I/O).
@@ -429,6 +443,10 @@ class SQLiteBackend(SQLBackend):
 
     def _many(self, conn: sqlite3.Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
         conn.executemany(SQL[name], rows)
+
+    def _claim_statement(self, limit: int) -> str:
+        statement = SQL["claim_jobs"]  # looked up for the statement recorder
+        return CLAIM_ONE_JOB if limit == 1 else statement
 
     def _claimed(
         self, conn: sqlite3.Connection, queue: str, rows: Sequence[Any], now: float | None
