@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, NamedTuple
 
 from persistq.errors import InvalidJob
 
@@ -370,10 +370,10 @@ def validate_state(value: object) -> State:
 MAX_PAGE = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class JobOptions:
+class JobOptions(NamedTuple):
     """A job's options as ``enqueue`` takes them, checked: what both queues refuse, with
-    the same words, before anything is stored or sent."""
+    the same words, before anything is stored or sent. A named tuple: every enqueue makes
+    one, at a third of a frozen dataclass's cost."""
 
     queue: str
     priority: int
