@@ -171,10 +171,7 @@ class SQLBackend(ABC):
     def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
         if not jobs:
             return []
-        return self._write(self._inserting(jobs, self._now(now)), wakes=True)
-
-    def _inserting(self, jobs: Sequence[NewJob], now: float | None) -> Callable[[Conn], list[Job]]:
-        """The work of ``insert_jobs``: their queues, then the jobs."""
+        now = self._now(now)
 
         def work(conn: Conn) -> list[Job]:
             self._ensure_queues(conn, (job.queue for job in jobs), now)
@@ -182,7 +179,7 @@ class SQLBackend(ABC):
                 return [self._insert_one(conn, job, now) for job in jobs]
             return self._insert_batch(conn, jobs, now)
 
-        return work
+        return self._write(work, wakes=True)
 
     def _ensure_queues(self, conn: Conn, queues: Iterable[str], now: float | None) -> None:
         """A row in queues for each of ``queues``, in name order (one lock order for all)."""

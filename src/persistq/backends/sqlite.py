@@ -392,7 +392,8 @@ class SQLiteBackend(SQLBackend):
         statement per queue and one for all the rows, instead of a savepoint and two
         statements per call); each call's answer its own jobs. False, with nothing written,
         when the statement failed for another reason than one that ends the group: the
-        calls then run alone, so that an error stays the one call's own."""
+        calls then run alone, so that an error stays the one call's own. Each call's
+        answer is the id of its first job, as its work's own (``insert_jobs``)."""
         batches = [call.work.inserts for call in calls if call.work.inserts is not None]
         conn.execute("SAVEPOINT inserts")
         try:
@@ -406,16 +407,23 @@ class SQLiteBackend(SQLBackend):
             conn.execute("RELEASE inserts")
             return False
         conn.execute("RELEASE inserts")
-        for call, jobs in zip(calls, made, strict=True):
-            call.result, call.error = jobs, None
+        for call, first_id in zip(calls, made, strict=True):
+            call.result, call.error = first_id, None
         return True
 
     def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
         if not jobs or any(job.key is not None for job in jobs):
             return super().insert_jobs(jobs, now)
         at = self._now(now)
-        work = _Work(self._inserting(jobs, at), True, (jobs, at))
-        return self._run_write(work)  # type: ignore[no-any-return]
+
+        def work(conn: sqlite3.Connection) -> int:
+            self._ensure_queues(conn, (job.queue for job in jobs), at)
+            return self._insert_rows(conn, jobs, at)
+
+        first_id: int = self._run_write(_Work(work, True, (jobs, at)))
+        # The Jobs are made after the commit: the write lock, one for every process on the
+        # file, is held for the rows only (a 1,000-job batch's Jobs take about 1 ms).
+        return _new_jobs(jobs, first_id, at)
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def attempt() -> T:
@@ -458,15 +466,9 @@ class SQLiteBackend(SQLBackend):
     def insert_job(self, job: NewJob, now: float | None) -> tuple[Job, bool]:
         if job.key is not None:  # may find the job that holds the key: read it back
             return super().insert_job(job, now)
-        # Without a key the insert always creates the job: the one-job batch path (no
-        # RETURNING, the Job built from the values written) saves parsing the whole row.
-        now = self._now(now)
-
-        def work(conn: sqlite3.Connection) -> tuple[Job, bool]:
-            conn.execute(SQL["ensure_queue"], {"queue": job.queue, "now": now})
-            return self._insert_batch(conn, [job], now)[0], True
-
-        return self._write(work, wakes=True)
+        # Without a key the insert always creates the job: the batch path (no RETURNING,
+        # the Job built from the values written) saves parsing the whole row.
+        return self.insert_jobs([job], now)[0], True
 
     def _job(self, row: Any, *, with_token: bool = False) -> Job:
         # sqlite3.Row finds a column by name comparing it, case-insensitively, with each
@@ -479,27 +481,31 @@ class SQLiteBackend(SQLBackend):
         self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
     ) -> list[Job]:
         now = self._now(now)
+        return _new_jobs(jobs, self._insert_rows(conn, jobs, now), now)
+
+    def _insert_rows(self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> int:
+        """Insert ``jobs``, numbered in order; the first one's id."""
         if len(jobs) == 1:  # enqueue: the statement numbers the job
             job_id = conn.execute(SQL["insert_job_batch"], batch_row(None, jobs[0], now)).lastrowid
             assert job_id is not None
-            return _new_jobs(jobs, job_id, now)
+            return job_id
         return self._insert_numbered(conn, [(jobs, now)])[0]
 
     def _insert_numbered(
         self, conn: sqlite3.Connection, batches: Sequence[tuple[Sequence[NewJob], float]]
-    ) -> list[list[Job]]:
-        """The jobs of each batch (with its own time) with one executemany; each batch's
-        jobs. Numbered here from the last id handed out: this transaction holds the only
-        write lock, and executemany cannot return ids."""
-        first_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1
+    ) -> list[int]:
+        """The jobs of each batch (with its own time) with one executemany; the id of each
+        batch's first job (the rest follow it). Numbered here from the last id handed out:
+        this transaction holds the only write lock, and executemany cannot return ids."""
+        next_id = conn.execute(SQL["last_insert_id"]).fetchone()[0] + 1
         rows: list[tuple[Any, ...]] = []
-        made: list[list[Job]] = []
+        firsts: list[int] = []
         for jobs, now in batches:
-            first = first_id + len(rows)
-            rows.extend([batch_row(n, job, now) for n, job in enumerate(jobs, first)])
-            made.append(_new_jobs(jobs, first, now))
+            firsts.append(next_id)
+            rows.extend([batch_row(n, job, now) for n, job in enumerate(jobs, next_id)])
+            next_id += len(jobs)
         conn.executemany(SQL["insert_job_batch"], rows)
-        return made
+        return firsts
 
     def now(self) -> float:
         return time.time()
