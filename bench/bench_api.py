@@ -4,6 +4,11 @@ Four client threads, each with its own keep-alive ``httpx.Client`` (API) or shar
 ``Queue`` (library, as the API server does), first enqueue N jobs each, then claim and
 complete N jobs each. Every call is timed; the script prints requests/s and p50/p99 per
 operation for both, and whether the API adds at most 2 ms p50 per call (the target).
+Each round also runs raw S1 (bench_group's ``raw_s1``: raw sqlite3, one job per
+transaction, one thread, its own file, same durability) and prints the API's enqueue
+requests/s over it and the enqueue p99: issue 14 wants >= 2x raw S1 and p99 <= 25 ms
+with 16 clients. It also prints the server process's CPU time (utime + stime from
+/proc) per request of each phase.
 
     .venv/bin/python bench/bench_api.py                     # 3 rounds of 4 x 500 jobs
     .venv/bin/python bench/bench_api.py --jobs 2000 --durability normal --repeat 5
@@ -37,11 +42,17 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import persistq
+from bench_group import raw_s1
 
 TOKEN = "bench-token-0123456789abcdef"
 CLIENTS = 4
 TARGET_MS = 2.0
+#: issue 14: API enqueue requests/s >= this x raw S1, and enqueue p99 <= TARGET_P99_MS.
+TARGET_RAW_RATIO = 2.0
+TARGET_P99_MS = 25.0
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -72,6 +83,12 @@ def start_server(url: str, directory: Path) -> tuple[subprocess.Popen[bytes], st
             time.sleep(0.05)
     proc.kill()
     raise SystemExit(f"persistq api did not start; see {directory / 'api.log'}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 Timings = dict[str, list[float]]
@@ -120,7 +137,8 @@ def library_phases(url: str, jobs: int) -> dict[str, tuple[Timings, float]]:
         q.close()
 
 
-def api_phases(base: str, jobs: int) -> dict[str, tuple[Timings, float]]:
+def api_phases(base: str, jobs: int, pid: int) -> dict[str, tuple[Timings, float, float]]:
+    """Each phase's timings, wall seconds and the server's CPU seconds."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(CLIENTS)]
 
@@ -147,10 +165,15 @@ def api_phases(base: str, jobs: int) -> dict[str, tuple[Timings, float]]:
             )
             assert done.status_code == 200, done.text
 
+    def measured(work: Callable[[int, Timings], None]) -> tuple[Timings, float, float]:
+        before = cpu_seconds(pid)
+        timings, wall = run_threads(work)
+        return timings, wall, cpu_seconds(pid) - before
+
     for http in clients:  # open the keep-alive connections before timing
         http.get("/healthz")
     try:
-        return {"enqueue": run_threads(produce), "claim+complete": run_threads(consume)}
+        return {"enqueue": measured(produce), "claim+complete": measured(consume)}
     finally:
         for http in clients:
             http.close()
@@ -161,11 +184,15 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def summarize(phases: dict[str, tuple[Timings, float]]) -> dict[str, dict[str, float]]:
+def summarize(
+    phases: dict[str, tuple[Timings, float]] | dict[str, tuple[Timings, float, float]],
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for phase, (timings, wall) in phases.items():
+    for phase, (timings, wall, *cpu) in phases.items():
         calls = sum(len(s) for s in timings.values())
         out[phase] = {"requests_per_second": calls / wall}
+        if cpu:
+            out[phase]["server_cpu_ms_per_request"] = cpu[0] * 1000 / calls
         for op, samples in timings.items():
             out[f"{phase}/{op}"] = {
                 "p50_ms": statistics.median(samples),
@@ -179,19 +206,24 @@ OPS = ("enqueue/enqueue", "claim+complete/claim", "claim+complete/complete")
 Summary = dict[str, dict[str, float]]
 
 
-def one_round(directory: Path, n: int, jobs: int, query: str) -> tuple[Summary, Summary]:
-    """API then library, each on a fresh database: (library, api) summaries."""
+def one_round(
+    directory: Path, n: int, jobs: int, query: str, durability: str
+) -> tuple[Summary, Summary, float]:
+    """API, library, then raw S1 (as many jobs as the API's enqueue phase), each on a fresh
+    database: (library, api) summaries and raw S1 jobs/s."""
     proc, base = start_server(f"sqlite:///{directory / f'api-{n}.db'}{query}", directory)
     try:
-        api = summarize(api_phases(base, jobs))
+        api = summarize(api_phases(base, jobs, proc.pid))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     library = summarize(library_phases(f"sqlite:///{directory / f'lib-{n}.db'}{query}", jobs))
-    return library, api
+    raw_dir = directory / f"raw-{n}"
+    raw_dir.mkdir()
+    return library, api, raw_s1(raw_dir, durability, CLIENTS * jobs)
 
 
-def print_round(library: Summary, api: Summary) -> None:
+def print_round(library: Summary, api: Summary, raw: float) -> None:
     print(f"{'':28}{'library':>24}{'API':>24}")
     for phase in ("enqueue", "claim+complete"):
         lib, web = library[phase]["requests_per_second"], api[phase]["requests_per_second"]
@@ -203,6 +235,11 @@ def print_round(library: Summary, api: Summary) -> None:
             f"{lib_op['p50_ms']:>12.2f} /{lib_op['p99_ms']:>9.2f}"
             f"{web_op['p50_ms']:>12.2f} /{web_op['p99_ms']:>9.2f}"
         )
+    for phase in ("enqueue", "claim+complete"):
+        cpu = api[phase]["server_cpu_ms_per_request"]
+        print(f"{phase + ' server CPU ms/req':28}{'':>24}{cpu:>24.3f}")
+    ratio = api["enqueue"]["requests_per_second"] / raw
+    print(f"{'raw S1 jobs/s':28}{raw:>24,.0f}{'API/raw S1 ' + f'{ratio:.2f}x':>24}")
 
 
 def main() -> None:
@@ -230,10 +267,10 @@ def main() -> None:
     rounds = []
     with tempfile.TemporaryDirectory(prefix="persistq-bench-api-") as tmp:
         for n in range(args.repeat):
-            library, api = one_round(Path(tmp), n, args.jobs, query)
-            print(f"\nround {n + 1} of {args.repeat}")
-            print_round(library, api)
-            rounds.append({"library": library, "api": api})
+            library, api, raw = one_round(Path(tmp), n, args.jobs, query, args.durability)
+            print(f"\nround {n + 1} of {args.repeat} (load average {os.getloadavg()[0]:.2f})")
+            print_round(library, api, raw)
+            rounds.append({"library": library, "api": api, "raw_s1_jobs_per_second": raw})
     print(f"\nadded p50 per call, API over library (target <= {TARGET_MS:.0f} ms):")
     for key in OPS:
         added = sorted(r["api"][key]["p50_ms"] - r["library"][key]["p50_ms"] for r in rounds)
@@ -241,6 +278,21 @@ def main() -> None:
         status = "met" if median <= TARGET_MS else "NOT MET"
         each = ", ".join(f"{a:+.2f}" for a in added)
         print(f"  {key.split('/')[-1]:9} median {median:+.2f} ms (rounds: {each}): {status}")
+    ratios = sorted(
+        r["api"]["enqueue"]["requests_per_second"] / r["raw_s1_jobs_per_second"] for r in rounds
+    )
+    p99s = sorted(r["api"]["enqueue/enqueue"]["p99_ms"] for r in rounds)
+    ratio, p99 = statistics.median(ratios), statistics.median(p99s)
+    print(
+        f"API enqueue over raw S1 (target >= {TARGET_RAW_RATIO:.0f}x): median {ratio:.2f}x "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}): "
+        f"{'met' if ratio >= TARGET_RAW_RATIO else 'NOT MET'}"
+    )
+    print(
+        f"API enqueue p99 (target <= {TARGET_P99_MS:.0f} ms): median {p99:.1f} ms "
+        f"(rounds: {', '.join(f'{p:.1f}' for p in p99s)}): "
+        f"{'met' if p99 <= TARGET_P99_MS else 'NOT MET'}"
+    )
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     record = {
