@@ -30,6 +30,7 @@ import persistq
 from persistq.api import accesslog, errors
 from persistq.api.auth import BearerAuth, Tokens, document_bearer
 from persistq.api.deps import HealthProbe
+from persistq.api.fastpath import FastEnqueue
 from persistq.api.metrics import registry_for
 from persistq.api.routes import activity, jobs, queues, system
 from persistq.api.schemas import MAX_WAIT_SECONDS
@@ -95,7 +96,9 @@ def create_app(
     app.include_router(system.public)
     build_openapi = app.openapi
     app.openapi = lambda: app.openapi_schema or document_bearer(build_openapi())  # type: ignore[method-assign]
-    # Added last = outermost: auth first, then the size limit, then FastAPI.
+    # Added last = outermost: auth first, then the size limit, then a plain enqueue's fast
+    # path (api/fastpath.py), then FastAPI.
+    app.add_middleware(FastEnqueue)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(BearerAuth, tokens=Tokens(tokens))
     return app
