@@ -13,6 +13,12 @@ with 16 clients. It also prints the server process's CPU time (utime + stime fro
     .venv/bin/python bench/bench_api.py                     # 3 rounds of 4 x 500 jobs
     .venv/bin/python bench/bench_api.py --jobs 2000 --durability normal --repeat 5
     .venv/bin/python bench/bench_api.py --clients 16 --group-commit off   # issue 14
+    .venv/bin/python bench/bench_api.py --clients 16 --http-client stdlib
+
+The clients run in this process on the same cores as the server. An httpx client (what
+persistq.remote uses) costs about 0.5 ms of CPU per request here, more than the server
+itself; ``--http-client stdlib`` (http.client keep-alive connections, ~0.1 ms) leaves the
+cores to the server. The bench's own CPU per request is printed beside the server's.
 
 The API runs as a real ``persistq api`` process (uvicorn, access log off) on 127.0.0.1,
 on its own SQLite file; the library runs in this process on another file with the same
@@ -37,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,7 @@ from bench_group import raw_s1
 
 TOKEN = "bench-token-0123456789abcdef"
 CLIENTS = 4
+HTTP_CLIENT = "httpx"
 TARGET_MS = 2.0
 #: issue 14: API enqueue requests/s >= this x raw S1, and enqueue p99 <= TARGET_P99_MS.
 TARGET_RAW_RATIO = 2.0
@@ -89,6 +97,44 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, all its threads, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class StdlibResponse:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code = status
+        self.text = body.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+class StdlibClient:
+    """The part of ``httpx.Client`` the phases use, on one http.client keep-alive connection."""
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.connection = HTTPConnection(host, int(port), timeout=30)
+        self.headers = {**headers, "Content-Type": "application/json"}
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> StdlibResponse:
+        self.connection.request(method, path, body=body, headers=self.headers)
+        response = self.connection.getresponse()
+        return StdlibResponse(response.status, response.read())
+
+    def get(self, path: str) -> StdlibResponse:
+        return self.request("GET", path)
+
+    def post(self, path: str, **body: Any) -> StdlibResponse:  # body: json=...
+        return self.request("POST", path, json.dumps(body["json"]).encode())
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def http_client(base: str, headers: dict[str, str]) -> httpx.Client | StdlibClient:
+    if HTTP_CLIENT == "stdlib":
+        return StdlibClient(base, headers)
+    return httpx.Client(base_url=base, headers=headers, timeout=30)
 
 
 Timings = dict[str, list[float]]
@@ -137,10 +183,13 @@ def library_phases(url: str, jobs: int) -> dict[str, tuple[Timings, float]]:
         q.close()
 
 
-def api_phases(base: str, jobs: int, pid: int) -> dict[str, tuple[Timings, float, float]]:
-    """Each phase's timings, wall seconds and the server's CPU seconds."""
+Phase = tuple[Timings, float, float, float]
+
+
+def api_phases(base: str, jobs: int, pid: int) -> dict[str, Phase]:
+    """Each phase's timings, wall seconds, the server's and this process's CPU seconds."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(CLIENTS)]
+    clients = [http_client(base, headers) for _ in range(CLIENTS)]
 
     def produce(i: int, timings: Timings) -> None:
         http = clients[i]
@@ -165,10 +214,10 @@ def api_phases(base: str, jobs: int, pid: int) -> dict[str, tuple[Timings, float
             )
             assert done.status_code == 200, done.text
 
-    def measured(work: Callable[[int, Timings], None]) -> tuple[Timings, float, float]:
-        before = cpu_seconds(pid)
+    def measured(work: Callable[[int, Timings], None]) -> Phase:
+        before, own = cpu_seconds(pid), time.process_time()
         timings, wall = run_threads(work)
-        return timings, wall, cpu_seconds(pid) - before
+        return timings, wall, cpu_seconds(pid) - before, time.process_time() - own
 
     for http in clients:  # open the keep-alive connections before timing
         http.get("/healthz")
@@ -185,7 +234,7 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 
 def summarize(
-    phases: dict[str, tuple[Timings, float]] | dict[str, tuple[Timings, float, float]],
+    phases: dict[str, tuple[Timings, float]] | dict[str, Phase],
 ) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for phase, (timings, wall, *cpu) in phases.items():
@@ -193,6 +242,7 @@ def summarize(
         out[phase] = {"requests_per_second": calls / wall}
         if cpu:
             out[phase]["server_cpu_ms_per_request"] = cpu[0] * 1000 / calls
+            out[phase]["client_cpu_ms_per_request"] = cpu[1] * 1000 / calls
         for op, samples in timings.items():
             out[f"{phase}/{op}"] = {
                 "p50_ms": statistics.median(samples),
@@ -236,14 +286,15 @@ def print_round(library: Summary, api: Summary, raw: float) -> None:
             f"{web_op['p50_ms']:>12.2f} /{web_op['p99_ms']:>9.2f}"
         )
     for phase in ("enqueue", "claim+complete"):
-        cpu = api[phase]["server_cpu_ms_per_request"]
-        print(f"{phase + ' server CPU ms/req':28}{'':>24}{cpu:>24.3f}")
+        for side in ("server", "client"):
+            cpu = api[phase][f"{side}_cpu_ms_per_request"]
+            print(f"{phase + f' {side} CPU ms/req':28}{'':>24}{cpu:>24.3f}")
     ratio = api["enqueue"]["requests_per_second"] / raw
     print(f"{'raw S1 jobs/s':28}{raw:>24,.0f}{'API/raw S1 ' + f'{ratio:.2f}x':>24}")
 
 
 def main() -> None:
-    global CLIENTS  # the one setting the phases read
+    global CLIENTS, HTTP_CLIENT  # the settings the phases read
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=500, help="jobs per client per phase")
     parser.add_argument("--durability", choices=("full", "normal"), default="full")
@@ -252,8 +303,15 @@ def main() -> None:
     parser.add_argument(
         "--group-commit", choices=("on", "off"), default="on", help="SQLite group commit"
     )
+    parser.add_argument(
+        "--http-client",
+        choices=("httpx", "stdlib"),
+        default=HTTP_CLIENT,
+        help="the API clients: httpx (as persistq.remote) or http.client (cheaper)",
+    )
     args = parser.parse_args()
     CLIENTS = args.clients
+    HTTP_CLIENT = args.http_client
     options = [f"synchronous={args.durability}"] if args.durability == "normal" else []
     if args.group_commit == "off":
         options.append("group_commit=off")
@@ -261,7 +319,7 @@ def main() -> None:
     print(
         f"persistq REST API vs library: {CLIENTS} concurrent clients x {args.jobs} jobs, "
         f"SQLite synchronous={args.durability.upper()}, group commit {args.group_commit}, "
-        f"{os.cpu_count()} cores, "
+        f"{HTTP_CLIENT} clients, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
     rounds = []
@@ -299,6 +357,7 @@ def main() -> None:
         "when": stamp,
         "jobs_per_client": args.jobs,
         "clients": CLIENTS,
+        "http_client": HTTP_CLIENT,
         "durability": args.durability,
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
