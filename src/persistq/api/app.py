@@ -1,9 +1,8 @@
 """The FastAPI application: ``create_app(settings, tokens=...)``.
 
 One ``Queue`` per process, opened by the lifespan (or handed in by tests). Every library
-call runs in FastAPI's thread pool (anyio's default limiter, 40 threads), never on the
-event loop: a call waiting for a busy database then holds only its own request (see
-``deps.in_thread``).
+call runs on the API's thread pool (40 threads), never on the event loop: a call waiting
+for a busy database then holds only its own request (see ``deps.in_thread``).
 
 A claim with ``wait`` blocks a thread for up to :data:`MAX_WAIT_SECONDS`. Those long polls
 run under their own limiter of ``max_waiting_claims`` threads (default 32), never the
