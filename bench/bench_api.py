@@ -4,10 +4,21 @@ Four client threads, each with its own keep-alive ``httpx.Client`` (API) or shar
 ``Queue`` (library, as the API server does), first enqueue N jobs each, then claim and
 complete N jobs each. Every call is timed; the script prints requests/s and p50/p99 per
 operation for both, and whether the API adds at most 2 ms p50 per call (the target).
+Each round also runs raw S1 (bench_group's ``raw_s1``: raw sqlite3, one job per
+transaction, one thread, its own file, same durability) and prints the API's enqueue
+requests/s over it and the enqueue p99: issue 14 wants >= 2x raw S1 and p99 <= 25 ms
+with 16 clients. It also prints the server process's CPU time (utime + stime from
+/proc) per request of each phase.
 
     .venv/bin/python bench/bench_api.py                     # 3 rounds of 4 x 500 jobs
     .venv/bin/python bench/bench_api.py --jobs 2000 --durability normal --repeat 5
     .venv/bin/python bench/bench_api.py --clients 16 --group-commit off   # issue 14
+    .venv/bin/python bench/bench_api.py --clients 16 --http-client stdlib
+
+The clients run in this process on the same cores as the server. An httpx client (what
+persistq.remote uses) costs about 0.5 ms of CPU per request here, more than the server
+itself; ``--http-client stdlib`` (http.client keep-alive connections, ~0.1 ms) leaves the
+cores to the server. The bench's own CPU per request is printed beside the server's.
 
 The API runs as a real ``persistq api`` process (uvicorn, access log off) on 127.0.0.1,
 on its own SQLite file; the library runs in this process on another file with the same
@@ -32,16 +43,24 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import persistq
+from bench_group import raw_s1
 
 TOKEN = "bench-token-0123456789abcdef"
 CLIENTS = 4
+HTTP_CLIENT = "httpx"
 TARGET_MS = 2.0
+#: issue 14: API enqueue requests/s >= this x raw S1, and enqueue p99 <= TARGET_P99_MS.
+TARGET_RAW_RATIO = 2.0
+TARGET_P99_MS = 25.0
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -72,6 +91,50 @@ def start_server(url: str, directory: Path) -> tuple[subprocess.Popen[bytes], st
             time.sleep(0.05)
     proc.kill()
     raise SystemExit(f"persistq api did not start; see {directory / 'api.log'}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class StdlibResponse:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code = status
+        self.text = body.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+class StdlibClient:
+    """The part of ``httpx.Client`` the phases use, on one http.client keep-alive connection."""
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.connection = HTTPConnection(host, int(port), timeout=30)
+        self.headers = {**headers, "Content-Type": "application/json"}
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> StdlibResponse:
+        self.connection.request(method, path, body=body, headers=self.headers)
+        response = self.connection.getresponse()
+        return StdlibResponse(response.status, response.read())
+
+    def get(self, path: str) -> StdlibResponse:
+        return self.request("GET", path)
+
+    def post(self, path: str, **body: Any) -> StdlibResponse:  # body: json=...
+        return self.request("POST", path, json.dumps(body["json"]).encode())
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def http_client(base: str, headers: dict[str, str]) -> httpx.Client | StdlibClient:
+    if HTTP_CLIENT == "stdlib":
+        return StdlibClient(base, headers)
+    return httpx.Client(base_url=base, headers=headers, timeout=30)
 
 
 Timings = dict[str, list[float]]
@@ -120,9 +183,13 @@ def library_phases(url: str, jobs: int) -> dict[str, tuple[Timings, float]]:
         q.close()
 
 
-def api_phases(base: str, jobs: int) -> dict[str, tuple[Timings, float]]:
+Phase = tuple[Timings, float, float, float]
+
+
+def api_phases(base: str, jobs: int, pid: int) -> dict[str, Phase]:
+    """Each phase's timings, wall seconds, the server's and this process's CPU seconds."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(CLIENTS)]
+    clients = [http_client(base, headers) for _ in range(CLIENTS)]
 
     def produce(i: int, timings: Timings) -> None:
         http = clients[i]
@@ -147,10 +214,15 @@ def api_phases(base: str, jobs: int) -> dict[str, tuple[Timings, float]]:
             )
             assert done.status_code == 200, done.text
 
+    def measured(work: Callable[[int, Timings], None]) -> Phase:
+        before, own = cpu_seconds(pid), time.process_time()
+        timings, wall = run_threads(work)
+        return timings, wall, cpu_seconds(pid) - before, time.process_time() - own
+
     for http in clients:  # open the keep-alive connections before timing
         http.get("/healthz")
     try:
-        return {"enqueue": run_threads(produce), "claim+complete": run_threads(consume)}
+        return {"enqueue": measured(produce), "claim+complete": measured(consume)}
     finally:
         for http in clients:
             http.close()
@@ -161,11 +233,16 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def summarize(phases: dict[str, tuple[Timings, float]]) -> dict[str, dict[str, float]]:
+def summarize(
+    phases: dict[str, tuple[Timings, float]] | dict[str, Phase],
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for phase, (timings, wall) in phases.items():
+    for phase, (timings, wall, *cpu) in phases.items():
         calls = sum(len(s) for s in timings.values())
         out[phase] = {"requests_per_second": calls / wall}
+        if cpu:
+            out[phase]["server_cpu_ms_per_request"] = cpu[0] * 1000 / calls
+            out[phase]["client_cpu_ms_per_request"] = cpu[1] * 1000 / calls
         for op, samples in timings.items():
             out[f"{phase}/{op}"] = {
                 "p50_ms": statistics.median(samples),
@@ -179,19 +256,24 @@ OPS = ("enqueue/enqueue", "claim+complete/claim", "claim+complete/complete")
 Summary = dict[str, dict[str, float]]
 
 
-def one_round(directory: Path, n: int, jobs: int, query: str) -> tuple[Summary, Summary]:
-    """API then library, each on a fresh database: (library, api) summaries."""
+def one_round(
+    directory: Path, n: int, jobs: int, query: str, durability: str
+) -> tuple[Summary, Summary, float]:
+    """API, library, then raw S1 (as many jobs as the API's enqueue phase), each on a fresh
+    database: (library, api) summaries and raw S1 jobs/s."""
     proc, base = start_server(f"sqlite:///{directory / f'api-{n}.db'}{query}", directory)
     try:
-        api = summarize(api_phases(base, jobs))
+        api = summarize(api_phases(base, jobs, proc.pid))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     library = summarize(library_phases(f"sqlite:///{directory / f'lib-{n}.db'}{query}", jobs))
-    return library, api
+    raw_dir = directory / f"raw-{n}"
+    raw_dir.mkdir()
+    return library, api, raw_s1(raw_dir, durability, CLIENTS * jobs)
 
 
-def print_round(library: Summary, api: Summary) -> None:
+def print_round(library: Summary, api: Summary, raw: float) -> None:
     print(f"{'':28}{'library':>24}{'API':>24}")
     for phase in ("enqueue", "claim+complete"):
         lib, web = library[phase]["requests_per_second"], api[phase]["requests_per_second"]
@@ -203,10 +285,16 @@ def print_round(library: Summary, api: Summary) -> None:
             f"{lib_op['p50_ms']:>12.2f} /{lib_op['p99_ms']:>9.2f}"
             f"{web_op['p50_ms']:>12.2f} /{web_op['p99_ms']:>9.2f}"
         )
+    for phase in ("enqueue", "claim+complete"):
+        for side in ("server", "client"):
+            cpu = api[phase][f"{side}_cpu_ms_per_request"]
+            print(f"{phase + f' {side} CPU ms/req':28}{'':>24}{cpu:>24.3f}")
+    ratio = api["enqueue"]["requests_per_second"] / raw
+    print(f"{'raw S1 jobs/s':28}{raw:>24,.0f}{'API/raw S1 ' + f'{ratio:.2f}x':>24}")
 
 
 def main() -> None:
-    global CLIENTS  # the one setting the phases read
+    global CLIENTS, HTTP_CLIENT  # the settings the phases read
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=500, help="jobs per client per phase")
     parser.add_argument("--durability", choices=("full", "normal"), default="full")
@@ -215,8 +303,15 @@ def main() -> None:
     parser.add_argument(
         "--group-commit", choices=("on", "off"), default="on", help="SQLite group commit"
     )
+    parser.add_argument(
+        "--http-client",
+        choices=("httpx", "stdlib"),
+        default=HTTP_CLIENT,
+        help="the API clients: httpx (as persistq.remote) or http.client (cheaper)",
+    )
     args = parser.parse_args()
     CLIENTS = args.clients
+    HTTP_CLIENT = args.http_client
     options = [f"synchronous={args.durability}"] if args.durability == "normal" else []
     if args.group_commit == "off":
         options.append("group_commit=off")
@@ -224,16 +319,16 @@ def main() -> None:
     print(
         f"persistq REST API vs library: {CLIENTS} concurrent clients x {args.jobs} jobs, "
         f"SQLite synchronous={args.durability.upper()}, group commit {args.group_commit}, "
-        f"{os.cpu_count()} cores, "
+        f"{HTTP_CLIENT} clients, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
     rounds = []
     with tempfile.TemporaryDirectory(prefix="persistq-bench-api-") as tmp:
         for n in range(args.repeat):
-            library, api = one_round(Path(tmp), n, args.jobs, query)
-            print(f"\nround {n + 1} of {args.repeat}")
-            print_round(library, api)
-            rounds.append({"library": library, "api": api})
+            library, api, raw = one_round(Path(tmp), n, args.jobs, query, args.durability)
+            print(f"\nround {n + 1} of {args.repeat} (load average {os.getloadavg()[0]:.2f})")
+            print_round(library, api, raw)
+            rounds.append({"library": library, "api": api, "raw_s1_jobs_per_second": raw})
     print(f"\nadded p50 per call, API over library (target <= {TARGET_MS:.0f} ms):")
     for key in OPS:
         added = sorted(r["api"][key]["p50_ms"] - r["library"][key]["p50_ms"] for r in rounds)
@@ -241,12 +336,28 @@ def main() -> None:
         status = "met" if median <= TARGET_MS else "NOT MET"
         each = ", ".join(f"{a:+.2f}" for a in added)
         print(f"  {key.split('/')[-1]:9} median {median:+.2f} ms (rounds: {each}): {status}")
+    ratios = sorted(
+        r["api"]["enqueue"]["requests_per_second"] / r["raw_s1_jobs_per_second"] for r in rounds
+    )
+    p99s = sorted(r["api"]["enqueue/enqueue"]["p99_ms"] for r in rounds)
+    ratio, p99 = statistics.median(ratios), statistics.median(p99s)
+    print(
+        f"API enqueue over raw S1 (target >= {TARGET_RAW_RATIO:.0f}x): median {ratio:.2f}x "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}): "
+        f"{'met' if ratio >= TARGET_RAW_RATIO else 'NOT MET'}"
+    )
+    print(
+        f"API enqueue p99 (target <= {TARGET_P99_MS:.0f} ms): median {p99:.1f} ms "
+        f"(rounds: {', '.join(f'{p:.1f}' for p in p99s)}): "
+        f"{'met' if p99 <= TARGET_P99_MS else 'NOT MET'}"
+    )
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     record = {
         "when": stamp,
         "jobs_per_client": args.jobs,
         "clients": CLIENTS,
+        "http_client": HTTP_CLIENT,
         "durability": args.durability,
         "machine": platform.platform(),
         "cpus": os.cpu_count(),

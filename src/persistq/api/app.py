@@ -1,9 +1,8 @@
 """The FastAPI application: ``create_app(settings, tokens=...)``.
 
 One ``Queue`` per process, opened by the lifespan (or handed in by tests). Every library
-call runs in FastAPI's thread pool (anyio's default limiter, 40 threads), never on the
-event loop: a call waiting for a busy database then holds only its own request (see
-``deps.in_thread``).
+call runs on the API's thread pool (40 threads), never on the event loop: a call waiting
+for a busy database then holds only its own request (see ``deps.in_thread``).
 
 A claim with ``wait`` blocks a thread for up to :data:`MAX_WAIT_SECONDS`. Those long polls
 run under their own limiter of ``max_waiting_claims`` threads (default 32), never the
@@ -30,6 +29,7 @@ import persistq
 from persistq.api import accesslog, errors
 from persistq.api.auth import BearerAuth, Tokens, document_bearer
 from persistq.api.deps import HealthProbe
+from persistq.api.fastpath import FastEnqueue
 from persistq.api.metrics import registry_for
 from persistq.api.routes import activity, jobs, queues, system
 from persistq.api.schemas import MAX_WAIT_SECONDS
@@ -95,7 +95,9 @@ def create_app(
     app.include_router(system.public)
     build_openapi = app.openapi
     app.openapi = lambda: app.openapi_schema or document_bearer(build_openapi())  # type: ignore[method-assign]
-    # Added last = outermost: auth first, then the size limit, then FastAPI.
+    # Added last = outermost: auth first, then the size limit, then a plain enqueue's fast
+    # path (api/fastpath.py), then FastAPI.
+    app.add_middleware(FastEnqueue)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(BearerAuth, tokens=Tokens(tokens))
     return app

@@ -77,6 +77,11 @@ async def enqueue(
     this queue already has returns that job instead, with 200."""
     if idempotency_key is not None and body.key is not None and idempotency_key != body.key:
         return error_response(409, "key_conflict", "the Idempotency-Key header and key differ")
+    return await store_job(q, queue, body, body.key or idempotency_key)
+
+
+async def store_job(q: Queue, queue: str, body: JobIn, key: str | None) -> Response:
+    """What ``enqueue`` does once its input is valid (also ``FastEnqueue``'s, in fastpath)."""
     job, created = await in_thread(
         lambda: q.enqueue_keyed(
             body.payload,
@@ -85,7 +90,7 @@ async def enqueue(
             delay=body.delay,
             run_at=body.run_at,
             max_attempts=body.max_attempts,
-            key=body.key or idempotency_key,
+            key=key,
             timeout=body.timeout,
         )
     )
