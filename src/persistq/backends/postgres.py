@@ -87,6 +87,11 @@ _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetect
 #: order is the one cheap plan, with statistics or without. JIT off: a disabled sort still
 #: costs its plan 10^10, enough to JIT-compile every claim (about a second each).
 CLAIM_SETTINGS = {"enable_sort": "off", "enable_bitmapscan": "off", "jit": "off"}
+#: Session settings of every pooled connection. TimeZone UTC: psycopg then reads a time
+#: in UTC (datetime.UTC) itself, where the server's own zone (often Etc/UTC, a ZoneInfo)
+#: took an astimezone per time, 8 of them per claim and complete. No statement depends
+#: on the session's zone (they store and compare timestamptz).
+SESSION_SETTINGS = {"timezone": "UTC"}
 #: Advisory locks a listener holds (shared) per schema; a writer tries one, chosen by its
 #: server process id (see PostgresBackend._listeners). The SQL says it as LISTENER_SLOT.
 LISTEN_SLOTS = 16
@@ -225,7 +230,8 @@ class PostgresBackend(SQLBackend):
 
     def _new_pool(self, name: str, size: int, *, min_size: int, **settings: str) -> ConnectionPool:
         options = " ".join(
-            f"-c {k}={v}" for k, v in {"search_path": self.schema, **settings}.items()
+            f"-c {k}={v}"
+            for k, v in {**SESSION_SETTINGS, "search_path": self.schema, **settings}.items()
         )
         return ConnectionPool(
             self._conninfo,
@@ -577,7 +583,8 @@ class PostgresBackend(SQLBackend):
 
     def _datetime(self, value: Any) -> datetime:
         moment: datetime = value
-        return moment.astimezone(UTC)
+        # In UTC already on our connections (SESSION_SETTINGS); a quarter of astimezone's cost.
+        return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
     def _list(self, values: Sequence[Any]) -> list[Any]:
         return list(values)
