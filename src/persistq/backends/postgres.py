@@ -413,9 +413,12 @@ class PostgresBackend(SQLBackend):
     def _insert_group(self, group: list[Call[_Enqueue]]) -> None:
         """The jobs of every call of ``group`` in one ``insert_jobs_unnest`` per ``now``
         (ids in call order, so each call's are the next of the statement's)."""
-        with _unknown_if_interrupted(group):
+        try:
             for calls in _by_now(group):
                 self._insert_together(calls)
+        except BaseException as exc:
+            _unknown_if_interrupted(group, exc)
+            raise
 
     def _insert_together(self, group: list[Call[_Enqueue]]) -> None:
         jobs = [job for call in group for job in call.work.jobs]
@@ -503,12 +506,15 @@ class PostgresBackend(SQLBackend):
         return answers
 
     def _complete_group(self, group: list[Call[_Complete]]) -> None:
-        with _unknown_if_interrupted(group):
+        try:
             for calls in _by_now(group):
                 if len(calls) == 1:
                     self._complete_alone(calls[0])
                 else:
                     self._complete_together(calls)
+        except BaseException as exc:
+            _unknown_if_interrupted(group, exc)
+            raise
 
     def _complete_params(self, now: float | None) -> dict[str, Any]:
         return {
@@ -799,29 +805,28 @@ class PostgresBackend(SQLBackend):
         return report
 
 
-@contextlib.contextmanager
-def _unknown_if_interrupted(group: list[Call[Any]]) -> Iterator[None]:
-    """Interrupted (KeyboardInterrupt) while a group's statement was out: it may have been
-    committed, so no call of it may run again; the ones not answered yet learn that their
-    outcome is unknown (as a call of its own would, cut off after sending)."""
-    try:
-        yield
-    except Exception:
-        raise
-    except BaseException:
-        for call in group:
-            if call.result is None and call.error is None:
-                call.error = StorageUnavailable(
-                    "interrupted after the write was sent by "
-                    "another call of its group; its outcome is unknown"
-                )
-            call.done = True
-        raise
+def _unknown_if_interrupted(group: list[Call[Any]], exc: BaseException) -> None:
+    """After ``exc`` interrupted a group's run: a KeyboardInterrupt (no Exception) may have
+    come while the group's statement was out, and it may have been committed, so no call
+    of it may run again; the ones not answered yet learn that their outcome is unknown (as
+    a call of its own would, cut off after sending). (A function called from ``except``,
+    not a context manager: a group of one is the common case, and this is its cost.)"""
+    if isinstance(exc, Exception):
+        return
+    for call in group:
+        if call.result is None and call.error is None:
+            call.error = StorageUnavailable(
+                "interrupted after the write was sent by "
+                "another call of its group; its outcome is unknown"
+            )
+        call.done = True
 
 
 def _by_now(group: list[Call[Any]]) -> list[list[Call[Any]]]:
     """``group``'s calls by the ``now`` they were given (one statement has one), in order:
     with the database's clock (None) that is all of them."""
+    if len(group) == 1:
+        return [group]
     by: dict[float | None, list[Call[Any]]] = {}
     for call in group:
         by.setdefault(call.work.now, []).append(call)
