@@ -554,3 +554,55 @@ def test_an_interrupted_caller_handed_the_lead_passes_it_on() -> None:
     assert waiting[1].ready is not None and not waiting[1].ready.locked()  # woken: it leads
     groups._give_up(waiting[1])  # interrupted too, just as the lead reached it
     assert list(groups.queued) == [] and not groups.leading
+
+
+def test_a_claim_cut_off_mid_statement_is_sent_again_and_claims_the_job(pg_url: str) -> None:
+    """A claim is the one write retried after it was sent (at worst a job stays leased to
+    no one until its lease expires): cut off while it waits on a lock, it goes out again on
+    another connection and claims the job; a completion cut off the same way is not sent
+    again, its outcome unknown."""
+    with persistq.connect(pg_url) as q:
+        job = q.enqueue("the job")
+        holder, watcher = raw_pg(pg_url), raw_pg(pg_url)
+
+        def cut_off_the_one_blocked() -> None:
+            def blocked() -> list[int]:
+                rows = watcher.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    (holder.info.backend_pid,),
+                ).fetchall()
+                return [pid for (pid,) in rows]
+
+            wait_until(lambda: len(blocked()) == 1, "one statement waits on the lock")
+            watcher.execute("SELECT pg_terminate_backend(%s)", (blocked()[0],))
+
+        def run(work: Callable[[], Job], answer: Answer) -> None:
+            try:
+                answer.result = work()
+            except BaseException as exc:
+                answer.error = exc
+
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
+        claimed = Answer()
+        thread = threading.Thread(target=run, args=(lambda: q.claim(worker="w"), claimed))
+        thread.start()
+        cut_off_the_one_blocked()
+        holder.execute("ROLLBACK")
+        thread.join(30)
+        assert claimed.error is None, claimed
+        assert claimed.result is not None and claimed.result.id == job.id
+
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
+        completed = Answer()
+        thread = threading.Thread(target=run, args=(lambda: q.complete(claimed.result), completed))
+        thread.start()
+        cut_off_the_one_blocked()
+        holder.execute("ROLLBACK")
+        thread.join(30)
+        holder.close()
+        watcher.close()
+        assert isinstance(completed.error, StorageUnavailable), completed
+        assert "outcome is unknown" in str(completed.error)
+        assert q.get(job.id).status == State.PROCESSING  # cut off before its commit

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Protocol
 
 from persistq.backends.base import NewJob
@@ -39,30 +40,68 @@ def decode_json(text: str) -> Any:
     return value if end == len(text) else json.loads(text)
 
 
+#: The columns :func:`row_to_job` reads, in the order it reads them: the table names its
+#: columns as Job names its fields.
+JOB_COLUMNS: tuple[str, ...] = tuple(Job.__slots__)
+#: JOB_COLUMNS of a row whose values are found by column name (a dict, sqlite3.Row).
+BY_NAME = itemgetter(*JOB_COLUMNS)
+
+
+def job_columns_at(positions: Mapping[str, int]) -> itemgetter[Any]:
+    """JOB_COLUMNS of a tuple row, given each column's position (``{name: index}``): a
+    tuple row and this cost a third of a dict row (psycopg builds a dict per row)."""
+    return itemgetter(*[positions[name] for name in JOB_COLUMNS])
+
+
 def row_to_job(
-    row: Row, convert: ToDatetime = epoch_to_datetime, *, with_token: bool = False
+    row: Any,
+    convert: ToDatetime = epoch_to_datetime,
+    *,
+    with_token: bool = False,
+    pick: Callable[[Any], tuple[Any, ...]] = BY_NAME,
 ) -> Job:
-    """``with_token`` only for the lease holder's own copy (claim, heartbeat)."""
-    result = row["result"]
-    updated = row["updated_at"]
+    """``with_token`` only for the lease holder's own copy (claim, heartbeat). ``pick``
+    takes JOB_COLUMNS out of ``row``: by name (the default), or :func:`job_columns_at`."""
+    (
+        job_id,
+        queue,
+        payload,
+        status,
+        priority,
+        run_at,
+        attempts,
+        max_attempts,
+        key,
+        worker,
+        lease,
+        last_error,
+        result,
+        created_at,
+        updated,
+        started,
+        finished,
+        lease_token,
+        cancel_requested,
+        fence,
+        timeout,
+    ) = pick(row)
     updated_at = convert(updated)
     # A transition stamps one time in several columns: each distinct value converted once.
-    started, finished, lease = row["started_at"], row["finished_at"], row["lease_expires_at"]
     return build_job(
-        id=row["id"],
-        queue=row["queue"],
-        payload=decode_json(row["payload"]),
-        status=_STATES[row["status"]],
-        priority=row["priority"],
-        run_at=convert(row["run_at"]),
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        key=row["key"],
-        worker=row["worker"],
+        id=job_id,
+        queue=queue,
+        payload=decode_json(payload),
+        status=_STATES[status],
+        priority=priority,
+        run_at=convert(run_at),
+        attempts=attempts,
+        max_attempts=max_attempts,
+        key=key,
+        worker=worker,
         lease_expires_at=None if lease is None else convert(lease),
-        last_error=row["last_error"],
+        last_error=last_error,
         result=None if result is None else decode_json(result),
-        created_at=convert(row["created_at"]),
+        created_at=convert(created_at),
         updated_at=updated_at,
         started_at=(
             None if started is None else updated_at if started == updated else convert(started)
@@ -70,10 +109,10 @@ def row_to_job(
         finished_at=(
             None if finished is None else updated_at if finished == updated else convert(finished)
         ),
-        lease_token=row["lease_token"] if with_token else None,
-        cancel_requested=bool(row["cancel_requested"]),
-        fence=row["fence"],
-        timeout=row["timeout"],
+        lease_token=lease_token if with_token else None,
+        cancel_requested=bool(cancel_requested),
+        fence=fence,
+        timeout=timeout,
     )
 
 

@@ -43,7 +43,13 @@ from persistq.backends.group import (
     fail_all,
     parse_group_commit,
 )
-from persistq.backends.rows import decode_payloads, epoch_to_datetime, new_job, row_to_job
+from persistq.backends.rows import (
+    decode_payloads,
+    epoch_to_datetime,
+    job_columns_at,
+    new_job,
+    row_to_job,
+)
 from persistq.backends.sql import NamedSQL, migrations, queries
 from persistq.backends.sqlbase import LastWrite, SQLBackend
 from persistq.config import split_sqlite_url
@@ -76,6 +82,8 @@ def _one_job_form(claim: str) -> str:
 
 
 CLAIM_ONE_JOB = _one_job_form(queries("sqlite")["claim_jobs"])
+#: Where a Job's columns are in a row, by the row's column names (a few shapes: SELECT *).
+_PICKS: dict[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = {}
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 #: How often a waiting claim looks for commits of other processes (PRAGMA data_version
 #: reads shared memory, so this costs no disk I/O).
@@ -472,9 +480,13 @@ class SQLiteBackend(SQLBackend):
 
     def _job(self, row: Any, *, with_token: bool = False) -> Job:
         # sqlite3.Row finds a column by name comparing it, case-insensitively, with each
-        # column in turn: a dict first halves the cost of building a Job from a whole row.
+        # column in turn: by position (the row's columns' own) a Job costs a third less.
         if isinstance(row, sqlite3.Row):
-            row = dict(zip(row.keys(), row, strict=True))
+            columns = tuple(row.keys())
+            pick = _PICKS.get(columns)
+            if pick is None:
+                pick = _PICKS[columns] = job_columns_at({c: n for n, c in enumerate(columns)})
+            return row_to_job(row, epoch_to_datetime, with_token=with_token, pick=pick)
         return row_to_job(row, epoch_to_datetime, with_token=with_token)
 
     def _insert_batch(
