@@ -418,6 +418,21 @@ def test_a_child_forked_while_a_group_waits_writes_on_its_own(q: Queue, path: Pa
     assert len(q.jobs()) == 3
 
 
+def cut_off_the_one_blocked_by(holder: Any, watcher: Any) -> None:
+    """Wait until one statement waits on a lock ``holder`` holds, then cut its connection
+    (``watcher``: a connection of its own, to look and to terminate)."""
+
+    def blocked() -> list[int]:
+        rows = watcher.execute(
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+            (holder.info.backend_pid,),
+        ).fetchall()
+        return [pid for (pid,) in rows]
+
+    wait_until(lambda: len(blocked()) == 1, "one statement waits on the lock")
+    watcher.execute("SELECT pg_terminate_backend(%s)", (blocked()[0],))
+
+
 def test_a_group_cut_off_mid_statement_is_every_callers_unknown_outcome(pg_url: str) -> None:
     """PostgreSQL ends the connection while a group's statement waits on a lock: no caller
     can tell whether its jobs were written, so each gets StorageUnavailable saying so (its
@@ -428,16 +443,8 @@ def test_a_group_cut_off_mid_statement_is_every_callers_unknown_outcome(pg_url: 
         holder.execute("BEGIN")
         holder.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
 
-        def blocked() -> list[int]:
-            rows = watcher.execute(
-                "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-                (holder.info.backend_pid,),
-            ).fetchall()
-            return [pid for (pid,) in rows]
-
         def cut_off_the_one_blocked() -> None:
-            wait_until(lambda: len(blocked()) == 1, "one statement waits on the lock")
-            watcher.execute("SELECT pg_terminate_backend(%s)", (blocked()[0],))
+            cut_off_the_one_blocked_by(holder, watcher)
 
         def run(payload: str, answer: Answer) -> None:
             try:
@@ -566,15 +573,7 @@ def test_a_claim_cut_off_mid_statement_is_sent_again_and_claims_the_job(pg_url: 
         holder, watcher = raw_pg(pg_url), raw_pg(pg_url)
 
         def cut_off_the_one_blocked() -> None:
-            def blocked() -> list[int]:
-                rows = watcher.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-                    (holder.info.backend_pid,),
-                ).fetchall()
-                return [pid for (pid,) in rows]
-
-            wait_until(lambda: len(blocked()) == 1, "one statement waits on the lock")
-            watcher.execute("SELECT pg_terminate_backend(%s)", (blocked()[0],))
+            cut_off_the_one_blocked_by(holder, watcher)
 
         def run(work: Callable[[], Job], answer: Answer) -> None:
             try:
