@@ -93,9 +93,10 @@ CLAIM_SETTINGS = {"enable_sort": "off", "enable_bitmapscan": "off", "jit": "off"
 #: on the session's zone (they store and compare timestamptz).
 SESSION_SETTINGS = {"timezone": "UTC"}
 #: Advisory locks a listener holds (shared) per schema; a writer tries one, chosen by its
-#: server process id (see PostgresBackend._listeners). The SQL says it as LISTENER_SLOT.
+#: server process id (see PostgresBackend._listeners). The SQL says it as LISTENER_SLOT, the
+#: count a parameter (``listen_slots``, in every statement's ``_listening``): one home.
 LISTEN_SLOTS = 16
-LISTENER_SLOT = f"pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% {LISTEN_SLOTS})"
+LISTENER_SLOT = "pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% %(listen_slots)s)"
 
 
 class PostgresURL(NamedTuple):
@@ -204,6 +205,8 @@ class PostgresBackend(SQLBackend):
         #: sent NOTIFYs no one heard, each one a turn on that server-wide lock. A writer
         #: that finds its slot taken by another writer sends its NOTIFY, as before.
         self._listeners = MIGRATION_LOCK + 1 + zlib.crc32(self.schema.encode()) * LISTEN_SLOTS
+        #: The parameters of LISTENER_SLOT, for every statement that tries it.
+        self._listening = {"listeners": self._listeners, "listen_slots": LISTEN_SLOTS}
         self._pool = self._new_pool("persistq", pool_size, min_size=1)
         #: Claims only, on connections of their own with CLAIM_SETTINGS; none is opened
         #: until this process first claims (a producer never does).
@@ -322,7 +325,7 @@ class PostgresBackend(SQLBackend):
                     if wakes:  # delivered at commit, to every listening process
                         conn.execute(
                             f"SELECT pg_notify(%(channel)s, '') WHERE NOT {LISTENER_SLOT}",
-                            {"channel": self._channel, "listeners": self._listeners},
+                            {"channel": self._channel, **self._listening},
                         )
                     if write:
                         sent()  # the COMMIT goes out as this block ends
@@ -521,7 +524,7 @@ class PostgresBackend(SQLBackend):
             "now": now,
             "events": COMPLETE_EVENTS,
             "done_channel": self._done_channel,
-            "listeners": self._listeners,
+            **self._listening,
         }
 
     def _complete_alone(self, call: Call[_Complete]) -> None:
@@ -600,7 +603,7 @@ class PostgresBackend(SQLBackend):
             conn.execute(
                 "SELECT pg_notify(%(channel)s, t.id::text) FROM unnest(%(ids)s::bigint[]) AS t(id)"
                 f" WHERE NOT {LISTENER_SLOT}",
-                {"channel": self._done_channel, "ids": list(job_ids), "listeners": self._listeners},
+                {"channel": self._done_channel, "ids": list(job_ids), **self._listening},
             )
 
     def _insert_batch(self, conn: Any, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
@@ -617,7 +620,7 @@ class PostgresBackend(SQLBackend):
             "jobs": json.dumps(rows),
             "now": now,
             "channel": self._channel,
-            "listeners": self._listeners,
+            **self._listening,
         }
 
     def _new_jobs(self, jobs: Sequence[NewJob], returned: Sequence[Any]) -> list[Job]:

@@ -22,8 +22,8 @@ RETURNING *;
 -- name: insert_jobs_unnest
 -- enqueue and enqueue_many when no job has a key, as one statement, so one round trip: the
 -- queues (ensure_queue, in name order), the jobs and the NOTIFY that wakes waiting claims
--- (sent at commit, and only if some process listens: see %(listeners)s and LISTEN_SLOTS,
--- the 16, in backends/postgres.py). SQLite runs these one by one instead. Ids
+-- (sent at commit, and only if some process listens: see %(listeners)s and %(listen_slots)s,
+-- LISTEN_SLOTS in backends/postgres.py). SQLite runs these one by one instead. Ids
 -- follow input order. The jobs come as one JSON array of [queue, payload, priority,
 -- delay_seconds, max_attempts, timeout]: encoding a thousand payloads as one JSON text costs the
 -- client a twentieth of a text[] parameter's. Only what the server decided comes back
@@ -47,7 +47,7 @@ WITH ensured AS (
 ), woken AS (  -- always one row
     SELECT count(*) AS sent FROM (
         SELECT pg_notify(%(channel)s, '')
-        WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% 16)
+        WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% %(listen_slots)s)
     ) AS notified
 )
 SELECT id, run_at, created_at FROM new CROSS JOIN woken ORDER BY id;
@@ -231,7 +231,7 @@ WITH done AS (
 SELECT *,
        (SELECT count(*) FROM (
             SELECT pg_notify(%(done_channel)s, id::text)
-            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% 16)
+            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% %(listen_slots)s)
        ) AS sent) AS notified
 FROM done;
 
@@ -262,7 +262,7 @@ WITH given AS (
 SELECT *,
        (SELECT count(*) FROM (
             SELECT pg_notify(%(done_channel)s, id::text)
-            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% 16)
+            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% %(listen_slots)s)
        ) AS sent) AS notified
 FROM done;
 
