@@ -606,11 +606,6 @@ class PostgresBackend(SQLBackend):
                 {"channel": self._done_channel, "ids": list(job_ids), **self._listening},
             )
 
-    def _insert_batch(self, conn: Any, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
-        with conn.cursor(row_factory=tuple_row) as cur:
-            returned = cur.execute(SQL["insert_jobs_unnest"], self._batch_params(jobs, now))
-            return self._new_jobs(jobs, returned.fetchall())
-
     def _batch_params(self, jobs: Sequence[NewJob], now: float | None) -> dict[str, Any]:
         rows = [
             [j.queue, j.payload, j.priority, j.delay_seconds, j.max_attempts, j.timeout]

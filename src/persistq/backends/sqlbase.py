@@ -111,10 +111,6 @@ class SQLBackend(ABC):
     def _read(self, work: Callable[[Conn], T]) -> T: ...
 
     @abstractmethod
-    def _insert_batch(self, conn: Conn, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
-        """Insert jobs without keys in input order."""
-
-    @abstractmethod
     def _datetime(self, value: Any) -> datetime:
         """A stored time as an aware UTC datetime."""
 
@@ -169,15 +165,15 @@ class SQLBackend(ABC):
     # -- producing ---------------------------------------------------------------------
 
     def insert_jobs(self, jobs: Sequence[NewJob], now: float | None) -> list[Job]:
+        """One by one, as each may find its key's job. Each dialect inserts a batch without
+        keys its own faster way, and calls this only when some job has a key."""
         if not jobs:
             return []
         now = self._now(now)
 
         def work(conn: Conn) -> list[Job]:
             self._ensure_queues(conn, (job.queue for job in jobs), now)
-            if any(job.key is not None for job in jobs):
-                return [self._insert_one(conn, job, now) for job in jobs]
-            return self._insert_batch(conn, jobs, now)
+            return [self._insert_one(conn, job, now) for job in jobs]
 
         return self._write(work, wakes=True)
 

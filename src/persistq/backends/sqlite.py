@@ -489,12 +489,6 @@ class SQLiteBackend(SQLBackend):
             return row_to_job(row, epoch_to_datetime, with_token=with_token, pick=pick)
         return row_to_job(row, epoch_to_datetime, with_token=with_token)
 
-    def _insert_batch(
-        self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float | None
-    ) -> list[Job]:
-        now = self._now(now)
-        return _new_jobs(jobs, self._insert_rows(conn, jobs, now), now)
-
     def _insert_rows(self, conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> int:
         """Insert ``jobs``, numbered in order; the first one's id."""
         if len(jobs) == 1:  # enqueue: the statement numbers the job
