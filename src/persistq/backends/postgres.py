@@ -54,7 +54,7 @@ from persistq.backends.group import (
     fail_all,
     parse_group_commit,
 )
-from persistq.backends.rows import decode_payloads, job_columns_at, new_job, row_to_job
+from persistq.backends.rows import decode_payloads, job_columns_in, new_job, row_to_job
 from persistq.backends.sql import NamedSQL, migrations
 from persistq.backends.sqlbase import (
     COMPLETE_EVENTS,
@@ -357,9 +357,7 @@ class PostgresBackend(SQLBackend):
             conn = pool.getconn(self._retry_seconds)
             try:
                 sent = True
-                cursor = conn.cursor(row_factory=tuple_row)
-                rows = cursor.execute(SQL[name], params).fetchall()
-                shape = self._shape(name, cursor)
+                rows, shape = self._run_named(conn, name, params)
             finally:
                 # An autocommit statement leaves no transaction open, even when it fails
                 # (pool.connection()'s commit or rollback would have nothing to do).
@@ -373,9 +371,7 @@ class PostgresBackend(SQLBackend):
                 def attempt(sent: Callable[[], None]) -> tuple[list[tuple[Any, ...]], _Shape]:
                     with pool.connection(timeout=self._retry_seconds) as conn:
                         sent()
-                        cursor = conn.cursor(row_factory=tuple_row)
-                        rows = cursor.execute(SQL[name], params).fetchall()
-                        return rows, self._shape(name, cursor)
+                        return self._run_named(conn, name, params)
 
                 return self._retrying(
                     attempt, retry_unknown=unknown_is_retried, deadline=deadline, pause=pause
@@ -383,12 +379,21 @@ class PostgresBackend(SQLBackend):
         self._writes.succeeded()
         return rows, shape
 
+    def _run_named(
+        self, conn: psycopg.Connection[Any], name: str, params: dict[str, Any]
+    ) -> tuple[list[tuple[Any, ...]], _Shape]:
+        """Statement ``name`` on ``conn``: its rows as tuples, and where their columns are."""
+        cursor = conn.cursor(row_factory=tuple_row)
+        rows = cursor.execute(SQL[name], params).fetchall()
+        return rows, self._shape(name, cursor)
+
     def _shape(self, name: str, cursor: psycopg.Cursor[Any]) -> _Shape:
         """Where each column of statement ``name``'s rows is (read once per statement)."""
         shape = self._shapes.get(name)
         if shape is None or len(shape.at) != cursor.pgresult.nfields:  # type: ignore[union-attr]
-            at = {column.name: n for n, column in enumerate(cursor.description or ())}
-            pick = job_columns_at(at) if "fence" in at else None
+            columns = tuple(column.name for column in cursor.description or ())
+            at = {column: n for n, column in enumerate(columns)}
+            pick = job_columns_in(columns) if "fence" in at else None
             shape = self._shapes[name] = _Shape(at, pick)
         return shape
 

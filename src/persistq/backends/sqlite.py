@@ -46,7 +46,7 @@ from persistq.backends.group import (
 from persistq.backends.rows import (
     decode_payloads,
     epoch_to_datetime,
-    job_columns_at,
+    job_columns_in,
     new_job,
     row_to_job,
 )
@@ -82,8 +82,6 @@ def _one_job_form(claim: str) -> str:
 
 
 CLAIM_ONE_JOB = _one_job_form(queries("sqlite")["claim_jobs"])
-#: Where a Job's columns are in a row, by the row's column names (a few shapes: SELECT *).
-_PICKS: dict[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = {}
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 #: How often a waiting claim looks for commits of other processes (PRAGMA data_version
 #: reads shared memory, so this costs no disk I/O).
@@ -482,10 +480,7 @@ class SQLiteBackend(SQLBackend):
         # sqlite3.Row finds a column by name comparing it, case-insensitively, with each
         # column in turn: by position (the row's columns' own) a Job costs a third less.
         if isinstance(row, sqlite3.Row):
-            columns = tuple(row.keys())
-            pick = _PICKS.get(columns)
-            if pick is None:
-                pick = _PICKS[columns] = job_columns_at({c: n for n, c in enumerate(columns)})
+            pick = job_columns_in(tuple(row.keys()))
             return row_to_job(row, epoch_to_datetime, with_token=with_token, pick=pick)
         return row_to_job(row, epoch_to_datetime, with_token=with_token)
 
