@@ -92,6 +92,14 @@ class Answer:
     error: BaseException | None = None
 
 
+def answer_into(call: Callable[[], Any], answer: Answer) -> None:
+    """``call()``'s result or error in ``answer`` (a thread's target)."""
+    try:
+        answer.result = call()
+    except BaseException as exc:
+        answer.error = exc
+
+
 @dataclass
 class Grouped:
     """What ``one_group`` ran: each call's answer, in the order given."""
@@ -155,20 +163,14 @@ def one_group(
     before = groups.sizes[len(calls)]
     grouped = Grouped([Answer() for _ in calls])
 
-    def run(call: Callable[[], Any], answer: Answer) -> None:
-        try:
-            answer.result = call()
-        except BaseException as exc:
-            answer.error = exc
-
     leader = Answer()
     first = lead or (lambda: q.enqueue("lead", queue="lead"))
     with writes_held(q) as release:
-        threads = [threading.Thread(target=run, args=(first, leader))]
+        threads = [threading.Thread(target=answer_into, args=(first, leader))]
         threads[0].start()
         wait_until(lambda: groups.leading and not groups.queued, "the leader waits")
         for n, (call, answer) in enumerate(zip(calls, grouped.answers, strict=True)):
-            thread = threading.Thread(target=run, args=(call, answer))
+            thread = threading.Thread(target=answer_into, args=(call, answer))
             thread.start()
             threads.append(thread)
             wait_until(lambda n=n: len(groups.queued) == n + 1, f"call {n} is queued")

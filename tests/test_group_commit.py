@@ -12,6 +12,7 @@ known order. Releasing the lock lets the leader commit and hand over to that gro
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ import persistq
 from group_support import (
     POISON,
     Answer,
+    answer_into,
     backend_of,
     groups_of,
     one_group,
@@ -443,26 +445,18 @@ def test_a_group_cut_off_mid_statement_is_every_callers_unknown_outcome(pg_url: 
         holder.execute("BEGIN")
         holder.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
 
-        def cut_off_the_one_blocked() -> None:
-            cut_off_the_one_blocked_by(holder, watcher)
-
-        def run(payload: str, answer: Answer) -> None:
-            try:
-                answer.result = q.enqueue(payload)
-            except BaseException as exc:
-                answer.error = exc
-
         leader, answers = Answer(), [Answer() for _ in range(6)]
-        threads = [threading.Thread(target=run, args=("lead", leader))]
+        threads = [threading.Thread(target=answer_into, args=(lambda: q.enqueue("lead"), leader))]
         threads[0].start()
         wait_until(lambda: groups.leading and not groups.queued, "the leader waits")
         for n, answer in enumerate(answers):
-            threads.append(threading.Thread(target=run, args=(f"grouped-{n}", answer)))
+            enqueue = functools.partial(q.enqueue, f"grouped-{n}")
+            threads.append(threading.Thread(target=answer_into, args=(enqueue, answer)))
             threads[-1].start()
             wait_until(lambda n=n: len(groups.queued) == n + 1, f"call {n} is queued")
-        cut_off_the_one_blocked()  # the leader's own statement: its call alone
+        cut_off_the_one_blocked_by(holder, watcher)  # the leader's own statement: its call alone
         wait_until(lambda: not groups.queued, "the group's statement went out")
-        cut_off_the_one_blocked()  # the group's
+        cut_off_the_one_blocked_by(holder, watcher)  # the group's
         holder.execute("ROLLBACK")
         for thread in threads:
             thread.join(30)
@@ -572,21 +566,12 @@ def test_a_claim_cut_off_mid_statement_is_sent_again_and_claims_the_job(pg_url: 
         job = q.enqueue("the job")
         holder, watcher = raw_pg(pg_url), raw_pg(pg_url)
 
-        def cut_off_the_one_blocked() -> None:
-            cut_off_the_one_blocked_by(holder, watcher)
-
-        def run(work: Callable[[], Job], answer: Answer) -> None:
-            try:
-                answer.result = work()
-            except BaseException as exc:
-                answer.error = exc
-
         holder.execute("BEGIN")
         holder.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
         claimed = Answer()
-        thread = threading.Thread(target=run, args=(lambda: q.claim(worker="w"), claimed))
+        thread = threading.Thread(target=answer_into, args=(lambda: q.claim(worker="w"), claimed))
         thread.start()
-        cut_off_the_one_blocked()
+        cut_off_the_one_blocked_by(holder, watcher)
         holder.execute("ROLLBACK")
         thread.join(30)
         assert claimed.error is None, claimed
@@ -595,9 +580,11 @@ def test_a_claim_cut_off_mid_statement_is_sent_again_and_claims_the_job(pg_url: 
         holder.execute("BEGIN")
         holder.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
         completed = Answer()
-        thread = threading.Thread(target=run, args=(lambda: q.complete(claimed.result), completed))
+        thread = threading.Thread(
+            target=answer_into, args=(lambda: q.complete(claimed.result), completed)
+        )
         thread.start()
-        cut_off_the_one_blocked()
+        cut_off_the_one_blocked_by(holder, watcher)
         holder.execute("ROLLBACK")
         thread.join(30)
         holder.close()
