@@ -168,7 +168,7 @@ def build_job(
     and then makes the object a ``Job``: Python allows ``__class__`` to change between two
     classes whose slots are the same, and the result is a Job like any other (equal to the
     one ``Job(...)`` makes, frozen from then on). Every argument is required, so a field
-    added to Job and not here fails mypy and tests/test_model.py, not silently.
+    added to Job and not here fails mypy and tests/test_rows.py, not silently.
     """
     job: Any = _UnfrozenJob()  # its slots are Job's, which mypy cannot see
     job.id = id

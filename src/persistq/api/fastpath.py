@@ -92,7 +92,7 @@ def _valid_body(messages: list[Message]) -> JobIn | None:
     if not raw:
         return None
     try:
-        return JobIn.model_validate(json.loads(raw), from_attributes=True)
+        return JobIn.model_validate(json.loads(raw))
     except Exception:  # every refusal is FastAPI's to word
         return None
 
