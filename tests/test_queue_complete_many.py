@@ -79,3 +79,71 @@ def test_a_job_completes_at_most_once_however_often_it_is_in_the_batch(queue: Qu
     assert queue.get(job.id).result == 1
     with pytest.raises(LeaseLost):
         queue.complete(job, 3)
+
+
+# -- complete_and_claim: a lone worker's completion and its next claim in one call -------------
+
+
+def test_complete_and_claim_answers_each_item_then_claims(queue: Queue) -> None:
+    """The completions answer as ``complete_many`` would (a stale one refused alone), and
+    the claim leases the next jobs as ``claim_many`` would, in claim order."""
+    queue.enqueue_many([{"n": n} for n in range(5)])
+    first, second = queue.claim_many(worker="w", limit=2)
+    unheld = queue.get(second.id)  # a read copy carries no token
+
+    answers, claimed = queue.complete_and_claim(
+        [(first, {"r": 1}), (unheld, None)], worker="w", limit=2
+    )
+
+    assert [type(a) for a in answers] == [Job, LeaseLost]
+    done = answers[0]
+    assert isinstance(done, Job) and done.status == State.COMPLETED and done.result == {"r": 1}
+    assert [j.payload for j in claimed] == [{"n": 2}, {"n": 3}]
+    assert all(j.status == State.PROCESSING and j.lease_token and j.attempts == 1 for j in claimed)
+    assert queue.get(second.id).status == State.PROCESSING  # still its holder's to settle
+    assert [str(e.kind) for e in queue.events(claimed[0].id)] == ["enqueued", "claimed"]
+
+
+def test_complete_and_claim_never_waits_and_may_claim_nothing(queue: Queue) -> None:
+    queue.enqueue("only")
+    job = queue.claim(worker="w")
+    assert job is not None
+
+    answers, claimed = queue.complete_and_claim([(job, "done")], worker="w", limit=1)
+
+    assert claimed == []
+    assert [type(a) for a in answers] == [Job]
+    assert queue.get(job.id).status == State.COMPLETED
+
+
+def test_the_completion_frees_the_concurrency_slot_the_claim_takes(queue: Queue) -> None:
+    """Completion first: with a queue limited to one job at a time, the held job's end
+    lets the same call lease the next one."""
+    queue.enqueue_many(["a", "b"], queue="one")
+    queue.set_limits("one", concurrency=1)
+    held = queue.claim(queue="one", worker="w")
+    assert held is not None and queue.claim(queue="one", worker="w") is None
+
+    answers, claimed = queue.complete_and_claim([(held, None)], queue="one", worker="w", limit=1)
+
+    assert isinstance(answers[0], Job) and answers[0].status == State.COMPLETED
+    assert [j.payload for j in claimed] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [({"limit": 0}, "limit"), ({"worker": ""}, "worker"), ({"queue": "bad name"}, "queue")],
+)
+def test_a_bad_claim_refuses_the_whole_call_and_completes_nothing(
+    queue: Queue, options: dict[str, object], says: str
+) -> None:
+    queue.enqueue_many(["a", "b"])
+    job = queue.claim(worker="w")
+    assert job is not None
+    arguments: dict[str, object] = {"worker": "w", "limit": 1, **options}
+
+    with pytest.raises(InvalidJob, match=says):
+        queue.complete_and_claim([(job, "r")], **arguments)  # type: ignore[arg-type]
+
+    assert queue.get(job.id).status == State.PROCESSING
+    assert queue.complete(job, "r").status == State.COMPLETED

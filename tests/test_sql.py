@@ -61,6 +61,8 @@ def drive_every_backend_method(q: Queue, clock: ManualClock) -> None:
     q.heartbeat_many([held, first])
     q.complete(held, {"ok": True})
     assert [type(a) for a in q.complete_many([(held, None)])] == [LeaseLost]  # done: refused
+    refused, claimed = q.complete_and_claim([(held, None)], queue="empty", worker="w", limit=1)
+    assert [type(a) for a in refused] == [LeaseLost] and claimed == []
     q.fail(first, "boom")  # attempts left: retried
     q.fail(second, "boom", retry=False)  # FAILED
     released = q.claim(worker="w")

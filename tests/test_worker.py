@@ -6,6 +6,7 @@ only where the heartbeat thread has to race a real lease.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shlex
 import threading
@@ -26,6 +27,7 @@ from persistq import (
     State,
     SystemClock,
     Unrecoverable,
+    connect,
 )
 from persistq.sweeper import Sweeper
 from persistq.worker import Heartbeat, Worker
@@ -652,7 +654,8 @@ def test_a_job_still_running_after_the_grace_period_is_released_with_its_attempt
 def test_one_structured_log_line_per_state_change(
     queue: Queue, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="persistq.worker")
+    """A line per state change; at INFO one per attempt (its end), the claim at DEBUG."""
+    caplog.set_level(logging.DEBUG, logger="persistq.worker")
     ok = queue.enqueue({"ok": True}, queue="files")
     bad = queue.enqueue({"ok": False}, queue="files", max_attempts=2)
 
@@ -687,6 +690,11 @@ def test_one_structured_log_line_per_state_change(
     assert "duration" in failed
     for fields in [*claimed, completed, retried, failed]:
         assert fields["queue"] == "files" and fields["worker"] == "host:123"
+    levels = {
+        r.getMessage().split()[0]: r.levelno for r in caplog.records if r.name == "persistq.worker"
+    }
+    assert levels["event=claimed"] == logging.DEBUG
+    assert levels["event=completed"] == levels["event=retried"] == logging.INFO
     assert all(
         "Traceback" not in r.getMessage() for r in caplog.records if r.name == "persistq.worker"
     )
@@ -803,3 +811,34 @@ def test_worker_run_sweeps_stalled_jobs_of_crashed_workers(
     assert codes == [0]
     stored = q.get(job.id)
     assert (stored.attempts, stored.worker, stored.result) == (2, "w-1", "recovered")
+
+
+def test_one_slot_completes_each_job_in_the_transaction_that_claims_the_next(
+    sqlite_url: str, threads_joined: None
+) -> None:
+    """With one slot the claimer carries a finished job into its next claim
+    (``complete_and_claim``): on SQLite one write transaction per job, not two. Seen from
+    outside: a job's finished_at is its successor's started_at (one transaction, one
+    clock reading), and the worker's commits barely exceed the number of jobs."""
+    q = connect(sqlite_url)
+    try:
+        jobs = q.enqueue_many([{"n": n} for n in range(40)])
+        groups = q.backend.group_sizes  # type: ignore[attr-defined]
+        commits_before = sum(groups.values())
+        worker = make_worker(q, handlers.act, lease_seconds=300)
+        thread, codes = run_in_thread(worker)
+        try:
+            wait_until(lambda: q.get(jobs[-1].id).status == State.COMPLETED, "the last job")
+        finally:
+            worker.stop()
+            thread.join(TIMEOUT)
+        assert codes == [0]
+        done = [q.get(j.id) for j in jobs]
+        assert all(j.status == State.COMPLETED and j.attempts == 1 for j in done)
+        for job, successor in itertools.pairwise(done):
+            assert job.finished_at == successor.started_at
+        # 40 transactions that each complete one job and claim the next, the first claim,
+        # and a few the worker makes besides (announce, sweep, the idle claims at the end).
+        assert sum(groups.values()) - commits_before <= len(jobs) + 6
+    finally:
+        q.close()

@@ -408,6 +408,14 @@ def validate_worker(value: object) -> str:
     return worker
 
 
+#: The most jobs one claim leases.
+MAX_CLAIM = 10_000
+
+
+def validate_claim_limit(value: object) -> int:
+    return validate_int(value, what="limit", minimum=1, maximum=MAX_CLAIM)
+
+
 def validate_queue_list(queue: str | Sequence[str]) -> list[str]:
     """A claim's queues: one name or several, tried in order (repeats dropped)."""
     names = [queue] if isinstance(queue, str) else list(queue)

@@ -73,6 +73,16 @@ class WorkQueue(Protocol):
 
     def complete_many(self, items: Sequence[tuple[Job, JSON]]) -> list[Job | QueueError]: ...
 
+    def complete_and_claim(
+        self,
+        items: Sequence[tuple[Job, JSON]],
+        *,
+        queue: str | Sequence[str] = "default",
+        worker: str,
+        limit: int,
+        lease: float | None = None,
+    ) -> tuple[list[Job | QueueError], list[Job]]: ...
+
     def fail(
         self,
         job: Job | int,

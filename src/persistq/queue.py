@@ -41,6 +41,7 @@ from persistq.model import (
     encode_json,
     error_text,
     parse_rate,
+    validate_claim_limit,
     validate_concurrency_limit,
     validate_int,
     validate_key,
@@ -257,18 +258,25 @@ class Queue:
         lease: float | None = None,
         wait: float = 0,
     ) -> list[Job]:
-        queues = validate_queue_list(queue)
-        worker_id = validate_worker(worker)
-        limit = validate_int(limit, what="limit", minimum=1, maximum=10_000)
-        lease_seconds = validate_seconds(
-            self.settings.lease_seconds if lease is None else lease, what="lease", minimum=0.001
-        )
+        claim = self._claim_args(queue, worker, limit, lease)
         wait = validate_seconds(wait, what="wait")
         deadline = time.monotonic() + wait
         while True:
-            jobs = self.backend.claim_jobs(queues, worker_id, limit, lease_seconds, self._stamp())
-            if jobs or not self._sleep_until_claimable(queues, deadline):
+            jobs = self.backend.claim_jobs(*claim, self._stamp())
+            if jobs or not self._sleep_until_claimable(claim[0], deadline):
                 return jobs
+
+    def _claim_args(
+        self, queue: str | Sequence[str], worker: str, limit: int, lease: float | None
+    ) -> tuple[list[str], str, int, float]:
+        """A claim's queues, worker, limit and lease seconds, validated."""
+        queues = validate_queue_list(queue)
+        worker_id = validate_worker(worker)
+        limit = validate_claim_limit(limit)
+        lease_seconds = validate_seconds(
+            self.settings.lease_seconds if lease is None else lease, what="lease", minimum=0.001
+        )
+        return queues, worker_id, limit, lease_seconds
 
     def _sleep_until_claimable(self, queues: Sequence[str], deadline: float) -> bool:
         """Wait for a job to become claimable; False once the deadline passes."""
@@ -326,17 +334,29 @@ class Queue:
         would have raised for it alone (``LeaseLost``, ``JobNotFound``, ``InvalidJob`` for
         a result JSON cannot hold), which leaves the others completed. A storage error
         raises for the whole call and completes none."""
-        answers: list[Job | QueueError | None] = []
-        owned: list[tuple[int, str, str | None]] = []
-        for job, result in items:
-            try:
-                encoded = None if result is None else encode_json(result, what="result")
-                owned.append((job.id, _token(job), encoded))
-                answers.append(None)
-            except (InvalidJob, LeaseLost) as exc:
-                answers.append(exc)
+        answers, owned = _owned_results(items)
         done = iter(self.backend.complete_jobs(owned, self._stamp()) if owned else [])
         return [next(done) if answer is None else answer for answer in answers]
+
+    def complete_and_claim(
+        self,
+        items: Sequence[tuple[Job, JSON]],
+        *,
+        queue: str | Sequence[str] = "default",
+        worker: str,
+        limit: int,
+        lease: float | None = None,
+    ) -> tuple[list[Job | QueueError], list[Job]]:
+        """``complete_many(items)``, then ``claim_many(...)`` without waiting, in one
+        transaction on SQLite (a lone worker's finished job and its next claim share one
+        commit; PostgreSQL runs the two calls). Each half answers as its call would: per
+        item the finished job or its own refusal, and the jobs claimed (maybe none). A
+        storage error raises for the whole call and writes nothing on SQLite."""
+        claim = self._claim_args(queue, worker, limit, lease)
+        answers, owned = _owned_results(items)
+        finished, claimed = self.backend.complete_and_claim_jobs(owned, *claim, self._stamp())
+        done = iter(finished)
+        return [next(done) if answer is None else answer for answer in answers], claimed
 
     def fail(
         self,
@@ -719,6 +739,23 @@ def _everything(where: JobFilter | None) -> JobFilter:
 
 def _job_id(value: object) -> int:
     return validate_int(value, what="job id", minimum=1)
+
+
+def _owned_results(
+    items: Sequence[tuple[Job, JSON]],
+) -> tuple[list[QueueError | None], list[tuple[int, str, str | None]]]:
+    """Completions for the backend, ``(id, lease token, encoded result)``, and per item its
+    refusal (a result JSON cannot hold, a job never claimed) or None: those it will answer."""
+    answers: list[QueueError | None] = []
+    owned: list[tuple[int, str, str | None]] = []
+    for job, result in items:
+        try:
+            encoded = None if result is None else encode_json(result, what="result")
+            owned.append((job.id, _token(job), encoded))
+            answers.append(None)
+        except (InvalidJob, LeaseLost) as exc:
+            answers.append(exc)
+    return answers, owned
 
 
 def _token(job: Job) -> str:

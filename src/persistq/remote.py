@@ -63,6 +63,7 @@ from persistq.model import (
     WorkerInfo,
     encode_json,
     error_text,
+    validate_claim_limit,
     validate_int,
     validate_key,
     validate_page,
@@ -289,6 +290,23 @@ class RemoteQueue:
             except (LeaseLost, JobNotFound, InvalidJob) as exc:
                 answers.append(exc)
         return answers
+
+    def complete_and_claim(
+        self,
+        items: Sequence[tuple[Job, JSON]],
+        *,
+        queue: str | Sequence[str] = "default",
+        worker: str,
+        limit: int,
+        lease: float | None = None,
+    ) -> tuple[list[Job | QueueError], list[Job]]:
+        """As ``Queue.complete_and_claim``, as its two calls (the API has no route that
+        does both)."""
+        validate_queue_list(queue)  # a bad claim refuses the call before anything is sent
+        validate_worker(worker)
+        validate_claim_limit(limit)
+        answers = self.complete_many(items)
+        return answers, self.claim_many(queue=queue, worker=worker, limit=limit, lease=lease)
 
     def fail(
         self,

@@ -2,8 +2,9 @@
 
 Concurrency is ``concurrency`` slots, each a thread running one job at a time. One claimer
 thread leases jobs for the slots that are free, all of them in one ``claim_many`` and never
-more than are free, so no job waits leased behind a slow one (with one slot, the claimer
-runs the job itself). With the thread pool (the default) the handler runs in its slot's
+more than are free, so no job waits leased behind a slow one. With one slot the claimer
+runs the job itself and records its completion in the call that claims the next job
+(``complete_and_claim``). With the thread pool (the default) the handler runs in its slot's
 thread: handlers are mostly I/O, threads share one connection. With the process pool
 (``pool="process"``, see :mod:`persistq.pool`) each slot hands its job to a child process
 of its own, which can be killed at the job's timeout and whose death is seen at once. Both
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from persistq.errors import InvalidJob, LeaseLost, QueueError, ReleaseJob, StorageReplaced
 from persistq.model import (
@@ -125,10 +126,10 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def log_job(event: str, job: Job, worker: str, **fields: Any) -> None:
+def log_job(event: str, job: Job, worker: str, level: int = logging.INFO, **fields: Any) -> None:
     """One structured (logfmt) line per job state change."""
-    if not log.isEnabledFor(logging.INFO):
-        return  # two lines per job: not even formatted when nobody reads them
+    if not log.isEnabledFor(level):
+        return  # a line per job: not even formatted when nobody reads it
     parts = [
         f"event={event}",
         f"job={job.id}",
@@ -137,7 +138,7 @@ def log_job(event: str, job: Job, worker: str, **fields: Any) -> None:
         f"worker={worker}",
     ]
     parts += [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v!r}" for k, v in fields.items()]
-    log.info(" ".join(parts))
+    log.log(level, " ".join(parts))
 
 
 class Lease:
@@ -245,6 +246,44 @@ class Finished:
     duration: float
 
 
+class Handover(Protocol):
+    """Where a slot hands a completion: True once taken, False when it must settle it."""
+
+    def submit(self, finished: Finished) -> bool: ...
+
+
+class Carried:
+    """A one-slot worker's completions, carried by its claimer into its next claim: one
+    ``complete_and_claim`` records the finished job and leases the next (on SQLite one
+    transaction, one commit per job instead of two), with no thread between them."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[Finished] = []
+
+    def submit(self, finished: Finished) -> bool:
+        self.items.append(finished)
+        return True
+
+    def take(self) -> list[Finished]:
+        items, self.items = self.items, []
+        return items
+
+
+def answer_each(
+    group: Sequence[Finished],
+    answers: Sequence[Job | QueueError],
+    answer: Callable[[Finished, Job | QueueError], None],
+) -> None:
+    """``answer`` for each finished job of ``group`` and its outcome."""
+    for finished, outcome in zip(group, answers, strict=True):
+        try:
+            answer(finished, outcome)
+        except Exception:  # one job's bookkeeping must not stop the others' completions
+            log.exception("event=settle_failed job=%d", finished.job.id)
+
+
 class Settler:
     """One thread per worker that completes the jobs its slots finished: those handed over
     while the last call ran, in one ``complete_many`` (one transaction; on PostgreSQL one
@@ -304,11 +343,7 @@ class Settler:
             answers = self.queue.complete_many([(f.job, f.result) for f in group])
         except QueueError as exc:  # nothing of the group was written
             answers = [exc] * len(group)
-        for finished, answer in zip(group, answers, strict=True):
-            try:
-                self._answer(finished, answer)
-            except Exception:  # one job's bookkeeping must not stop the others' completions
-                log.exception("event=settle_failed job=%d", finished.job.id)
+        answer_each(group, answers, self._answer)
 
 
 @dataclass
@@ -398,10 +433,12 @@ class Worker:
                 ran += 1
         return ran
 
-    def process(self, job: Job, settler: Settler | None = None) -> Job | None:
+    def process(self, job: Job, settler: Handover | None = None) -> Job | None:
         """Run the handler for a claimed job and settle it; None when the lease was lost.
         With ``settler``, a completion is handed to it (and None returned) instead."""
-        log_job("claimed", job, self.worker_id)
+        # DEBUG: at INFO a job is one line, when its attempt ends (the line names the attempt
+        # and its duration); a second line per job cost the worker a third of its CPU.
+        log_job("claimed", job, self.worker_id, logging.DEBUG)
         started = time.monotonic()
         with self._lock:
             self._running[job.id] = job
@@ -412,7 +449,7 @@ class Worker:
                 self._running.pop(job.id, None)
 
     def _run_and_settle(
-        self, job: Job, started: float, settler: Settler | None = None
+        self, job: Job, started: float, settler: Handover | None = None
     ) -> Job | None:
         straggler: threading.Thread | None = None
         with self._heartbeat.hold(job) as beat:
@@ -638,9 +675,11 @@ class Worker:
 
     def _claim_loop(self, settler: Settler | None, slots: int) -> None:
         """Lease jobs for the free slots, all in one claim, and hand them over to the
-        ``slots`` slot threads (none: run them here, the one slot); once stopping, tell
-        every slot to end."""
+        ``slots`` slot threads (none: run them here, the one slot, whose completions this
+        loop carries into its next claim); once stopping, tell every slot to end."""
         self._slots.slot = 0
+        carried = Carried() if settler is not None and not slots else None
+        given: Handover | None = settler if carried is None else carried
         try:
             while not self.stop_event.is_set():
                 with self._free:
@@ -650,13 +689,7 @@ class Worker:
                 if free == 0:
                     break  # stopping
                 try:
-                    jobs = self.queue.claim_many(
-                        queue=list(self.queues),
-                        worker=self.worker_id,
-                        limit=free,
-                        lease=self.lease,
-                        wait=self.wait_seconds,
-                    )
+                    jobs = self._claim(free, carried)
                 except StorageReplaced as exc:
                     self._database_gone(exc)
                 except QueueError as exc:  # the database is unwell; back off and retry
@@ -668,17 +701,53 @@ class Worker:
                         break
                     if not slots:
                         for job in jobs:
-                            self._run_job(job, settler)
+                            self._run_job(job, given)
                         continue
                     with self._free:
                         self._idle -= len(jobs)
                     for job in jobs:
                         self._handoff.put(job)
         finally:
+            for finished in carried.take() if carried is not None else []:
+                assert settler is not None  # a Carried only stands in for a settler
+                if not settler.submit(finished):  # closed: past the grace period
+                    self._settle_logged(
+                        finished.job, Outcome(result=finished.result), finished.duration
+                    )
             for _ in range(slots):
                 self._handoff.put(None)
 
-    def _slot(self, slot: int, settler: Settler | None) -> None:
+    def _claim(self, free: int, carried: Carried | None) -> list[Job]:
+        """Jobs for ``free`` slots. The completions ``carried`` over are recorded first, in
+        the same call (``complete_and_claim``), which never waits: only when it leased
+        nothing does a claim wait for a job."""
+        finished = carried.take() if carried is not None else []
+        if finished:
+            try:
+                answers, jobs = self.queue.complete_and_claim(
+                    [(f.job, f.result) for f in finished],
+                    queue=list(self.queues),
+                    worker=self.worker_id,
+                    limit=free,
+                    lease=self.lease,
+                )
+            except StorageReplaced:
+                raise  # the worker stops; the jobs' leases expire
+            except QueueError as exc:  # nothing was written: each is refused, logged
+                answer_each(finished, [exc] * len(finished), self._completed)
+                raise
+            answer_each(finished, answers, self._completed)
+            if jobs or self.stop_event.is_set():
+                return jobs
+        return self.queue.claim_many(
+            queue=list(self.queues),
+            worker=self.worker_id,
+            limit=free,
+            lease=self.lease,
+            wait=self.wait_seconds,
+        )
+
+    def _slot(self, slot: int, settler: Handover | None) -> None:
         """Run the jobs the claimer hands this slot until it hands over None."""
         self._slots.slot = slot
         while (job := self._handoff.get()) is not None:
@@ -689,7 +758,7 @@ class Worker:
                     self._idle += 1
                     self._free.notify()
 
-    def _run_job(self, job: Job, settler: Settler | None) -> None:
+    def _run_job(self, job: Job, settler: Handover | None) -> None:
         try:
             if self.stop_event.is_set():  # claimed while shutting down: give it back
                 self._give_back([job])

@@ -130,6 +130,20 @@ class Backend(Protocol):
         nothing and leaves the others completed."""
         ...
 
+    def complete_and_claim_jobs(
+        self,
+        items: Sequence[tuple[int, str, str | None]],
+        queues: Sequence[str],
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        now: float | None,
+    ) -> tuple[list[Job | JobNotFound | LeaseLost], list[Job]]:
+        """``complete_jobs(items)`` and then ``claim_jobs(...)`` (which never waits), in one
+        transaction where that saves a commit (SQLite: a lone worker's finished job and its
+        next claim share one write transaction): both answers, as each call gives it."""
+        ...
+
     def retry_job(
         self,
         job_id: int,

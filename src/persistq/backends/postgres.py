@@ -513,6 +513,21 @@ class PostgresBackend(SQLBackend):
                 answers.append(call.result)
         return answers
 
+    def complete_and_claim_jobs(
+        self,
+        items: Sequence[tuple[int, str, str | None]],
+        queues: Sequence[str],
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        now: float | None,
+    ) -> tuple[list[Job | JobNotFound | LeaseLost], list[Job]]:
+        # Two statements, as two calls: each is one round trip and one commit already, and
+        # the claim must run on the claim pool's sessions (CLAIM_SETTINGS) to keep its plan.
+        return self.complete_jobs(items, now), self.claim_jobs(
+            queues, worker, limit, lease_seconds, now
+        )
+
     def _complete_group(self, group: list[Call[_Complete]]) -> None:
         try:
             for calls in _by_now(group):

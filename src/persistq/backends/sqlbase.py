@@ -212,6 +212,19 @@ class SQLBackend(ABC):
         now: float | None,
     ) -> list[Job]:
         now = self._now(now)
+        work = self._claiming(queues, worker, limit, lease_seconds, now)
+        # Rows become Jobs after the commit: SQLite's write lock is held no longer than needed.
+        return [self._job(row, with_token=True) for row in self._write(work)]
+
+    def _claiming(
+        self,
+        queues: Sequence[str],
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        now: float | None,
+    ) -> Callable[[Conn], list[Any]]:
+        """The work of ``claim_jobs``: the claimed rows, in claim order."""
 
         def work(conn: Conn) -> list[Any]:
             claimed: list[Any] = []
@@ -222,8 +235,7 @@ class SQLBackend(ABC):
                 claimed.extend(self._claim_queue(conn, params))
             return claimed
 
-        # Rows become Jobs after the commit: SQLite's write lock is held no longer than needed.
-        return [self._job(row, with_token=True) for row in self._write(work)]
+        return work
 
     def _claim_queue(self, conn: Conn, params: dict[str, Any]) -> list[Any]:
         """``claim_jobs`` on one queue, in claim order (its ``claimed`` events are derived)."""
@@ -337,6 +349,12 @@ class SQLBackend(ABC):
         self, items: Sequence[tuple[int, str, str | None]], now: float | None
     ) -> list[Job | JobNotFound | LeaseLost]:
         now = self._now(now)
+        return self._completed_jobs(self._write(self._completing(items, now)))
+
+    def _completing(
+        self, items: Sequence[tuple[int, str, str | None]], now: float | None
+    ) -> Callable[[Conn], list[Any]]:
+        """The work of ``complete_jobs``: per item, its row or the miss that refused it."""
 
         def work(conn: Conn) -> list[Any]:
             done: list[Any] = []
@@ -350,10 +368,28 @@ class SQLBackend(ABC):
                     done.append(exc)
             return done
 
+        return work
+
+    def _completed_jobs(self, rows: Sequence[Any]) -> list[Job | JobNotFound | LeaseLost]:
         return [
             row if isinstance(row, JobNotFound | LeaseLost) else self._job(row, with_token=True)
-            for row in self._write(work)
+            for row in rows
         ]
+
+    def complete_and_claim_jobs(
+        self,
+        items: Sequence[tuple[int, str, str | None]],
+        queues: Sequence[str],
+        worker: str,
+        limit: int,
+        lease_seconds: float,
+        now: float | None,
+    ) -> tuple[list[Job | JobNotFound | LeaseLost], list[Job]]:
+        now = self._now(now)
+        complete = self._completing(items, now)
+        claim = self._claiming(queues, worker, limit, lease_seconds, now)
+        done, claimed = self._write(lambda conn: (complete(conn), claim(conn)))
+        return self._completed_jobs(done), [self._job(row, with_token=True) for row in claimed]
 
     def retry_job(
         self,
