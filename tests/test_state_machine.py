@@ -334,6 +334,13 @@ class QueueMachine(RuleBasedStateMachine):
             got = [] if one is None else [one]
         else:
             got = self.q.claim_many(queue=target, worker=worker, limit=limit, lease=lease)
+        self.took(names, worker, lease, want, got)
+        return got
+
+    def took(
+        self, names: list[str], worker: str, lease: int | None, want: list[int], got: list[Job]
+    ) -> None:
+        """A claim of ``names`` by ``worker`` leased ``got``; the model expected ``want``."""
         assert [j.id for j in got] == want, f"claimed {[j.id for j in got]}, expected {want}"
         if not got:
             paused_with_due = any(
@@ -362,6 +369,32 @@ class QueueMachine(RuleBasedStateMachine):
             self.check_job(copy, job)
             self.copies.append(copy)
             self.cover("claim" if job.attempts == 1 else "claim: again")
+
+    def do_complete_and_claim(
+        self, copy: Job, target: str | tuple[str, ...], worker: str, limit: int
+    ) -> list[Job]:
+        """``complete_and_claim``: the completion answers as ``complete`` would (a refusal
+        is its answer, not raised), then the claim leases what is due after it."""
+        state = self.lease_state(copy)
+        result = {"by": copy.worker}
+        (answer,), got = self.q.complete_and_claim(
+            [(copy, result)], queue=target, worker=worker, limit=limit
+        )
+        if state == "deleted":
+            assert isinstance(answer, JobNotFound), answer
+            self.cover("complete_and_claim: JobNotFound")
+        elif state != "held":
+            assert isinstance(answer, LeaseLost), answer
+            self.cover("complete_and_claim: LeaseLost")
+        else:
+            assert isinstance(answer, Job), answer
+            job = self.jobs[copy.id]
+            job.result = result
+            self.finish(job, State.COMPLETED, EventKind.COMPLETED)
+            self.check_job(answer, job)
+            self.cover("complete_and_claim")
+        names = [target] if isinstance(target, str) else list(target)
+        self.took(names, worker, None, self.next_due(names, limit), got)
         return got
 
     def do_heartbeat(self, copy: Job) -> Job | None:
@@ -636,6 +669,18 @@ class QueueMachine(RuleBasedStateMachine):
     ) -> MultipleResults[Job]:
         return multiple(*self.do_claim(queue, worker, None, limit))
 
+    @rule(
+        target=leases,
+        copy=leases,
+        queue=st.sampled_from(CLAIM_TARGETS),
+        worker=st.sampled_from(["w1", "w2"]),
+        limit=st.integers(1, 2),
+    )
+    def complete_and_claim(
+        self, copy: Job, queue: str | tuple[str, ...], worker: str, limit: int
+    ) -> MultipleResults[Job]:
+        return multiple(*self.do_complete_and_claim(copy, queue, worker, limit))
+
     def act(self, copy: Job, action: str) -> MultipleResults[Job]:
         if action == "heartbeat":
             beat = self.do_heartbeat(copy)
@@ -813,6 +858,9 @@ REQUIRED = {
     "heartbeat",
     "complete",
     "complete -> CANCELLED (cancel requested)",
+    "complete_and_claim",
+    "complete_and_claim: LeaseLost",
+    "complete_and_claim: JobNotFound",
     "fail -> retried",
     "fail (no-retry) -> FAILED",
     "fail (retry) -> FAILED",
@@ -994,9 +1042,12 @@ def test_a_fixed_run_takes_every_transition_and_the_model_follows() -> None:
         step(lambda: m.do_pause("low", False))
         lows = step(lambda: m.do_claim(("low", "default"), "w1", None, 2))
         assert len(lows) == 2
+        step(lambda: m.do_complete_and_claim(lows[0], "low", "w1", 1))  # and the next low job
+        step(lambda: m.do_complete_and_claim(lows[0], "low", "w1", 1))  # LeaseLost; the last
         step(lambda: m.do_delete_queue("low", False))  # unfinished: refused
         step(lambda: m.do_delete_queue("low", True))
         step(lambda: m.do_complete(lows[0], None))  # JobNotFound: deleted
+        step(lambda: m.do_complete_and_claim(lows[1], "low", "w1", 1))  # JobNotFound; none
         step(lambda: m.do_cancel(lows[1].id))  # JobNotFound
         # purge
         step(lambda: m.do_advance(40))
