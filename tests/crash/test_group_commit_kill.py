@@ -253,7 +253,7 @@ def run_rounds(q: Queue, url: str, tmp_path: Path, rounds: int) -> None:
                 wait_ready(current.proc, current.out, current.err)
                 if round_ + 1 < rounds:
                     following = Child(url, tmp_path, round_ + 1)
-                time.sleep(rng.uniform(0.2, 1.2))
+                time.sleep(rng.uniform(0.1, 0.6))
             finally:
                 current.kill()
             outlived += wait_sessions_ended(url, round_)
