@@ -7,7 +7,17 @@ from dataclasses import replace
 
 import pytest
 
-from persistq import InvalidJob, Job, JobNotFound, LeaseLost, ManualClock, Queue, State
+import persistq
+from persistq import (
+    InvalidJob,
+    Job,
+    JobNotFound,
+    LeaseLost,
+    ManualClock,
+    Queue,
+    State,
+    StorageUnavailable,
+)
 
 
 def test_a_stale_completion_among_good_ones_alone_gets_lease_lost(
@@ -147,3 +157,27 @@ def test_a_bad_claim_refuses_the_whole_call_and_completes_nothing(
 
     assert queue.get(job.id).status == State.PROCESSING
     assert queue.complete(job, "r").status == State.COMPLETED
+
+
+def test_on_postgres_a_claim_cut_off_after_the_completions_claims_nothing(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two calls are two transactions there: once the completions committed, a storage
+    error of the claim (the server gone, injected here) leaves their answers standing and
+    leases nothing; the caller's next claim meets the error itself."""
+    with persistq.connect(pg_url) as q:
+        q.enqueue_many(["a", "b"])
+        job = q.claim(worker="w")
+        assert job is not None
+
+        def cut_off(*args: object) -> list[Job]:
+            raise StorageUnavailable("the server went away (injected)")
+
+        monkeypatch.setattr(q.backend, "claim_jobs", cut_off)
+        answers, claimed = q.complete_and_claim([(job, "r")], worker="w", limit=1)
+
+        assert claimed == []
+        assert isinstance(answers[0], Job) and answers[0].status == State.COMPLETED
+        assert q.get(job.id).status == State.COMPLETED
+        with pytest.raises(StorageUnavailable):
+            q.claim(worker="w")

@@ -350,8 +350,10 @@ class Queue:
         """``complete_many(items)``, then ``claim_many(...)`` without waiting, in one
         transaction on SQLite (a lone worker's finished job and its next claim share one
         commit; PostgreSQL runs the two calls). Each half answers as its call would: per
-        item the finished job or its own refusal, and the jobs claimed (maybe none). A
-        storage error raises for the whole call and writes nothing on SQLite."""
+        item the finished job or its own refusal, and the jobs claimed (maybe none). On
+        SQLite a storage error raises for the whole call and writes nothing; on PostgreSQL
+        one of the completions raises, and one of the claim after them claims nothing (the
+        next claim meets it)."""
         claim = self._claim_args(queue, worker, limit, lease)
         answers, owned = _owned_results(items)
         finished, claimed = self.backend.complete_and_claim_jobs(owned, *claim, self._stamp())

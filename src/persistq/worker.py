@@ -733,7 +733,7 @@ class Worker:
                 )
             except StorageReplaced:
                 raise  # the worker stops; the jobs' leases expire
-            except QueueError as exc:  # nothing was written: each is refused, logged
+            except QueueError as exc:  # none of them was recorded: each is logged
                 answer_each(finished, [exc] * len(finished), self._completed)
                 raise
             answer_each(finished, answers, self._completed)

@@ -141,7 +141,9 @@ class Backend(Protocol):
     ) -> tuple[list[Job | JobNotFound | LeaseLost], list[Job]]:
         """``complete_jobs(items)`` and then ``claim_jobs(...)`` (which never waits), in one
         transaction where that saves a commit (SQLite: a lone worker's finished job and its
-        next claim share one write transaction): both answers, as each call gives it."""
+        next claim share one write transaction): both answers, as each call gives it. Where
+        they are two transactions (PostgreSQL), a storage error of the claim after the
+        completions committed claims nothing instead of hiding their answers."""
         ...
 
     def retry_job(

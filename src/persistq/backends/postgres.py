@@ -524,9 +524,14 @@ class PostgresBackend(SQLBackend):
     ) -> tuple[list[Job | JobNotFound | LeaseLost], list[Job]]:
         # Two statements, as two calls: each is one round trip and one commit already, and
         # the claim must run on the claim pool's sessions (CLAIM_SETTINGS) to keep its plan.
-        return self.complete_jobs(items, now), self.claim_jobs(
-            queues, worker, limit, lease_seconds, now
-        )
+        done = self.complete_jobs(items, now)
+        try:
+            claimed = self.claim_jobs(queues, worker, limit, lease_seconds, now)
+        except StorageError:
+            # The completions are committed: their answers stand. A claim cut off leases
+            # nothing for long (see claim_jobs), and the caller's next claim meets the error.
+            claimed = []
+        return done, claimed
 
     def _complete_group(self, group: list[Call[_Complete]]) -> None:
         try:
