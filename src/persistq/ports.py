@@ -46,6 +46,13 @@ class WorkQueue(Protocol):
         sweeper ``settings.worker_retention_seconds``."""
         ...
 
+    @property
+    def completes_with_next_claim(self) -> bool:
+        """Whether ``complete_and_claim`` saves a commit (one transaction, SQLite): a
+        one-slot worker then carries each completion into its next claim; else (PostgreSQL,
+        the REST API) its settler completes while it claims."""
+        ...
+
     def claim(
         self,
         *,

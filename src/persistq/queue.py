@@ -249,6 +249,10 @@ class Queue:
         jobs = self.claim_many(queue=queue, worker=worker, limit=1, lease=lease, wait=wait)
         return jobs[0] if jobs else None
 
+    @property
+    def completes_with_next_claim(self) -> bool:
+        return self.backend.completes_with_next_claim
+
     def claim_many(
         self,
         *,

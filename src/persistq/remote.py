@@ -224,6 +224,10 @@ class RemoteQueue:
         jobs = self.claim_many(queue=queue, worker=worker, limit=1, lease=lease, wait=wait)
         return jobs[0] if jobs else None
 
+    @property
+    def completes_with_next_claim(self) -> bool:
+        return False  # two requests: the worker's settler overlaps them better
+
     def claim_many(
         self,
         *,

@@ -3,15 +3,15 @@
 Concurrency is ``concurrency`` slots, each a thread running one job at a time. One claimer
 thread leases jobs for the slots that are free, all of them in one ``claim_many`` and never
 more than are free, so no job waits leased behind a slow one. With one slot the claimer
-runs the job itself and records its completion in the call that claims the next job
-(``complete_and_claim``). With the thread pool (the default) the handler runs in its slot's
-thread: handlers are mostly I/O, threads share one connection. With the process pool
-(``pool="process"``, see :mod:`persistq.pool`) each slot hands its job to a child process
-of its own, which can be killed at the job's timeout and whose death is seen at once. Both
-end in one settle path. A slot hands a completion to the worker's :class:`Settler` and is
-free at once; the settler records those that queued meanwhile in one ``complete_many``.
-One heartbeat thread per worker extends the leases of all the jobs its slots run, in one
-transaction per tick.
+runs the job itself; where that saves a commit (``completes_with_next_claim``: SQLite) it
+records the completion in the call that claims the next job (``complete_and_claim``).
+With the thread pool (the default) the handler runs in its slot's thread: handlers are
+mostly I/O, threads share one connection. With the process pool (``pool="process"``, see
+:mod:`persistq.pool`) each slot hands its job to a child process of its own, which can be
+killed at the job's timeout and whose death is seen at once. Both end in one settle path.
+A slot hands a completion to the worker's :class:`Settler` and is free at once; the
+settler records those that queued meanwhile in one ``complete_many``. One heartbeat thread
+per worker extends the leases of all the jobs its slots run, in one transaction per tick.
 """
 
 from __future__ import annotations
@@ -678,7 +678,9 @@ class Worker:
         ``slots`` slot threads (none: run them here, the one slot, whose completions this
         loop carries into its next claim); once stopping, tell every slot to end."""
         self._slots.slot = 0
-        carried = Carried() if settler is not None and not slots else None
+        carried = None
+        if settler is not None and not slots and self.queue.completes_with_next_claim:
+            carried = Carried()
         given: Handover | None = settler if carried is None else carried
         try:
             while not self.stop_event.is_set():

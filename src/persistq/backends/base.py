@@ -50,6 +50,10 @@ class Backend(Protocol):
     #: True when wait_for_change() wakes only for writes that may make a job claimable
     #: (PostgreSQL's NOTIFY); False when any commit wakes it (SQLite's data_version).
     wakes_only_for_claimable_jobs: bool
+    #: True when complete_and_claim_jobs is one transaction (SQLite): a lone worker then
+    #: commits once per job. False when it is two (PostgreSQL), where a worker does better
+    #: to complete in its settler while it claims, on two connections at once.
+    completes_with_next_claim: bool
 
     def migrate(self, *, create: bool = True) -> int:
         """Create or upgrade the schema; returns the schema version. Re-running is a no-op.

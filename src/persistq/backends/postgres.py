@@ -171,6 +171,7 @@ class _Complete(NamedTuple):
 class PostgresBackend(SQLBackend):
     SQL = SQL
     wakes_only_for_claimable_jobs = True
+    completes_with_next_claim = False
 
     def __init__(
         self,

@@ -182,6 +182,7 @@ _BACKENDS: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
 class SQLiteBackend(SQLBackend):
     SQL = SQL
     wakes_only_for_claimable_jobs = False
+    completes_with_next_claim = True
 
     def __init__(
         self,
