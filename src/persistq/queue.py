@@ -339,8 +339,7 @@ class Queue:
         a result JSON cannot hold), which leaves the others completed. A storage error
         raises for the whole call and completes none."""
         answers, owned = _owned_results(items)
-        done = iter(self.backend.complete_jobs(owned, self._stamp()) if owned else [])
-        return [next(done) if answer is None else answer for answer in answers]
+        return _answered(answers, self.backend.complete_jobs(owned, self._stamp()) if owned else [])
 
     def complete_and_claim(
         self,
@@ -355,14 +354,13 @@ class Queue:
         transaction on SQLite (a lone worker's finished job and its next claim share one
         commit; PostgreSQL runs the two calls). Each half answers as its call would: per
         item the finished job or its own refusal, and the jobs claimed (maybe none). On
-        SQLite a storage error raises for the whole call and writes nothing; on PostgreSQL
-        one of the completions raises, and one of the claim after them claims nothing (the
-        next claim meets it)."""
+        SQLite a storage error raises for the whole call and writes nothing. On PostgreSQL
+        a storage error of the completions raises; one of the claim, after the completions
+        committed, claims nothing (the next claim meets it)."""
         claim = self._claim_args(queue, worker, limit, lease)
         answers, owned = _owned_results(items)
         finished, claimed = self.backend.complete_and_claim_jobs(owned, *claim, self._stamp())
-        done = iter(finished)
-        return [next(done) if answer is None else answer for answer in answers], claimed
+        return _answered(answers, finished), claimed
 
     def fail(
         self,
@@ -762,6 +760,15 @@ def _owned_results(
         except (InvalidJob, LeaseLost) as exc:
             answers.append(exc)
     return answers, owned
+
+
+def _answered(
+    answers: Sequence[QueueError | None], done: Sequence[Job | QueueError]
+) -> list[Job | QueueError]:
+    """Per item, its refusal from :func:`_owned_results`, or else the backend's answer
+    (``done``: one per owned item, in order)."""
+    backend = iter(done)
+    return [next(backend) if answer is None else answer for answer in answers]
 
 
 def _token(job: Job) -> str:
