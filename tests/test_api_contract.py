@@ -25,6 +25,7 @@ OPERATION_IDS = {
     "claim_jobs",
     "clock",
     "complete_job",
+    "complete_jobs",
     "count_jobs",
     "crashed_job",
     "counters",

@@ -291,6 +291,73 @@ def test_heartbeat_complete_with_the_token(http: httpx.Client, queue_name: str) 
     assert (done.json()["status"], done.json()["result"]) == ("COMPLETED", {"ok": 1})
 
 
+def test_complete_batch_answers_each_completion_on_its_own(
+    http: httpx.Client, queue_name: str
+) -> None:
+    """POST /jobs/complete: per completion, in order, its job or its own error; a stale
+    token and a missing job leave the good ones completed."""
+    for n in range(3):
+        enqueue(http, queue_name, payload=n)
+    held = http.post(f"/queues/{queue_name}/claim/batch", json={"worker": "w", "limit": 3}).json()
+    missing = held[-1]["id"] + 10_000
+    completions = [
+        {"id": held[0]["id"], "lease_token": held[0]["lease_token"], "result": {"r": 0}},
+        {"id": held[1]["id"], "lease_token": "not-the-token", "result": 1},
+        {"id": missing, "lease_token": "t"},
+        {"id": held[2]["id"], "lease_token": held[2]["lease_token"]},
+    ]
+    response = http.post("/jobs/complete", json={"completions": completions})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["claimed"] == []
+    first, stale, gone, last = body["completed"]
+    assert (first["status"], first["result"]) == ("COMPLETED", {"r": 0})
+    assert (stale["code"], stale["job_id"]) == ("lease_lost", held[1]["id"])
+    assert (gone["code"], gone["job_id"]) == ("job_not_found", missing)
+    assert (last["status"], last["result"]) == ("COMPLETED", None)
+    assert http.get(f"/jobs/{held[1]['id']}").json()["status"] == "PROCESSING"
+
+
+def test_complete_batch_with_a_claim_leases_the_next_job_in_the_same_commit(
+    http: httpx.Client, queue_name: str
+) -> None:
+    """With `claim`, the finished job and the next one share one transaction (SQLite): the
+    first one's finished_at is the second one's started_at."""
+    for n in range(2):
+        enqueue(http, queue_name, payload=n)
+    first = claim(http, queue_name).json()
+    body = {
+        "completions": [{"id": first["id"], "lease_token": first["lease_token"], "result": 7}],
+        "claim": {"queue": queue_name, "worker": "w2", "limit": 5, "lease": 30},
+    }
+    response = http.post("/jobs/complete", json=body)
+    assert response.status_code == 200, response.text
+    [done], [nxt] = response.json()["completed"], response.json()["claimed"]
+    assert (done["status"], done["result"]) == ("COMPLETED", 7)
+    assert (nxt["status"], nxt["worker"], nxt["payload"]) == ("PROCESSING", "w2", 1)
+    assert nxt["lease_token"] and nxt["started_at"] == done["finished_at"]
+
+
+def test_complete_batch_refuses_bad_input_whole_and_completes_nothing(
+    http: httpx.Client, queue_name: str
+) -> None:
+    enqueue(http, queue_name)
+    held = claim(http, queue_name).json()
+    good = {"id": held["id"], "lease_token": held["lease_token"]}
+    for body in (
+        {"completions": [good], "claim": {"queue": "no spaces", "worker": "w"}},
+        {"completions": [good], "claim": {"queue": queue_name, "worker": "w", "limit": 1001}},
+        {"completions": [good], "claim": {"queue": queue_name, "worker": "w", "wait": 5}},
+        {"completions": []},
+        {"completions": [good] * 1001},
+        {"completions": [{**good, "lease_token": None}]},
+    ):
+        response = http.post("/jobs/complete", json=body)
+        assert response.status_code == 422, body
+        assert response.json()["code"] == "invalid"
+    assert http.get(f"/jobs/{held['id']}").json()["status"] == "PROCESSING"
+
+
 def test_stale_lease_token_is_409_and_changes_nothing(http: httpx.Client, queue_name: str) -> None:
     enqueue(http, queue_name)
     leased = claim(http, queue_name).json()

@@ -31,6 +31,7 @@ from apiserver import TOKEN, ApiServer, free_port
 from persistq import (
     InvalidJob,
     InvalidTransition,
+    Job,
     JobNotFound,
     LeaseLost,
     ManualClock,
@@ -92,6 +93,31 @@ def test_enqueue_claim_complete(remote: RemoteQueue, name: str) -> None:
     done = remote.complete(leased, {"ok": True})
     assert (done.status, done.result) == (State.COMPLETED, {"ok": True})
     assert remote.get(job.id).finished_at is not None
+
+
+def test_completions_and_the_next_claim_are_one_request(remote: RemoteQueue, name: str) -> None:
+    """complete_many and complete_and_claim go out as one POST /jobs/complete each (not one
+    request per job and one for the claim); a job never claimed is refused before sending."""
+    remote.enqueue_many([{"n": n} for n in range(5)], queue=name)
+    held = remote.claim_many(queue=name, worker="w1", limit=3)
+    never_claimed = remote.get(held[0].id + 4)
+    sent: list[str] = []
+    remote._client.event_hooks["request"].append(lambda r: sent.append(r.url.path))
+
+    answers, claimed = remote.complete_and_claim(
+        [(held[0], 0), (never_claimed, "x"), (held[1], 1)], queue=name, worker="w2", limit=5
+    )
+
+    assert sent == ["/jobs/complete"]
+    assert [type(a) for a in answers] == [Job, LeaseLost, Job]
+    assert [a.result for a in answers if isinstance(a, Job)] == [0, 1]
+    assert sorted(j.id for j in claimed) == [held[0].id + 3, held[0].id + 4]
+    assert all(j.worker == "w2" and j.lease_token for j in claimed)
+    assert remote.get(never_claimed.id).worker == "w2"  # the refusal changed nothing
+    sent.clear()
+    finished = remote.complete_many([(held[2], 2), *((j, None) for j in claimed)])
+    assert sent == ["/jobs/complete"]
+    assert [a.status for a in finished if isinstance(a, Job)] == [State.COMPLETED] * 3
 
 
 def test_timeouts_crashes_and_limits_travel_over_rest(remote: RemoteQueue, name: str) -> None:

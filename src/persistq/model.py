@@ -20,14 +20,14 @@ import json
 import math
 import re
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
-from persistq.errors import InvalidJob
+from persistq.errors import InvalidJob, LeaseLost, QueueError
 
 JSON = Any  # a value json.dumps accepts; the type system cannot say more
 
@@ -411,6 +411,10 @@ def validate_worker(value: object) -> str:
 #: The most jobs one claim leases.
 MAX_CLAIM = 10_000
 
+#: The most items one REST API request carries: jobs enqueued or claimed, leases extended,
+#: completions (the server refuses more; RemoteQueue sends longer lists in pieces).
+MAX_BATCH = 1000
+
 
 def validate_claim_limit(value: object) -> int:
     return validate_int(value, what="limit", minimum=1, maximum=MAX_CLAIM)
@@ -686,3 +690,38 @@ class BulkResult:
 
     done: int
     next: int | None
+
+
+def lease_token_of(job: Job) -> str:
+    """The token that proves ``job``'s lease; LeaseLost for a copy that holds none (not one
+    from claim or heartbeat: its caller holds no lease)."""
+    if not job.lease_token:
+        raise LeaseLost(job.id)
+    return job.lease_token
+
+
+def owned_results(
+    items: Sequence[tuple[Job, JSON]],
+) -> tuple[list[QueueError | None], list[tuple[int, str, str | None]]]:
+    """Completions to send on, ``(id, lease token, encoded result)``, and per item its
+    refusal (a result JSON cannot hold, a job never claimed) or None: those sent on answer
+    for themselves. Queue and RemoteQueue refuse the same items alike."""
+    answers: list[QueueError | None] = []
+    owned: list[tuple[int, str, str | None]] = []
+    for job, result in items:
+        try:
+            encoded = None if result is None else encode_json(result, what="result")
+            owned.append((job.id, lease_token_of(job), encoded))
+            answers.append(None)
+        except (InvalidJob, LeaseLost) as exc:
+            answers.append(exc)
+    return answers, owned
+
+
+def answered(
+    answers: Sequence[QueueError | None], done: Iterable[Job | QueueError]
+) -> list[Job | QueueError]:
+    """Per item, its refusal from :func:`owned_results`, or else the next answer of ``done``
+    (one per owned item, in order)."""
+    sent = iter(done)
+    return [next(sent) if answer is None else answer for answer in answers]

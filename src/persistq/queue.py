@@ -38,8 +38,11 @@ from persistq.model import (
     StorageInfo,
     Timing,
     WorkerInfo,
+    answered,
     encode_json,
     error_text,
+    lease_token_of,
+    owned_results,
     parse_rate,
     validate_claim_limit,
     validate_concurrency_limit,
@@ -313,7 +316,7 @@ class Queue:
 
     def heartbeat(self, job: Job) -> Job:
         """Extend the lease by its length; ``LeaseLost`` when the caller no longer holds it."""
-        return self.backend.extend_lease(job.id, _token(job), self._stamp())
+        return self.backend.extend_lease(job.id, lease_token_of(job), self._stamp())
 
     def heartbeat_many(self, jobs: Sequence[Job]) -> list[Job | LeaseLost]:
         """Extend the leases of ``jobs`` in one transaction (a worker's beat for all it
@@ -322,7 +325,7 @@ class Queue:
         extended."""
         held = [job for job in jobs if job.lease_token]
         extended = iter(
-            self.backend.extend_leases([(j.id, _token(j)) for j in held], self._stamp())
+            self.backend.extend_leases([(j.id, lease_token_of(j)) for j in held], self._stamp())
             if held
             else []
         )
@@ -330,7 +333,7 @@ class Queue:
 
     def complete(self, job: Job, result: JSON = None) -> Job:
         encoded = None if result is None else encode_json(result, what="result")
-        return self.backend.complete_job(job.id, _token(job), encoded, self._stamp())
+        return self.backend.complete_job(job.id, lease_token_of(job), encoded, self._stamp())
 
     def complete_many(self, items: Sequence[tuple[Job, JSON]]) -> list[Job | QueueError]:
         """``complete`` of each ``(job, result)`` in one transaction (a worker's completions
@@ -338,8 +341,8 @@ class Queue:
         would have raised for it alone (``LeaseLost``, ``JobNotFound``, ``InvalidJob`` for
         a result JSON cannot hold), which leaves the others completed. A storage error
         raises for the whole call and completes none."""
-        answers, owned = _owned_results(items)
-        return _answered(answers, self.backend.complete_jobs(owned, self._stamp()) if owned else [])
+        answers, owned = owned_results(items)
+        return answered(answers, self.backend.complete_jobs(owned, self._stamp()) if owned else [])
 
     def complete_and_claim(
         self,
@@ -358,9 +361,9 @@ class Queue:
         a storage error of the completions raises; one of the claim, after the completions
         committed, claims nothing (the next claim meets it)."""
         claim = self._claim_args(queue, worker, limit, lease)
-        answers, owned = _owned_results(items)
+        answers, owned = owned_results(items)
         finished, claimed = self.backend.complete_and_claim_jobs(owned, *claim, self._stamp())
-        return _answered(answers, finished), claimed
+        return answered(answers, finished), claimed
 
     def fail(
         self,
@@ -388,7 +391,7 @@ class Queue:
             return self.backend.fail_job_by_hand(_job_id(job), text, self._stamp())
         if isinstance(error, Unrecoverable):
             retry = False
-        token = _token(job)
+        token = lease_token_of(job)
         now = self._stamp()
         detail = None if timed_out is None else error_text(timed_out)
         if retry and job.attempts < job.max_attempts:
@@ -406,7 +409,9 @@ class Queue:
         """The process running the handler died (``detail``: its exit code or signal): the
         job goes back to PENDING at once, UNPROCESSABLE on its last attempt, as a lease
         expiry would; event ``crashed``."""
-        return self.backend.crash_job(job.id, _token(job), error_text(detail), self._stamp())
+        return self.backend.crash_job(
+            job.id, lease_token_of(job), error_text(detail), self._stamp()
+        )
 
     def release(self, job: Job, *, delay: float = 0, reason: str | None = None) -> Job:
         """Give the job back unprocessed (worker shutting down); its attempt is refunded.
@@ -416,7 +421,7 @@ class Queue:
         """
         seconds = validate_seconds(delay, what="delay")
         detail = None if reason is None else error_text(reason)
-        return self.backend.release_job(job.id, _token(job), self._stamp(), seconds, detail)
+        return self.backend.release_job(job.id, lease_token_of(job), self._stamp(), seconds, detail)
 
     def wait(self, id: int, *, timeout: float | None = None) -> Job:  # noqa: A002
         """The job once it is finished (COMPLETED, FAILED, UNPROCESSABLE or CANCELLED), or
@@ -743,35 +748,3 @@ def _everything(where: JobFilter | None) -> JobFilter:
 
 def _job_id(value: object) -> int:
     return validate_int(value, what="job id", minimum=1)
-
-
-def _owned_results(
-    items: Sequence[tuple[Job, JSON]],
-) -> tuple[list[QueueError | None], list[tuple[int, str, str | None]]]:
-    """Completions for the backend, ``(id, lease token, encoded result)``, and per item its
-    refusal (a result JSON cannot hold, a job never claimed) or None: those it will answer."""
-    answers: list[QueueError | None] = []
-    owned: list[tuple[int, str, str | None]] = []
-    for job, result in items:
-        try:
-            encoded = None if result is None else encode_json(result, what="result")
-            owned.append((job.id, _token(job), encoded))
-            answers.append(None)
-        except (InvalidJob, LeaseLost) as exc:
-            answers.append(exc)
-    return answers, owned
-
-
-def _answered(
-    answers: Sequence[QueueError | None], done: Sequence[Job | QueueError]
-) -> list[Job | QueueError]:
-    """Per item, its refusal from :func:`_owned_results`, or else the backend's answer
-    (``done``: one per owned item, in order)."""
-    backend = iter(done)
-    return [next(backend) if answer is None else answer for answer in answers]
-
-
-def _token(job: Job) -> str:
-    if not job.lease_token:
-        raise LeaseLost(job.id)  # not a copy from claim/heartbeat: the caller holds no lease
-    return job.lease_token

@@ -34,7 +34,6 @@ from persistq.config import API_TOKEN_ENV, Settings, api_tokens
 from persistq.errors import (
     ERRORS,
     InvalidJob,
-    JobNotFound,
     LeaseLost,
     QueueError,
     StorageUnavailable,
@@ -43,6 +42,7 @@ from persistq.errors import (
 from persistq.model import (
     BULK_BATCH,
     JSON,
+    MAX_BATCH,
     MAX_BULK,
     MAX_BULK_BATCH,
     MAX_PAGE,
@@ -61,8 +61,10 @@ from persistq.model import (
     StorageInfo,
     Timing,
     WorkerInfo,
+    answered,
     encode_json,
     error_text,
+    owned_results,
     validate_claim_limit,
     validate_int,
     validate_key,
@@ -80,10 +82,9 @@ from persistq.model import (
 MAX_POLL_SECONDS = 30.0
 #: Batches one bulk request asks for: a few seconds of work, well inside the timeout.
 BULK_REQUEST_BATCHES = 20
+
+
 #: Most leases one heartbeat request carries (the API's batch bound).
-MAX_HEARTBEATS = 1000
-
-
 class Unauthorized(QueueError):
     """The API refused the token (or none was given): HTTP 401."""
 
@@ -226,7 +227,7 @@ class RemoteQueue:
 
     @property
     def completes_with_next_claim(self) -> bool:
-        return False  # two requests: the worker's settler overlaps them better
+        return True  # one request (POST /jobs/complete with a claim)
 
     def claim_many(
         self,
@@ -268,8 +269,8 @@ class RemoteQueue:
     def heartbeat_many(self, jobs: Sequence[Job]) -> list[Job | LeaseLost]:
         held = [job for job in jobs if job.lease_token]
         beats: list[Job | LeaseLost] = []
-        for start in range(0, len(held), MAX_HEARTBEATS):  # the server's bound per request
-            chunk = held[start : start + MAX_HEARTBEATS]
+        for start in range(0, len(held), MAX_BATCH):  # the server's bound per request
+            chunk = held[start : start + MAX_BATCH]
             body = {"leases": [{"id": job.id, **_lease(job)} for job in chunk]}
             data = self._call("POST", "/jobs/heartbeat", body, safe=True)
             beats += [
@@ -285,15 +286,9 @@ class RemoteQueue:
         return job_from_json(self._call("POST", f"/jobs/{job.id}/complete", body, safe=False))
 
     def complete_many(self, items: Sequence[tuple[Job, JSON]]) -> list[Job | QueueError]:
-        """As ``Queue.complete_many``, one request per job (the API has no batch route for
-        completions yet): an item's own refusal is its answer, any other error raises."""
-        answers: list[Job | QueueError] = []
-        for job, result in items:
-            try:
-                answers.append(self.complete(job, result))
-            except (LeaseLost, JobNotFound, InvalidJob) as exc:
-                answers.append(exc)
-        return answers
+        """As ``Queue.complete_many``: one request per MAX_BATCH items; an item's own
+        refusal is its answer, any other error raises."""
+        return self._complete(items, None)[0]
 
     def complete_and_claim(
         self,
@@ -304,13 +299,45 @@ class RemoteQueue:
         limit: int,
         lease: float | None = None,
     ) -> tuple[list[Job | QueueError], list[Job]]:
-        """As ``Queue.complete_and_claim``, as its two calls (the API has no route that
-        does both)."""
-        validate_queue_list(queue)  # a bad claim refuses the call before anything is sent
-        validate_worker(worker)
-        validate_claim_limit(limit)
-        answers = self.complete_many(items)
-        return answers, self.claim_many(queue=queue, worker=worker, limit=limit, lease=lease)
+        """As ``Queue.complete_and_claim``: one request (``POST /jobs/complete`` with its
+        ``claim``), in one transaction where the server's storage allows."""
+        names = validate_queue_list(queue)  # a bad claim refuses the call before anything is sent
+        claim = {
+            "queue": names[0],
+            "more_queues": names[1:],
+            "worker": validate_worker(worker),
+            "limit": validate_claim_limit(limit),
+            "lease": lease,
+        }
+        return self._complete(items, claim)
+
+    def _complete(
+        self, items: Sequence[tuple[Job, JSON]], claim: dict[str, Any] | None
+    ) -> tuple[list[Job | QueueError], list[Job]]:
+        """The completions of ``items`` (refused here as the library refuses them), in
+        requests of at most MAX_BATCH, the last one carrying ``claim``."""
+        answers, _ = owned_results(items)
+        sent = [
+            {"id": job.id, "lease_token": job.lease_token, "result": result}
+            for (job, result), answer in zip(items, answers, strict=True)
+            if answer is None
+        ]
+        done: list[Job | QueueError] = []
+        claimed: list[Job] = []
+        if not sent and claim is not None:
+            names = [claim["queue"], *claim["more_queues"]]
+            claimed = self.claim_many(
+                queue=names, worker=claim["worker"], limit=claim["limit"], lease=claim["lease"]
+            )
+        for start in range(0, len(sent), MAX_BATCH):
+            last = start + MAX_BATCH >= len(sent)
+            body: dict[str, Any] = {"completions": sent[start : start + MAX_BATCH]}
+            if last and claim is not None:
+                body["claim"] = claim
+            data = self._call("POST", "/jobs/complete", body, safe=False)
+            done += [_answer(row) for row in data["completed"]]
+            claimed = [job_from_json(row) for row in data["claimed"]]
+        return answered(answers, done), claimed
 
     def fail(
         self,
@@ -605,6 +632,13 @@ def _error(response: httpx.Response) -> QueueError:
         else:
             kind = QueueError
     return kind.restore(str(body.get("detail", "")), body)
+
+
+def _answer(row: dict[str, Any]) -> Job | QueueError:
+    """One item of a batch's answer: the job, or its own error as the library raises it."""
+    if "code" not in row:
+        return job_from_json(row)
+    return ERROR_CODES.get(str(row["code"]), QueueError).restore(str(row["detail"]), row)
 
 
 def _encode(body: Any) -> bytes:

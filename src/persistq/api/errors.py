@@ -28,12 +28,22 @@ def error_response(status: int, code: str, detail: str, **data: Any) -> JSONResp
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def error_body(exc: QueueError) -> dict[str, Any]:
+    """The error JSON of ``exc`` (read back by remote.py), as a response or as one item's
+    answer in a batch."""
+    data = {name: getattr(exc, name, None) for name in exc.data_fields}
+    return {
+        "detail": str(exc),
+        "code": exc.code,
+        **{k: v for k, v in data.items() if v is not None},
+    }
+
+
 def queue_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QueueError)
     status = exc.http_status  # the class says, with its code (read back by remote.py)
-    data = {name: getattr(exc, name, None) for name in exc.data_fields}
     headers = {"Retry-After": "1"} if status == 503 else None
-    response = error_response(status, exc.code, str(exc), **data)
+    response = JSONResponse(error_body(exc), status_code=status)
     if headers:
         response.headers.update(headers)
     return response

@@ -22,6 +22,7 @@ from persistq.model import (
     BULK_BATCH,
     INT64_MAX,
     MAX_ATTEMPTS,
+    MAX_BATCH,
     MAX_BULK,
     MAX_BULK_BATCH,
     MAX_ERROR_CHARS,
@@ -42,7 +43,6 @@ from persistq.model import (
 QUEUE_NAME_PATTERN = QUEUE_NAME.pattern
 #: A long-polling claim holds a server thread; this bounds how long (see api/app.py).
 MAX_WAIT_SECONDS = 30.0
-MAX_BATCH = 1000
 
 
 #: A job id as a path gives it: digits, no sign, no leading zero (at most 19: int64).
@@ -216,11 +216,14 @@ class BulkIn(RequestModel):
     )
 
 
-class ClaimIn(RequestModel):
+class ClaimerIn(RequestModel):
     worker: Worker
     lease: Lease | None = Field(
         default=None, description="Seconds; the server's default when absent."
     )
+
+
+class ClaimIn(ClaimerIn):
     wait: float = Field(
         0,
         ge=0,
@@ -255,6 +258,29 @@ class HeartbeatManyIn(RequestModel):
 
 class CompleteIn(LeaseIn):
     result: Any = None
+
+
+class CompletionIn(HeldLeaseIn):
+    result: Any = None
+
+
+class ClaimNextIn(ClaimerIn):
+    """The claim that follows the completions, in their transaction where the storage
+    allows (SQLite): it never waits."""
+
+    queue: QueueName
+    more_queues: list[QueueName] = Field(
+        default_factory=list, max_length=16, description="Tried after `queue`, in this order."
+    )
+    limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
+
+
+class CompleteManyIn(RequestModel):
+    """Completions settled together (a worker's finished jobs), each fenced by its own
+    token as `/jobs/{id}/complete` is; with `claim`, then the worker's next claim."""
+
+    completions: list[CompletionIn] = Field(min_length=1, max_length=MAX_BATCH)
+    claim: ClaimNextIn | None = None
 
 
 class FailIn(RequestModel):
@@ -500,3 +526,11 @@ class ErrorOut(BaseModel):
     current: str | None = None
     requested: str | None = None
     unfinished: int | None = None
+
+
+class CompletedOut(BaseModel):
+    completed: list[JobOut | ErrorOut] = Field(
+        description="Per completion, in order: the finished job, or its own refusal "
+        "(`lease_lost`, `not_found`, `invalid`); one refusal leaves the others completed."
+    )
+    claimed: list[LeasedJobOut] = Field(description="What the claim leased (maybe nothing).")

@@ -20,7 +20,7 @@ from persistq.api.deps import (
     jobs_response,
     leased,
 )
-from persistq.api.errors import error_response
+from persistq.api.errors import error_body, error_response
 from persistq.api.routes import CONFLICT, NOT_FOUND, PROTECTED, TOO_LARGE
 from persistq.api.schemas import (
     MAX_WAIT_SECONDS,
@@ -30,7 +30,9 @@ from persistq.api.schemas import (
     BulkOut,
     ClaimIn,
     ClaimManyIn,
+    CompletedOut,
     CompleteIn,
+    CompleteManyIn,
     CountIn,
     CountOut,
     CrashedIn,
@@ -47,8 +49,8 @@ from persistq.api.schemas import (
     SearchIn,
     SearchOut,
 )
-from persistq.errors import JobNotFound, LeaseLost
-from persistq.model import INT64_MAX, Event, Job, State
+from persistq.errors import JobNotFound, LeaseLost, QueueError
+from persistq.model import INT64_MAX, Event, Job, State, answered
 from persistq.queue import Queue
 
 T = TypeVar("T")
@@ -232,10 +234,50 @@ async def heartbeat_many(body: HeartbeatManyIn, q: QueueDep) -> Response:
     rows: list[dict[str, Any]] = []
     for beat in await in_thread(work):
         if isinstance(beat, LeaseLost):
-            rows.append({"detail": str(beat), "code": beat.code, "job_id": beat.job_id})
+            rows.append(error_body(beat))
         else:
             rows.append({**beat.to_dict(), "lease_token": beat.lease_token})
     return JSONResponse(rows)
+
+
+@router.post(
+    "/jobs/complete",
+    operation_id="complete_jobs",
+    response_model=CompletedOut,
+    responses=TOO_LARGE,
+)
+async def complete_many(body: CompleteManyIn, q: QueueDep) -> Response:
+    """Record several results at once (a worker's finished jobs), in order, each fenced by
+    its own token: per completion the job or its own error. With `claim`, then claim as
+    `/queues/{queue}/claim/batch` does without waiting, in the completions' transaction
+    where the storage allows (SQLite): a worker's finished job and its next one in one
+    request and one commit."""
+
+    def work() -> tuple[list[Job | QueueError], list[Job]]:
+        items: list[tuple[Job, Any]] = []
+        missing: list[QueueError | None] = []
+        for completion in body.completions:
+            try:
+                items.append((leased(q, completion.id, completion.lease_token), completion.result))
+                missing.append(None)
+            except JobNotFound as exc:
+                missing.append(exc)
+        claim = body.claim
+        if claim is None:
+            return answered(missing, q.complete_many(items)), []
+        done, claimed = q.complete_and_claim(
+            items,
+            queue=[claim.queue, *claim.more_queues],
+            worker=claim.worker,
+            limit=claim.limit,
+            lease=claim.lease,
+        )
+        return answered(missing, done), claimed
+
+    done, claimed = await in_thread(work)
+    completed = [a.to_dict() if isinstance(a, Job) else error_body(a) for a in done]
+    leases = [{**job.to_dict(), "lease_token": job.lease_token} for job in claimed]
+    return JSONResponse({"completed": completed, "claimed": leases})
 
 
 @router.post(
