@@ -12,6 +12,12 @@
    the last ``finished_at``. Duplicates are counted from the events (one ``claimed`` per
    job expected, no retries with a no-op handler).
 
+3. Over the REST API: a ``persistq worker --url http://…`` process (RemoteQueue) drains N
+   jobs through a ``persistq api`` server on its own SQLite file, against a bare remote
+   loop (``RemoteQueue.claim`` + ``complete`` in this process). A one-slot remote worker
+   sends each completion with its next claim (``POST /jobs/complete``, one request and, on
+   the server's SQLite, one transaction); ``before`` shows what two requests cost.
+
 ``--variants settler,slots`` runs each worker twice: as shipped (its settler completes
 what the slots finished, one ``complete_many`` per group) and with each slot completing
 its own job (``worker_variant.py``; on SQLite the backend's group commit still shares
@@ -22,7 +28,7 @@ Rounds alternate the contenders, so load on a shared machine hits each alike; th
 of per-round ratios is printed with the load average.
 
     .venv/bin/python bench/bench_worker.py [--jobs 5000] [--rounds 3] [--durability full]
-        [--concurrency 1] [--s4-concurrency 8] [--variants settler] [--only 1,2]
+        [--concurrency 1] [--s4-concurrency 8] [--variants settler] [--only 1,2,3]
 
 It measures and prints; it asserts nothing.
 """
@@ -41,6 +47,7 @@ from pathlib import Path
 
 import bench_core
 import persistq
+from bench_api import TOKEN, start_server
 from bench_core import QUEUE, Workspace, run_s3, run_s4
 
 HERE = Path(__file__).resolve().parent
@@ -64,9 +71,14 @@ BEFORE_SRC: list[str] = []
 
 
 def start_worker(
-    url: str, worker_id: str, concurrency: int, variant: str = "settler"
+    url: str,
+    worker_id: str,
+    concurrency: int,
+    variant: str = "settler",
+    log_dir: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTQ_")}
+    env["PERSISTQ_API_TOKEN"] = TOKEN  # read only by a worker whose --url is the API
     first = BEFORE_SRC if variant == "before" else []
     env["PYTHONPATH"] = os.pathsep.join([*first, str(HERE), env.get("PYTHONPATH", "")])
     command = [sys.executable, *VARIANTS[variant], "worker", "--url", url, "--queue", QUEUE]
@@ -74,7 +86,9 @@ def start_worker(
     command += ["--concurrency", str(concurrency)]
     # Its log (a line per job state change, as in production) goes to a file: a pipe nobody
     # reads would fill and block it.
-    log = Path(url.split("sqlite:///", 1)[1].split("?")[0]).parent / f"{worker_id}.log"
+    if log_dir is None:
+        log_dir = Path(url.split("sqlite:///", 1)[1].split("?")[0]).parent
+    log = log_dir / f"{worker_id}.log"
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=out)
 
@@ -154,6 +168,59 @@ def bare_drain(ws: Workspace, sync: str, jobs: int) -> tuple[float, float]:
     finally:
         adapter.close()
     return jobs / wall, cpu / jobs
+
+
+def remote_drain(
+    ws: Workspace, sync: str, jobs: int, variant: str | None
+) -> tuple[float, float | None]:
+    """Through a fresh ``persistq api`` server: a worker process of ``variant`` (None: the
+    bare remote loop in this process) drains ``jobs`` jobs; jobs/s and, for a worker, its
+    CPU seconds per job (the server's are not counted)."""
+    directory = ws.fresh(f"remote-{sync}-{variant}")
+    url = url_of(directory, sync)
+    server, base = start_server(url, directory)
+    q = persistq.connect(url)
+    try:
+        if variant is None:
+            q.enqueue_many([{"n": n} for n in range(jobs)], queue=QUEUE)
+            with persistq.connect(base, token=TOKEN) as remote:
+                wall = time.perf_counter()
+                while (job := remote.claim(queue=QUEUE, worker="bench-1")) is not None:
+                    remote.complete(job)
+                return jobs / (time.perf_counter() - wall), None
+        procs = [start_worker(base, "bench-remote", 1, variant, log_dir=directory)]
+        try:
+            wait_workers(q, 1)
+            before = cpu_seconds(procs[0].pid)
+            q.enqueue_many([{"n": n} for n in range(jobs)], queue=QUEUE)
+            wait_completed(q, jobs)
+            cpu = cpu_seconds(procs[0].pid) - before
+        finally:
+            stop(procs)
+        return jobs / completed_span(q, jobs), cpu / jobs
+    finally:
+        q.close()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def over_rest(ws: Workspace, sync: str, jobs: int, rounds: int, variants: list[str]) -> None:
+    names = [f"worker {v}" for v in variants]
+    rates: dict[str, list[float]] = {name: [] for name in [*names, "bare remote loop"]}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for variant, name in zip(variants, names, strict=True):
+            rate, cpu = remote_drain(ws, sync, jobs, variant)
+            rates[name].append(rate)
+            cpus[name].append(cpu or 0.0)
+        rates["bare remote loop"].append(remote_drain(ws, sync, jobs, None)[0])
+    print(f"\n3. over the REST API, one worker process draining {jobs} jobs, per round")
+    for name, values in rates.items():
+        print(row(name + " jobs/s", values))
+    for name, values in cpus.items():
+        print(row(name + " CPU us/job", values, 1e6))
+    for name in names:
+        print(ratios(f"{name} / bare remote loop", rates[name], rates["bare remote loop"]))
 
 
 def wait_workers(q: persistq.Queue, count: int) -> None:
@@ -246,7 +313,8 @@ def main() -> None:
     parser.add_argument("--s4-concurrency", type=int, default=8, help="of each worker of S4")
     parser.add_argument("--variants", default="settler", help="settler,slots: see above")
     parser.add_argument("--before-src", default=None, help="src dir of the 'before' variant")
-    parser.add_argument("--only", default="1,2")
+    parser.add_argument("--only", default="1,2,3")
+    parser.add_argument("--remote-jobs", type=int, default=1500, help="jobs of part 3")
     args = parser.parse_args()
     if args.before_src is not None:
         BEFORE_SRC.append(str(Path(args.before_src).resolve()))
@@ -259,6 +327,8 @@ def main() -> None:
             one_process(ws, sync, jobs, args.rounds, args.concurrency, variants)
         if "2" in parts:
             s4(ws, sync, jobs, args.rounds, args.s4_concurrency, variants)
+        if "3" in parts:
+            over_rest(ws, sync, args.remote_jobs, args.rounds, variants)
     finally:
         ws.cleanup()
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
