@@ -135,21 +135,24 @@ def worker_drain(
     url = url_of(directory, sync)
     q = persistq.connect(url)
     try:
-        procs = [start_worker(url, "bench-worker", concurrency, variant)]
-        try:
-            wait_workers(q, 1)
-            before = cpu_seconds(procs[0].pid)
-            for first in range(0, jobs, 1000):
-                q.enqueue_many(
-                    [{"n": n} for n in range(first, min(first + 1000, jobs))], queue=QUEUE
-                )
-            wait_completed(q, jobs)
-            cpu = cpu_seconds(procs[0].pid) - before
-        finally:
-            stop(procs)
-        return jobs / completed_span(q, jobs), cpu / jobs
+        return timed_drain(q, start_worker(url, "bench-worker", concurrency, variant), jobs)
     finally:
         q.close()
+
+
+def timed_drain(q: persistq.Queue, proc: subprocess.Popen[bytes], jobs: int) -> tuple[float, float]:
+    """Once worker ``proc`` is up and idle, enqueue ``jobs`` jobs through ``q`` and wait
+    until it has completed them all; its jobs/s and CPU seconds per job, then stop it."""
+    try:
+        wait_workers(q, 1)
+        before = cpu_seconds(proc.pid)
+        for first in range(0, jobs, 1000):
+            q.enqueue_many([{"n": n} for n in range(first, min(first + 1000, jobs))], queue=QUEUE)
+        wait_completed(q, jobs)
+        cpu = cpu_seconds(proc.pid) - before
+    finally:
+        stop([proc])
+    return jobs / completed_span(q, jobs), cpu / jobs
 
 
 def bare_drain(ws: Workspace, sync: str, jobs: int) -> tuple[float, float]:
@@ -188,16 +191,8 @@ def remote_drain(
                 while (job := remote.claim(queue=QUEUE, worker="bench-1")) is not None:
                     remote.complete(job)
                 return jobs / (time.perf_counter() - wall), None
-        procs = [start_worker(base, "bench-remote", 1, variant, log_dir=directory)]
-        try:
-            wait_workers(q, 1)
-            before = cpu_seconds(procs[0].pid)
-            q.enqueue_many([{"n": n} for n in range(jobs)], queue=QUEUE)
-            wait_completed(q, jobs)
-            cpu = cpu_seconds(procs[0].pid) - before
-        finally:
-            stop(procs)
-        return jobs / completed_span(q, jobs), cpu / jobs
+        worker = start_worker(base, "bench-remote", 1, variant, log_dir=directory)
+        return timed_drain(q, worker, jobs)
     finally:
         q.close()
         server.send_signal(signal.SIGTERM)
@@ -214,11 +209,8 @@ def over_rest(ws: Workspace, sync: str, jobs: int, rounds: int, variants: list[s
             rates[name].append(rate)
             cpus[name].append(cpu or 0.0)
         rates["bare remote loop"].append(remote_drain(ws, sync, jobs, None)[0])
-    print(f"\n3. over the REST API, one worker process draining {jobs} jobs, per round")
-    for name, values in rates.items():
-        print(row(name + " jobs/s", values))
-    for name, values in cpus.items():
-        print(row(name + " CPU us/job", values, 1e6))
+    title = f"3. over the REST API, one worker process draining {jobs} jobs, per round"
+    print_rounds(title, rates, cpus)
     for name in names:
         print(ratios(f"{name} / bare remote loop", rates[name], rates["bare remote loop"]))
 
@@ -338,6 +330,14 @@ def row(name: str, values: list[float], scale: float = 1.0) -> str:
     return f"  {name:<30} " + "  ".join(f"{v * scale:8.0f}" for v in values)
 
 
+def print_rounds(title: str, rates: dict[str, list[float]], cpus: dict[str, list[float]]) -> None:
+    print(f"\n{title}")
+    for name, values in rates.items():
+        print(row(name + " jobs/s", values))
+    for name, values in cpus.items():
+        print(row(name + " CPU us/job", values, 1e6))
+
+
 def ratios(name: str, ours: list[float], theirs: list[float], note: str = "") -> str:
     ratio = [a / b for a, b in zip(ours, theirs, strict=True)]
     return (
@@ -360,11 +360,8 @@ def one_process(
         rates["bare"].append(rate)
         cpus["bare"].append(cpu)
         rates["raw"].append(run_s3(ws, "raw", sync, jobs).rate)
-    print(f"\n1. one process draining {jobs} jobs (worker --concurrency {concurrency}), per round")
-    for name, values in rates.items():
-        print(row(name + " jobs/s", values))
-    for name, values in cpus.items():
-        print(row(name + " CPU us/job", values, 1e6))
+    title = f"1. one process draining {jobs} jobs (worker --concurrency {concurrency}), per round"
+    print_rounds(title, rates, cpus)
     for name in names:
         print(ratios(f"{name} / bare, jobs/s", rates[name], rates["bare"]))
         print(ratios(f"{name} / bare, by CPU/job", cpus["bare"], cpus[name]))
