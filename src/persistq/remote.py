@@ -84,7 +84,6 @@ MAX_POLL_SECONDS = 30.0
 BULK_REQUEST_BATCHES = 20
 
 
-#: Most leases one heartbeat request carries (the API's batch bound).
 class Unauthorized(QueueError):
     """The API refused the token (or none was given): HTTP 401."""
 
@@ -623,22 +622,25 @@ def _error(response: httpx.Response) -> QueueError:
         body = None
     if not isinstance(body, dict):
         body = {"detail": response.text[:300] or response.reason_phrase}
-    kind = ERROR_CODES.get(str(body.get("code", "")))
-    if kind is None:
-        if response.status_code == 401:
-            kind = Unauthorized
-        elif response.status_code >= 500:
-            kind = StorageUnavailable
-        else:
-            kind = QueueError
+    if response.status_code == 401:
+        fallback: type[QueueError] = Unauthorized
+    elif response.status_code >= 500:
+        fallback = StorageUnavailable
+    else:
+        fallback = QueueError
+    return _restored(body, fallback)
+
+
+def _restored(body: dict[str, Any], fallback: type[QueueError]) -> QueueError:
+    """The error of the API's error JSON ``body``, as the library raises it (``fallback``
+    for a code this client does not know)."""
+    kind = ERROR_CODES.get(str(body.get("code", "")), fallback)
     return kind.restore(str(body.get("detail", "")), body)
 
 
 def _answer(row: dict[str, Any]) -> Job | QueueError:
     """One item of a batch's answer: the job, or its own error as the library raises it."""
-    if "code" not in row:
-        return job_from_json(row)
-    return ERROR_CODES.get(str(row["code"]), QueueError).restore(str(row["detail"]), row)
+    return _restored(row, QueueError) if "code" in row else job_from_json(row)
 
 
 def _encode(body: Any) -> bytes:

@@ -23,27 +23,29 @@ log = logging.getLogger("persistq.api")
 
 
 def error_response(status: int, code: str, detail: str, **data: Any) -> JSONResponse:
-    body = {"detail": detail, "code": code, **{k: v for k, v in data.items() if v is not None}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    return _response(status, _body(code, detail, data))
 
 
 def error_body(exc: QueueError) -> dict[str, Any]:
     """The error JSON of ``exc`` (read back by remote.py), as a response or as one item's
     answer in a batch."""
-    data = {name: getattr(exc, name, None) for name in exc.data_fields}
-    return {
-        "detail": str(exc),
-        "code": exc.code,
-        **{k: v for k, v in data.items() if v is not None},
-    }
+    return _body(exc.code, str(exc), {name: getattr(exc, name, None) for name in exc.data_fields})
+
+
+def _body(code: str, detail: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"detail": detail, "code": code, **{k: v for k, v in data.items() if v is not None}}
+
+
+def _response(status: int, body: dict[str, Any]) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def queue_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QueueError)
     status = exc.http_status  # the class says, with its code (read back by remote.py)
     headers = {"Retry-After": "1"} if status == 503 else None
-    response = JSONResponse(error_body(exc), status_code=status)
+    response = _response(status, error_body(exc))
     if headers:
         response.headers.update(headers)
     return response

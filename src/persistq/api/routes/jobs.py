@@ -255,16 +255,16 @@ async def complete_many(body: CompleteManyIn, q: QueueDep) -> Response:
 
     def work() -> tuple[list[Job | QueueError], list[Job]]:
         items: list[tuple[Job, Any]] = []
-        missing: list[QueueError | None] = []
+        refused: list[QueueError | None] = []  # per completion: a job that is not there
         for completion in body.completions:
             try:
                 items.append((leased(q, completion.id, completion.lease_token), completion.result))
-                missing.append(None)
+                refused.append(None)
             except JobNotFound as exc:
-                missing.append(exc)
+                refused.append(exc)
         claim = body.claim
         if claim is None:
-            return answered(missing, q.complete_many(items)), []
+            return answered(refused, q.complete_many(items)), []
         done, claimed = q.complete_and_claim(
             items,
             queue=[claim.queue, *claim.more_queues],
@@ -272,7 +272,7 @@ async def complete_many(body: CompleteManyIn, q: QueueDep) -> Response:
             limit=claim.limit,
             lease=claim.lease,
         )
-        return answered(missing, done), claimed
+        return answered(refused, done), claimed
 
     done, claimed = await in_thread(work)
     completed = [a.to_dict() if isinstance(a, Job) else error_body(a) for a in done]
