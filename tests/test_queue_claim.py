@@ -102,6 +102,20 @@ def test_claim_with_bad_arguments_is_refused(queue: Queue, kwargs: dict[str, obj
     assert queue.jobs()[0].status == State.PENDING
 
 
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [({"limit": 1}, {"limit": True}), ({"limit": 1, "lease": 1}, {"limit": 1, "lease": True})],
+)
+def test_claim_arguments_accepted_before_let_no_equal_bad_one_through(
+    queue: Queue, good: dict[str, object], bad: dict[str, object]
+) -> None:
+    assert queue.claim_many(worker="w", **good) == []  # type: ignore[arg-type]
+    queue.enqueue("x")
+    with pytest.raises(InvalidJob):
+        queue.claim_many(worker="w", **bad)  # type: ignore[arg-type]
+    assert queue.jobs()[0].status == State.PENDING
+
+
 def test_claim_with_wait_returns_as_soon_as_a_job_is_enqueued_elsewhere(
     make_queue: Callable[..., Queue],
 ) -> None:

@@ -70,6 +70,26 @@ def test_bad_options_are_refused_and_change_nothing(
     assert queue.jobs() == []
 
 
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        ({"priority": 1}, {"priority": True}),
+        ({"delay": 0}, {"delay": False}),
+        ({"max_attempts": 1}, {"max_attempts": True}),
+        ({"queue": "q"}, {"queue": ["q"]}),
+    ],
+)
+def test_options_accepted_before_let_no_equal_bad_one_through(
+    queue: Queue, good: dict[str, object], bad: dict[str, object]
+) -> None:
+    """Options checked once are not checked again (model.Checked): True equals 1, and an
+    unhashable value cannot be looked up, yet both are still refused."""
+    queue.enqueue("x", **good)  # type: ignore[arg-type]
+    with pytest.raises(InvalidJob):
+        queue.enqueue("x", **bad)  # type: ignore[arg-type]
+    assert len(queue.jobs()) == 1
+
+
 @pytest.mark.parametrize("payload", [{1, 2}, object(), float("nan"), {"a": float("inf")}, b"bytes"])
 def test_a_payload_that_is_not_json_is_refused(queue: Queue, payload: object) -> None:
     with pytest.raises(InvalidJob, match="payload is not JSON"):

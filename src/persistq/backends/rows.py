@@ -89,14 +89,16 @@ def row_to_job(
         timeout,
     ) = pick(row)
     updated_at = convert(updated)
-    # A transition stamps one time in several columns: each distinct value converted once.
+    # A transition stamps one time in several columns: each distinct value converted once
+    # (and a job enqueued without a delay is due when it was created).
+    created = convert(created_at)
     return build_job(
         id=job_id,
         queue=queue,
         payload=decode_json(payload),
         status=_STATES[status],
         priority=priority,
-        run_at=convert(run_at),
+        run_at=created if run_at == created_at else convert(run_at),
         attempts=attempts,
         max_attempts=max_attempts,
         key=key,
@@ -104,7 +106,7 @@ def row_to_job(
         lease_expires_at=None if lease is None else convert(lease),
         last_error=last_error,
         result=None if result is None else decode_json(result),
-        created_at=convert(created_at),
+        created_at=created,
         updated_at=updated_at,
         started_at=(
             None if started is None else updated_at if started == updated else convert(started)

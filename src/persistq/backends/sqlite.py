@@ -220,6 +220,8 @@ class SQLiteBackend(SQLBackend):
         held, are not there; its groups are reset by backends/group.py)."""
         self._lock = threading.RLock()
         self._changed = threading.Condition()
+        #: Threads waiting on ``_changed`` now (a commit notifies only when there are any).
+        self._watching = 0
 
     # -- connection and transactions ------------------------------------------------
 
@@ -352,7 +354,8 @@ class SQLiteBackend(SQLBackend):
             with self._changed:
                 self._local_commits += len(done)
                 self._local_writes += wakes
-                self._changed.notify_all()
+                if self._watching:  # notify_all costs a tenth of a lone enqueue's Python
+                    self._changed.notify_all()
 
     def _attempt(self, group: list[Call[_Work]]) -> None:
         with self._lock:
@@ -565,7 +568,11 @@ class SQLiteBackend(SQLBackend):
             while (remaining := deadline - time.monotonic()) > 0:
                 with self._changed:
                     if local() == seen_local:
-                        self._changed.wait(min(remaining, POLL_SECONDS))
+                        self._watching += 1
+                        try:
+                            self._changed.wait(min(remaining, POLL_SECONDS))
+                        finally:
+                            self._watching -= 1
                     if local() != seen_local:
                         seen_local = local()
                         return True
