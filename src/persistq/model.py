@@ -140,7 +140,6 @@ class _UnfrozenJob:
 
 
 def build_job(
-    *,
     id: int,  # noqa: A002 (the field's name)
     queue: str,
     payload: JSON,
@@ -162,6 +161,7 @@ def build_job(
     cancel_requested: bool,
     fence: int,
     timeout: float | None,
+    /,
 ) -> Job:
     """``Job(...)`` at a third of its cost, for the backends that build one per row.
 
@@ -171,6 +171,9 @@ def build_job(
     classes whose slots are the same, and the result is a Job like any other (equal to the
     one ``Job(...)`` makes, frozen from then on). Every argument is required, so a field
     added to Job and not here fails mypy and tests/test_rows.py, not silently.
+
+    Positional only, in Job's field order: passing 21 arguments by keyword cost more than
+    setting the 21 slots (1.1-2 µs against 0.8 µs a job, timeit).
     """
     job: Any = _UnfrozenJob()  # its slots are Job's, which mypy cannot see
     job.id = id

@@ -92,32 +92,28 @@ def row_to_job(
     # A transition stamps one time in several columns: each distinct value converted once
     # (and a job enqueued without a delay is due when it was created).
     created = convert(created_at)
-    return build_job(
-        id=job_id,
-        queue=queue,
-        payload=decode_json(payload),
-        status=_STATES[status],
-        priority=priority,
-        run_at=created if run_at == created_at else convert(run_at),
-        attempts=attempts,
-        max_attempts=max_attempts,
-        key=key,
-        worker=worker,
-        lease_expires_at=None if lease is None else convert(lease),
-        last_error=last_error,
-        result=None if result is None else decode_json(result),
-        created_at=created,
-        updated_at=updated_at,
-        started_at=(
-            None if started is None else updated_at if started == updated else convert(started)
-        ),
-        finished_at=(
-            None if finished is None else updated_at if finished == updated else convert(finished)
-        ),
-        lease_token=lease_token if with_token else None,
-        cancel_requested=bool(cancel_requested),
-        fence=fence,
-        timeout=timeout,
+    return build_job(  # Job's fields, in order
+        job_id,
+        queue,
+        decode_json(payload),
+        _STATES[status],
+        priority,
+        created if run_at == created_at else convert(run_at),
+        attempts,
+        max_attempts,
+        key,
+        worker,
+        None if lease is None else convert(lease),
+        last_error,
+        None if result is None else decode_json(result),
+        created,
+        updated_at,
+        None if started is None else updated_at if started == updated else convert(started),
+        None if finished is None else updated_at if finished == updated else convert(finished),
+        lease_token if with_token else None,
+        bool(cancel_requested),
+        fence,
+        timeout,
     )
 
 
@@ -132,28 +128,28 @@ def decode_payloads(jobs: Sequence[NewJob]) -> list[Any]:
 def new_job(job: NewJob, payload: Any, job_id: int, run_at: datetime, created_at: datetime) -> Job:
     """A job just inserted, built from what was written instead of read back (half the time
     of a 1,000-job ``enqueue_many`` went to parsing whole rows); ``payload``: decoded."""
-    return build_job(
-        id=job_id,
-        queue=job.queue,
-        payload=payload,
-        status=State.PENDING,
-        priority=job.priority,
-        run_at=run_at,
-        attempts=0,
-        max_attempts=job.max_attempts,
-        key=job.key,
-        worker=None,
-        lease_expires_at=None,
-        last_error=None,
-        result=None,
-        created_at=created_at,
-        updated_at=created_at,
-        started_at=None,
-        finished_at=None,
-        lease_token=None,
-        cancel_requested=False,
-        fence=0,
-        timeout=job.timeout,
+    return build_job(  # Job's fields, in order
+        job_id,
+        job.queue,
+        payload,
+        State.PENDING,
+        job.priority,
+        run_at,
+        0,  # attempts
+        job.max_attempts,
+        job.key,
+        None,  # worker
+        None,  # lease_expires_at
+        None,  # last_error
+        None,  # result
+        created_at,
+        created_at,  # updated_at
+        None,  # started_at
+        None,  # finished_at
+        None,  # lease_token
+        False,  # cancel_requested
+        0,  # fence
+        job.timeout,
     )
 
 
