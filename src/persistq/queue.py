@@ -123,16 +123,7 @@ class Queue:
         ``run_at`` (an aware datetime) instead of ``delay``: not claimable before then; a
         time already past makes the job due at once.
         """
-        return self.enqueue_keyed(
-            payload,
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            key=key,
-            timeout=timeout,
-        )[0]
+        return self._enqueue(payload, queue, priority, delay, run_at, max_attempts, key, timeout)[0]
 
     def enqueue_keyed(
         self,
@@ -148,6 +139,21 @@ class Queue:
     ) -> tuple[Job, bool]:
         """``enqueue``, and whether the job was created: False when ``key`` named an existing
         job, which is returned (the REST API answers 200 rather than 201 then)."""
+        return self._enqueue(payload, queue, priority, delay, run_at, max_attempts, key, timeout)
+
+    def _enqueue(
+        self,
+        payload: JSON,
+        queue: str,
+        priority: int,
+        delay: float,
+        run_at: datetime | None,
+        max_attempts: int,
+        key: str | None,
+        timeout: float | None,
+    ) -> tuple[Job, bool]:
+        # By position: passing eight arguments by keyword from enqueue cost more than this
+        # function's own work.
         delay = self._delay_until(delay, run_at)
         new = self._new_job(payload, queue, priority, delay, max_attempts, key, timeout)
         if new.key is None:  # always created; the batch path is the backends' fastest

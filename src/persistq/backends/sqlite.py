@@ -44,6 +44,7 @@ from persistq.backends.group import (
     parse_group_commit,
 )
 from persistq.backends.rows import (
+    decode_json,
     decode_payloads,
     epoch_to_datetime,
     job_columns_in,
@@ -675,6 +676,10 @@ def batch_row(job_id: int | None, job: NewJob, now: float) -> tuple[Any, ...]:
 def _new_jobs(jobs: Sequence[NewJob], first_id: int, now: float) -> list[Job]:
     """The rows just inserted, built from what was written rather than read back."""
     at = epoch_to_datetime(now)
+    if len(jobs) == 1:  # enqueue: nothing to zip (a fifth of the Jobs' cost)
+        job = jobs[0]
+        run_at = epoch_to_datetime(now + job.delay_seconds) if job.delay_seconds else at
+        return [new_job(job, decode_json(job.payload), first_id, run_at, at)]
     return [
         new_job(
             job,
