@@ -173,7 +173,7 @@ def build_job(
     added to Job and not here fails mypy and tests/test_rows.py, not silently.
 
     Positional only, in Job's field order: passing 21 arguments by keyword cost more than
-    setting the 21 slots (1.1-2 µs against 0.8 µs a job, timeit).
+    setting the 21 slots (1.9-3.0 µs against 0.7-0.9 µs a job, timeit).
     """
     job: Any = _UnfrozenJob()  # its slots are Job's, which mypy cannot see
     job.id = id

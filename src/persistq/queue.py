@@ -152,8 +152,8 @@ class Queue:
         key: str | None,
         timeout: float | None,
     ) -> tuple[Job, bool]:
-        # By position: passing eight arguments by keyword from enqueue cost more than this
-        # function's own work.
+        # By position: enqueue and enqueue_keyed pass eight arguments on, and keywords cost
+        # more to pass (callgrind).
         delay = self._delay_until(delay, run_at)
         new = self._new_job(payload, queue, priority, delay, max_attempts, key, timeout)
         if new.key is None:  # always created; the batch path is the backends' fastest
@@ -287,7 +287,7 @@ class Queue:
         """A claim's queues, worker, limit and lease seconds, validated.
 
         A consumer claims with the same arguments over and over: those of a claim before
-        are not checked again (a sixth of a claim's Python, by callgrind). Keyed by type
+        are not checked again (a seventh of a claim's Python, by callgrind). Keyed by type
         too, so that True is never taken for a limit of 1."""
         memo = None
         if type(queue) is str:
