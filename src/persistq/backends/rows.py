@@ -26,7 +26,7 @@ def epoch_to_datetime(value: float) -> datetime:
 
 
 #: A state by its stored name: a dict lookup costs a tenth of State(name).
-_STATES = {str(state): state for state in State}
+STATE_NAMED = {str(state): state for state in State}
 _raw_decode = json.JSONDecoder().raw_decode
 
 
@@ -96,7 +96,7 @@ def row_to_job(
         job_id,
         queue,
         decode_json(payload),
-        _STATES[status],
+        STATE_NAMED[status],
         priority,
         created if run_at == created_at else convert(run_at),
         attempts,

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from persistq.backends.base import NewJob
-from persistq.backends.rows import Row, history, row_to_event, row_to_job
+from persistq.backends.rows import STATE_NAMED, Row, history, row_to_event, row_to_job
 from persistq.errors import (
     InvalidTransition,
     JobNotFound,
@@ -305,7 +305,7 @@ class SQLBackend(ABC):
             if before is not None:
                 raise LeaseLost(job_id)
             raise lease_miss(job_id, conn.execute(self.SQL["get_job"], {"id": job_id}))
-        status = State(row["status"])
+        status = STATE_NAMED[row["status"]]
         if status in TERMINAL:
             self._finished(conn, [job_id])
         facts = row if before is None else before
