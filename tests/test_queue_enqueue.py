@@ -120,7 +120,7 @@ def test_enqueue_many_stores_all_jobs_in_order(queue: Queue) -> None:
 
 
 def test_enqueue_many_with_one_bad_payload_stores_nothing(queue: Queue) -> None:
-    with pytest.raises(InvalidJob):
+    with pytest.raises(InvalidJob, match=r"^payload 2 is not JSON"):  # its place named
         queue.enqueue_many([1, 2, {3}, 4])
     assert queue.jobs() == []
 

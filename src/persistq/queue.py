@@ -201,9 +201,14 @@ class Queue:
         # job from them directly (dataclasses.replace cost more than the insert).
         t = self._new_job(None, queue, priority, delay, max_attempts, None, timeout)
         limit = self.settings.max_payload_bytes
-        texts = [
-            encode_json(p, what=f"payload {i}", max_bytes=limit) for i, p in enumerate(payloads)
-        ]
+        try:
+            texts = [encode_json(p, what="payload", max_bytes=limit) for p in payloads]
+        except InvalidJob:
+            # The error names the payload's place: found again, on the refusing path only
+            # (naming each one up front was 1.5k of a batch job's 5.9k instructions).
+            for i, p in enumerate(payloads):
+                encode_json(p, what=f"payload {i}", max_bytes=limit)
+            raise
         new = [
             NewJob(t.queue, text, t.priority, t.delay_seconds, t.max_attempts, key, t.timeout)
             for text, key in zip(texts, key_list or [None] * len(texts), strict=True)
