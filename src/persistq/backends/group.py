@@ -124,14 +124,8 @@ class Groups(Generic[W]):
                 self.leading = True
         if alone:
             # Alone (no one led, so nothing is queued) after a group of one: lead at once,
-            # without queueing (the common case of a caller alone). As _lead does for a group
-            # of one, with less in between (a lone write's group machinery was 16k
-            # instructions, callgrind).
-            try:
-                self._run([call])
-            finally:
-                call.done = True
-                self._hand_over()
+            # without queueing (the common case of a caller alone).
+            self._lead(call, [call])
         else:
             self._join(call)
         return call.answer()
