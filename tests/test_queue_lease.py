@@ -235,3 +235,46 @@ def test_heartbeat_many_refuses_expired_leases_before_the_sweep(
     beats = queue.heartbeat_many([old, young])
     assert isinstance(beats[0], LeaseLost) and isinstance(beats[1], Job)
     assert queue.get(old.id).status == State.PROCESSING  # not recovered yet: nothing moved
+
+
+def test_what_a_completion_returns_is_the_stored_job(queue: Queue, clock: ManualClock) -> None:
+    # SQLite answers a completion with the holder's copy brought up to date, not the row
+    # read back: every way a holder may come to its copy must give the stored job.
+    def stored(job: Job) -> Job:
+        return replace(queue.get(job.id), lease_token=None)
+
+    claimed = _claimed(queue, priority=3, key="k", timeout=9)
+    clock.advance(5)
+    queue.heartbeat(claimed)  # the copy the holder completes with predates this beat
+    clock.advance(5)
+    done = queue.complete(claimed, {"n": (1, 2)})  # a tuple, stored as a list
+    assert done == stored(claimed) and done.result == {"n": [1, 2]}
+
+    # The stored job with the holder's token (as the REST API makes the copy).
+    fresh = _claimed(queue)
+    assert queue.complete(replace(queue.get(fresh.id), lease_token=fresh.lease_token)) == stored(
+        fresh
+    )
+
+    # A copy from an earlier claim carrying this claim's token: the row is read back.
+    again = _claimed(queue)
+    queue.release(again)
+    current = queue.claim(worker="w2")
+    assert current is not None and current.id == again.id
+    done = queue.complete(replace(again, lease_token=current.lease_token))
+    assert done == stored(again) and done.worker == "w2" and done.fence == 2
+
+    # A cancel asked for meanwhile ends the job CANCELLED, its result kept.
+    asked = _claimed(queue)
+    queue.cancel(asked.id)
+    done = queue.complete(asked, 7)
+    assert done == stored(asked) and (done.status, done.result) == (State.CANCELLED, 7)
+
+    # Settled together, and with the next claim.
+    first, second = _claimed(queue), _claimed(queue)
+    answers = queue.complete_many([(first, 1), (second, None)])
+    assert answers == [stored(first), stored(second)]
+    last = _claimed(queue)
+    queue.enqueue("next")
+    (answer,), claimed_next = queue.complete_and_claim([(last, "r")], worker="w1", limit=1)
+    assert answer == stored(last) and len(claimed_next) == 1

@@ -750,18 +750,29 @@ def lease_token_of(job: Job) -> str:
     return job.lease_token
 
 
+class Completion(NamedTuple):
+    """One completion to record: the lease holder's copy of the job (from its claim or a
+    heartbeat, or the stored job with the holder's token, as the REST API makes it), the
+    token, and the result as JSON text. SQLite answers with that copy brought up to date
+    instead of reading the row back (see ``SQLiteBackend._complete_step``)."""
+
+    job: Job
+    lease_token: str
+    result: str | None
+
+
 def owned_results(
     items: Sequence[tuple[Job, JSON]],
-) -> tuple[list[QueueError | None], list[tuple[int, str, str | None]]]:
-    """Completions to send on, ``(id, lease token, encoded result)``, and per item its
-    refusal (a result JSON cannot hold, a job never claimed) or None: those sent on answer
-    for themselves. Queue and RemoteQueue refuse the same items alike."""
+) -> tuple[list[QueueError | None], list[Completion]]:
+    """Completions to send on, and per item its refusal (a result JSON cannot hold, a job
+    never claimed) or None: those sent on answer for themselves. Queue and RemoteQueue
+    refuse the same items alike."""
     answers: list[QueueError | None] = []
-    owned: list[tuple[int, str, str | None]] = []
+    owned: list[Completion] = []
     for job, result in items:
         try:
             encoded = None if result is None else encode_json(result, what="result")
-            owned.append((job.id, lease_token_of(job), encoded))
+            owned.append(Completion(job, lease_token_of(job), encoded))
             answers.append(None)
         except (InvalidJob, LeaseLost) as exc:
             answers.append(exc)

@@ -362,7 +362,7 @@ class Queue:
 
     def complete(self, job: Job, result: JSON = None) -> Job:
         encoded = None if result is None else encode_json(result, what="result")
-        return self.backend.complete_job(job.id, lease_token_of(job), encoded, self._stamp())
+        return self.backend.complete_job(job, lease_token_of(job), encoded, self._stamp())
 
     def complete_many(self, items: Sequence[tuple[Job, JSON]]) -> list[Job | QueueError]:
         """``complete`` of each ``(job, result)`` in one transaction (a worker's completions

@@ -24,7 +24,17 @@ from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
 from persistq.errors import JobNotFound, LeaseLost, StorageUnavailable
-from persistq.model import Event, Job, JobFilter, QueueInfo, State, StorageInfo, Timing, WorkerInfo
+from persistq.model import (
+    Completion,
+    Event,
+    Job,
+    JobFilter,
+    QueueInfo,
+    State,
+    StorageInfo,
+    Timing,
+    WorkerInfo,
+)
 
 
 def no_database(where: object) -> StorageUnavailable:
@@ -120,15 +130,16 @@ class Backend(Protocol):
         ...
 
     def complete_job(
-        self, job_id: int, lease_token: str, result: str | None, now: float | None
+        self, job: Job, lease_token: str, result: str | None, now: float | None
     ) -> Job:
-        """PROCESSING -> COMPLETED with ``result`` (JSON text); CANCELLED if cancel requested."""
+        """PROCESSING -> COMPLETED with ``result`` (JSON text); CANCELLED if cancel requested.
+        ``job``: the lease holder's copy (see :class:`persistq.model.Completion`)."""
         ...
 
     def complete_jobs(
-        self, items: Sequence[tuple[int, str, str | None]], now: float | None
+        self, items: Sequence[Completion], now: float | None
     ) -> list[Job | JobNotFound | LeaseLost]:
-        """``complete_job`` of each ``(job_id, lease_token, result)`` in one transaction (a
+        """``complete_job`` of each completion in one transaction (a
         worker's completions settled together): per item, in input order, the finished job
         or the error ``complete_job`` would have raised for it alone; such a miss changes
         nothing and leaves the others completed."""
@@ -136,7 +147,7 @@ class Backend(Protocol):
 
     def complete_and_claim_jobs(
         self,
-        items: Sequence[tuple[int, str, str | None]],
+        items: Sequence[Completion],
         queues: Sequence[str],
         worker: str,
         limit: int,

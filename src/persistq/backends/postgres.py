@@ -72,7 +72,7 @@ from persistq.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from persistq.model import Job, StorageInfo
+from persistq.model import Completion, Job, StorageInfo
 
 T = TypeVar("T")
 SQL = NamedSQL("postgres")
@@ -497,20 +497,20 @@ class PostgresBackend(SQLBackend):
         return rows
 
     def complete_job(
-        self, job_id: int, lease_token: str, result: str | None, now: float | None
+        self, job: Job, lease_token: str, result: str | None, now: float | None
     ) -> Job:
         done: Job = self._completes.run(
-            Call(_Complete(job_id, lease_token, result, self._now(now)))
+            Call(_Complete(job.id, lease_token, result, self._now(now)))
         )
         return done
 
     def complete_jobs(
-        self, items: Sequence[tuple[int, str, str | None]], now: float | None
+        self, items: Sequence[Completion], now: float | None
     ) -> list[Job | JobNotFound | LeaseLost]:
         # A worker's settled batch is a group already: one complete_jobs statement (one
         # round trip, one commit), each job fenced on its own lease as in any group.
         now = self._now(now)
-        group = [Call(_Complete(job_id, token, result, now)) for job_id, token, result in items]
+        group = [Call(_Complete(job.id, token, result, now)) for job, token, result in items]
         self._complete_group(group)
         answers: list[Job | JobNotFound | LeaseLost] = []
         for call in group:
@@ -524,7 +524,7 @@ class PostgresBackend(SQLBackend):
 
     def complete_and_claim_jobs(
         self,
-        items: Sequence[tuple[int, str, str | None]],
+        items: Sequence[Completion],
         queues: Sequence[str],
         worker: str,
         limit: int,

@@ -153,6 +153,35 @@ def new_job(job: NewJob, payload: Any, job_id: int, run_at: datetime, created_at
     )
 
 
+def completed_job(held: Job, result: str | None, finished: datetime) -> Job:
+    """``held``, the lease holder's copy of its claim, as completing it at ``finished`` left
+    the row: for a caller that did not read the row back (``result``: the JSON text written).
+    Only COMPLETED: a job whose cancel was requested ends otherwise, read back."""
+    return build_job(  # Job's fields, in order
+        held.id,
+        held.queue,
+        held.payload,
+        State.COMPLETED,
+        held.priority,
+        held.run_at,
+        held.attempts,
+        held.max_attempts,
+        held.key,
+        held.worker,
+        None,  # lease_expires_at
+        held.last_error,
+        None if result is None else decode_json(result),
+        held.created_at,
+        finished,  # updated_at
+        held.started_at,
+        finished,  # finished_at
+        None,  # lease_token
+        False,  # cancel_requested
+        held.fence,
+        held.timeout,
+    )
+
+
 def row_to_event(row: Row, convert: ToDatetime = epoch_to_datetime) -> Event:
     return Event(
         id=row["id"],

@@ -38,6 +38,7 @@ from persistq.errors import (
 from persistq.model import (
     INT64_MAX,
     TERMINAL,
+    Completion,
     Event,
     EventKind,
     Job,
@@ -341,44 +342,56 @@ class SQLBackend(ABC):
         ]
 
     def complete_job(
-        self, job_id: int, lease_token: str, result: str | None, now: float | None
+        self, job: Job, lease_token: str, result: str | None, now: float | None
     ) -> Job:
-        return self._owner_write("complete_job", job_id, lease_token, now, result=result)
+        now = self._now(now)
+        completion = Completion(job, lease_token, result)
+        done = self._write(lambda conn: self._complete_step(conn, completion, now))
+        return self._holders_job(done)
 
     def complete_jobs(
-        self, items: Sequence[tuple[int, str, str | None]], now: float | None
+        self, items: Sequence[Completion], now: float | None
     ) -> list[Job | JobNotFound | LeaseLost]:
         now = self._now(now)
         return self._completed_jobs(self._write(self._completing(items, now)))
 
     def _completing(
-        self, items: Sequence[tuple[int, str, str | None]], now: float | None
+        self, items: Sequence[Completion], now: float | None
     ) -> Callable[[Conn], list[Any]]:
-        """The work of ``complete_jobs``: per item, its row or the miss that refused it."""
+        """The work of ``complete_jobs``: per item, what :meth:`_complete_step` gave, or the
+        miss that refused it."""
 
         def work(conn: Conn) -> list[Any]:
             done: list[Any] = []
-            for job_id, token, result in items:
+            for completion in items:
                 try:
-                    params = {"result": result}
-                    done.append(
-                        self._owner_step(conn, "complete_job", job_id, token, now, None, params)
-                    )
+                    done.append(self._complete_step(conn, completion, now))
                 except (JobNotFound, LeaseLost) as exc:  # this one alone: nothing written
                     done.append(exc)
             return done
 
         return work
 
-    def _completed_jobs(self, rows: Sequence[Any]) -> list[Job | JobNotFound | LeaseLost]:
+    def _complete_step(self, conn: Conn, completion: Completion, now: float | None) -> Any:
+        """One completion in ``conn``'s transaction: the row it wrote, or (a dialect that
+        answers without reading the row back) the finished Job; a miss raises."""
+        job, token, result = completion
+        params = {"result": result}
+        return self._owner_step(conn, "complete_job", job.id, token, now, None, params)
+
+    def _holders_job(self, done: Any) -> Job:
+        """The lease holder's Job of what a completion step gave (a row, or a Job)."""
+        return done if isinstance(done, Job) else self._job(done, with_token=True)
+
+    def _completed_jobs(self, done: Sequence[Any]) -> list[Job | JobNotFound | LeaseLost]:
         return [
-            row if isinstance(row, JobNotFound | LeaseLost) else self._job(row, with_token=True)
-            for row in rows
+            step if isinstance(step, JobNotFound | LeaseLost) else self._holders_job(step)
+            for step in done
         ]
 
     def complete_and_claim_jobs(
         self,
-        items: Sequence[tuple[int, str, str | None]],
+        items: Sequence[Completion],
         queues: Sequence[str],
         worker: str,
         limit: int,

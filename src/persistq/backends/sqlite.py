@@ -44,6 +44,7 @@ from persistq.backends.group import (
     parse_group_commit,
 )
 from persistq.backends.rows import (
+    completed_job,
     decode_payloads,
     epoch_to_datetime,
     job_columns_in,
@@ -62,6 +63,7 @@ from persistq.errors import (
     StorageUnavailable,
 )
 from persistq.model import (
+    Completion,
     Job,
     StorageInfo,
 )
@@ -479,6 +481,19 @@ class SQLiteBackend(SQLBackend):
         # Without a key the insert always creates the job: the batch path (no RETURNING,
         # the Job built from the values written) saves parsing the whole row.
         return self.insert_jobs([job], now)[0], True
+
+    def _complete_step(
+        self, conn: sqlite3.Connection, completion: Completion, now: float | None
+    ) -> Any:
+        # The happy path answers with the holder's copy brought up to date (complete_held
+        # says why that is the row): RETURNING * and the row's parse were 75k and 30k of a
+        # completion's 190k instructions (callgrind).
+        assert now is not None, "SQLite stamps every write (_now)"
+        job, token, result = completion
+        params = {"id": job.id, "lease_token": token, "now": now, "fence": job.fence}
+        if conn.execute(SQL["complete_held"], params | {"result": result}).rowcount == 1:
+            return completed_job(job, result, epoch_to_datetime(now))
+        return super()._complete_step(conn, completion, now)
 
     def _job(self, row: Any, *, with_token: bool = False) -> Job:
         # sqlite3.Row finds a column by name comparing it, case-insensitively, with each

@@ -149,6 +149,18 @@ WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
   AND lease_expires_at > :now
 RETURNING *;
 
+-- name: complete_held
+-- complete_job's happy path (SQLiteBackend._complete_step): the lease of this claim (fence)
+-- still held and no cancel asked for. While a lease is held nothing but its holder's
+-- heartbeats writes the row (lease_expires_at and updated_at, both set here), so the
+-- holder's copy of this claim brought up to date is the row: no RETURNING, no row read.
+-- A miss (any other case) writes nothing and complete_job runs instead.
+UPDATE jobs
+SET status = 'COMPLETED', result = :result, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = :now, updated_at = :now
+WHERE id = :id AND status = 'PROCESSING' AND lease_token = :lease_token
+  AND lease_expires_at > :now AND fence = :fence AND cancel_requested = 0;
+
 -- name: retry_job
 -- The database, not the caller's copy of the job, decides whether an attempt is left.
 UPDATE jobs
