@@ -237,13 +237,15 @@ def test_heartbeat_many_refuses_expired_leases_before_the_sweep(
     assert queue.get(old.id).status == State.PROCESSING  # not recovered yet: nothing moved
 
 
-def test_what_a_completion_returns_is_the_stored_job(queue: Queue, clock: ManualClock) -> None:
+def test_what_a_claim_or_a_completion_returns_is_the_stored_job(queue: Queue, clock: ManualClock) -> None:
     # SQLite answers a completion with the holder's copy brought up to date, not the row
     # read back: every way a holder may come to its copy must give the stored job.
     def stored(job: Job) -> Job:
         return replace(queue.get(job.id), lease_token=None)
 
     claimed = _claimed(queue, priority=3, key="k", timeout=9)
+    # A claim, too, answers without reading every column back.
+    assert claimed == replace(queue.get(claimed.id), lease_token=claimed.lease_token)
     clock.advance(5)
     queue.heartbeat(claimed)  # the copy the holder completes with predates this beat
     clock.advance(5)

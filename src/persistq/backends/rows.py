@@ -153,6 +153,52 @@ def new_job(job: NewJob, payload: Any, job_id: int, run_at: datetime, created_at
     )
 
 
+def claimed_job(row: Any, worker: str, started: datetime, lease_expires_at: datetime) -> Job:
+    """The lease holder's job as a claim left it: ``row`` holds what the claim did not set,
+    as SQLite's claim_jobs returns it (and in that order); the rest is what it set."""
+    (
+        job_id,
+        queue,
+        payload,
+        priority,
+        run_at,
+        attempts,
+        max_attempts,
+        key,
+        last_error,
+        result,
+        created_at,
+        lease_token,
+        fence,
+        timeout,
+        _rate_limited,
+    ) = row
+    created = epoch_to_datetime(created_at)
+    return build_job(  # Job's fields, in order
+        job_id,
+        queue,
+        decode_json(payload),
+        State.PROCESSING,
+        priority,
+        created if run_at == created_at else epoch_to_datetime(run_at),
+        attempts,
+        max_attempts,
+        key,
+        worker,
+        lease_expires_at,
+        last_error,
+        None if result is None else decode_json(result),
+        created,
+        started,  # updated_at
+        started,  # started_at
+        None,  # finished_at
+        lease_token,
+        False,  # cancel_requested
+        fence,
+        timeout,
+    )
+
+
 def completed_job(held: Job, result: str | None, finished: datetime) -> Job:
     """``held``, the lease holder's copy of its claim, as completing it at ``finished`` left
     the row: for a caller that did not read the row back (``result``: the JSON text written).

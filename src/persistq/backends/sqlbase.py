@@ -215,7 +215,13 @@ class SQLBackend(ABC):
         now = self._now(now)
         work = self._claiming(queues, worker, limit, lease_seconds, now)
         # Rows become Jobs after the commit: SQLite's write lock is held no longer than needed.
-        return [self._job(row, with_token=True) for row in self._write(work)]
+        return self._claimed_jobs(self._write(work), worker, lease_seconds, now)
+
+    def _claimed_jobs(
+        self, rows: Sequence[Any], worker: str, lease_seconds: float, now: float | None
+    ) -> list[Job]:
+        """The lease holder's Jobs of the rows a claim returned (its worker, lease, time)."""
+        return [self._job(row, with_token=True) for row in rows]
 
     def _claiming(
         self,
@@ -402,7 +408,7 @@ class SQLBackend(ABC):
         complete = self._completing(items, now)
         claim = self._claiming(queues, worker, limit, lease_seconds, now)
         done, claimed = self._write(lambda conn: (complete(conn), claim(conn)))
-        return self._completed_jobs(done), [self._job(row, with_token=True) for row in claimed]
+        return self._completed_jobs(done), self._claimed_jobs(claimed, worker, lease_seconds, now)
 
     def retry_job(
         self,

@@ -44,6 +44,7 @@ from persistq.backends.group import (
     parse_group_commit,
 )
 from persistq.backends.rows import (
+    claimed_job,
     completed_job,
     decode_payloads,
     epoch_to_datetime,
@@ -481,6 +482,13 @@ class SQLiteBackend(SQLBackend):
         # Without a key the insert always creates the job: the batch path (no RETURNING,
         # the Job built from the values written) saves parsing the whole row.
         return self.insert_jobs([job], now)[0], True
+
+    def _claimed_jobs(
+        self, rows: Sequence[Any], worker: str, lease_seconds: float, now: float | None
+    ) -> list[Job]:
+        assert now is not None, "SQLite stamps every write (_now)"
+        started, expires = epoch_to_datetime(now), epoch_to_datetime(now + lease_seconds)
+        return [claimed_job(row, worker, started, expires) for row in rows]
 
     def _complete_step(
         self, conn: sqlite3.Connection, completion: Completion, now: float | None

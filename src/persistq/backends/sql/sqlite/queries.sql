@@ -101,7 +101,10 @@ WHERE id IN (
                     :limit)))
             FROM queues AS q WHERE q.name = :queue), :limit))
   AND NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND paused = 1)
-RETURNING *,
+-- Only what the claim did not set, in the order rows.claimed_job reads it: the caller knows
+-- the rest. Each column returned costs (callgrind: RETURNING * was 18k instructions more).
+RETURNING id, queue, payload, priority, run_at, attempts, max_attempts, key, last_error, result,
+    created_at, lease_token, fence, timeout,
     -- Whether spend_rate_tokens has anything to do: most queues have no rate limit.
     (SELECT rate_limit IS NOT NULL FROM queues WHERE name = :queue) AS rate_limited;
 
