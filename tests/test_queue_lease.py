@@ -237,7 +237,9 @@ def test_heartbeat_many_refuses_expired_leases_before_the_sweep(
     assert queue.get(old.id).status == State.PROCESSING  # not recovered yet: nothing moved
 
 
-def test_what_a_claim_or_a_completion_returns_is_the_stored_job(queue: Queue, clock: ManualClock) -> None:
+def test_what_a_claim_or_a_completion_returns_is_the_stored_job(
+    queue: Queue, clock: ManualClock
+) -> None:
     # SQLite answers a completion with the holder's copy brought up to date, not the row
     # read back: every way a holder may come to its copy must give the stored job.
     def stored(job: Job) -> Job:
