@@ -498,8 +498,14 @@ class SQLiteBackend(SQLBackend):
         # completion's 250k instructions (callgrind, NORMAL).
         assert now is not None, "SQLite stamps every write (_now)"
         job, token, result = completion
-        params = {"id": job.id, "lease_token": token, "now": now, "fence": job.fence}
-        if conn.execute(SQL["complete_held"], params | {"result": result}).rowcount == 1:
+        params = {
+            "id": job.id,
+            "lease_token": token,
+            "fence": job.fence,
+            "result": result,
+            "now": now,
+        }
+        if conn.execute(SQL["complete_held"], params).rowcount == 1:
             return completed_job(job, result, epoch_to_datetime(now))
         return super()._complete_step(conn, completion, now)
 
