@@ -18,6 +18,7 @@ from persistq import (
     QueueNotFound,
     State,
 )
+from persistq.model import INT64_MAX
 
 
 def _job_in(queue: Queue, clock: ManualClock, state: State, name: str = "default") -> Job:
@@ -205,6 +206,16 @@ def test_jobs_filters_by_status_and_queue_newest_first(queue: Queue, clock: Manu
     assert [j.id for j in queue.jobs(status="pending", queue="a")] == [c.id, a.id]
     assert [j.id for j in queue.jobs(limit=1, offset=1)] == [b.id]
     assert all(j.lease_token is None for j in queue.jobs())
+
+
+def test_a_page_past_the_end_is_empty_whatever_its_offset(queue: Queue) -> None:
+    """The largest offset the API admits, with every filter: no row, not a storage error
+    (a page's end, offset + limit, must not overflow the database's integers)."""
+    queue.enqueue(1, queue="a")
+    for status in (None, "PENDING", "COMPLETED"):
+        for name in (None, "a"):
+            assert queue.jobs(status=status, queue=name, limit=500, offset=INT64_MAX) == []
+            assert queue.jobs(status=status, queue=name, limit=1, offset=INT64_MAX - 1) == []
 
 
 def test_jobs_with_an_unknown_state_is_refused(queue: Queue) -> None:

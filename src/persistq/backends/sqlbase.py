@@ -584,7 +584,10 @@ class SQLBackend(ABC):
             "status": status and str(status),
             "queue": queue,
             "limit": limit,
-            "offset": offset,
+            # The queries read no further than offset + limit, which must stay an int64 (on
+            # SQLite a sum past it is a float, and LIMIT refuses it): an offset past every
+            # row the table could hold answers the same empty page.
+            "offset": min(offset, INT64_MAX - limit),
         }
         return [self._job(row) for row in self._fetch_all(name, params)]
 
