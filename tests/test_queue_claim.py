@@ -104,7 +104,13 @@ def test_claim_with_bad_arguments_is_refused(queue: Queue, kwargs: dict[str, obj
 
 @pytest.mark.parametrize(
     ("good", "bad"),
-    [({"limit": 1}, {"limit": True}), ({"limit": 1, "lease": 1}, {"limit": 1, "lease": True})],
+    [
+        ({"limit": 1}, {"limit": True}),
+        ({"limit": 1, "lease": 1}, {"limit": 1, "lease": True}),
+        # A worker's list of queues is remembered as its tuple: a longer or odd one is not it.
+        ({"limit": 1, "queue": ["default", "b"]}, {"limit": 1, "queue": ["default", "b", "x y"]}),
+        ({"limit": 1, "queue": ("default",)}, {"limit": 1, "queue": ["default", 1]}),
+    ],
 )
 def test_claim_arguments_accepted_before_let_no_equal_bad_one_through(
     queue: Queue, good: dict[str, object], bad: dict[str, object]

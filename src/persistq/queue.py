@@ -293,10 +293,16 @@ class Queue:
 
         A consumer claims with the same arguments over and over: those of a claim before
         are not checked again (a seventh of a claim's Python, by callgrind). Keyed by type
-        too, so that True is never taken for a limit of 1."""
+        too, so that True is never taken for a limit of 1. A worker claims from a list of
+        queues: a list or tuple of plain strings is remembered as its tuple."""
         memo = None
+        names: str | tuple[str, ...] | None = None
         if type(queue) is str:
-            memo = (queue, worker, limit, type(limit), lease, type(lease))
+            names = queue
+        elif type(queue) in (list, tuple) and all(type(name) is str for name in queue):
+            names = tuple(queue)
+        if names is not None:
+            memo = (names, worker, limit, type(limit), lease, type(lease))
             found = self._claims_checked.get(memo)
             if found is not None:
                 return found
