@@ -54,7 +54,13 @@ from persistq.backends.group import (
     fail_all,
     parse_group_commit,
 )
-from persistq.backends.rows import decode_payloads, job_columns_in, new_job, row_to_job
+from persistq.backends.rows import (
+    completed_job,
+    decode_payloads,
+    job_columns_in,
+    new_job,
+    row_to_job,
+)
 from persistq.backends.sql import NamedSQL, migrations
 from persistq.backends.sqlbase import (
     COMPLETE_EVENTS,
@@ -168,9 +174,10 @@ class _Enqueue(NamedTuple):
 
 
 class _Complete(NamedTuple):
-    """A completion waiting in a group."""
+    """A completion waiting in a group: the holder's copy of its job (its claim's fence
+    guards the happy path, whose answer is that copy brought up to date)."""
 
-    job_id: int
+    job: Job
     lease_token: str
     result: str | None
     now: float | None
@@ -499,9 +506,7 @@ class PostgresBackend(SQLBackend):
     def complete_job(
         self, job: Job, lease_token: str, result: str | None, now: float | None
     ) -> Job:
-        done: Job = self._completes.run(
-            Call(_Complete(job.id, lease_token, result, self._now(now)))
-        )
+        done: Job = self._completes.run(Call(_Complete(job, lease_token, result, self._now(now))))
         return done
 
     def complete_jobs(
@@ -510,7 +515,7 @@ class PostgresBackend(SQLBackend):
         # A worker's settled batch is a group already: one complete_jobs statement (one
         # round trip, one commit), each job fenced on its own lease as in any group.
         now = self._now(now)
-        group = [Call(_Complete(job.id, token, result, now)) for job, token, result in items]
+        group = [Call(_Complete(job, token, result, now)) for job, token, result in items]
         self._complete_group(group)
         answers: list[Job | JobNotFound | LeaseLost] = []
         for call in group:
@@ -553,6 +558,14 @@ class PostgresBackend(SQLBackend):
             _unknown_if_interrupted(group, exc)
             raise
 
+    def _complete_missed(self, group: list[Call[_Complete]]) -> None:
+        """Calls the happy path missed (it changed nothing for them): the full completion,
+        which reads each row back (CANCELLED) or explains the miss."""
+        if len(group) == 1:
+            self._complete_read_back(group[0])
+        else:
+            self._complete_together_read_back(group)
+
     def _complete_params(self, now: float | None) -> dict[str, Any]:
         return {
             "now": now,
@@ -562,31 +575,81 @@ class PostgresBackend(SQLBackend):
         }
 
     def _complete_alone(self, call: Call[_Complete]) -> None:
-        job_id, lease_token, result, now = call.work
-        params = {"id": job_id, "lease_token": lease_token, "result": result}
+        """``complete_held``: the holder's copy brought up to date answers, as on SQLite
+        (only the completion's time comes back); a miss goes the full way."""
+        job, lease_token, result, now = call.work
+        params = {
+            "id": job.id,
+            "lease_token": lease_token,
+            "fence": job.fence,
+            "result": result,
+            "now": now,
+            "done_channel": self._done_channel,
+            **self._listening,
+        }
+        try:
+            rows, _ = self._statement("complete_held", params, unknown_is_retried=False)
+        except Exception as exc:
+            call.result, call.error = None, exc
+            return
+        if not rows:
+            self._complete_read_back(call)
+            return
+        call.result, call.error = completed_job(job, result, self._datetime(rows[0][0])), None
+
+    def _complete_together(self, group: list[Call[_Complete]]) -> None:
+        """One ``complete_jobs_held`` for all of ``group``, each job guarded on its own
+        lease and claim; the calls it missed go the full way, together."""
+        given = [[job.id, token, result, job.fence] for job, token, result, _ in _works(group)]
+        params = {
+            "jobs": json.dumps(given),
+            "now": group[0].work.now,
+            "done_channel": self._done_channel,
+            **self._listening,
+        }
+        try:
+            rows, _ = self._statement("complete_jobs_held", params, unknown_is_retried=False)
+        except Exception as exc:
+            self._apart(group, exc, self._complete_group)
+            return
+        finished = {call_n: at for call_n, at, _ in rows}
+        missed = []
+        for n, call in enumerate(group, 1):
+            at = finished.get(n)
+            if at is None:
+                missed.append(call)
+            else:
+                held, result = call.work.job, call.work.result
+                call.result, call.error = completed_job(held, result, self._datetime(at)), None
+        if missed:
+            self._complete_missed(missed)
+
+    def _complete_read_back(self, call: Call[_Complete]) -> None:
+        job, lease_token, result, now = call.work
+        params = {"id": job.id, "lease_token": lease_token, "result": result}
         try:
             rows, shape = self._statement(
                 "complete_job", params | self._complete_params(now), unknown_is_retried=False
             )
             row = rows[0] if rows else None
-            call.result, call.error = self._completed(job_id, row, shape), None
+            call.result, call.error = self._completed(job.id, row, shape), None
         except Exception as exc:
             call.result, call.error = None, exc
 
-    def _complete_together(self, group: list[Call[_Complete]]) -> None:
+    def _complete_together_read_back(self, group: list[Call[_Complete]]) -> None:
         """One ``complete_jobs`` for all of ``group``, each job guarded on its own lease."""
-        given = [[c.work.job_id, c.work.lease_token, c.work.result] for c in group]
+        given = [[c.work.job.id, c.work.lease_token, c.work.result] for c in group]
         params = {"jobs": json.dumps(given)} | self._complete_params(group[0].work.now)
         try:
             rows, shape = self._statement("complete_jobs", params, unknown_is_retried=False)
         except Exception as exc:
-            self._apart(group, exc, self._complete_group)
+            self._apart(group, exc, self._complete_missed)
             return
         call_n = shape.at["call_n"]
         by_call = {row[call_n]: row for row in rows}
         for n, call in enumerate(group, 1):
             try:
-                call.result = self._completed(call.work.job_id, by_call.get(n), shape)
+                call.result = self._completed(call.work.job.id, by_call.get(n), shape)
                 call.error = None
             except Exception as exc:
                 call.result, call.error = None, exc
@@ -852,6 +915,10 @@ def _unknown_if_interrupted(group: list[Call[Any]], exc: BaseException) -> None:
                 "another call of its group; its outcome is unknown"
             )
         call.done = True
+
+
+def _works(group: list[Call[_Complete]]) -> list[_Complete]:
+    return [call.work for call in group]
 
 
 def _by_now(group: list[Call[Any]]) -> list[list[Call[Any]]]:

@@ -235,6 +235,55 @@ SELECT *,
        ) AS sent) AS notified
 FROM done;
 
+-- name: complete_held
+-- complete_job's happy path (PostgresBackend._complete_alone), as SQLite's: the lease of this
+-- claim (fence) still held and no cancel asked for. While a lease is held nothing but its
+-- holder's heartbeats writes the row (lease_expires_at and updated_at, both set here), so the
+-- holder's copy brought up to date is the row: only the server's time of the completion comes
+-- back, not the row (its RETURNING * and its parse were a third of a completion's CPU, client
+-- and server). A completion stores no event. A miss writes nothing; complete_job runs instead.
+WITH done AS (
+    UPDATE jobs
+    SET status = 'COMPLETED', result = %(result)s, lease_token = NULL, lease_expires_at = NULL,
+        finished_at = persistq_now(%(now)s), updated_at = persistq_now(%(now)s)
+    WHERE id = %(id)s AND status = 'PROCESSING' AND lease_token = %(lease_token)s
+      AND lease_expires_at > persistq_now(%(now)s) AND fence = %(fence)s AND NOT cancel_requested
+    RETURNING id, finished_at
+)
+SELECT finished_at,
+       (SELECT count(*) FROM (
+            SELECT pg_notify(%(done_channel)s, id::text)
+            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% %(listen_slots)s)
+       ) AS sent) AS notified
+FROM done;
+
+-- name: complete_jobs_held
+-- complete_held for a group of concurrent calls, in one statement (as complete_jobs):
+-- %(jobs)s is one JSON array of [id, lease_token, result, fence], one per call; each job
+-- comes back as its call's number (call_n, from 1) and the time it completed. A call whose
+-- job does not come back changed nothing: complete_jobs (or complete_job) runs it instead.
+WITH given AS (
+    SELECT (t.c->>0)::bigint AS id, t.c->>1 AS lease_token, t.c->>2 AS result,
+           (t.c->>3)::bigint AS fence, t.n AS call_n
+    FROM json_array_elements(%(jobs)s::json) WITH ORDINALITY AS t(c, n)
+), done AS (
+    UPDATE jobs
+    SET status = 'COMPLETED', result = given.result, lease_token = NULL,
+        lease_expires_at = NULL, finished_at = persistq_now(%(now)s),
+        updated_at = persistq_now(%(now)s)
+    FROM given
+    WHERE jobs.id = given.id AND jobs.status = 'PROCESSING'
+      AND jobs.lease_token = given.lease_token AND jobs.lease_expires_at > persistq_now(%(now)s)
+      AND jobs.fence = given.fence AND NOT jobs.cancel_requested
+    RETURNING jobs.id, jobs.finished_at, given.call_n
+)
+SELECT call_n, finished_at,
+       (SELECT count(*) FROM (
+            SELECT pg_notify(%(done_channel)s, id::text)
+            WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% %(listen_slots)s)
+       ) AS sent) AS notified
+FROM done;
+
 -- name: complete_jobs
 -- complete_job for a group of concurrent calls (backends/group.py), in one statement: one
 -- round trip and one commit for all. %(jobs)s is one JSON array of [id, lease_token, result],
