@@ -446,9 +446,14 @@ class PostgresBackend(SQLBackend):
 
     def _insert_together(self, group: list[Call[_Enqueue]]) -> None:
         jobs = [job for call in group for job in call.work.jobs]
-        params = self._batch_params(jobs, group[0].work.now)
+        now = group[0].work.now
+        name, params = (
+            ("insert_one_job", self._one_params(jobs[0], now))
+            if len(jobs) == 1
+            else ("insert_jobs_unnest", self._batch_params(jobs, now))
+        )
         try:
-            rows = self._statement("insert_jobs_unnest", params, unknown_is_retried=False)[0]
+            rows = self._statement(name, params, unknown_is_retried=False)[0]
         except Exception as exc:
             self._apart(group, exc, self._insert_together)
             return
@@ -710,6 +715,19 @@ class PostgresBackend(SQLBackend):
         ]
         return {
             "jobs": json.dumps(rows),
+            "now": now,
+            "channel": self._channel,
+            **self._listening,
+        }
+
+    def _one_params(self, job: NewJob, now: float | None) -> dict[str, Any]:
+        return {
+            "queue": job.queue,
+            "payload": job.payload,
+            "priority": job.priority,
+            "delay_seconds": job.delay_seconds,
+            "max_attempts": job.max_attempts,
+            "timeout": job.timeout,
             "now": now,
             "channel": self._channel,
             **self._listening,

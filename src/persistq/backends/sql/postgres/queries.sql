@@ -29,9 +29,12 @@ RETURNING *;
 -- client a twentieth of a text[] parameter's. Only what the server decided comes back
 -- (id, run_at, created_at): the caller has the rest.
 WITH ensured AS (
+    -- NOT EXISTS first: a queue that exists (nearly always) is one index probe, not an
+    -- insert that meets its conflict.
     INSERT INTO queues (name, paused, created_at)
     SELECT DISTINCT t.job->>0, false, persistq_now(%(now)s)
     FROM json_array_elements(%(jobs)s::json) AS t(job)
+    WHERE NOT EXISTS (SELECT 1 FROM queues AS q WHERE q.name = t.job->>0)
     ORDER BY 1
     ON CONFLICT (name) DO NOTHING
 ), new AS (
@@ -51,6 +54,30 @@ WITH ensured AS (
     ) AS notified
 )
 SELECT id, run_at, created_at FROM new CROSS JOIN woken ORDER BY id;
+
+-- name: insert_one_job
+-- insert_jobs_unnest for a lone enqueue (one job, no key, no call beside it): the same, with
+-- plain parameters instead of a JSON array to encode and take apart (per enqueue, server CPU
+-- about 150 -> 130 us, client a tenth less).
+WITH ensured AS (
+    INSERT INTO queues (name, paused, created_at)
+    SELECT %(queue)s, false, persistq_now(%(now)s)
+    WHERE NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s)
+    ON CONFLICT (name) DO NOTHING
+), new AS (
+    INSERT INTO jobs (queue, payload, status, priority, run_at, attempts, max_attempts, key,
+                      timeout, created_at, updated_at)
+    VALUES (%(queue)s, %(payload)s, 'PENDING', %(priority)s,
+            persistq_now(%(now)s) + make_interval(secs => %(delay_seconds)s), 0,
+            %(max_attempts)s, NULL, %(timeout)s, persistq_now(%(now)s), persistq_now(%(now)s))
+    RETURNING id, run_at, created_at
+), woken AS (  -- always one row
+    SELECT count(*) AS sent FROM (
+        SELECT pg_notify(%(channel)s, '')
+        WHERE NOT pg_try_advisory_xact_lock(%(listeners)s + pg_backend_pid() %% %(listen_slots)s)
+    ) AS notified
+)
+SELECT id, run_at, created_at FROM new CROSS JOIN woken;
 
 -- name: insert_event
 -- Only events the job row cannot hold are stored (sqlite migration 0008 has the columns).
