@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from persistq import InvalidJob, ManualClock, Queue, State
+from persistq.backends.sql import recording
 
 
 def test_claim_on_an_empty_queue_returns_none(queue: Queue) -> None:
@@ -168,3 +169,15 @@ def test_concurrent_claims_from_threads_never_share_a_job(
         t.join()
     assert sorted(seen) == sorted(set(seen))
     assert len(seen) == 200
+
+
+def test_a_claim_that_does_not_wait_runs_only_the_claim(make_queue: Callable[..., Queue]) -> None:
+    """An empty queue and no wait: the claim's own statements, nothing looked up for a wait
+    that will not happen (a polling consumer pays for every empty claim)."""
+    q = make_queue()
+    q.set_limits("limited", rate="10/s")  # a rate-limited queue: a wait would read its rate
+    with recording() as ran:
+        assert q.claim(queue="default", worker="w") is None
+        assert q.claim(queue=["default", "limited"], worker="w") is None
+    claiming = {"claim_jobs", "lock_queue_limits", "claim_jobs_limited"}
+    assert {name for _, name in ran} <= claiming, ran

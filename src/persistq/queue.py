@@ -322,6 +322,11 @@ class Queue:
 
     def _sleep_until_claimable(self, queues: Sequence[str], deadline: float) -> bool:
         """Wait for a job to become claimable; False once the deadline passes."""
+        if deadline <= time.monotonic():
+            # No wait asked for (or none left): nothing to look up. A claim with wait=0
+            # found its queue empty; listing the queues for their rates cost it a second
+            # query (PostgreSQL: an empty claim 123 -> 82 us client CPU and 70 -> 43 us server).
+            return False
         # A rate-limited queue's next token arrives without a commit to wake on: nap no
         # longer than one token's interval, or a late wake-up would let tokens go to waste
         # (the bucket holds at most one window's worth).
