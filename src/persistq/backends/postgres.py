@@ -67,6 +67,7 @@ from persistq.backends.sqlbase import (
     LastWrite,
     SQLBackend,
     claim_params,
+    job_params,
     lease_miss,
 )
 from persistq.errors import (
@@ -605,7 +606,9 @@ class PostgresBackend(SQLBackend):
     def _complete_together(self, group: list[Call[_Complete]]) -> None:
         """One ``complete_jobs_held`` for all of ``group``, each job guarded on its own
         lease and claim; the calls it missed go the full way, together."""
-        given = [[job.id, token, result, job.fence] for job, token, result, _ in _works(group)]
+        given = [
+            [c.work.job.id, c.work.lease_token, c.work.result, c.work.job.fence] for c in group
+        ]
         params = {
             "jobs": json.dumps(given),
             "now": group[0].work.now,
@@ -721,17 +724,7 @@ class PostgresBackend(SQLBackend):
         }
 
     def _one_params(self, job: NewJob, now: float | None) -> dict[str, Any]:
-        return {
-            "queue": job.queue,
-            "payload": job.payload,
-            "priority": job.priority,
-            "delay_seconds": job.delay_seconds,
-            "max_attempts": job.max_attempts,
-            "timeout": job.timeout,
-            "now": now,
-            "channel": self._channel,
-            **self._listening,
-        }
+        return job_params(job, now=now, channel=self._channel, **self._listening)
 
     def _new_jobs(self, jobs: Sequence[NewJob], returned: Sequence[Any]) -> list[Job]:
         made = []
@@ -933,10 +926,6 @@ def _unknown_if_interrupted(group: list[Call[Any]], exc: BaseException) -> None:
                 "another call of its group; its outcome is unknown"
             )
         call.done = True
-
-
-def _works(group: list[Call[_Complete]]) -> list[_Complete]:
-    return [call.work for call in group]
 
 
 def _by_now(group: list[Call[Any]]) -> list[list[Call[Any]]]:
