@@ -506,3 +506,45 @@ def test_search_walks_one_index_range_per_queue_and_state_or_the_table_in_id_ord
     for name in ("id_range", "first_job_from"):
         plan = _plan(conn, name, {"id": 1})
         assert "SCAN jobs" not in plan.replace("SCAN jobs USING", ""), (name, plan)
+
+
+@pytest.mark.parametrize("statement", ["claim_jobs", "claim_jobs_limited"])
+def test_a_postgres_claimer_that_started_on_an_empty_table_never_reads_every_job(
+    pg_url: str, statement: str
+) -> None:
+    """A claiming session plans its claim once (CLAIM_SETTINGS force the generic plan), when
+    it first claims, and keeps that plan as the table grows: made on a near-empty table, it
+    must still find the rows by their keys, or every later claim reads every job."""
+    from psycopg.rows import tuple_row
+
+    q = persistq.connect(pg_url)
+    try:
+        q.enqueue(1, queue="plans")
+        names: list[str] = []
+
+        def numbered(match: re.Match[str]) -> str:
+            if match[1] not in names:
+                names.append(match[1])
+            return f"${names.index(match[1]) + 1}"
+
+        claim = re.sub(r"%\((\w+)\)s", numbered, queries("postgres")[statement])
+        values = {
+            "queue": "'plans'",
+            "now": "NULL::float8",
+            "limit": "1",
+            "worker": "'w'",
+            "lease_seconds": "30::float8",
+        }
+        args = ", ".join(values[name] for name in names)
+        with q.backend._claim_pool.connection() as conn:  # type: ignore[attr-defined]
+            conn.execute(f"PREPARE probe AS {claim.replace('%%', '%')}")
+            try:
+                explained = conn.cursor(row_factory=tuple_row).execute(
+                    f"EXPLAIN EXECUTE probe({args})"
+                )
+                plan = [row[0] for row in explained]
+            finally:
+                conn.execute("DEALLOCATE probe")
+    finally:
+        q.close()
+    assert [line for line in plan if "Seq Scan" in line] == [], "\n".join(plan)

@@ -96,9 +96,14 @@ _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetect
 #: plans: the planner's guess for a generic LIMIT $n is worse than its custom plans, so it
 #: planned every claim afresh (0.3 ms of a 0.6 ms claim's server CPU); the one plan these
 #: settings leave is as good for every queue and limit, so the prepared claim keeps it.
+#: Sequential scans off: a claimer that started on a near-empty table got a generic plan
+#: that found the claimed ids (``id = ANY(...)``) by reading the whole table, and kept it as
+#: the table grew (no ANALYZE, no re-plan): each claim O(jobs) (bench S4, which starts
+#: empty: server CPU 0.73 ms a job). The primary key is then the one way to them.
 CLAIM_SETTINGS = {
     "enable_sort": "off",
     "enable_bitmapscan": "off",
+    "enable_seqscan": "off",
     "jit": "off",
     "plan_cache_mode": "force_generic_plan",
 }
