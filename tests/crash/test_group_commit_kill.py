@@ -6,8 +6,8 @@ complete, and now and then enqueue a payload the database refuses (a trigger), s
 calls fail inside groups of good ones. After each call returns (or raises) the thread
 writes one line with ``os.write`` (no buffer: a line in the file means the call had
 returned before the kill). The parent SIGKILLs the child at a random moment, 20 rounds on
-one database (12 on PostgreSQL, to stay near 20 s; there each round also waits for the
-server to end the child's sessions, see wait_sessions_ended), then checks every line
+one database (on PostgreSQL each round also waits for the server to end the child's
+sessions, see wait_sessions_ended), then checks every line
 against the database: every returned enqueue is stored once, every returned claim holds its
 token (or completed, if its completion returned), every returned completion is COMPLETED,
 every refused enqueue is absent; no payload is stored twice.
@@ -40,7 +40,6 @@ from persistq.errors import StorageError
 pytestmark = pytest.mark.slow
 
 ROUNDS = 20
-PG_ROUNDS = 12
 THREADS = 16
 POISON = "poison"
 TIMEOUT_SECONDS = 60.0
@@ -206,9 +205,7 @@ def test_group_commits_killed_at_random_keep_every_returned_call(
     backend_url: str, tmp_path: Path
 ) -> None:
     with persistq.connect(backend_url) as q:
-        run_rounds(
-            q, backend_url, tmp_path, ROUNDS if backend_url.startswith("sqlite") else PG_ROUNDS
-        )
+        run_rounds(q, backend_url, tmp_path, ROUNDS)
 
 
 class Child:
