@@ -453,11 +453,11 @@ class PostgresBackend(SQLBackend):
     def _insert_together(self, group: list[Call[_Enqueue]]) -> None:
         jobs = [job for call in group for job in call.work.jobs]
         now = group[0].work.now
-        name, params = (
-            ("insert_one_job", self._one_params(jobs[0], now))
-            if len(jobs) == 1
-            else ("insert_jobs_unnest", self._batch_params(jobs, now))
-        )
+        if len(jobs) == 1:
+            name = "insert_one_job"
+            params = job_params(jobs[0], now=now, channel=self._channel, **self._listening)
+        else:
+            name, params = "insert_jobs_unnest", self._batch_params(jobs, now)
         try:
             rows = self._statement(name, params, unknown_is_retried=False)[0]
         except Exception as exc:
@@ -577,29 +577,24 @@ class PostgresBackend(SQLBackend):
         else:
             self._complete_together_read_back(group)
 
+    def _held_params(self, now: float | None) -> dict[str, Any]:
+        """What every completion statement takes besides its jobs: the time, and where to
+        notify those waiting for the jobs."""
+        return {"now": now, "done_channel": self._done_channel, **self._listening}
+
     def _complete_params(self, now: float | None) -> dict[str, Any]:
-        return {
-            "now": now,
-            "events": COMPLETE_EVENTS,
-            "done_channel": self._done_channel,
-            **self._listening,
-        }
+        """The same for the full path, which also writes the events some outcomes store."""
+        return self._held_params(now) | {"events": COMPLETE_EVENTS}
 
     def _complete_alone(self, call: Call[_Complete]) -> None:
         """``complete_held``: the holder's copy brought up to date answers, as on SQLite
         (only the completion's time comes back); a miss goes the full way."""
         job, lease_token, result, now = call.work
-        params = {
-            "id": job.id,
-            "lease_token": lease_token,
-            "fence": job.fence,
-            "result": result,
-            "now": now,
-            "done_channel": self._done_channel,
-            **self._listening,
-        }
+        params = {"id": job.id, "lease_token": lease_token, "fence": job.fence, "result": result}
         try:
-            rows, _ = self._statement("complete_held", params, unknown_is_retried=False)
+            rows, _ = self._statement(
+                "complete_held", params | self._held_params(now), unknown_is_retried=False
+            )
         except Exception as exc:
             call.result, call.error = None, exc
             return
@@ -614,12 +609,7 @@ class PostgresBackend(SQLBackend):
         given = [
             [c.work.job.id, c.work.lease_token, c.work.result, c.work.job.fence] for c in group
         ]
-        params = {
-            "jobs": json.dumps(given),
-            "now": group[0].work.now,
-            "done_channel": self._done_channel,
-            **self._listening,
-        }
+        params = {"jobs": json.dumps(given)} | self._held_params(group[0].work.now)
         try:
             rows, _ = self._statement("complete_jobs_held", params, unknown_is_retried=False)
         except Exception as exc:
@@ -727,9 +717,6 @@ class PostgresBackend(SQLBackend):
             "channel": self._channel,
             **self._listening,
         }
-
-    def _one_params(self, job: NewJob, now: float | None) -> dict[str, Any]:
-        return job_params(job, now=now, channel=self._channel, **self._listening)
 
     def _new_jobs(self, jobs: Sequence[NewJob], returned: Sequence[Any]) -> list[Job]:
         made = []
