@@ -4,6 +4,7 @@ no child behind. Real ``persistq worker`` processes on real databases."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import persistq
-from persistq import Queue, State
+from persistq import Queue, State, pool
+from persistq.worker import resolve_handler
 from procs import Children, WorkerProcess
 
 DEADLINE = 30.0
@@ -234,3 +236,25 @@ def test_an_app_runs_in_the_process_pool_and_an_unknown_task_is_released_not_fai
             worker.stop()
     finally:
         deploy_apps.new.reconnect(None)
+
+
+def test_a_child_that_does_not_exit_once_its_pipe_is_gone_is_killed_and_said_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The crash detail is the child's exit code, which a loaded machine reports late: the
+    worker waits EXIT_WAIT_SECONDS for it. A child still alive then is killed, and the
+    detail says that instead of a bare "exited" (here: an idle child, asked directly)."""
+    monkeypatch.setattr(pool, "EXIT_WAIT_SECONDS", 0.3)
+    child = pool.Child(functools.partial(resolve_handler, "handlers:act"), "exit-wait")
+    try:
+        started = time.monotonic()
+        outcome = child._crashed()
+        took = time.monotonic() - started
+        assert (
+            outcome.crashed
+            == f"child {child.pid} lost its pipe and had not exited after 0.3 s: killed"
+        )
+        assert 0.3 <= took < 5.0, took
+        assert pid_gone(child.pid)
+    finally:
+        child.kill()

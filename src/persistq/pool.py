@@ -38,6 +38,10 @@ from persistq.model import Job
 
 #: After SIGTERM, how long a child may take to exit before it gets SIGKILL.
 KILL_GRACE_SECONDS = 1.0
+#: How long a child whose pipe closed may take to be reported gone: its exit code or signal
+#: is what the crash detail says, and a loaded machine's fork server reports it late (1 s
+#: was once too short in CI). Past it the child, alive with its pipe closed, is killed.
+EXIT_WAIT_SECONDS = 10.0
 #: ``forkserver``: safe with the worker's threads (see the module docstring).
 START_METHOD = "forkserver"
 
@@ -181,7 +185,14 @@ class Child:
                 )
 
     def _crashed(self) -> Outcome:
-        self.process.join(KILL_GRACE_SECONDS)
+        """The pipe to the child is gone (or the child is): how the child ended."""
+        self.process.join(EXIT_WAIT_SECONDS)
+        if self.process.is_alive():  # its pipe closed, yet it lives on: of no use any more
+            self.kill()
+            return Outcome(
+                crashed=f"child {self.pid} lost its pipe and had not exited after "
+                f"{EXIT_WAIT_SECONDS:g} s: killed"
+            )
         return Outcome(crashed=f"child {self.pid} {describe_exit(self.process.exitcode)}")
 
     def kill(self) -> None:
