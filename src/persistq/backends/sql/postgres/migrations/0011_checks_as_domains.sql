@@ -3,9 +3,11 @@
 -- table's CHECK constraints as text, and every statement that writes a row of it (each
 -- enqueue, claim and completion) parses all of them back and plans them before it checks
 -- one: in S4 (2 producers + 4 consumers) ExecConstraints was 9 % of the server's CPU, and a
--- job's three statements spent about 35 us of server CPU on it (persistq schema with and
--- without, alternating). A domain's constraint is parsed once per connection (the type
--- cache), and checked only where a statement sets a column of that domain.
+-- job's three statements spent about 45 us of server CPU on it (persistq schemas with the
+-- CHECKs, with none and with these domains, alternating: 385, 340 and 350 us). A domain's
+-- constraint is parsed once per connection (the type cache), and checked only where a
+-- statement sets a column of that domain. The CHECKs of events and queues stay: those rows
+-- are written off the happy path.
 --
 -- Without rewriting the table: the columns first become domains without constraints, of
 -- the same type underneath (so no row is rewritten, and every index keeps its storage but
