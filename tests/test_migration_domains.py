@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 import persistq
+from migration_support import postgres_at_version
 from persistq import State
-from persistq.backends.postgres import parse_postgres_url
 from persistq.backends.sql import migrations
 
 DOMAINS = 11
@@ -25,17 +25,9 @@ DOMAINS = 11
 
 @pytest.fixture
 def db(pg_url: str) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
-    """``pg_url``'s schema at version 10, one job per state (three of each), and a
+    """``pg_url``'s schema at version 10, three jobs in every state, and a
     connection on it."""
-    server, schema = parse_postgres_url(pg_url)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-        conn.execute(f'SET search_path TO "{schema}"')
-        conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
-        for migration in migrations("postgres"):
-            if migration.version < DOMAINS:
-                conn.execute(migration.sql)
-                conn.execute("INSERT INTO schema_version VALUES (%s)", (migration.version,))
+    with postgres_at_version(pg_url, DOMAINS - 1) as conn:
         conn.execute("INSERT INTO queues (name, paused, created_at) VALUES ('q', false, now())")
         for n, status in enumerate([str(s) for s in State] * 3, start=1):
             conn.execute(

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import persistq
-from migration_support import sqlite_at_version
+from migration_support import postgres_at_version, sqlite_at_version
 from persistq import ManualClock, Queue, State
 from persistq.backends import open_backend
-from persistq.backends.sql import migrations
 from persistq.config import Settings
 
 LEAN = {"sqlite": 8, "postgres": 9}
@@ -31,23 +30,11 @@ class OldRelease:
         self.now = now
         self.p = "?" if self.dialect == "sqlite" else "%s"
         self.t = "?" if self.dialect == "sqlite" else "to_timestamp(%s)"
-        previous = [m for m in migrations(self.dialect) if m.version < LEAN[self.dialect]]
         if self.dialect == "sqlite":
             path = Path(url.removeprefix("sqlite:///"))
             self.db: Any = sqlite_at_version(path, LEAN["sqlite"] - 1)
             return
-        import psycopg
-
-        from persistq.backends.postgres import parse_postgres_url
-
-        server, schema = parse_postgres_url(url)
-        self.db = psycopg.connect(server, autocommit=True)
-        self.db.execute(f'CREATE SCHEMA "{schema}"')
-        self.db.execute(f'SET search_path TO "{schema}"')
-        self.db.execute("CREATE TABLE schema_version (version integer NOT NULL)")
-        for migration in previous:
-            self.db.execute(migration.sql)
-            self.db.execute("INSERT INTO schema_version VALUES (%s)", (migration.version,))
+        self.db = postgres_at_version(url, LEAN["postgres"] - 1)
 
     def sql(self, statement: str, *args: Any) -> list[Any]:
         cur = self.db.execute(statement.format(p=self.p, t=self.t), args)

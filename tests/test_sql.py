@@ -15,6 +15,7 @@ import pytest
 
 import persistq
 from group_support import one_group
+from migration_support import postgres_at_version
 from persistq import (
     JobFilter,
     LeaseLost,
@@ -279,18 +280,7 @@ def _build_before_fence(url: str, now: float) -> None:
         db.commit()
         db.close()
         return
-    import psycopg
-
-    from persistq.backends.postgres import parse_postgres_url
-
-    server, schema = parse_postgres_url(url)
-    with psycopg.connect(server, autocommit=True) as db:
-        db.execute(f'CREATE SCHEMA "{schema}"')
-        db.execute(f'SET search_path TO "{schema}"')
-        db.execute("CREATE TABLE schema_version (version integer NOT NULL)")
-        for migration in previous:
-            db.execute(migration.sql)
-            db.execute("INSERT INTO schema_version VALUES (%s)", (migration.version,))
+    with postgres_at_version(url, _migration_version(dialect, "fence") - 1) as db:
         t = "to_timestamp(%s)"
         for n in range(len(OLD_JOBS)):
             db.execute(insert_job.format(p="%s", t=t), rows(n))

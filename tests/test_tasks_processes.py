@@ -71,11 +71,12 @@ def test_a_rolling_deploy_releases_unknown_tasks_until_a_worker_that_has_them_ru
             time.sleep(0.05)
         for job in jobs:
             held = q.get(job.id)
+            events = q.events(job.id)
             # A failure says the job's whole story (it failed once in a full local run and
-            # in none of seven reruns, some under load: the next one must be readable).
-            story = f"{held!r}\n{q.events(job.id)!r}\n{old.log()}"
+            # in none of ten reruns, some under load: the next one must be readable).
+            story = f"{held!r}\n{events!r}\n{old.log()}"
             assert held.status in (State.PENDING, State.PROCESSING), story
-            released = [e for e in q.events(job.id) if e.kind == "released"]
+            released = [e for e in events if e.kind == "released"]
             assert released[0].detail is not None, story
             assert "unknown task deploy.greet" in released[0].detail, story
             assert q.get(job.id).status != State.FAILED, story
